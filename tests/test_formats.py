@@ -1,0 +1,362 @@
+"""Readers of real dataset layouts, on tiny fixtures written in those layouts into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from workbench.data.formats import KarpathyCaptions, NLVR2Dataset, SNLIVEDataset, VQAv2Dataset
+
+
+def _image(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 128).save(path)
+    return path
+
+
+def _json(path: Path, obj: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _path_in(path: Path) -> str:
+    return re.escape(str(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# VQAv2
+
+
+def _ann(qid: int, image_id: int, answer_type: str, mca: str, answers: list[str]) -> dict:
+    assert len(answers) == 10
+    return {
+        "question_id": qid,
+        "image_id": image_id,
+        "question_type": "what",
+        "answer_type": answer_type,
+        "multiple_choice_answer": mca,
+        "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k, a in enumerate(answers)],
+    }
+
+
+@pytest.fixture
+def vqa_root(tmp_path: Path) -> Path:
+    questions = [
+        {"image_id": 1, "question": "how many dogs?", "question_id": 10},
+        {"image_id": 1, "question": "is it sunny?", "question_id": 11},
+        {"image_id": 2, "question": "is it a cat?", "question_id": 20},
+        {"image_id": 2, "question": "what colour is the car?", "question_id": 21},
+    ]
+    annotations = [
+        _ann(10, 1, "number", "2", ["2"] * 4 + ["3"] + ["two"] * 5),
+        _ann(11, 1, "yes/no", "yes", ["yes"] * 10),
+        _ann(20, 2, "yes/no", "yes", ["no"] * 3 + ["yes"] * 7),
+        _ann(21, 2, "other", "blue", ["red"] * 2 + ["blue"] * 8),
+    ]
+    _json(tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json", {"questions": questions})
+    _json(tmp_path / "v2_mscoco_val2014_annotations.json", {"annotations": annotations})
+    _image(tmp_path / "val2014" / "COCO_val2014_000000000001.jpg", (20, 10))
+    _image(tmp_path / "val2014" / "COCO_val2014_000000000002.jpg", (12, 8), mode="L")
+    return tmp_path
+
+
+def test_vqav2_default_vocabulary_is_top_answers_by_count_then_alphabet(vqa_root: Path) -> None:
+    ds = VQAv2Dataset(vqa_root, "val")
+    assert ds.labels == ("yes", "2", "blue")  # yes x2; "2" and "blue" x1, alphabetical
+    assert len(ds) == 4 and ds.skipped == 0
+    assert [ds[i].text for i in range(4)] == [
+        "how many dogs?",
+        "is it sunny?",
+        "is it a cat?",
+        "what colour is the car?",
+    ]
+    assert [ds[i].label for i in range(4)] == [1, 0, 0, 2]
+    assert [ds[i].qtype for i in range(4)] == ["number", "yes/no", "yes/no", "other"]
+    assert set(ds.qtypes) == {"yes/no", "number", "other"}
+    assert ds[0].meta["question_id"] == 10 and ds[3].meta["question_id"] == 21
+    assert ds[0].meta["soft_labels"] == {1: 1.0}  # 4 of 10 said "2"; "3" and "two" are not in the vocabulary
+    assert ds[2].meta["soft_labels"] == {0: 1.0}  # "no" is not in the vocabulary
+    assert ds[3].meta["soft_labels"] == {2: 1.0}
+
+
+def test_vqav2_images_are_rgb_and_lazy(vqa_root: Path) -> None:
+    ds = VQAv2Dataset(vqa_root, "val")
+    (vqa_root / "val2014" / "COCO_val2014_000000000002.jpg").unlink()  # not read until accessed
+    ex = ds[0]
+    assert len(ex.images) == 1 and ex.images[0].size == (20, 10) and ex.images[0].mode == "RGB"
+    with pytest.raises(FileNotFoundError, match=_path_in(vqa_root / "val2014" / "COCO_val2014_000000000002.jpg")):
+        ds[2]
+
+
+def test_vqav2_soft_scores_with_given_answers(vqa_root: Path) -> None:
+    ds = VQAv2Dataset(vqa_root, "val", answers=["yes", "2", "3", "no"])
+    assert ds.labels == ("yes", "2", "3", "no")
+    soft = ds[0].meta["soft_labels"]
+    assert soft[1] == 1.0  # 4 of 10 said "2": min(1, 4 / 3)
+    assert soft[2] == pytest.approx(1 / 3)  # 1 of 10 said "3"
+    assert set(soft) == {1, 2}
+    assert ds[0].label == 1
+    # 7 "yes" and 3 "no" both score 1.0: the tie goes to the more frequent answer, "yes".
+    assert ds[2].meta["soft_labels"] == {0: 1.0, 3: 1.0} and ds[2].label == 0
+    # "red" / "blue" are out of the vocabulary: that question is skipped.
+    assert len(ds) == 3 and ds.skipped == 1
+    assert [ds[i].meta["question_id"] for i in range(3)] == [10, 11, 20]
+
+
+def test_vqav2_label_is_highest_score(vqa_root: Path) -> None:
+    ds = VQAv2Dataset(vqa_root, "val", answers=["3", "red", "blue"])
+    assert ds[0].label == 0 and ds[0].meta["soft_labels"] == {0: pytest.approx(1 / 3)}
+    assert ds[1].meta["soft_labels"] == {1: pytest.approx(2 / 3), 2: 1.0} and ds[1].label == 2
+
+
+def test_vqav2_top_k_truncates(vqa_root: Path) -> None:
+    ds = VQAv2Dataset(vqa_root, "val", top_k=2)
+    assert ds.labels == ("yes", "2")
+    assert len(ds) == 3 and ds.skipped == 1
+
+
+def test_vqav2_missing_file(tmp_path: Path) -> None:
+    expected = tmp_path / "v2_OpenEnded_mscoco_train2014_questions.json"
+    with pytest.raises(FileNotFoundError, match=_path_in(expected)) as e:
+        VQAv2Dataset(tmp_path, "train")
+    assert "VQAv2" in str(e.value)
+
+
+def test_vqav2_bad_json(vqa_root: Path) -> None:
+    path = vqa_root / "v2_mscoco_val2014_annotations.json"
+    path.write_text(path.read_text()[:-5])
+    with pytest.raises(ValueError, match=_path_in(path)):
+        VQAv2Dataset(vqa_root, "val")
+
+
+def test_vqav2_missing_field(vqa_root: Path) -> None:
+    path = vqa_root / "v2_mscoco_val2014_annotations.json"
+    data = json.loads(path.read_text())
+    del data["annotations"][1]["answer_type"]
+    _json(path, data)
+    with pytest.raises(ValueError, match=_path_in(path)):
+        VQAv2Dataset(vqa_root, "val")
+
+
+def test_vqav2_corrupt_image(vqa_root: Path) -> None:
+    path = vqa_root / "val2014" / "COCO_val2014_000000000001.jpg"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError, match=_path_in(path)):
+        VQAv2Dataset(vqa_root, "val")[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# SNLI-VE
+
+
+@pytest.fixture
+def snli_root(tmp_path: Path) -> Path:
+    rows = [
+        {"Flickr30K_ID": "100", "sentence2": "A dog runs.", "gold_label": "entailment", "pairID": "100.jpg#0r1e"},
+        {"Flickr30K_ID": "100", "sentence2": "A dog sleeps.", "gold_label": "neutral", "pairID": "100.jpg#0r1n"},
+        {"Flickr30K_ID": "200", "sentence2": "Nobody agrees.", "gold_label": "-", "pairID": "200.jpg#0r1x"},
+        {"Flickr30K_ID": "200", "sentence2": "A cat flies.", "gold_label": "contradiction", "pairID": "200.jpg#0r1c"},
+    ]
+    _jsonl(tmp_path / "snli_ve_dev.jsonl", rows)
+    _image(tmp_path / "flickr30k_images" / "100.jpg", (16, 9))
+    _image(tmp_path / "flickr30k_images" / "200.jpg", (7, 5), mode="L")
+    return tmp_path
+
+
+def test_snli_ve(snli_root: Path) -> None:
+    ds = SNLIVEDataset(snli_root, "dev")
+    assert ds.labels == ("entailment", "neutral", "contradiction") and ds.qtypes == ("ve",)
+    assert len(ds) == 3  # the "-" row is skipped
+    exs = [ds[i] for i in range(3)]
+    assert [e.text for e in exs] == ["A dog runs.", "A dog sleeps.", "A cat flies."]
+    assert [e.label for e in exs] == [0, 1, 2]
+    assert {e.qtype for e in exs} == {"ve"}
+    assert [e.images[0].size for e in exs] == [(16, 9), (16, 9), (7, 5)]
+    assert all(len(e.images) == 1 and e.images[0].mode == "RGB" for e in exs)
+    assert exs[2].meta["pair_id"] == "200.jpg#0r1c"
+
+
+def test_snli_ve_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=_path_in(tmp_path / "snli_ve_test.jsonl")) as e:
+        SNLIVEDataset(tmp_path, "test")
+    assert "SNLI-VE" in str(e.value)
+
+
+def test_snli_ve_bad_json_line(snli_root: Path) -> None:
+    path = snli_root / "snli_ve_dev.jsonl"
+    path.write_text(path.read_text() + '{"Flickr30K_ID": "3",\n')
+    with pytest.raises(ValueError, match=rf"line 5 of {_path_in(path)}"):
+        SNLIVEDataset(snli_root, "dev")
+
+
+def test_snli_ve_corrupt_image(snli_root: Path) -> None:
+    path = snli_root / "flickr30k_images" / "200.jpg"
+    path.write_bytes(b"not a jpeg")
+    ds = SNLIVEDataset(snli_root, "dev")
+    assert ds[0].images[0].size == (16, 9)
+    with pytest.raises(ValueError, match=_path_in(path)):
+        ds[2]
+
+
+# ----------------------------------------------------------------------------------------------
+# NLVR2
+
+
+def _nlvr_rows(split: str, directory: bool) -> list[dict]:
+    rows = [
+        {"identifier": f"{split}-850-0-0", "sentence": "Both images show dogs.", "label": "True"},
+        {"identifier": f"{split}-850-0-1", "sentence": "One image shows a cat.", "label": "False"},
+        {"identifier": f"{split}-12-3-2", "sentence": "There are two birds.", "label": "False"},
+    ]
+    if directory:
+        for r, d in zip(rows, (7, 7, 12)):
+            r["directory"] = d
+    return rows
+
+
+# Each release layout, as (split, has "directory" field, folder of pair 850-0 relative to root).
+LAYOUTS = [
+    ("train", True, "images/train/7"),
+    ("train", True, "images/train"),
+    ("dev", False, "images/dev"),
+    ("train", True, "train/7"),
+    ("test1", False, "test1"),
+]
+
+
+@pytest.mark.parametrize(("split", "directory", "folder"), LAYOUTS)
+def test_nlvr2_layouts(tmp_path: Path, split: str, directory: bool, folder: str) -> None:
+    _jsonl(tmp_path / f"{split}.json", _nlvr_rows(split, directory))
+    for prefix, sub in ((f"{split}-850-0", folder), (f"{split}-12-3", folder.replace("/7", "/12"))):
+        _image(tmp_path / sub / f"{prefix}-img0.png", (10, 5))
+        _image(tmp_path / sub / f"{prefix}-img1.png", (6, 9), mode="RGBA")
+    ds = NLVR2Dataset(tmp_path, split)
+    assert ds.labels == ("false", "true") and ds.qtypes == ("nlvr",)
+    assert len(ds) == 3
+    exs = [ds[i] for i in range(3)]
+    assert [e.text for e in exs] == ["Both images show dogs.", "One image shows a cat.", "There are two birds."]
+    assert [e.label for e in exs] == [1, 0, 0]
+    assert {e.qtype for e in exs} == {"nlvr"}
+    for e in exs:
+        assert [im.size for im in e.images] == [(10, 5), (6, 9)]  # left, right
+        assert [im.mode for im in e.images] == ["RGB", "RGB"]
+    assert exs[2].meta["identifier"] == f"{split}-12-3-2"
+
+
+def test_nlvr2_first_candidate_wins(tmp_path: Path) -> None:
+    _jsonl(tmp_path / "train.json", _nlvr_rows("train", True)[:1])
+    for folder, size in (("train", (3, 3)), ("images/train", (4, 4)), ("images/train/7", (5, 5))):
+        _image(tmp_path / folder / "train-850-0-img0.png", size)
+        _image(tmp_path / folder / "train-850-0-img1.png", size)
+    assert [im.size for im in NLVR2Dataset(tmp_path, "train")[0].images] == [(5, 5), (5, 5)]
+
+
+def test_nlvr2_missing_image_lists_candidates(tmp_path: Path) -> None:
+    _jsonl(tmp_path / "train.json", _nlvr_rows("train", True))
+    ds = NLVR2Dataset(tmp_path, "train")
+    with pytest.raises(FileNotFoundError) as e:
+        ds[0]
+    for folder in ("images/train/7", "images/train", "train/7", "train"):
+        assert str(tmp_path / folder / "train-850-0-img0.png") in str(e.value)
+
+
+def test_nlvr2_missing_file_and_bad_label(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=_path_in(tmp_path / "dev.json")):
+        NLVR2Dataset(tmp_path, "dev")
+    rows = _nlvr_rows("dev", False)
+    rows[1]["label"] = "maybe"
+    path = _jsonl(tmp_path / "dev.json", rows)
+    with pytest.raises(ValueError, match=_path_in(path)):
+        NLVR2Dataset(tmp_path, "dev")
+
+
+def test_nlvr2_corrupt_image(tmp_path: Path) -> None:
+    _jsonl(tmp_path / "dev.json", _nlvr_rows("dev", False))
+    _image(tmp_path / "dev" / "dev-850-0-img0.png", (4, 4))
+    bad = tmp_path / "dev" / "dev-850-0-img1.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(ValueError, match=_path_in(bad)):
+        NLVR2Dataset(tmp_path, "dev")[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# COCO Karpathy captions
+
+
+def _coco_image(imgid: int, split: str, folder: str, captions: list[str]) -> dict:
+    return {
+        "filepath": folder,
+        "filename": f"COCO_{folder}_{imgid:012d}.jpg",
+        "split": split,
+        "imgid": imgid,
+        "sentences": [{"raw": c, "tokens": c.lower().strip(" .").split()} for c in captions],
+    }
+
+
+@pytest.fixture
+def karpathy_root(tmp_path: Path) -> Path:
+    images = [
+        _coco_image(0, "train", "train2014", ["A man rides a horse.", "A horse and its rider. "]),
+        _coco_image(1, "val", "val2014", ["A bowl of fruit."]),
+        _coco_image(2, "restval", "val2014", ["Two cats on a sofa."]),
+        _coco_image(3, "test", "val2014", ["A red bus.", "A bus in the street.", "A double-decker."]),
+    ]
+    _json(tmp_path / "dataset_coco.json", {"images": images, "dataset": "coco"})
+    for img, size in zip(images, ((8, 6), (9, 7), (10, 8), (11, 9))):
+        _image(tmp_path / img["filepath"] / img["filename"], size)
+    return tmp_path
+
+
+def test_karpathy_train_includes_restval_and_shares_labels(karpathy_root: Path) -> None:
+    ds = KarpathyCaptions(karpathy_root, "train")
+    assert ds.image_count == 2 and len(ds) == 3
+    exs = [ds[i] for i in range(3)]
+    assert [e.text for e in exs] == ["A man rides a horse.", "A horse and its rider.", "Two cats on a sofa."]
+    assert [e.label for e in exs] == [0, 0, 1]
+    assert {e.qtype for e in exs} == {"caption"} and ds.qtypes == ("caption",)
+    assert [e.images[0].size for e in exs] == [(8, 6), (8, 6), (10, 8)]
+    assert exs[2].meta["imgid"] == 2
+    assert ds.image(1).size == (10, 8) and ds.image(1).mode == "RGB"
+
+
+def test_karpathy_val_and_test(karpathy_root: Path) -> None:
+    val, test = KarpathyCaptions(karpathy_root, "val"), KarpathyCaptions(karpathy_root, "test")
+    assert (val.image_count, len(val), val[0].text, val[0].label) == (1, 1, "A bowl of fruit.", 0)
+    assert (test.image_count, len(test)) == (1, 3)
+    assert [test[i].label for i in range(3)] == [0, 0, 0]
+    assert test[2].images[0].size == (11, 9)
+
+
+def test_karpathy_images_root(karpathy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("coco")
+    _image(elsewhere / "val2014" / "COCO_val2014_000000000001.jpg", (5, 5))
+    ds = KarpathyCaptions(karpathy_root, "val", images_root=elsewhere)
+    assert ds[0].images[0].size == (5, 5)
+
+
+def test_karpathy_errors(karpathy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    with pytest.raises(ValueError, match="restval"):
+        KarpathyCaptions(karpathy_root, "restval")
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(FileNotFoundError, match=_path_in(empty / "dataset_coco.json")):
+        KarpathyCaptions(empty, "train")
+    bad = karpathy_root / "val2014" / "COCO_val2014_000000000002.jpg"
+    bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])  # truncated JPEG
+    ds = KarpathyCaptions(karpathy_root, "train")
+    with pytest.raises(ValueError, match=_path_in(bad)):
+        ds.image(1)
+    path = karpathy_root / "dataset_coco.json"
+    path.write_text("{images: []}")
+    with pytest.raises(ValueError, match=_path_in(path)):
+        KarpathyCaptions(karpathy_root, "train")

@@ -1,0 +1,165 @@
+"""`workbench` command line: one subcommand per stage, each with `--help`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+# The shipped defaults: dataset -> (model, out folder, training settings). `workbench rebuild`
+# retrains them all; each line is also the documented command for one checkpoint.
+DEFAULTS = {
+    "easy-vqa": dict(model="fusion", epochs=3, lr=5e-4, test_size=None),
+    "shapes-vqa": dict(model="fusion", epochs=1, train_size=400_000, lr=5e-4, test_size=3000),
+    "shapes-ve": dict(model="fusion", epochs=1, train_size=200_000, lr=5e-4, test_size=3000),
+}
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="shapes-vqa",
+                   choices=["easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr"], help="training data")
+    p.add_argument("--out", required=True, help="run folder: state/, metrics.jsonl, model/ (the final checkpoint)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--train-size", type=int, default=None,
+                   help="examples per epoch (shapes: distinct generated scenes; default 120000)")
+    p.add_argument("--val-size", type=int, default=2000)
+    p.add_argument("--test-size", type=int, default=None, help="test examples for the final metrics (default: all)")
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size (split across processes)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
+    p.add_argument("--hidden-size", type=int, default=None)
+    p.add_argument("--num-layers", type=int, default=None)
+    p.add_argument("--num-heads", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+def _train_config(args, model: str):
+    from workbench.train import TrainConfig
+
+    size = {k: v for k, v in (("hidden_size", args.hidden_size), ("num_layers", args.num_layers),
+                              ("num_heads", args.num_heads)) if v is not None}
+    return TrainConfig(model=model, dataset=args.dataset, out=args.out, epochs=args.epochs,
+                       train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
+                       batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
+                       save_every=args.save_every, max_steps=args.max_steps, size=size)
+
+
+def cmd_train(args) -> None:
+    from workbench.train import train
+
+    train(_train_config(args, args.model), resume=args.resume, progress=not args.no_progress)
+
+
+def cmd_eval(args) -> None:
+    from workbench.data import Collator, load_dataset
+    from workbench.evaluate import evaluate, format_metrics, write_metrics
+    from workbench.models.io import load_checkpoint
+
+    ck = load_checkpoint(args.checkpoint, device=args.device)
+    dataset = args.dataset or ck.meta.get("dataset")
+    if dataset is None:
+        raise WorkbenchError("this checkpoint does not say which dataset it was trained on: pass --dataset")
+    data = load_dataset(dataset, args.split, args.size)
+    metrics = evaluate(ck.model, data, Collator(ck.tokenizer, ck.image_size), progress=True)
+    metrics.update({"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split})
+    print(format_metrics(metrics))
+    out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval-{dataset}-{args.split}.json"
+    write_metrics(metrics, out)
+    print(f"wrote {out}")
+
+
+def cmd_ask(args) -> None:
+    from workbench.api import ask, load_model
+
+    model = load_model(args.checkpoint)
+    answer = ask(model, args.image, args.question, top_k=args.top_k)
+    print(json.dumps(answer, indent=2))
+
+
+def cmd_rebuild(args) -> None:
+    from workbench.train import TrainConfig, train
+
+    names = args.only or list(DEFAULTS)
+    for name in names:
+        settings = DEFAULTS[name]
+        out = Path(args.runs) / f"{name}-teacher"
+        cfg = TrainConfig(dataset=name, out=str(out), **settings)
+        print(f"== training the {name} teacher into {out}")
+        train(cfg, resume=args.resume, progress=not args.no_progress)
+        ship(out / "model", Path(args.assets) / f"{name}-teacher")
+
+
+def ship(model_dir: Path, dest: Path) -> None:
+    """Copy a trained checkpoint folder into assets/ (replacing the old one)."""
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(model_dir, dest)
+    print(f"shipped {dest}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Cross-modal knowledge distillation workbench: train a fusion (ViLT) teacher, distill it "
+                    "into a dual-encoder student, evaluate, and ask questions.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a fusion teacher or a dual student on hard labels",
+                       description="Train a model on hard labels with accelerate (runs under `accelerate launch` "
+                                   "too). Writes OUT/metrics.jsonl, an atomic checkpoint OUT/state each epoch, and "
+                                   "the final checkpoint OUT/model.")
+    p.add_argument("--model", default="fusion", choices=["fusion", "dual"], help="fusion teacher or dual student")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy overall and per question type of a checkpoint",
+                       description="Evaluate a checkpoint folder on a split; prints and writes JSON.")
+    p.add_argument("checkpoint", help="checkpoint folder (ours, or a Hugging Face ViLT folder with --dataset)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the one the checkpoint was trained on)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "compositional"])
+    p.add_argument("--size", type=int, default=None, help="number of examples (default: the whole split)")
+    p.add_argument("--out", default=None, help="JSON file (default: CHECKPOINT/eval-DATASET-SPLIT.json)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("ask", help="ask a checkpoint a question about an image",
+                       description="Answer a question (VQA) or judge a hypothesis (entailment) about one image.")
+    p.add_argument("checkpoint", help="checkpoint folder")
+    p.add_argument("image", help="image file (any size, mode; it is converted to RGB and resized)")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("rebuild", help="retrain the shipped default checkpoints into assets/",
+                       description="Retrain the shipped teachers (" + ", ".join(DEFAULTS) + ") with their "
+                                   "recorded settings and copy them into ASSETS.")
+    p.add_argument("--only", nargs="*", choices=list(DEFAULTS), help="rebuild only these")
+    p.add_argument("--runs", default="runs", help="where the training runs go")
+    p.add_argument("--assets", default="assets")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_rebuild)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (WorkbenchError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

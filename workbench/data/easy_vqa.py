@@ -1,0 +1,56 @@
+"""easy-VQA (PyPI package `easy-vqa`, MIT): 64x64 images of one shape, 13 answers.
+
+The package ships a train and a test split; we carve a validation split off the end of train
+(by image id, so no image is in both).
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from workbench.data.shapes import Example
+
+QTYPES = ("shape", "colour", "yes/no")
+
+
+def _qtype(answer: str, shapes: set[str]) -> str:
+    if answer in ("yes", "no"):
+        return "yes/no"
+    return "shape" if answer in shapes else "colour"
+
+
+class EasyVQADataset:
+    """Map-style dataset of `Example`s over the easy-VQA package's files."""
+
+    def __init__(self, split: str, size: int | None = None, val_fraction: float = 0.1):
+        import easy_vqa
+
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"easy-VQA has splits train / val / test, not {split!r}")
+        self.labels: tuple[str, ...] = tuple(easy_vqa.get_answers())
+        self.qtypes = QTYPES
+        if split == "test":
+            qs, answers, ids = easy_vqa.get_test_questions()
+            paths = easy_vqa.get_test_image_paths()
+        else:
+            qs, answers, ids = easy_vqa.get_train_questions()
+            paths = easy_vqa.get_train_image_paths()
+            cut = int(len(paths) * (1 - val_fraction))
+            keep = (lambda i: i >= cut) if split == "val" else (lambda i: i < cut)
+            qs, answers, ids = zip(*[(q, a, i) for q, a, i in zip(qs, answers, ids) if keep(i)])
+        shapes = {"circle", "rectangle", "triangle"}
+        self.items = [(q, self.labels.index(a), i, _qtype(a, shapes)) for q, a, i in zip(qs, answers, ids)]
+        if size is not None:
+            self.items = self.items[:size]
+        self.paths = paths
+        self._cache: dict[int, Image.Image] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Example:
+        q, label, image_id, qtype = self.items[i]
+        if image_id not in self._cache:
+            with Image.open(self.paths[image_id]) as im:
+                self._cache[image_id] = im.convert("RGB")
+        return Example([self._cache[image_id]], q, label, qtype, {"image_id": image_id})

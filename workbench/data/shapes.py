@@ -1,0 +1,413 @@
+"""The `shapes` scene generator and its four tasks (vqa, ve, nlvr, retrieval).
+
+Scenes are deterministic functions of (split, index, seed). Objects sit on a G x G grid whose
+cells coincide with the model's image patches (64 px image, 4 x 4 grid, 16 px patches by
+default): one object per patch makes training fast and attention maps crisp (DESIGN.md §3).
+
+Within a scene every object has a distinct (colour, shape) pair, so "the red circle" always
+names at most one object. Every answer is computed from the scene graph (`Scene.objects`), and
+the tests recompute them independently.
+
+Splits are disjoint by seed: each split draws its scenes from its own random stream. The
+`compositional` split holds out some (colour, shape) combinations: the train / val / test
+scenes never contain them, every compositional scene contains at least one and its questions
+mention it (the domain shift of MAD's protocol).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from PIL import Image, ImageDraw
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 200, 30),
+    "purple": (150, 60, 190),
+}
+SHAPES = ("circle", "square", "triangle")
+SIZES = ("small", "large")
+# Held out of train/val/test scenes; the compositional split is made of them.
+HELD_OUT = (("red", "circle"), ("blue", "triangle"), ("green", "square"), ("yellow", "circle"))
+SPLITS = ("train", "val", "test", "compositional")
+_SPLIT_SALT = {"train": 1, "val": 2, "test": 3, "compositional": 4}
+NUMBER_WORDS = ("0", "1", "2", "3", "4", "5", "6")
+
+VQA_TYPES = ("attribute", "existence", "counting", "position", "relation", "comparison")
+VQA_ANSWERS = (*COLOURS, *SHAPES, *SIZES, "yes", "no", *NUMBER_WORDS)
+VE_LABELS = ("entailment", "neutral", "contradiction")
+NLVR_LABELS = ("false", "true")
+OCCLUDER_RGB = (90, 90, 90)
+
+
+@dataclass(frozen=True)
+class Obj:
+    shape: str
+    colour: str
+    size: str
+    row: int
+    col: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.colour} {self.shape}"
+
+
+@dataclass
+class Scene:
+    objects: list[Obj]
+    grid: int = 4
+    occluder: tuple[int, int] | None = None  # (row, col) of an opaque cloth, or None
+    seed: int = 0
+
+    def find(self, colour: str, shape: str) -> Obj | None:
+        return next((o for o in self.objects if o.colour == colour and o.shape == shape), None)
+
+    def count(self, colour: str | None = None, shape: str | None = None) -> int:
+        return sum(
+            1
+            for o in self.objects
+            if (colour is None or o.colour == colour) and (shape is None or o.shape == shape)
+        )
+
+
+@dataclass
+class Example:
+    """One task example in the shared format (see `workbench.data.collate`)."""
+
+    images: list[Image.Image]
+    text: str
+    label: int
+    qtype: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    image_size: int = 64
+    grid: int = 4
+    min_objects: int = 2
+    max_objects: int = 6
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# scenes and rendering
+
+
+def _rng(split: str, index: int, seed: int, salt: int = 0) -> random.Random:
+    if split not in _SPLIT_SALT:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    # Disjoint streams per split: the split name is part of the (string) seed, hashed by SHA-512.
+    return random.Random(f"shapes/{seed}/{split}/{index}/{salt}")
+
+
+def make_scene(split: str, index: int, cfg: ShapesConfig = ShapesConfig(), occluder: bool = False) -> Scene:
+    """Scene number `index` of `split`: deterministic in (split, index, cfg.seed)."""
+    rng = _rng(split, index, cfg.seed)
+    n = rng.randint(cfg.min_objects, cfg.max_objects)
+    allowed = [(c, s) for c in COLOURS for s in SHAPES]
+    if split == "compositional":
+        forced = [rng.choice(HELD_OUT)]
+        pool = [p for p in allowed if p not in forced]
+    else:
+        forced = []
+        pool = [p for p in allowed if p not in HELD_OUT]
+    pairs = forced + rng.sample(pool, n - len(forced))
+    cells = rng.sample([(r, c) for r in range(cfg.grid) for c in range(cfg.grid)], n + 1)
+    objects = [
+        Obj(shape=s, colour=c, size=rng.choice(SIZES), row=r, col=k)
+        for (c, s), (r, k) in zip(pairs, cells)
+    ]
+    objects.sort(key=lambda o: (o.row, o.col))
+    return Scene(objects=objects, grid=cfg.grid, occluder=cells[n] if occluder else None, seed=index)
+
+
+def render(scene: Scene, image_size: int = 64) -> Image.Image:
+    """Draw the scene: white background, one object centred in each occupied cell."""
+    img = Image.new("RGB", (image_size, image_size), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    cell = image_size / scene.grid
+    for o in scene.objects:
+        half = cell * (0.42 if o.size == "large" else 0.24)
+        cx, cy = (o.col + 0.5) * cell, (o.row + 0.5) * cell
+        box = (cx - half, cy - half, cx + half, cy + half)
+        rgb = COLOURS[o.colour]
+        if o.shape == "circle":
+            draw.ellipse(box, fill=rgb)
+        elif o.shape == "square":
+            draw.rectangle(box, fill=rgb)
+        else:
+            draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=rgb)
+    if scene.occluder is not None:
+        r, c = scene.occluder
+        box = (c * cell, r * cell, (c + 1) * cell - 1, (r + 1) * cell - 1)
+        draw.rectangle(box, fill=OCCLUDER_RGB)
+        # A hatch marks it as a cloth, not a grey object.
+        draw.line((box[0], box[1], box[2], box[3]), fill=(200, 200, 200), width=1)
+        draw.line((box[0], box[3], box[2], box[1]), fill=(200, 200, 200), width=1)
+    return img
+
+
+# ----------------------------------------------------------------------------------------------
+# VQA
+
+
+def _yes(b: bool) -> str:
+    return "yes" if b else "no"
+
+
+def _absent_pair(scene: Scene, rng: random.Random, allowed: list[tuple[str, str]]) -> tuple[str, str]:
+    present = {(o.colour, o.shape) for o in scene.objects}
+    choices = [p for p in allowed if p not in present]
+    return rng.choice(choices)
+
+
+def _relation_question(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
+    pairs = [(a, b) for a in scene.objects for b in scene.objects if a is not b]
+    rng.shuffle(pairs)
+    for a, b in pairs:
+        axis = rng.choice(("horizontal", "vertical"))
+        if axis == "horizontal" and a.col != b.col:
+            word = rng.choice(("left of", "right of"))
+            truth = a.col < b.col if word == "left of" else a.col > b.col
+        elif axis == "vertical" and a.row != b.row:
+            word = rng.choice(("above", "below"))
+            truth = a.row < b.row if word == "above" else a.row > b.row
+        else:
+            continue
+        return f"is the {a.name} {word} the {b.name}?", _yes(truth)
+    return None
+
+
+def vqa_question(scene: Scene, qtype: str, rng: random.Random, focus: tuple[str, str] | None = None) -> tuple[str, str]:
+    """One (question, answer) of `qtype` about `scene`; answers come from the scene graph.
+
+    `focus` (a (colour, shape) pair in the scene) makes the question mention that object when the
+    type allows it; the compositional split uses it to ask about held-out combinations.
+    """
+    objs = scene.objects
+    target = scene.find(*focus) if focus else rng.choice(objs)
+    if qtype == "attribute":
+        kind = rng.choice(("size", "colour", "shape"))
+        if kind == "colour" and scene.count(shape=target.shape) == 1:
+            return f"what colour is the {target.shape}?", target.colour
+        if kind == "shape" and scene.count(colour=target.colour) == 1:
+            return f"what shape is the {target.colour} object?", target.shape
+        return f"what size is the {target.name}?", target.size
+    if qtype == "existence":
+        if focus is None and rng.random() < 0.5:
+            allowed = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT]
+            colour, shape = _absent_pair(scene, rng, allowed)
+        else:
+            colour, shape = target.colour, target.shape
+        return f"is there a {colour} {shape}?", _yes(scene.find(colour, shape) is not None)
+    if qtype == "counting":
+        kind = rng.choice(("colour", "shape", "all"))
+        if kind == "colour":
+            c = target.colour if focus or rng.random() < 0.7 else rng.choice(list(COLOURS))
+            return f"how many {c} objects are there?", str(scene.count(colour=c))
+        if kind == "shape":
+            s = target.shape if focus or rng.random() < 0.7 else rng.choice(SHAPES)
+            return f"how many {s}s are there?", str(scene.count(shape=s))
+        return "how many objects are there?", str(len(objs))
+    if qtype == "position":
+        if rng.random() < 0.5:
+            return f"which row is the {target.name} in?", str(target.row + 1)
+        return f"which column is the {target.name} in?", str(target.col + 1)
+    if qtype == "relation":
+        if focus is not None:
+            others = [o for o in objs if o is not target]
+            for other in rng.sample(others, len(others)):
+                sub = Scene(objects=[target, other], grid=scene.grid)
+                q = _relation_question(sub, rng)
+                if q is not None:
+                    return q
+        q = _relation_question(scene, rng)
+        if q is not None:
+            return q
+        return vqa_question(scene, "attribute", rng, focus)  # all objects share row and column: impossible
+    if qtype == "comparison":
+        others = [o for o in objs if o is not target]
+        other = rng.choice(others)
+        kind = rng.choice(("bigger", "same size", "more"))
+        if kind == "bigger":
+            return f"is the {target.name} bigger than the {other.name}?", _yes(
+                target.size == "large" and other.size == "small"
+            )
+        if kind == "same size":
+            return f"are the {target.name} and the {other.name} the same size?", _yes(target.size == other.size)
+        c1, c2 = target.colour, other.colour
+        if c1 == c2:
+            c2 = rng.choice([c for c in COLOURS if c != c1])
+        return f"are there more {c1} objects than {c2} objects?", _yes(scene.count(colour=c1) > scene.count(colour=c2))
+    raise ValueError(f"unknown VQA question type {qtype!r}; expected one of {VQA_TYPES}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Visual entailment: the occluder makes "neutral" principled — a hypothesis about something that
+# is not visible is undecidable exactly when it could be hidden under the cloth.
+
+
+def ve_hypothesis(scene: Scene, rng: random.Random, want: str) -> tuple[str, str, str] | None:
+    """A (hypothesis, label, type) with label `want`, or None when this scene cannot give one."""
+    hidden = 1 if scene.occluder is not None else 0
+    allowed = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT]
+    kind = rng.choice(("existence", "counting", "relation"))
+    if kind == "existence":
+        present = rng.choice(scene.objects)
+        colour, shape = _absent_pair(scene, rng, allowed)
+        negate = rng.random() < 0.5
+        if want == "entailment":
+            if negate and not hidden:
+                return f"there is no {colour} {shape}.", want, kind
+            return f"there is a {present.name}.", want, kind
+        if want == "contradiction":
+            if negate:
+                return f"there is no {present.name}.", want, kind
+            if not hidden:
+                return f"there is a {colour} {shape}.", want, kind
+            return None
+        if hidden:  # neutral: absent from view, but could be under the cloth
+            return (f"there is no {colour} {shape}." if negate else f"there is a {colour} {shape}."), want, kind
+        return None
+    if kind == "counting":
+        colour = rng.choice(list(COLOURS))
+        seen = scene.count(colour=colour)
+        if want == "entailment" and seen >= 1:
+            n = rng.randint(1, seen)
+            return f"there {'is' if n == 1 else 'are'} at least {n} {colour} object{'' if n == 1 else 's'}.", want, kind
+        if want == "contradiction":
+            return f"there are at least {seen + hidden + 1} {colour} objects.", want, kind
+        if want == "neutral" and hidden:
+            return f"there are at least {seen + 1} {colour} objects.", want, kind
+        return None
+    # relation between two visible objects: never neutral
+    if want == "neutral":
+        return None
+    opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+    for a in rng.sample(scene.objects, len(scene.objects)):
+        for b in scene.objects:
+            if a is b:
+                continue
+            if a.col != b.col and (a.row == b.row or rng.random() < 0.5):
+                true_word = "left of" if a.col < b.col else "right of"
+            elif a.row != b.row:
+                true_word = "above" if a.row < b.row else "below"
+            else:
+                continue
+            word = true_word if want == "entailment" else opposite[true_word]
+            return f"the {a.name} is {word} the {b.name}.", want, kind
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# NLVR: two scenes, one statement, true / false
+
+
+def nlvr_statement(left: Scene, right: Scene, rng: random.Random) -> tuple[str, bool, str]:
+    kind = rng.choice(("both", "exactly one", "more"))
+    colour = rng.choice(list(COLOURS))
+    shape = rng.choice(SHAPES)
+    if kind == "both":
+        a = left.count(colour=colour) > 0
+        b = right.count(colour=colour) > 0
+        return f"both images contain a {colour} object.", a and b, kind
+    if kind == "exactly one":
+        a = left.count(shape=shape) > 0
+        b = right.count(shape=shape) > 0
+        return f"exactly one image contains a {shape}.", a != b, kind
+    return (
+        f"the left image contains more {shape}s than the right image.",
+        left.count(shape=shape) > right.count(shape=shape),
+        kind,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Retrieval: a caption that names every object with its place, so it is unique to the scene
+
+
+_ROW_WORDS = ("top", "upper middle", "lower middle", "bottom")
+_COL_WORDS = ("left", "centre left", "centre right", "right")
+
+
+def caption(scene: Scene) -> str:
+    parts = []
+    for o in scene.objects:
+        where = f"{_ROW_WORDS[o.row]} {_COL_WORDS[o.col]}" if scene.grid == 4 else f"row {o.row + 1} column {o.col + 1}"
+        parts.append(f"a {o.size} {o.colour} {o.shape} at {where}")
+    return ", ".join(parts) + "."
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets: example i of a split is a fresh scene (no scene is seen twice in training), with a
+# question type that cycles so every type is equally frequent.
+
+
+class ShapesDataset:
+    """Map-style dataset of `Example`s for one task and split; rendering happens on access."""
+
+    tasks = ("vqa", "ve", "nlvr", "retrieval")
+
+    def __init__(self, task: str, split: str, size: int, cfg: ShapesConfig = ShapesConfig()):
+        if task not in self.tasks:
+            raise ValueError(f"unknown shapes task {task!r}; expected one of {self.tasks}")
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        self.task, self.split, self.size, self.cfg = task, split, size, cfg
+        self.labels: tuple[str, ...] = {
+            "vqa": VQA_ANSWERS,
+            "ve": VE_LABELS,
+            "nlvr": NLVR_LABELS,
+            "retrieval": (),
+        }[task]
+        self.qtypes: tuple[str, ...] = {
+            "vqa": VQA_TYPES,
+            "ve": ("existence", "counting", "relation"),
+            "nlvr": ("both", "exactly one", "more"),
+            "retrieval": ("caption",),
+        }[task]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def scene(self, i: int, occluder: bool = False, salt: int = 0) -> Scene:
+        return make_scene(self.split, i * 4 + salt, self.cfg, occluder=occluder)
+
+    def __getitem__(self, i: int) -> Example:
+        if not 0 <= i < self.size:
+            raise IndexError(i)
+        rng = _rng(self.split, i, self.cfg.seed, salt=7)
+        size = self.cfg.image_size
+        if self.task == "vqa":
+            scene = self.scene(i)
+            qtype = VQA_TYPES[i % len(VQA_TYPES)]
+            focus = None
+            if self.split == "compositional":
+                focus = next((o.colour, o.shape) for o in scene.objects if (o.colour, o.shape) in HELD_OUT)
+            text, answer = vqa_question(scene, qtype, rng, focus)
+            return Example([render(scene, size)], text, self.labels.index(answer), qtype, {"scene": scene})
+        if self.task == "ve":
+            want = VE_LABELS[i % 3]
+            for attempt in range(100):
+                scene = self.scene(i, occluder=rng.random() < 0.5 or want == "neutral", salt=attempt % 4)
+                out = ve_hypothesis(scene, rng, want)
+                if out is not None:
+                    text, label, kind = out
+                    return Example([render(scene, size)], text, VE_LABELS.index(label), kind, {"scene": scene})
+            raise RuntimeError(f"could not make a {want} hypothesis for example {i}")  # pragma: no cover
+        if self.task == "nlvr":
+            want = bool(i % 2)
+            for attempt in range(100):
+                left, right = self.scene(i, salt=0), make_scene(self.split, i * 4 + 1 + attempt * 10_000_000, self.cfg)
+                text, truth, kind = nlvr_statement(left, right, rng)
+                if truth == want:
+                    images = [render(left, size), render(right, size)]
+                    return Example(images, text, int(truth), kind, {"scenes": (left, right)})
+            raise RuntimeError(f"could not make a {want} statement for example {i}")  # pragma: no cover
+        scene = self.scene(i)
+        return Example([render(scene, size)], caption(scene), i, "caption", {"scene": scene})

@@ -1,0 +1,180 @@
+"""The fusion teacher: a ViLT single-stream encoder (`transformers.ViltModel`) plus a task head.
+
+Two things differ from calling `ViltForQuestionAnswering` directly, both on purpose:
+
+* Deterministic patches. HF ViLT's `visual_embed` draws patches with `torch.multinomial`, so
+  their order changes on every call and attention cannot be mapped back onto the image.
+  `embed_image` computes the same sum (patch projection + interpolated position embedding, image
+  [CLS] first) in row-major order and hands it to `ViltModel` as `image_embeds`. The parameters
+  and their names are ViLT's, so a real checkpoint loads unchanged; because the encoder is
+  permutation-equivariant the logits equal HF's.
+* Position embeddings that can be read. From a config, HF leaves the image position embeddings at
+  zero; at small scale the model never learns where a patch is (DESIGN.md §3). We start them as
+  a 2-D sine-cosine grid at unit scale (row and column linearly decodable from the first step),
+  and keep them trainable.
+
+Sequence layout: [text tokens (T, padded)] [image CLS] [P patches, row-major] per image.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import ViltConfig, ViltModel
+
+from workbench.models.heads import classifier
+
+
+def fusion_config(vocab_size: int, image_size: int = 64, patch_size: int = 16, hidden_size: int = 128,
+                  num_layers: int = 4, num_heads: int = 4, max_text_len: int = 40,
+                  num_images: int = 1) -> ViltConfig:
+    """A small ViLT config; the defaults are the shipped teachers' size."""
+    return ViltConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        image_size=image_size,
+        patch_size=patch_size,
+        max_position_embeddings=max_text_len,
+        max_image_length=-1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_images=num_images,
+        modality_type_vocab_size=1 + num_images,  # text, then one type per image (as ViLT-NLVR2)
+    )
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """[grid*grid, dim] fixed 2-D sine-cosine positions (half the channels per axis), unit RMS."""
+    assert dim % 4 == 0, "hidden size must be a multiple of 4 for 2-D sin-cos positions"
+    quarter = dim // 4
+    freqs = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+
+    def enc(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.flatten().float()[:, None] * freqs[None] * (math.pi / 2)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([enc(rows), enc(cols)], dim=1) * math.sqrt(2.0)
+
+
+@dataclass
+class FusionOutput:
+    logits: torch.Tensor
+    # per image: one [B, H, N, N] attention tensor per layer (only when requested)
+    attentions: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    # per image: {layer: (q, k)} each [B, H, N, head_dim], projections before the softmax
+    qk: list[dict[int, tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
+    pooled: torch.Tensor | None = None
+    text_len: int = 0
+    grid: tuple[int, int] = (0, 0)
+
+
+class FusionTeacher(nn.Module):
+    """ViLT encoder + classifier. `vilt` and `classifier` keep ViLT's parameter names."""
+
+    kind = "fusion"
+
+    def __init__(self, config: ViltConfig, num_labels: int, num_images: int = 1, init_positions: bool = True):
+        super().__init__()
+        self.config = config
+        self.num_images = num_images
+        self.vilt = ViltModel(config)
+        self.classifier = classifier(config.hidden_size, num_images, num_labels)
+        if init_positions:
+            self.reset_image_positions()
+
+    @torch.no_grad()
+    def reset_image_positions(self) -> None:
+        emb = self.vilt.embeddings
+        grid = self.config.image_size // self.config.patch_size
+        emb.position_embeddings[0, 1:] = sincos_2d(grid, self.config.hidden_size)
+        emb.position_embeddings[0, 0].normal_(0, 1.0)
+        emb.cls_token.normal_(0, 0.02)
+
+    @property
+    def num_heads(self) -> int:
+        return self.config.num_attention_heads
+
+    def embed_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, 1 + P, d]: image CLS then patches in row-major order."""
+        emb = self.vilt.embeddings
+        x = emb.patch_embeddings(pixel_values)  # [B, d, gh, gw]
+        b, d, gh, gw = x.shape
+        side = self.config.image_size // self.config.patch_size
+        pos = emb.position_embeddings[:, 1:].transpose(1, 2).reshape(1, d, side, side)
+        if (gh, gw) != (side, side):  # same interpolation as ViLT for other resolutions
+            pos = nn.functional.interpolate(pos, size=(gh, gw), mode="bilinear", align_corners=True)
+        x = (x + pos).flatten(2).transpose(1, 2)
+        cls = emb.cls_token.expand(b, -1, -1) + emb.position_embeddings[:, :1]
+        return emb.dropout(torch.cat([cls, x], dim=1))
+
+    def grid_for(self, pixel_values: torch.Tensor) -> tuple[int, int]:
+        p = self.config.patch_size
+        return pixel_values.shape[-2] // p, pixel_values.shape[-1] // p
+
+    @contextmanager
+    def _capture_qk(self, layers: tuple[int, ...], store: dict[int, tuple[torch.Tensor, torch.Tensor]]):
+        heads = self.config.num_attention_heads
+        hooks, pending = [], {}
+
+        def grab(layer: int, which: str):
+            def hook(_module, _inputs, out):
+                b, n, _ = out.shape
+                pending[(layer, which)] = out.view(b, n, heads, -1).transpose(1, 2)
+                if (layer, "q") in pending and (layer, "k") in pending:
+                    store[layer] = (pending.pop((layer, "q")), pending.pop((layer, "k")))
+
+            return hook
+
+        n_layers = self.config.num_hidden_layers
+        for layer in layers:
+            attn = self.vilt.encoder.layer[layer % n_layers].attention.attention
+            hooks.append(attn.query.register_forward_hook(grab(layer % n_layers, "q")))
+            hooks.append(attn.key.register_forward_hook(grab(layer % n_layers, "k")))
+        try:
+            yield
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+                output_attentions: bool = False, qk_layers: tuple[int, ...] = ()) -> FusionOutput:
+        """pixel_values: [B, images, 3, H, W] (or [B, 3, H, W] for one image)."""
+        if pixel_values.dim() == 4:
+            pixel_values = pixel_values[:, None]
+        if pixel_values.shape[1] != self.num_images:
+            raise ValueError(f"this model takes {self.num_images} image(s) per example, got {pixel_values.shape[1]}")
+        pooled, attentions, qks = [], [], []
+        for j in range(self.num_images):
+            image_embeds = self.embed_image(pixel_values[:, j])
+            image_mask = torch.ones(image_embeds.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
+            store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+            with self._capture_qk(tuple(qk_layers), store):
+                out = self.vilt(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    image_embeds=image_embeds,
+                    pixel_mask=image_mask,
+                    image_token_type_idx=j + 1,
+                    output_attentions=output_attentions,
+                )
+            pooled.append(out.pooler_output)
+            if output_attentions:
+                attentions.append(out.attentions)
+            qks.append(store)
+        pooled_all = torch.cat(pooled, dim=-1)
+        return FusionOutput(
+            logits=self.classifier(pooled_all),
+            attentions=attentions,
+            qk=qks,
+            pooled=pooled_all,
+            text_len=input_ids.shape[1],
+            grid=self.grid_for(pixel_values[:, 0]),
+        )

@@ -1,0 +1,186 @@
+"""Checkpoint folders: save and load, our own and real Hugging Face ViLT ones.
+
+A folder holds `config.json` (the model's HF config; for the dual student both towers' configs),
+`model.safetensors`, the tokenizer files and `workbench.json` (kind, task, labels, recipe,
+metrics). Only JSON and safetensors are ever read: never pickle, never code from the folder.
+
+A folder with no `workbench.json` whose config says `model_type: vilt` (e.g.
+`ViltForQuestionAnswering.save_pretrained(...)`) loads as a fusion teacher with its `id2label`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoTokenizer, BertConfig, ViltConfig, ViTConfig
+
+from workbench.errors import CheckpointError
+from workbench.models.dual import DualStudent
+from workbench.models.fusion import FusionTeacher
+
+FORMAT_VERSION = 1
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    tokenizer: object
+    meta: dict
+    path: Path
+
+    @property
+    def labels(self) -> list[str]:
+        return self.meta["labels"]
+
+    @property
+    def image_size(self) -> int:
+        return self.meta["image_size"]
+
+
+def _config_dict(model: nn.Module) -> dict:
+    if isinstance(model, FusionTeacher):
+        return model.config.to_dict()
+    if isinstance(model, DualStudent):
+        return {"model_type": "workbench-dual", "vision": model.vision_config.to_dict(),
+                "text": model.text_config.to_dict(), "embed_dim": model.image_proj.out_features}
+    raise TypeError(f"cannot save a {type(model).__name__}")
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temp file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -> Path:
+    """Write the folder under a temp name, then swap it in: a crash leaves the old one intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        model = getattr(model, "module", model)  # unwrap DDP
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(_config_dict(model), indent=2))
+        tokenizer.save_pretrained(tmp)
+        full = {"format_version": FORMAT_VERSION, "kind": model.kind, "num_images": model.num_images, **meta}
+        (tmp / "workbench.json").write_text(json.dumps(full, indent=2))
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); the checkpoint folder is damaged") from e
+
+
+def _build(kind: str, config: dict, meta: dict) -> nn.Module:
+    num_labels, num_images = len(meta["labels"]), meta.get("num_images", 1)
+    if kind == "fusion":
+        return FusionTeacher(ViltConfig.from_dict(config), max(num_labels, 1), num_images, init_positions=False)
+    if kind == "dual":
+        return DualStudent(ViTConfig.from_dict(config["vision"]), BertConfig.from_dict(config["text"]),
+                           num_labels, num_images, embed_dim=config.get("embed_dim", 128))
+    raise CheckpointError(f"unknown model kind {kind!r} in workbench.json")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", task: str | None = None,
+                    kind: str | None = None) -> Checkpoint:
+    """Load a checkpoint folder (ours or a HF ViLT one). Raises `CheckpointError` saying what is wrong."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint folder {path} does not exist" if not path.exists()
+                              else f"{path} is a file; a checkpoint is a folder (config.json, model.safetensors, ...)")
+    weights = path / "model.safetensors"
+    if not weights.exists():
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"{path} holds only pickle weights ({', '.join(pickles)}); the workbench never unpickles files "
+                "(they can run code). Re-save the model with safetensors (save_pretrained(..., safe_serialization=True)).")
+        raise CheckpointError(f"{path} has no model.safetensors; is this a checkpoint folder?")
+    if not (path / "config.json").exists():
+        raise CheckpointError(f"{path} has no config.json")
+    config = _read_json(path / "config.json")
+    if (path / "workbench.json").exists():
+        meta = _read_json(path / "workbench.json")
+        for key in ("kind", "task", "labels"):
+            if key not in meta:
+                raise CheckpointError(f"{path / 'workbench.json'} lacks the field {key!r}")
+    elif config.get("model_type") == "vilt":
+        meta = _hf_vilt_meta(config)
+    else:
+        raise CheckpointError(f"{path} has neither workbench.json nor a ViLT config.json (model_type: vilt)")
+    if kind is not None and meta["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {meta['kind']} model, expected a {kind} model")
+    if task is not None and meta["task"] != task:
+        raise CheckpointError(f"{path} was trained for task {meta['task']!r}, expected {task!r}")
+    model = _build(meta["kind"], config, meta)
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is truncated or corrupted ({e})") from e
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"{weights} does not fit the {meta['kind']} model in config.json: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}")
+    n_out = model.classifier[-1].out_features
+    if meta["labels"] and n_out != len(meta["labels"]):
+        raise CheckpointError(f"{path}: the classifier has {n_out} outputs but workbench.json lists "
+                              f"{len(meta['labels'])} labels")
+    if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        raise CheckpointError(f"{path} has no tokenizer files (tokenizer.json or vocab.txt)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - tokenizer loading raises many types; report them as one
+        raise CheckpointError(f"could not load the tokenizer in {path}: {e}") from e
+    meta.setdefault("image_size", _image_size(model))
+    return Checkpoint(model.to(device).eval(), tokenizer, meta, path)
+
+
+def _image_size(model: nn.Module) -> int:
+    if isinstance(model, FusionTeacher):
+        return model.config.image_size
+    return model.vision_config.image_size
+
+
+def _hf_vilt_meta(config: dict) -> dict:
+    id2label = config.get("id2label") or {}
+    labels = [id2label[k] for k in sorted(id2label, key=int)]
+    arch = (config.get("architectures") or ["ViltForQuestionAnswering"])[0]
+    if arch not in ("ViltForQuestionAnswering", "ViltForImagesAndTextClassification"):
+        raise CheckpointError(f"a {arch} checkpoint cannot be used as a teacher; expected "
+                              "ViltForQuestionAnswering or ViltForImagesAndTextClassification")
+    nlvr = arch == "ViltForImagesAndTextClassification"
+    return {"kind": "fusion", "task": "nlvr" if nlvr else "vqa", "labels": labels,
+            "num_images": config.get("num_images", 2) if nlvr else 1, "source": "huggingface-vilt"}

@@ -1,0 +1,286 @@
+"""Training loop for teachers and students, on `accelerate`.
+
+One loop serves every recipe: a recipe is an object with `loss(model, batch) -> (loss, logs)`
+(hard labels here; distillation recipes in `workbench.distill.recipes`). The loop gives:
+tqdm progress, evaluation every epoch, metrics as JSON lines, an atomic training-state
+checkpoint every epoch (and every `save_every` steps), `resume`, and deterministic data order.
+
+Resuming is exact: the data order of epoch e is a permutation seeded by (seed, e), so a resumed
+run skips the batches already seen; model, optimizer, scheduler and RNG states come back from
+`<out>/state/` (safetensors + JSON, no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from workbench.data import Collator, load_dataset, num_images
+from workbench.data.vocab import build_tokenizer
+from workbench.errors import CheckpointError
+from workbench.evaluate import batches, evaluate, format_metrics
+from workbench.models import create_model
+from workbench.models.io import load_checkpoint, save_checkpoint, write_json_atomic
+
+TASK_OF = {"easy-vqa": "vqa", "shapes-vqa": "vqa", "shapes-ve": "ve", "shapes-nlvr": "nlvr"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved next to its outputs (configs as data)."""
+
+    model: str = "fusion"  # a registered kind: fusion | dual
+    dataset: str = "shapes-vqa"
+    out: str = "runs/shapes-vqa-fusion"
+    epochs: int = 1
+    train_size: int | None = None  # None: the dataset's default
+    val_size: int = 2000
+    test_size: int | None = None  # None: the whole test split
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    seed: int = 0
+    save_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    max_steps: int | None = None  # stop early (tests, probes)
+    recipe: str = "hard"
+    init_from: str | None = None  # start from a checkpoint folder (e.g. a pre-trained student)
+    size: dict = field(default_factory=dict)  # model size overrides (hidden_size, num_layers, ...)
+    recipe_args: dict = field(default_factory=dict)
+
+
+class HardLabels:
+    """Cross-entropy on the gold label: the baseline recipe for teachers and students."""
+
+    name = "hard"
+
+    def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+        logits = model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
+        loss = nn.functional.cross_entropy(logits, batch.labels)
+        return loss, {"ce": loss.item()}
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return f
+
+
+# ----------------------------------------------------------------------------------------------
+# training state: safetensors for tensors, JSON for the rest
+
+
+def save_state(dirpath: Path, model: nn.Module, optimizer, scheduler, progress: dict) -> None:
+    tmp = dirpath.with_name(dirpath.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    opt = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in opt["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps({
+        "progress": progress,
+        "param_groups": opt["param_groups"],
+        "optimizer_scalars": scalars,
+        "scheduler": scheduler.state_dict(),
+        "python_random": _jsonable(random.getstate()),
+    }))
+    old = dirpath.with_name(dirpath.name + ".old")
+    if dirpath.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        dirpath.rename(old)
+    tmp.rename(dirpath)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _jsonable(obj):
+    return [_jsonable(x) for x in obj] if isinstance(obj, (tuple, list)) else obj
+
+
+def _tuplify(obj):
+    return tuple(_tuplify(x) for x in obj) if isinstance(obj, list) else obj
+
+
+def load_state(dirpath: Path, model: nn.Module, optimizer, scheduler) -> dict:
+    try:
+        meta = json.loads((dirpath / "state.json").read_text())
+        model.load_state_dict(load_file(dirpath / "model.safetensors"))
+        tensors = load_file(dirpath / "optimizer.safetensors")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot resume from {dirpath}: {e}") from e
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("rng."):
+            continue
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for key, value in meta["optimizer_scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    random.setstate(_tuplify(meta["python_random"]))
+    return meta["progress"]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
+    if cfg.init_from:
+        ck = load_checkpoint(cfg.init_from, kind=cfg.model)
+        return ck.model, ck.tokenizer
+    tokenizer = build_tokenizer()
+    model = create_model(cfg.model, len(tokenizer), len(labels), num_images(cfg.dataset), **cfg.size)
+    return model, tokenizer
+
+
+def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = True) -> dict:
+    """Train and write `<out>/model` (final checkpoint), `<out>/metrics.jsonl`, `<out>/test_metrics.json`."""
+    recipe = recipe or HardLabels()
+    out = Path(cfg.out)
+    state_dir = out / "state"
+    if out.exists() and not resume and (state_dir.exists() or (out / "model").exists()):
+        raise FileExistsError(f"{out} already holds a run; pass resume=True (--resume) or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    set_seed(cfg.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    train_set = load_dataset(cfg.dataset, "train", cfg.train_size)
+    val_set = load_dataset(cfg.dataset, "val", cfg.val_size)
+    model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
+    collator = Collator(tokenizer, model_image_size(model))
+
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "position" in name or "cls_token" in name else decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, total_steps))
+
+    start = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    if resume and state_dir.exists():
+        start = load_state(state_dir, model, optimizer, scheduler)
+        accelerator.print(f"resuming from {state_dir} at epoch {start['epoch']} step {start['step_in_epoch']}")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if hasattr(recipe, "prepare"):
+        recipe.prepare(accelerator, model)
+
+    log_path = out / "metrics.jsonl"
+    global_step = start["global_step"]
+    t0 = time.time()
+
+    def checkpoint(epoch: int, step_in_epoch: int) -> None:
+        if accelerator.is_main_process:
+            save_state(state_dir, accelerator.unwrap_model(model), optimizer, scheduler,
+                       {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step})
+        accelerator.wait_for_everyone()
+
+    done = False
+    for epoch in range(start["epoch"], cfg.epochs):
+        order = epoch_order(len(train_set), cfg.seed, epoch)[: steps_per_epoch * cfg.batch_size]
+        first = start["step_in_epoch"] if epoch == start["epoch"] else 0
+        # each process takes its own slice of every global batch (DDP), so the global batch is cfg.batch_size
+        per_proc = cfg.batch_size // accelerator.num_processes
+        bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress
+                   or not accelerator.is_main_process, initial=first, total=steps_per_epoch)
+        model.train()
+        for step in bar:
+            lo = step * cfg.batch_size + accelerator.process_index * per_proc
+            batch = collator([train_set[i] for i in order[lo: lo + per_proc]]).to(accelerator.device)
+            loss, logs = recipe.loss(model, batch)
+            accelerator.backward(loss)
+            if cfg.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if global_step % 50 == 0 and accelerator.is_main_process:
+                _append(log_path, {"step": global_step, "epoch": epoch, "loss": loss.item(), **logs,
+                                   "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)})
+            if cfg.save_every and global_step % cfg.save_every == 0:
+                checkpoint(epoch, step + 1)
+            if cfg.max_steps and global_step >= cfg.max_steps:
+                done = True
+                break
+        bar.close()
+        finished_epoch = not done or step + 1 == steps_per_epoch
+        val = evaluate(accelerator.unwrap_model(model), val_set, collator, limit=cfg.val_size)
+        if accelerator.is_main_process:
+            _append(log_path, {"step": global_step, "epoch": epoch, "val_accuracy": val["accuracy"],
+                               "val_per_type": {q: m["accuracy"] for q, m in val["per_type"].items()},
+                               "elapsed_s": round(time.time() - t0, 1)})
+            accelerator.print(f"epoch {epoch + 1}: val {format_metrics(val)}")
+        checkpoint(epoch + 1 if finished_epoch else epoch, 0 if finished_epoch else step + 1)
+        if done:
+            break
+
+    final = accelerator.unwrap_model(model)
+    test_set = load_dataset(cfg.dataset, "test", cfg.test_size)
+    test = evaluate(final, test_set, collator, progress=progress)
+    meta = {"task": TASK_OF.get(cfg.dataset, cfg.dataset), "dataset": cfg.dataset, "labels": list(train_set.labels),
+            "qtypes": list(train_set.qtypes), "recipe": getattr(recipe, "name", "hard"), "image_size":
+            model_image_size(final), "metrics": {"test": test, "val": val}, "train_config": asdict(cfg),
+            "train_seconds": round(time.time() - t0, 1), "steps": global_step}
+    if accelerator.is_main_process:
+        save_checkpoint(final, tokenizer, out / "model", meta)
+        write_json_atomic(out / "test_metrics.json", test)
+        accelerator.print(f"test {format_metrics(test)}")
+    return {"val": val, "test": test, "steps": global_step}
+
+
+def model_image_size(model: nn.Module) -> int:
+    model = getattr(model, "module", model)
+    return model.config.image_size if hasattr(model, "config") else model.vision_config.image_size
+
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+__all__ = ["HardLabels", "TrainConfig", "batches", "train"]
