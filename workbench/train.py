@@ -171,6 +171,12 @@ def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
     return model, tokenizer
 
 
+def centre_on_data(model: nn.Module, dataset, collator: Collator, n: int = 256) -> None:
+    """Data-dependent init of a fresh model's patch projection (see `centre_patch_projection`)."""
+    batch = collator([dataset[i] for i in range(min(n, len(dataset)))])
+    model.centre_patch_embedding(batch.pixel_values.flatten(0, 1))
+
+
 def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = True) -> dict:
     """Train and write `<out>/model` (final checkpoint), `<out>/metrics.jsonl`, `<out>/test_metrics.json`."""
     recipe = recipe or HardLabels()
@@ -187,6 +193,8 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     val_set = load_dataset(cfg.dataset, "val", cfg.val_size)
     model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
     collator = Collator(tokenizer, model_image_size(model))
+    if not cfg.init_from and not (resume and state_dir.exists()):
+        centre_on_data(model, train_set, collator)
 
     steps_per_epoch = len(train_set) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs

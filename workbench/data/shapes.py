@@ -4,11 +4,11 @@ Scenes are deterministic functions of (split, index, seed). Objects sit on a G x
 cells coincide with the model's image patches (64 px image, 4 x 4 grid, 16 px patches by
 default): one object per patch makes training fast and attention maps crisp (DESIGN.md §3).
 
-Within a scene every object has a distinct (colour, shape) pair, so "the red circle" always
-names at most one object. Every answer is computed from the scene graph (`Scene.objects`), and
+Within a scene every object has its own colour, so "the red circle" always names at most one
+object, found by one attribute. Every answer is computed from the scene graph (`Scene.objects`), and
 the tests recompute them independently.
 
-Splits are disjoint by seed: each split draws its scenes from its own random stream. The
+Splits are disjoint by construction: a layout belongs to the split its hash falls in. The
 `compositional` split holds out some (colour, shape) combinations: the train / val / test
 scenes never contain them, every compositional scene contains at least one and its questions
 mention it (the domain shift of MAD's protocol).
@@ -16,6 +16,7 @@ mention it (the domain shift of MAD's protocol).
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (40, 80, 220),
     "yellow": (235, 200, 30),
     "purple": (150, 60, 190),
+    "cyan": (40, 190, 200),
 }
 SHAPES = ("circle", "square", "triangle")
 SIZES = ("small", "large")
@@ -105,25 +107,44 @@ def _rng(split: str, index: int, seed: int, salt: int = 0) -> random.Random:
     return random.Random(f"shapes/{seed}/{split}/{index}/{salt}")
 
 
+# Train / val / test are disjoint by construction: a scene belongs to the split its layout hashes
+# to (90 / 5 / 5 of 100 buckets), and each split only keeps draws from its own buckets.
+_BUCKETS = {"train": range(0, 90), "val": range(90, 95), "test": range(95, 100)}
+
+
+def scene_key(objects: list[Obj]) -> str:
+    """Canonical description of a layout (objects and places), the identity used for disjointness."""
+    return ";".join(f"{o.colour},{o.shape},{o.size},{o.row},{o.col}" for o in sorted(objects, key=lambda o: (o.row, o.col)))
+
+
+def _bucket(objects: list[Obj]) -> int:
+    return int.from_bytes(hashlib.sha256(scene_key(objects).encode()).digest()[:4], "big") % 100
+
+
 def make_scene(split: str, index: int, cfg: ShapesConfig = ShapesConfig(), occluder: bool = False) -> Scene:
     """Scene number `index` of `split`: deterministic in (split, index, cfg.seed)."""
-    rng = _rng(split, index, cfg.seed)
-    n = rng.randint(cfg.min_objects, cfg.max_objects)
-    allowed = [(c, s) for c in COLOURS for s in SHAPES]
-    if split == "compositional":
-        forced = [rng.choice(HELD_OUT)]
-        pool = [p for p in allowed if p not in forced]
-    else:
-        forced = []
-        pool = [p for p in allowed if p not in HELD_OUT]
-    pairs = forced + rng.sample(pool, n - len(forced))
-    cells = rng.sample([(r, c) for r in range(cfg.grid) for c in range(cfg.grid)], n + 1)
-    objects = [
-        Obj(shape=s, colour=c, size=rng.choice(SIZES), row=r, col=k)
-        for (c, s), (r, k) in zip(pairs, cells)
-    ]
-    objects.sort(key=lambda o: (o.row, o.col))
-    return Scene(objects=objects, grid=cfg.grid, occluder=cells[n] if occluder else None, seed=index)
+    for attempt in range(10_000):
+        rng = _rng(split, index, cfg.seed, salt=1000 + attempt)
+        n = rng.randint(cfg.min_objects, min(cfg.max_objects, len(COLOURS)))
+        # every object has its own colour, so "the red circle" / "the red object" names one object
+        # by a single attribute; relations then need one look-up per object (DESIGN.md §3: binding
+        # two attributes per object is what a small model from scratch learns slowest)
+        if split == "compositional":
+            pairs = [rng.choice(HELD_OUT)]
+            colours = rng.sample([c for c in COLOURS if c != pairs[0][0]], n - 1)
+        else:
+            pairs, colours = [], rng.sample(list(COLOURS), n)
+        for c in colours:
+            pairs.append((c, rng.choice([sh for sh in SHAPES if (c, sh) not in HELD_OUT])))
+        cells = rng.sample([(r, c) for r in range(cfg.grid) for c in range(cfg.grid)], n + 1)
+        objects = [
+            Obj(shape=sh, colour=c, size=rng.choice(SIZES), row=r, col=k)
+            for (c, sh), (r, k) in zip(pairs, cells)
+        ]
+        objects.sort(key=lambda o: (o.row, o.col))
+        if split == "compositional" or _bucket(objects) in _BUCKETS[split]:
+            return Scene(objects=objects, grid=cfg.grid, occluder=cells[n] if occluder else None, seed=index)
+    raise RuntimeError("no scene found for this split")  # pragma: no cover - probability ~ 0.95**10000
 
 
 def render(scene: Scene, image_size: int = 64) -> Image.Image:
@@ -166,21 +187,24 @@ def _absent_pair(scene: Scene, rng: random.Random, allowed: list[tuple[str, str]
     return rng.choice(choices)
 
 
+def _relation_words(a: Obj, b: Obj, rng: random.Random) -> tuple[str, str] | None:
+    """(true word, false word) for "a <word> b" on an axis where they differ (random if both)."""
+    axes = [ax for ax, differ in (("horizontal", a.col != b.col), ("vertical", a.row != b.row)) if differ]
+    if not axes:
+        return None
+    if rng.choice(axes) == "horizontal":
+        return ("left of", "right of") if a.col < b.col else ("right of", "left of")
+    return ("above", "below") if a.row < b.row else ("below", "above")
+
+
 def _relation_question(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    pairs = [(a, b) for a in scene.objects for b in scene.objects if a is not b]
-    rng.shuffle(pairs)
-    for a, b in pairs:
-        axis = rng.choice(("horizontal", "vertical"))
-        if axis == "horizontal" and a.col != b.col:
-            word = rng.choice(("left of", "right of"))
-            truth = a.col < b.col if word == "left of" else a.col > b.col
-        elif axis == "vertical" and a.row != b.row:
-            word = rng.choice(("above", "below"))
-            truth = a.row < b.row if word == "above" else a.row > b.row
-        else:
-            continue
-        return f"is the {a.name} {word} the {b.name}?", _yes(truth)
-    return None
+    """"is the A <rel> the B?" for two random objects (objects always sit in distinct cells)."""
+    if len(scene.objects) < 2:
+        return None
+    a, b = rng.sample(scene.objects, 2)
+    true_word, false_word = _relation_words(a, b, rng)
+    truth = rng.random() < 0.5
+    return f"is the {a.name} {true_word if truth else false_word} the {b.name}?", _yes(truth)
 
 
 def vqa_question(scene: Scene, qtype: str, rng: random.Random, focus: tuple[str, str] | None = None) -> tuple[str, str]:
@@ -199,17 +223,17 @@ def vqa_question(scene: Scene, qtype: str, rng: random.Random, focus: tuple[str,
             return f"what shape is the {target.colour} object?", target.shape
         return f"what size is the {target.name}?", target.size
     if qtype == "existence":
-        if focus is None and rng.random() < 0.5:
-            allowed = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT]
+        if rng.random() < 0.5:  # ask about something absent (a held-out pair on the compositional split)
+            allowed = list(HELD_OUT) if focus else [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT]
             colour, shape = _absent_pair(scene, rng, allowed)
         else:
             colour, shape = target.colour, target.shape
         return f"is there a {colour} {shape}?", _yes(scene.find(colour, shape) is not None)
     if qtype == "counting":
-        kind = rng.choice(("colour", "shape", "all"))
-        if kind == "colour":
-            c = target.colour if focus or rng.random() < 0.7 else rng.choice(list(COLOURS))
-            return f"how many {c} objects are there?", str(scene.count(colour=c))
+        kind = rng.choice(("size", "shape", "all"))
+        if kind == "size":
+            size = target.size if focus or rng.random() < 0.7 else rng.choice(SIZES)
+            return f"how many {size} objects are there?", str(sum(o.size == size for o in objs))
         if kind == "shape":
             s = target.shape if focus or rng.random() < 0.7 else rng.choice(SHAPES)
             return f"how many {s}s are there?", str(scene.count(shape=s))
@@ -220,16 +244,9 @@ def vqa_question(scene: Scene, qtype: str, rng: random.Random, focus: tuple[str,
         return f"which column is the {target.name} in?", str(target.col + 1)
     if qtype == "relation":
         if focus is not None:
-            others = [o for o in objs if o is not target]
-            for other in rng.sample(others, len(others)):
-                sub = Scene(objects=[target, other], grid=scene.grid)
-                q = _relation_question(sub, rng)
-                if q is not None:
-                    return q
-        q = _relation_question(scene, rng)
-        if q is not None:
-            return q
-        return vqa_question(scene, "attribute", rng, focus)  # all objects share row and column: impossible
+            other = rng.choice([o for o in objs if o is not target])
+            return _relation_question(Scene(objects=[target, other], grid=scene.grid), rng)
+        return _relation_question(scene, rng)
     if qtype == "comparison":
         others = [o for o in objs if o is not target]
         other = rng.choice(others)
@@ -240,10 +257,10 @@ def vqa_question(scene: Scene, qtype: str, rng: random.Random, focus: tuple[str,
             )
         if kind == "same size":
             return f"are the {target.name} and the {other.name} the same size?", _yes(target.size == other.size)
-        c1, c2 = target.colour, other.colour
-        if c1 == c2:
-            c2 = rng.choice([c for c in COLOURS if c != c1])
-        return f"are there more {c1} objects than {c2} objects?", _yes(scene.count(colour=c1) > scene.count(colour=c2))
+        s1, s2 = target.shape, other.shape
+        if s1 == s2:
+            s2 = rng.choice([sh for sh in SHAPES if sh != s1])
+        return f"are there more {s1}s than {s2}s?", _yes(scene.count(shape=s1) > scene.count(shape=s2))
     raise ValueError(f"unknown VQA question type {qtype!r}; expected one of {VQA_TYPES}")
 
 
@@ -257,51 +274,44 @@ def ve_hypothesis(scene: Scene, rng: random.Random, want: str) -> tuple[str, str
     hidden = 1 if scene.occluder is not None else 0
     allowed = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT]
     kind = rng.choice(("existence", "counting", "relation"))
+    visible_colours = {o.colour for o in scene.objects}
     if kind == "existence":
+        # Colours are unique within a scene, so an absent "red circle" is impossible (contradiction)
+        # when a red object is visible; it could be under the cloth (neutral) only if no red is.
         present = rng.choice(scene.objects)
-        colour, shape = _absent_pair(scene, rng, allowed)
+        absent = [p for p in allowed if scene.find(*p) is None]
+        hideable = [p for p in absent if p[0] not in visible_colours] if hidden else []
+        decided = [p for p in absent if p not in hideable]
         negate = rng.random() < 0.5
-        if want == "entailment":
-            if negate and not hidden:
-                return f"there is no {colour} {shape}.", want, kind
-            return f"there is a {present.name}.", want, kind
-        if want == "contradiction":
-            if negate:
-                return f"there is no {present.name}.", want, kind
-            if not hidden:
-                return f"there is a {colour} {shape}.", want, kind
-            return None
-        if hidden:  # neutral: absent from view, but could be under the cloth
+        if want == "neutral":
+            if not hideable:
+                return None
+            colour, shape = rng.choice(hideable)
             return (f"there is no {colour} {shape}." if negate else f"there is a {colour} {shape}."), want, kind
-        return None
+        if negate == (want == "entailment"):  # "there is no <absent>" / "there is a <absent>"
+            colour, shape = rng.choice(decided)
+            return (f"there is no {colour} {shape}." if negate else f"there is a {colour} {shape}."), want, kind
+        return (f"there is no {present.name}." if negate else f"there is a {present.name}."), want, kind
     if kind == "counting":
-        colour = rng.choice(list(COLOURS))
-        seen = scene.count(colour=colour)
+        shape = rng.choice(SHAPES)
+        seen = scene.count(shape=shape)
+        # the cloth can hide one more object only if some colour is not visible (colours are unique)
+        could_hide = int(bool(hidden) and len(visible_colours) < len(COLOURS))
         if want == "entailment" and seen >= 1:
             n = rng.randint(1, seen)
-            return f"there {'is' if n == 1 else 'are'} at least {n} {colour} object{'' if n == 1 else 's'}.", want, kind
-        if want == "contradiction":
-            return f"there are at least {seen + hidden + 1} {colour} objects.", want, kind
-        if want == "neutral" and hidden:
-            return f"there are at least {seen + 1} {colour} objects.", want, kind
-        return None
+        elif want == "contradiction":
+            n = seen + could_hide + 1
+        elif want == "neutral" and could_hide:
+            n = seen + 1
+        else:
+            return None
+        return f"the number of {shape}s is at least {n}.", want, kind
     # relation between two visible objects: never neutral
     if want == "neutral":
         return None
-    opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-    for a in rng.sample(scene.objects, len(scene.objects)):
-        for b in scene.objects:
-            if a is b:
-                continue
-            if a.col != b.col and (a.row == b.row or rng.random() < 0.5):
-                true_word = "left of" if a.col < b.col else "right of"
-            elif a.row != b.row:
-                true_word = "above" if a.row < b.row else "below"
-            else:
-                continue
-            word = true_word if want == "entailment" else opposite[true_word]
-            return f"the {a.name} is {word} the {b.name}.", want, kind
-    return None
+    a, b = rng.sample(scene.objects, 2)
+    true_word, false_word = _relation_words(a, b, rng)
+    return f"the {a.name} is {true_word if want == 'entailment' else false_word} the {b.name}.", want, kind
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,8 +354,9 @@ def caption(scene: Scene) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Datasets: example i of a split is a fresh scene (no scene is seen twice in training), with a
-# question type that cycles so every type is equally frequent.
+# Datasets: example i of a split is a fresh scene draw (a layout can repeat by chance within a
+# split, never across splits), with a question type that cycles so every type is equally
+# frequent. Retrieval galleries are de-duplicated so every caption names exactly one image.
 
 
 class ShapesDataset:
@@ -378,6 +389,20 @@ class ShapesDataset:
     def scene(self, i: int, occluder: bool = False, salt: int = 0) -> Scene:
         return make_scene(self.split, i * 4 + salt, self.cfg, occluder=occluder)
 
+    def gallery(self) -> list[Scene]:
+        """Retrieval: `size` distinct scenes (duplicate layouts skipped), built once."""
+        if not hasattr(self, "_gallery"):
+            seen: set[str] = set()
+            scenes, j = [], 0
+            while len(scenes) < self.size:
+                scene = self.scene(j)
+                j += 1
+                if scene_key(scene.objects) not in seen:
+                    seen.add(scene_key(scene.objects))
+                    scenes.append(scene)
+            self._gallery = scenes
+        return self._gallery
+
     def __getitem__(self, i: int) -> Example:
         if not 0 <= i < self.size:
             raise IndexError(i)
@@ -409,5 +434,5 @@ class ShapesDataset:
                     images = [render(left, size), render(right, size)]
                     return Example(images, text, int(truth), kind, {"scenes": (left, right)})
             raise RuntimeError(f"could not make a {want} statement for example {i}")  # pragma: no cover
-        scene = self.scene(i)
+        scene = self.gallery()[i]
         return Example([render(scene, size)], caption(scene), i, "caption", {"scene": scene})

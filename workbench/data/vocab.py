@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+
 from transformers import BertTokenizer
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
-from workbench.models.fusion import sincos_2d
+from workbench.models.fusion import centre_patch_projection, sincos_2d
 from workbench.models.heads import classifier
 
 
@@ -33,7 +33,8 @@ def dual_configs(vocab_size: int, image_size: int = 64, patch_size: int = 16, hi
     image_layers = image_layers or num_layers
     text_layers = text_layers or num_layers
     common = dict(hidden_size=hidden_size, num_attention_heads=num_heads, intermediate_size=4 * hidden_size,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                  initializer_range=hidden_size**-0.5)  # as the teacher (see fusion_config)
     vision = ViTConfig(image_size=image_size, patch_size=patch_size, num_hidden_layers=image_layers,
                        qkv_bias=True, **common)
     text = BertConfig(vocab_size=vocab_size, num_hidden_layers=text_layers, max_position_embeddings=max_text_len,
@@ -105,6 +106,9 @@ class DualStudent(nn.Module):
     @property
     def num_heads(self) -> int:
         return self.text_config.num_attention_heads
+
+    def centre_patch_embedding(self, pixel_values: torch.Tensor) -> None:
+        centre_patch_projection(self.image_tower.embeddings.patch_embeddings.projection, pixel_values)
 
     def encode_image(self, pixel_values: torch.Tensor, qk_layers: tuple[int, ...] = (),
                      qk_store: dict | None = None) -> torch.Tensor:

@@ -11,7 +11,9 @@ Two things differ from calling `ViltForQuestionAnswering` directly, both on purp
 * Position embeddings that can be read. From a config, HF leaves the image position embeddings at
   zero; at small scale the model never learns where a patch is (DESIGN.md §3). We start them as
   a 2-D sine-cosine grid at unit scale (row and column linearly decodable from the first step),
-  and keep them trainable.
+  and keep them trainable. Weights start at 1/sqrt(width) and the patch projection is centred on
+  the training images (`centre_patch_embedding`): both shorten the plateau before the model
+  starts to look at the image.
 
 Sequence layout: [text tokens (T, padded)] [image CLS] [P patches, row-major] per image.
 """
@@ -46,6 +48,9 @@ def fusion_config(vocab_size: int, image_size: int = 64, patch_size: int = 16, h
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
         num_images=num_images,
+        # HF's 0.02 suits width 768; at width 128 it makes q.k start so small that attention sits on
+        # a long plateau. 1/sqrt(width) is the usual fan-in scale.
+        initializer_range=hidden_size**-0.5,
         modality_type_vocab_size=1 + num_images,  # text, then one type per image (as ViLT-NLVR2)
     )
 
@@ -62,6 +67,18 @@ def sincos_2d(grid: int, dim: int) -> torch.Tensor:
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
     return torch.cat([enc(rows), enc(cols)], dim=1) * math.sqrt(2.0)
+
+
+@torch.no_grad()
+def centre_patch_projection(conv: nn.Conv2d, pixel_values: torch.Tensor) -> None:
+    """Data-dependent init: set the bias so the average patch of `pixel_values` embeds to zero.
+
+    Our scenes are mostly white background; uncentred, every patch embedding is dominated by that
+    shared component and what distinguishes a red circle from a blank cell is a small residue.
+    Centring makes content, not background, the signal from the first step.
+    """
+    without_bias = nn.functional.conv2d(pixel_values.to(conv.weight), conv.weight, stride=conv.stride)
+    conv.bias.copy_(-without_bias.mean(dim=(0, 2, 3)))
 
 
 @dataclass
@@ -101,6 +118,10 @@ class FusionTeacher(nn.Module):
     @property
     def num_heads(self) -> int:
         return self.config.num_attention_heads
+
+    def centre_patch_embedding(self, pixel_values: torch.Tensor) -> None:
+        """See `centre_patch_projection`; pixel_values [N, 3, H, W] from the training data."""
+        centre_patch_projection(self.vilt.embeddings.patch_embeddings.projection, pixel_values)
 
     def embed_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, 1 + P, d]: image CLS then patches in row-major order."""

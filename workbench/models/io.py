@@ -147,17 +147,20 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", task: 
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is truncated or corrupted ({e})") from e
-    result = model.load_state_dict(state, strict=False)
+    head = state.get("classifier.3.weight")
+    if head is not None and meta["labels"] and head.shape[0] != len(meta["labels"]):
+        raise CheckpointError(f"{path}: the classifier has {head.shape[0]} outputs but workbench.json lists "
+                              f"{len(meta['labels'])} labels")
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{weights} does not fit the {meta['kind']} model in config.json: {e}") from e
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     if missing or result.unexpected_keys:
         raise CheckpointError(
             f"{weights} does not fit the {meta['kind']} model in config.json: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}")
-    n_out = model.classifier[-1].out_features
-    if meta["labels"] and n_out != len(meta["labels"]):
-        raise CheckpointError(f"{path}: the classifier has {n_out} outputs but workbench.json lists "
-                              f"{len(meta['labels'])} labels")
     if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise CheckpointError(f"{path} has no tokenizer files (tokenizer.json or vocab.txt)")
     try:

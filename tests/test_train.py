@@ -1,0 +1,89 @@
+"""Tiny end-to-end training runs: the metric improves, interrupted runs resume exactly, eval writes JSON."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from workbench.cli import main as cli
+from workbench.data import Collator, load_dataset
+from workbench.evaluate import evaluate
+from workbench.models.io import load_checkpoint
+from workbench.train import HardLabels, TrainConfig, train
+
+TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
+
+
+def _cfg(out, **kw):
+    base = dict(model="fusion", dataset="shapes-vqa", out=str(out), epochs=2, train_size=640, val_size=200,
+                test_size=200, batch_size=32, lr=2e-3, warmup_steps=5, size=TINY, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("kind", ["fusion", "dual"])
+def test_tiny_run_improves_validation_accuracy(tmp_path, kind, tokenizer):
+    cfg = _cfg(tmp_path / kind, model=kind)
+    from workbench.models import create_model
+
+    torch.manual_seed(cfg.seed)
+    untrained = create_model(kind, len(tokenizer), 19, **TINY)
+    val = load_dataset("shapes-vqa", "val", 200)
+    before = evaluate(untrained, val, Collator(tokenizer, 64))["accuracy"]
+    result = train(cfg, progress=False)
+    assert result["val"]["accuracy"] > before + 0.2, (before, result["val"]["accuracy"])
+    # artefacts: metrics as JSON lines, the final checkpoint with its measured metrics
+    lines = [json.loads(x) for x in (tmp_path / kind / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if "val_accuracy" in x] == [0, 1]
+    ck = load_checkpoint(tmp_path / kind / "model")
+    assert ck.meta["metrics"]["test"]["accuracy"] == result["test"]["accuracy"]
+    assert set(ck.meta["metrics"]["test"]["per_type"]) == set(val.qtypes)
+
+
+class CrashAt(HardLabels):
+    """Hard labels, but the process 'dies' at a given step (after the last checkpoint)."""
+
+    def __init__(self, step):
+        self.step, self.calls = step, 0
+
+    def loss(self, model, batch):
+        self.calls += 1
+        if self.calls > self.step:
+            raise KeyboardInterrupt("simulated crash")
+        return super().loss(model, batch)
+
+
+def test_interrupted_run_resumes_from_saved_step_and_matches(tmp_path):
+    ref = train(_cfg(tmp_path / "ref", save_every=7), progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "run", save_every=7), recipe=CrashAt(30), progress=False)
+    state = json.loads((tmp_path / "run" / "state" / "state.json").read_text())
+    assert state["progress"]["global_step"] == 28  # last multiple of save_every before the crash
+    assert state["progress"]["epoch"] == 1 and state["progress"]["step_in_epoch"] == 8
+    with pytest.raises(FileExistsError):
+        train(_cfg(tmp_path / "run", save_every=7), progress=False)  # refuses to overwrite without resume
+    resumed = train(_cfg(tmp_path / "run", save_every=7), resume=True, progress=False)
+    assert resumed["steps"] == ref["steps"] == 40
+    a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    assert resumed["test"]["accuracy"] == pytest.approx(ref["test"]["accuracy"])
+
+
+def test_cli_train_then_eval_writes_per_type_json(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli(["train", "--dataset", "shapes-ve", "--out", str(out), "--train-size", "256", "--val-size", "64",
+                "--test-size", "64", "--batch-size", "32", "--hidden-size", "32", "--num-layers", "1",
+                "--num-heads", "2", "--no-progress"]) == 0
+    assert cli(["eval", str(out / "model"), "--split", "val", "--size", "60", "--out", str(tmp_path / "e.json")]) == 0
+    metrics = json.loads((tmp_path / "e.json").read_text())
+    assert metrics["n"] == 60 and metrics["dataset"] == "shapes-ve"
+    assert set(metrics["per_type"]) <= {"existence", "counting", "relation"}
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert cli(["eval", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
