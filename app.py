@@ -1,6 +1,6 @@
 """The workbench demo: ask the shipped models about an image. Thin: every computation is a library call.
 
-    python app.py [--port 7860] [--host 127.0.0.1]
+python app.py [--port 7860] [--host 127.0.0.1]
 """
 
 from __future__ import annotations
@@ -51,12 +51,16 @@ def build_app(models: dict, samples: list[dict]) -> gr.Blocks:
             with gr.Column():
                 model_name = gr.Dropdown(names, value=names[0], label="model")
                 image = gr.Image(type="pil", label="image", height=256)
-                question = gr.Textbox(label="question (VQA) or hypothesis (entailment)",
-                                      placeholder="is the red square left of the blue circle?")
+                question = gr.Textbox(
+                    label="question (VQA) or hypothesis (entailment)",
+                    placeholder="is the red square left of the blue circle?",
+                )
                 go = gr.Button("Ask", variant="primary")
                 gr.Examples(
                     examples=[[s["path"], q] for s in samples for q in (s["questions"][:2] + s["hypotheses"][:1])],
-                    inputs=[image, question], label="samples")
+                    inputs=[image, question],
+                    label="samples",
+                )
             with gr.Column():
                 out_text = gr.Markdown(elem_id="answer")
                 out_plot = gr.Plot(label="top answers", elem_id="top-answers")

@@ -23,16 +23,20 @@ def _rgb(size=64):
     return Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("image", [
-    _rgb(),
-    _rgb().convert("L"),
-    _rgb().convert("RGBA"),
-    _rgb().convert("P"),
-    Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16),  # 16-bit greyscale
-    np.zeros((20, 30), dtype=np.float32),
-    np.ones((64, 64, 4), dtype=np.uint8) * 200,
-    _rgb(1000),
-], ids=["rgb", "grey", "rgba", "palette", "16bit", "float-array", "rgba-array", "1000px"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        _rgb(),
+        _rgb().convert("L"),
+        _rgb().convert("RGBA"),
+        _rgb().convert("P"),
+        Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16),  # 16-bit greyscale
+        np.zeros((20, 30), dtype=np.float32),
+        np.ones((64, 64, 4), dtype=np.uint8) * 200,
+        _rgb(1000),
+    ],
+    ids=["rgb", "grey", "rgba", "palette", "16bit", "float-array", "rgba-array", "1000px"],
+)
 def test_any_reasonable_image_is_answered(model, image):
     out = ask(model, image, "how many circles are there?")
     assert out["answer"] in VQA_ANSWERS
@@ -54,8 +58,9 @@ def test_image_file_paths(model, tmp_path):
         read_image(np.zeros((4, 4, 7)))
 
 
-@pytest.mark.parametrize("question,match", [("", "empty"), ("   \n\t ", "empty"), ("x" * 2000, "limit"),
-                                            (None, "must be text")])
+@pytest.mark.parametrize(
+    "question,match", [("", "empty"), ("   \n\t ", "empty"), ("x" * 2000, "limit"), (None, "must be text")]
+)
 def test_bad_questions(model, question, match):
     with pytest.raises(InputError, match=match):
         ask(model, _rgb(), question)

@@ -88,8 +88,12 @@ def test_task_and_kind_mismatch(good):
 
 
 def test_weights_of_another_architecture(good, tmp_path, tokenizer, tiny_size):
-    other = save_checkpoint(create_model("dual", len(tokenizer), len(LABELS), **tiny_size), tokenizer,
-                            tmp_path / "dual", {"task": "vqa", "labels": LABELS})
+    other = save_checkpoint(
+        create_model("dual", len(tokenizer), len(LABELS), **tiny_size),
+        tokenizer,
+        tmp_path / "dual",
+        {"task": "vqa", "labels": LABELS},
+    )
     bad = _copy(good, tmp_path)
     shutil.copy(other / "model.safetensors", bad / "model.safetensors")
     with pytest.raises(CheckpointError, match="does not fit"):

@@ -60,7 +60,7 @@ def test_fusion_patch_order_is_deterministic_and_row_major(tokenizer, tiny_size)
         assert torch.equal(e1, e2)
         px = batch.pixel_values[:, 0].clone()
         r, c = 2, 1
-        px[:, :, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16] = -1.0  # black out patch (2, 1)
+        px[:, :, r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16] = -1.0  # black out patch (2, 1)
         e3 = model.embed_image(px)
     changed = (e3 - e1).abs().sum(-1).gt(1e-6)  # [B, 1 + P]
     expected = torch.zeros_like(changed)
@@ -82,8 +82,13 @@ def _tiny_hf_vilt(tmp_path, num_labels=5):
     hf.save_pretrained(folder)
     from transformers import BertTokenizer
 
-    BertTokenizer(vocab={w: i for i, w in enumerate(
-        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(97 + i) for i in range(26)] + ["is", "red"])}
+    BertTokenizer(
+        vocab={
+            w: i
+            for i, w in enumerate(
+                ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(97 + i) for i in range(26)] + ["is", "red"]
+            )
+        }
     ).save_pretrained(folder)
     return hf, folder
 
@@ -108,8 +113,7 @@ def test_attention_and_qk_agree(tokenizer, tiny_size):
     batch, data = _batch(tokenizer)
     model = create_model("fusion", len(tokenizer), len(data.labels), **tiny_size).eval()
     with torch.no_grad():
-        out = model(batch.input_ids, batch.attention_mask, batch.pixel_values, output_attentions=True,
-                    qk_layers=(1,))
+        out = model(batch.input_ids, batch.attention_mask, batch.pixel_values, output_attentions=True, qk_layers=(1,))
     q, k = out.qk[0][1]
     scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
     key_mask = torch.cat([batch.attention_mask, torch.ones(4, 17, dtype=torch.long)], 1)

@@ -16,8 +16,20 @@ TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
 
 
 def _cfg(out, **kw):
-    base = dict(model="fusion", dataset="shapes-vqa", out=str(out), epochs=2, train_size=640, val_size=200,
-                test_size=200, batch_size=32, lr=2e-3, warmup_steps=5, size=TINY, seed=3)
+    base = dict(
+        model="fusion",
+        dataset="shapes-vqa",
+        out=str(out),
+        epochs=2,
+        train_size=640,
+        val_size=200,
+        test_size=200,
+        batch_size=32,
+        lr=2e-3,
+        warmup_steps=5,
+        size=TINY,
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -74,9 +86,33 @@ def test_interrupted_run_resumes_from_saved_step_and_matches(tmp_path):
 
 def test_cli_train_then_eval_writes_per_type_json(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert cli(["train", "--dataset", "shapes-ve", "--out", str(out), "--train-size", "256", "--val-size", "64",
-                "--test-size", "64", "--batch-size", "32", "--hidden-size", "32", "--num-layers", "1",
-                "--num-heads", "2", "--no-progress"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "--dataset",
+                "shapes-ve",
+                "--out",
+                str(out),
+                "--train-size",
+                "256",
+                "--val-size",
+                "64",
+                "--test-size",
+                "64",
+                "--batch-size",
+                "32",
+                "--hidden-size",
+                "32",
+                "--num-layers",
+                "1",
+                "--num-heads",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert cli(["eval", str(out / "model"), "--split", "val", "--size", "60", "--out", str(tmp_path / "e.json")]) == 0
     metrics = json.loads((tmp_path / "e.json").read_text())
     assert metrics["n"] == 60 and metrics["dataset"] == "shapes-ve"

@@ -19,12 +19,20 @@ DEFAULTS = {
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="shapes-vqa",
-                   choices=["easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr"], help="training data")
+    p.add_argument(
+        "--dataset",
+        default="shapes-vqa",
+        choices=["easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr"],
+        help="training data",
+    )
     p.add_argument("--out", required=True, help="run folder: state/, metrics.jsonl, model/ (the final checkpoint)")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--train-size", type=int, default=None,
-                   help="examples per epoch (shapes: distinct generated scenes; default 120000)")
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="examples per epoch (shapes: distinct generated scenes; default 120000)",
+    )
     p.add_argument("--val-size", type=int, default=2000)
     p.add_argument("--test-size", type=int, default=None, help="test examples for the final metrics (default: all)")
     p.add_argument("--batch-size", type=int, default=128, help="global batch size (split across processes)")
@@ -43,12 +51,27 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def _train_config(args, model: str):
     from workbench.train import TrainConfig
 
-    size = {k: v for k, v in (("hidden_size", args.hidden_size), ("num_layers", args.num_layers),
-                              ("num_heads", args.num_heads)) if v is not None}
-    return TrainConfig(model=model, dataset=args.dataset, out=args.out, epochs=args.epochs,
-                       train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
-                       batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
-                       save_every=args.save_every, max_steps=args.max_steps, size=size)
+    size = {
+        k: v
+        for k, v in (("hidden_size", args.hidden_size), ("num_layers", args.num_layers), ("num_heads", args.num_heads))
+        if v is not None
+    }
+    return TrainConfig(
+        model=model,
+        dataset=args.dataset,
+        out=args.out,
+        epochs=args.epochs,
+        train_size=args.train_size,
+        val_size=args.val_size,
+        test_size=args.test_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        seed=args.seed,
+        save_every=args.save_every,
+        max_steps=args.max_steps,
+        size=size,
+    )
 
 
 def cmd_train(args) -> None:
@@ -110,19 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Cross-modal knowledge distillation workbench: train a fusion (ViLT) teacher, distill it "
-                    "into a dual-encoder student, evaluate, and ask questions.")
+        "into a dual-encoder student, evaluate, and ask questions.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a fusion teacher or a dual student on hard labels",
-                       description="Train a model on hard labels with accelerate (runs under `accelerate launch` "
-                                   "too). Writes OUT/metrics.jsonl, an atomic checkpoint OUT/state each epoch, and "
-                                   "the final checkpoint OUT/model.")
+    p = sub.add_parser(
+        "train",
+        help="train a fusion teacher or a dual student on hard labels",
+        description="Train a model on hard labels with accelerate (runs under `accelerate launch` "
+        "too). Writes OUT/metrics.jsonl, an atomic checkpoint OUT/state each epoch, and "
+        "the final checkpoint OUT/model.",
+    )
     p.add_argument("--model", default="fusion", choices=["fusion", "dual"], help="fusion teacher or dual student")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="accuracy overall and per question type of a checkpoint",
-                       description="Evaluate a checkpoint folder on a split; prints and writes JSON.")
+    p = sub.add_parser(
+        "eval",
+        help="accuracy overall and per question type of a checkpoint",
+        description="Evaluate a checkpoint folder on a split; prints and writes JSON.",
+    )
     p.add_argument("checkpoint", help="checkpoint folder (ours, or a Hugging Face ViLT folder with --dataset)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the one the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "compositional"])
@@ -131,17 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("ask", help="ask a checkpoint a question about an image",
-                       description="Answer a question (VQA) or judge a hypothesis (entailment) about one image.")
+    p = sub.add_parser(
+        "ask",
+        help="ask a checkpoint a question about an image",
+        description="Answer a question (VQA) or judge a hypothesis (entailment) about one image.",
+    )
     p.add_argument("checkpoint", help="checkpoint folder")
     p.add_argument("image", help="image file (any size, mode; it is converted to RGB and resized)")
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("rebuild", help="retrain the shipped default checkpoints into assets/",
-                       description="Retrain the shipped teachers (" + ", ".join(DEFAULTS) + ") with their "
-                                   "recorded settings and copy them into ASSETS.")
+    p = sub.add_parser(
+        "rebuild",
+        help="retrain the shipped default checkpoints into assets/",
+        description="Retrain the shipped teachers (" + ", ".join(DEFAULTS) + ") with their "
+        "recorded settings and copy them into ASSETS.",
+    )
     p.add_argument("--only", nargs="*", choices=list(DEFAULTS), help="rebuild only these")
     p.add_argument("--runs", default="runs", help="where the training runs go")
     p.add_argument("--assets", default="assets")

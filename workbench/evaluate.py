@@ -16,7 +16,7 @@ from workbench.data.collate import Batch, Collator
 def batches(dataset, collator: Collator, batch_size: int, indices: list[int] | None = None):
     indices = list(range(len(dataset))) if indices is None else indices
     for start in range(0, len(indices), batch_size):
-        yield collator([dataset[i] for i in indices[start:start + batch_size]])
+        yield collator([dataset[i] for i in indices[start : start + batch_size]])
 
 
 @torch.inference_mode()
@@ -27,8 +27,15 @@ def predict(model: nn.Module, batch: Batch) -> torch.Tensor:
     return model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.float()
 
 
-def evaluate(model: nn.Module, dataset, collator: Collator, batch_size: int = 256, limit: int | None = None,
-             progress: bool = False, return_predictions: bool = False) -> dict:
+def evaluate(
+    model: nn.Module,
+    dataset,
+    collator: Collator,
+    batch_size: int = 256,
+    limit: int | None = None,
+    progress: bool = False,
+    return_predictions: bool = False,
+) -> dict:
     """{"accuracy", "n", "per_type": {qtype: {"accuracy", "n"}}} on the first `limit` examples."""
     was_training = model.training
     model.eval()
@@ -41,8 +48,9 @@ def evaluate(model: nn.Module, dataset, collator: Collator, batch_size: int = 25
         logits = predict(model, batch)
         probs = logits.softmax(-1)
         pred = probs.argmax(-1).cpu()
-        for qtype, p, y, conf, text in zip(batch.qtypes, pred.tolist(), batch.labels.tolist(),
-                                           probs.max(-1).values.cpu().tolist(), batch.texts):
+        for qtype, p, y, conf, text in zip(
+            batch.qtypes, pred.tolist(), batch.labels.tolist(), probs.max(-1).values.cpu().tolist(), batch.texts
+        ):
             total[qtype] += 1
             correct[qtype] += int(p == y)
             if return_predictions:

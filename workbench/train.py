@@ -111,13 +111,17 @@ def save_state(dirpath: Path, model: nn.Module, optimizer, scheduler, progress: 
                 scalars[f"{idx}.{key}"] = value
     tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({
-        "progress": progress,
-        "param_groups": opt["param_groups"],
-        "optimizer_scalars": scalars,
-        "scheduler": scheduler.state_dict(),
-        "python_random": _jsonable(random.getstate()),
-    }))
+    (tmp / "state.json").write_text(
+        json.dumps(
+            {
+                "progress": progress,
+                "param_groups": opt["param_groups"],
+                "optimizer_scalars": scalars,
+                "scheduler": scheduler.state_dict(),
+                "python_random": _jsonable(random.getstate()),
+            }
+        )
+    )
     old = dirpath.with_name(dirpath.name + ".old")
     if dirpath.exists():
         if old.exists():
@@ -203,8 +207,9 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "position" in name or "cls_token" in name else decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, total_steps))
 
     start = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
@@ -221,8 +226,13 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
 
     def checkpoint(epoch: int, step_in_epoch: int) -> None:
         if accelerator.is_main_process:
-            save_state(state_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                       {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step})
+            save_state(
+                state_dir,
+                accelerator.unwrap_model(model),
+                optimizer,
+                scheduler,
+                {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step},
+            )
         accelerator.wait_for_everyone()
 
     done = False
@@ -231,12 +241,17 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
         first = start["step_in_epoch"] if epoch == start["epoch"] else 0
         # each process takes its own slice of every global batch (DDP), so the global batch is cfg.batch_size
         per_proc = cfg.batch_size // accelerator.num_processes
-        bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress
-                   or not accelerator.is_main_process, initial=first, total=steps_per_epoch)
+        bar = tqdm(
+            range(first, steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not progress or not accelerator.is_main_process,
+            initial=first,
+            total=steps_per_epoch,
+        )
         model.train()
         for step in bar:
             lo = step * cfg.batch_size + accelerator.process_index * per_proc
-            batch = collator([train_set[i] for i in order[lo: lo + per_proc]]).to(accelerator.device)
+            batch = collator([train_set[i] for i in order[lo : lo + per_proc]]).to(accelerator.device)
             loss, logs = recipe.loss(model, batch)
             accelerator.backward(loss)
             if cfg.grad_clip:
@@ -248,8 +263,17 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if global_step % 50 == 0 and accelerator.is_main_process:
-                _append(log_path, {"step": global_step, "epoch": epoch, "loss": loss.item(), **logs,
-                                   "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)})
+                _append(
+                    log_path,
+                    {
+                        "step": global_step,
+                        "epoch": epoch,
+                        "loss": loss.item(),
+                        **logs,
+                        "lr": scheduler.get_last_lr()[0],
+                        "elapsed_s": round(time.time() - t0, 1),
+                    },
+                )
             if cfg.save_every and global_step % cfg.save_every == 0:
                 checkpoint(epoch, step + 1)
             if cfg.max_steps and global_step >= cfg.max_steps:
@@ -259,9 +283,16 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
         finished_epoch = not done or step + 1 == steps_per_epoch
         val = evaluate(accelerator.unwrap_model(model), val_set, collator, limit=cfg.val_size)
         if accelerator.is_main_process:
-            _append(log_path, {"step": global_step, "epoch": epoch, "val_accuracy": val["accuracy"],
-                               "val_per_type": {q: m["accuracy"] for q, m in val["per_type"].items()},
-                               "elapsed_s": round(time.time() - t0, 1)})
+            _append(
+                log_path,
+                {
+                    "step": global_step,
+                    "epoch": epoch,
+                    "val_accuracy": val["accuracy"],
+                    "val_per_type": {q: m["accuracy"] for q, m in val["per_type"].items()},
+                    "elapsed_s": round(time.time() - t0, 1),
+                },
+            )
             accelerator.print(f"epoch {epoch + 1}: val {format_metrics(val)}")
         checkpoint(epoch + 1 if finished_epoch else epoch, 0 if finished_epoch else step + 1)
         if done:
@@ -270,10 +301,18 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     final = accelerator.unwrap_model(model)
     test_set = load_dataset(cfg.dataset, "test", cfg.test_size)
     test = evaluate(final, test_set, collator, progress=progress)
-    meta = {"task": TASK_OF.get(cfg.dataset, cfg.dataset), "dataset": cfg.dataset, "labels": list(train_set.labels),
-            "qtypes": list(train_set.qtypes), "recipe": getattr(recipe, "name", "hard"), "image_size":
-            model_image_size(final), "metrics": {"test": test, "val": val}, "train_config": asdict(cfg),
-            "train_seconds": round(time.time() - t0, 1), "steps": global_step}
+    meta = {
+        "task": TASK_OF.get(cfg.dataset, cfg.dataset),
+        "dataset": cfg.dataset,
+        "labels": list(train_set.labels),
+        "qtypes": list(train_set.qtypes),
+        "recipe": getattr(recipe, "name", "hard"),
+        "image_size": model_image_size(final),
+        "metrics": {"test": test, "val": val},
+        "train_config": asdict(cfg),
+        "train_seconds": round(time.time() - t0, 1),
+        "steps": global_step,
+    }
     if accelerator.is_main_process:
         save_checkpoint(final, tokenizer, out / "model", meta)
         write_json_atomic(out / "test_metrics.json", test)

@@ -28,4 +28,14 @@ def num_images(name: str) -> int:
     return 2 if name == "shapes-nlvr" else 1
 
 
-__all__ = ["Batch", "Collator", "Example", "ShapesConfig", "ShapesDataset", "image_to_tensor", "load_dataset", "num_images", "DATASETS"]
+__all__ = [
+    "Batch",
+    "Collator",
+    "Example",
+    "ShapesConfig",
+    "ShapesDataset",
+    "image_to_tensor",
+    "load_dataset",
+    "num_images",
+    "DATASETS",
+]

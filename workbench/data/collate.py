@@ -58,12 +58,8 @@ class Collator:
 
     def __call__(self, examples) -> Batch:
         texts = [e.text for e in examples]
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        pixels = torch.stack(
-            [torch.stack([image_to_tensor(im, self.image_size) for im in e.images]) for e in examples]
-        )
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        pixels = torch.stack([torch.stack([image_to_tensor(im, self.image_size) for im in e.images]) for e in examples])
         return Batch(
             pixel_values=pixels,
             input_ids=enc["input_ids"],

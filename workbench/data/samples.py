@@ -40,8 +40,14 @@ def write_samples(dest: str | Path, n_shapes: int = 8, n_easy: int = 4) -> list[
         for image_id in sorted(set(ids))[:n_easy]:
             name = f"easy-vqa-{image_id}.png"
             shutil.copy(paths[image_id], dest / name)
-            entries.append({"file": name, "source": "easy-vqa",
-                            "questions": [q for q, j in zip(qs, ids) if j == image_id][:4], "hypotheses": []})
+            entries.append(
+                {
+                    "file": name,
+                    "source": "easy-vqa",
+                    "questions": [q for q, j in zip(qs, ids) if j == image_id][:4],
+                    "hypotheses": [],
+                }
+            )
     except ImportError:  # pragma: no cover
         pass
     (dest / "samples.json").write_text(json.dumps(entries, indent=2))

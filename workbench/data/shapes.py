@@ -70,9 +70,7 @@ class Scene:
 
     def count(self, colour: str | None = None, shape: str | None = None) -> int:
         return sum(
-            1
-            for o in self.objects
-            if (colour is None or o.colour == colour) and (shape is None or o.shape == shape)
+            1 for o in self.objects if (colour is None or o.colour == colour) and (shape is None or o.shape == shape)
         )
 
 
@@ -114,7 +112,9 @@ _BUCKETS = {"train": range(0, 90), "val": range(90, 95), "test": range(95, 100)}
 
 def scene_key(objects: list[Obj]) -> str:
     """Canonical description of a layout (objects and places), the identity used for disjointness."""
-    return ";".join(f"{o.colour},{o.shape},{o.size},{o.row},{o.col}" for o in sorted(objects, key=lambda o: (o.row, o.col)))
+    return ";".join(
+        f"{o.colour},{o.shape},{o.size},{o.row},{o.col}" for o in sorted(objects, key=lambda o: (o.row, o.col))
+    )
 
 
 def _bucket(objects: list[Obj]) -> int:
@@ -138,8 +138,7 @@ def make_scene(split: str, index: int, cfg: ShapesConfig = ShapesConfig(), occlu
             pairs.append((c, rng.choice([sh for sh in SHAPES if (c, sh) not in HELD_OUT])))
         cells = rng.sample([(r, c) for r in range(cfg.grid) for c in range(cfg.grid)], n + 1)
         objects = [
-            Obj(shape=sh, colour=c, size=rng.choice(SIZES), row=r, col=k)
-            for (c, sh), (r, k) in zip(pairs, cells)
+            Obj(shape=sh, colour=c, size=rng.choice(SIZES), row=r, col=k) for (c, sh), (r, k) in zip(pairs, cells)
         ]
         objects.sort(key=lambda o: (o.row, o.col))
         if split == "compositional" or _bucket(objects) in _BUCKETS[split]:
@@ -198,7 +197,7 @@ def _relation_words(a: Obj, b: Obj, rng: random.Random) -> tuple[str, str] | Non
 
 
 def _relation_question(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    """"is the A <rel> the B?" for two random objects (objects always sit in distinct cells)."""
+    """ "is the A <rel> the B?" for two random objects (objects always sit in distinct cells)."""
     if len(scene.objects) < 2:
         return None
     a, b = rng.sample(scene.objects, 2)

@@ -26,19 +26,34 @@ from workbench.models.fusion import centre_patch_projection, sincos_2d
 from workbench.models.heads import classifier
 
 
-def dual_configs(vocab_size: int, image_size: int = 64, patch_size: int = 16, hidden_size: int = 128,
-                 num_layers: int = 4, num_heads: int = 4, max_text_len: int = 40,
-                 image_layers: int | None = None, text_layers: int | None = None) -> tuple[ViTConfig, BertConfig]:
+def dual_configs(
+    vocab_size: int,
+    image_size: int = 64,
+    patch_size: int = 16,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    max_text_len: int = 40,
+    image_layers: int | None = None,
+    text_layers: int | None = None,
+) -> tuple[ViTConfig, BertConfig]:
     """Tower configs; `num_layers` sets both towers unless `image_layers` / `text_layers` say otherwise."""
     image_layers = image_layers or num_layers
     text_layers = text_layers or num_layers
-    common = dict(hidden_size=hidden_size, num_attention_heads=num_heads, intermediate_size=4 * hidden_size,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                  initializer_range=hidden_size**-0.5)  # as the teacher (see fusion_config)
-    vision = ViTConfig(image_size=image_size, patch_size=patch_size, num_hidden_layers=image_layers,
-                       qkv_bias=True, **common)
-    text = BertConfig(vocab_size=vocab_size, num_hidden_layers=text_layers, max_position_embeddings=max_text_len,
-                      **common)
+    common = dict(
+        hidden_size=hidden_size,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        initializer_range=hidden_size**-0.5,
+    )  # as the teacher (see fusion_config)
+    vision = ViTConfig(
+        image_size=image_size, patch_size=patch_size, num_hidden_layers=image_layers, qkv_bias=True, **common
+    )
+    text = BertConfig(
+        vocab_size=vocab_size, num_hidden_layers=text_layers, max_position_embeddings=max_text_len, **common
+    )
     return vision, text
 
 
@@ -84,8 +99,14 @@ def _capture(tower: nn.Module, layers: tuple[int, ...], heads: int, store: dict)
 class DualStudent(nn.Module):
     kind = "dual"
 
-    def __init__(self, vision_config: ViTConfig, text_config: BertConfig, num_labels: int, num_images: int = 1,
-                 embed_dim: int = 128):
+    def __init__(
+        self,
+        vision_config: ViTConfig,
+        text_config: BertConfig,
+        num_labels: int,
+        num_images: int = 1,
+        embed_dim: int = 128,
+    ):
         super().__init__()
         self.vision_config, self.text_config = vision_config, text_config
         self.num_images = num_images
@@ -110,22 +131,26 @@ class DualStudent(nn.Module):
     def centre_patch_embedding(self, pixel_values: torch.Tensor) -> None:
         centre_patch_projection(self.image_tower.embeddings.patch_embeddings.projection, pixel_values)
 
-    def encode_image(self, pixel_values: torch.Tensor, qk_layers: tuple[int, ...] = (),
-                     qk_store: dict | None = None) -> torch.Tensor:
+    def encode_image(
+        self, pixel_values: torch.Tensor, qk_layers: tuple[int, ...] = (), qk_store: dict | None = None
+    ) -> torch.Tensor:
         """[B, 3, H, W] -> [B, 1 + P, d] token states (CLS first). Depends on the image only."""
-        hooks = _capture(self.image_tower, qk_layers, self.num_heads, qk_store) \
-            if qk_layers else []
+        hooks = _capture(self.image_tower, qk_layers, self.num_heads, qk_store) if qk_layers else []
         try:
             return self.image_tower(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
         finally:
             for h in hooks:
                 h.remove()
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, qk_layers: tuple[int, ...] = (),
-                    qk_store: dict | None = None) -> torch.Tensor:
+    def encode_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        qk_layers: tuple[int, ...] = (),
+        qk_store: dict | None = None,
+    ) -> torch.Tensor:
         """[B, T] -> [B, T, d] token states. Depends on the text only."""
-        hooks = _capture(self.text_tower, qk_layers, self.num_heads, qk_store) \
-            if qk_layers else []
+        hooks = _capture(self.text_tower, qk_layers, self.num_heads, qk_store) if qk_layers else []
         try:
             return self.text_tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         finally:
@@ -137,8 +162,14 @@ class DualStudent(nn.Module):
         fused = [self.fusion(torch.cat([text_states[:, 0], img[:, 0]], dim=-1)) for img in image_states]
         return self.classifier(torch.cat(fused, dim=-1))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None = None,
-                image_states: list[torch.Tensor] | None = None, qk_layers: tuple[int, ...] = ()) -> DualOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_states: list[torch.Tensor] | None = None,
+        qk_layers: tuple[int, ...] = (),
+    ) -> DualOutput:
         """pixel_values [B, images, 3, H, W]; or pass cached `image_states` (one [B, 1+P, d] per image)."""
         qk_text: dict = {}
         text_states = self.encode_text(input_ids, attention_mask, qk_layers, qk_text)
@@ -150,7 +181,9 @@ class DualStudent(nn.Module):
             if pixel_values.dim() == 4:
                 pixel_values = pixel_values[:, None]
             if pixel_values.shape[1] != self.num_images:
-                raise ValueError(f"this model takes {self.num_images} image(s) per example, got {pixel_values.shape[1]}")
+                raise ValueError(
+                    f"this model takes {self.num_images} image(s) per example, got {pixel_values.shape[1]}"
+                )
             image_states = []
             for j in range(self.num_images):
                 store: dict = {}
@@ -167,8 +200,9 @@ class DualStudent(nn.Module):
             grid=grid,
         )
 
-    def embed_for_retrieval(self, text_states: torch.Tensor | None = None,
-                            image_states: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def embed_for_retrieval(
+        self, text_states: torch.Tensor | None = None, image_states: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """L2-normalised CLIP-style embeddings of [CLS] states (either side may be None)."""
         t = nn.functional.normalize(self.text_proj(text_states[:, 0]), dim=-1) if text_states is not None else None
         i = nn.functional.normalize(self.image_proj(image_states[:, 0]), dim=-1) if image_states is not None else None

@@ -31,9 +31,16 @@ from transformers import ViltConfig, ViltModel
 from workbench.models.heads import classifier
 
 
-def fusion_config(vocab_size: int, image_size: int = 64, patch_size: int = 16, hidden_size: int = 128,
-                  num_layers: int = 4, num_heads: int = 4, max_text_len: int = 40,
-                  num_images: int = 1) -> ViltConfig:
+def fusion_config(
+    vocab_size: int,
+    image_size: int = 64,
+    patch_size: int = 16,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    max_text_len: int = 40,
+    num_images: int = 1,
+) -> ViltConfig:
     """A small ViLT config; the defaults are the shipped teachers' size."""
     return ViltConfig(
         vocab_size=vocab_size,
@@ -165,8 +172,14 @@ class FusionTeacher(nn.Module):
             for h in hooks:
                 h.remove()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
-                output_attentions: bool = False, qk_layers: tuple[int, ...] = ()) -> FusionOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor,
+        output_attentions: bool = False,
+        qk_layers: tuple[int, ...] = (),
+    ) -> FusionOutput:
         """pixel_values: [B, images, 3, H, W] (or [B, 3, H, W] for one image)."""
         if pixel_values.dim() == 4:
             pixel_values = pixel_values[:, None]

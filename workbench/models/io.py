@@ -51,8 +51,12 @@ def _config_dict(model: nn.Module) -> dict:
     if isinstance(model, FusionTeacher):
         return model.config.to_dict()
     if isinstance(model, DualStudent):
-        return {"model_type": "workbench-dual", "vision": model.vision_config.to_dict(),
-                "text": model.text_config.to_dict(), "embed_dim": model.image_proj.out_features}
+        return {
+            "model_type": "workbench-dual",
+            "vision": model.vision_config.to_dict(),
+            "text": model.text_config.to_dict(),
+            "embed_dim": model.image_proj.out_features,
+        }
     raise TypeError(f"cannot save a {type(model).__name__}")
 
 
@@ -106,25 +110,35 @@ def _build(kind: str, config: dict, meta: dict) -> nn.Module:
     if kind == "fusion":
         return FusionTeacher(ViltConfig.from_dict(config), max(num_labels, 1), num_images, init_positions=False)
     if kind == "dual":
-        return DualStudent(ViTConfig.from_dict(config["vision"]), BertConfig.from_dict(config["text"]),
-                           num_labels, num_images, embed_dim=config.get("embed_dim", 128))
+        return DualStudent(
+            ViTConfig.from_dict(config["vision"]),
+            BertConfig.from_dict(config["text"]),
+            num_labels,
+            num_images,
+            embed_dim=config.get("embed_dim", 128),
+        )
     raise CheckpointError(f"unknown model kind {kind!r} in workbench.json")
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", task: str | None = None,
-                    kind: str | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", task: str | None = None, kind: str | None = None
+) -> Checkpoint:
     """Load a checkpoint folder (ours or a HF ViLT one). Raises `CheckpointError` saying what is wrong."""
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint folder {path} does not exist" if not path.exists()
-                              else f"{path} is a file; a checkpoint is a folder (config.json, model.safetensors, ...)")
+        raise CheckpointError(
+            f"checkpoint folder {path} does not exist"
+            if not path.exists()
+            else f"{path} is a file; a checkpoint is a folder (config.json, model.safetensors, ...)"
+        )
     weights = path / "model.safetensors"
     if not weights.exists():
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
             raise CheckpointError(
                 f"{path} holds only pickle weights ({', '.join(pickles)}); the workbench never unpickles files "
-                "(they can run code). Re-save the model with safetensors (save_pretrained(..., safe_serialization=True)).")
+                "(they can run code). Re-save the model with safetensors: save_pretrained(folder)."
+            )
         raise CheckpointError(f"{path} has no model.safetensors; is this a checkpoint folder?")
     if not (path / "config.json").exists():
         raise CheckpointError(f"{path} has no config.json")
@@ -149,8 +163,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", task: 
         raise CheckpointError(f"{weights} is truncated or corrupted ({e})") from e
     head = state.get("classifier.3.weight")
     if head is not None and meta["labels"] and head.shape[0] != len(meta["labels"]):
-        raise CheckpointError(f"{path}: the classifier has {head.shape[0]} outputs but workbench.json lists "
-                              f"{len(meta['labels'])} labels")
+        raise CheckpointError(
+            f"{path}: the classifier has {head.shape[0]} outputs but workbench.json lists {len(meta['labels'])} labels"
+        )
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches
@@ -160,7 +175,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", task: 
         raise CheckpointError(
             f"{weights} does not fit the {meta['kind']} model in config.json: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}")
+            f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}"
+        )
     if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise CheckpointError(f"{path} has no tokenizer files (tokenizer.json or vocab.txt)")
     try:
@@ -182,8 +198,15 @@ def _hf_vilt_meta(config: dict) -> dict:
     labels = [id2label[k] for k in sorted(id2label, key=int)]
     arch = (config.get("architectures") or ["ViltForQuestionAnswering"])[0]
     if arch not in ("ViltForQuestionAnswering", "ViltForImagesAndTextClassification"):
-        raise CheckpointError(f"a {arch} checkpoint cannot be used as a teacher; expected "
-                              "ViltForQuestionAnswering or ViltForImagesAndTextClassification")
+        raise CheckpointError(
+            f"a {arch} checkpoint cannot be used as a teacher; expected "
+            "ViltForQuestionAnswering or ViltForImagesAndTextClassification"
+        )
     nlvr = arch == "ViltForImagesAndTextClassification"
-    return {"kind": "fusion", "task": "nlvr" if nlvr else "vqa", "labels": labels,
-            "num_images": config.get("num_images", 2) if nlvr else 1, "source": "huggingface-vilt"}
+    return {
+        "kind": "fusion",
+        "task": "nlvr" if nlvr else "vqa",
+        "labels": labels,
+        "num_images": config.get("num_images", 2) if nlvr else 1,
+        "source": "huggingface-vilt",
+    }
