@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from workbench.data.collate import image_to_tensor
 from workbench.errors import InputError
+from workbench.models import text_limit
 from workbench.models.io import Checkpoint, load_checkpoint
 
 MAX_QUESTION_CHARS = 300
@@ -114,8 +115,9 @@ def ask(model: Checkpoint, image, question: str, top_k: int = 5, second_image=No
         raise InputError(f"this model needs {need} image(s) per question, got {len(images)}")
     device = next(model.model.parameters()).device
     pixels = torch.stack([image_to_tensor(im, model.image_size) for im in images])[None].to(device)
-    enc = model.tokenizer([question], truncation=True, max_length=40, return_tensors="pt")
-    truncated = len(model.tokenizer(question)["input_ids"]) > 40
+    limit = text_limit(model.model)
+    enc = model.tokenizer([question], truncation=True, max_length=limit, return_tensors="pt")
+    truncated = len(model.tokenizer(question, truncation=True, max_length=limit + 1)["input_ids"]) > limit
     start = time.perf_counter()
     logits = model.model(enc["input_ids"].to(device), enc["attention_mask"].to(device), pixels).logits[0]
     latency = (time.perf_counter() - start) * 1000

@@ -22,7 +22,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
         default="shapes-vqa",
-        choices=["easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr"],
+        choices=["easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm"],
         help="training data",
     )
     p.add_argument("--out", required=True, help="run folder: state/, metrics.jsonl, model/ (the final checkpoint)")
@@ -90,7 +90,7 @@ def cmd_eval(args) -> None:
     if dataset is None:
         raise WorkbenchError("this checkpoint does not say which dataset it was trained on: pass --dataset")
     data = load_dataset(dataset, args.split, args.size)
-    metrics = evaluate(ck.model, data, Collator(ck.tokenizer, ck.image_size), progress=True)
+    metrics = evaluate(ck.model, data, Collator.for_model(ck.model, ck.tokenizer), progress=True)
     metrics.update({"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split})
     print(format_metrics(metrics))
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval-{dataset}-{args.split}.json"

@@ -33,7 +33,7 @@ from workbench.evaluate import batches, evaluate, format_metrics
 from workbench.models import create_model
 from workbench.models.io import load_checkpoint, save_checkpoint, write_json_atomic
 
-TASK_OF = {"easy-vqa": "vqa", "shapes-vqa": "vqa", "shapes-ve": "ve", "shapes-nlvr": "nlvr"}
+TASK_OF = {"easy-vqa": "vqa", "shapes-vqa": "vqa", "shapes-ve": "ve", "shapes-nlvr": "nlvr", "shapes-itm": "itm"}
 
 
 @dataclass
@@ -196,7 +196,7 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     train_set = load_dataset(cfg.dataset, "train", cfg.train_size)
     val_set = load_dataset(cfg.dataset, "val", cfg.val_size)
     model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
-    collator = Collator(tokenizer, model_image_size(model))
+    collator = Collator.for_model(model, tokenizer)
     if not cfg.init_from and not (resume and state_dir.exists()):
         centre_on_data(model, train_set, collator)
 

@@ -51,9 +51,18 @@ def image_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
 
 
 class Collator:
-    """Turns a list of `Example`s (any task) into a `Batch`."""
+    """Turns a list of `Example`s (any task) into a `Batch`.
 
-    def __init__(self, tokenizer, image_size: int, max_length: int = 40):
+    `max_length` must not exceed the model's text positions: build it with `Collator.for_model`.
+    """
+
+    @classmethod
+    def for_model(cls, model, tokenizer) -> Collator:
+        from workbench.models import image_size, text_limit
+
+        return cls(tokenizer, image_size(model), text_limit(model))
+
+    def __init__(self, tokenizer, image_size: int, max_length: int = 64):
         self.tokenizer, self.image_size, self.max_length = tokenizer, image_size, max_length
 
     def __call__(self, examples) -> Batch:

@@ -42,6 +42,10 @@ VQA_TYPES = ("attribute", "existence", "counting", "position", "relation", "comp
 VQA_ANSWERS = (*COLOURS, *SHAPES, *SIZES, "yes", "no", *NUMBER_WORDS)
 VE_LABELS = ("entailment", "neutral", "contradiction")
 NLVR_LABELS = ("false", "true")
+ITM_LABELS = ("mismatch", "match")
+# half the pairs match; the other half are hard negatives: the caption of the same scene with one
+# attribute of one object changed
+ITM_TYPES = ("match", "colour swap", "match", "shape swap", "match", "position swap")
 OCCLUDER_RGB = (90, 90, 90)
 
 
@@ -340,6 +344,37 @@ def nlvr_statement(left: Scene, right: Scene, rng: random.Random) -> tuple[str, 
 # Retrieval: a caption that names every object with its place, so it is unique to the scene
 
 
+def perturb(scene: Scene, kind: str, rng: random.Random) -> Scene:
+    """The scene with one object's colour, shape or cell changed (a hard negative for matching)."""
+    objs = list(scene.objects)
+    k = rng.randrange(len(objs))
+    o = objs[k]
+    if kind == "colour swap":
+        unused = [c for c in COLOURS if c not in {x.colour for x in objs}]
+        new = (
+            Obj(o.shape, rng.choice(unused), o.size, o.row, o.col)
+            if unused
+            else Obj(o.shape, o.colour, o.size, o.row, o.col)
+        )
+        if not unused:  # all six colours used: exchange two objects' colours instead
+            j = (k + 1) % len(objs)
+            objs[j] = Obj(objs[j].shape, o.colour, objs[j].size, objs[j].row, objs[j].col)
+            new = Obj(o.shape, scene.objects[j].colour, o.size, o.row, o.col)
+    elif kind == "shape swap":
+        new = Obj(rng.choice([s for s in SHAPES if s != o.shape]), o.colour, o.size, o.row, o.col)
+    elif kind == "position swap":
+        free = [
+            (r, c) for r in range(scene.grid) for c in range(scene.grid) if (r, c) not in {(x.row, x.col) for x in objs}
+        ]
+        r, c = rng.choice(free)
+        new = Obj(o.shape, o.colour, o.size, r, c)
+    else:
+        raise ValueError(f"unknown perturbation {kind!r}")
+    objs[k] = new
+    objs.sort(key=lambda x: (x.row, x.col))
+    return Scene(objects=objs, grid=scene.grid, occluder=scene.occluder, seed=scene.seed)
+
+
 _ROW_WORDS = ("top", "upper middle", "lower middle", "bottom")
 _COL_WORDS = ("left", "centre left", "centre right", "right")
 
@@ -361,7 +396,7 @@ def caption(scene: Scene) -> str:
 class ShapesDataset:
     """Map-style dataset of `Example`s for one task and split; rendering happens on access."""
 
-    tasks = ("vqa", "ve", "nlvr", "retrieval")
+    tasks = ("vqa", "ve", "nlvr", "retrieval", "itm")
 
     def __init__(self, task: str, split: str, size: int, cfg: ShapesConfig = ShapesConfig()):
         if task not in self.tasks:
@@ -374,12 +409,14 @@ class ShapesDataset:
             "ve": VE_LABELS,
             "nlvr": NLVR_LABELS,
             "retrieval": (),
+            "itm": ITM_LABELS,
         }[task]
         self.qtypes: tuple[str, ...] = {
             "vqa": VQA_TYPES,
             "ve": ("existence", "counting", "relation"),
             "nlvr": ("both", "exactly one", "more"),
             "retrieval": ("caption",),
+            "itm": ITM_TYPES,
         }[task]
 
     def __len__(self) -> int:
@@ -424,6 +461,11 @@ class ShapesDataset:
                     text, label, kind = out
                     return Example([render(scene, size)], text, VE_LABELS.index(label), kind, {"scene": scene})
             raise RuntimeError(f"could not make a {want} hypothesis for example {i}")  # pragma: no cover
+        if self.task == "itm":
+            scene = self.scene(i)
+            kind = ITM_TYPES[i % len(ITM_TYPES)]
+            text = caption(scene) if kind == "match" else caption(perturb(scene, kind, rng))
+            return Example([render(scene, size)], text, int(kind == "match"), kind, {"scene": scene})
         if self.task == "nlvr":
             want = bool(i % 2)
             for attempt in range(100):

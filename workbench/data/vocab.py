@@ -43,5 +43,5 @@ def build_tokenizer() -> BertTokenizer:
     vocab = SPECIAL + chars + ["##" + c for c in string.ascii_lowercase + string.digits]
     vocab += [w for w in corpus_words() if w not in vocab]
     tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
-    tok.model_max_length = 40
+    tok.model_max_length = 64
     return tok

@@ -36,10 +36,22 @@ def dual(vocab_size: int, num_labels: int, num_images: int = 1, **size) -> DualS
     return DualStudent(vision, text, num_labels, num_images)
 
 
+def text_limit(model: nn.Module) -> int:
+    """Longest token sequence the model's text positions allow."""
+    model = getattr(model, "module", model)
+    config = model.config if isinstance(model, FusionTeacher) else model.text_config
+    return config.max_position_embeddings
+
+
+def image_size(model: nn.Module) -> int:
+    model = getattr(model, "module", model)
+    return model.config.image_size if isinstance(model, FusionTeacher) else model.vision_config.image_size
+
+
 def create_model(kind: str, vocab_size: int, num_labels: int, num_images: int = 1, **size) -> nn.Module:
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; registered: {sorted(MODELS)}")
     return MODELS[kind](vocab_size, num_labels, num_images, **size)
 
 
-__all__ = ["MODELS", "DualStudent", "FusionTeacher", "create_model", "register"]
+__all__ = ["MODELS", "DualStudent", "FusionTeacher", "create_model", "image_size", "register", "text_limit"]

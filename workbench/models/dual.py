@@ -33,7 +33,7 @@ def dual_configs(
     hidden_size: int = 128,
     num_layers: int = 4,
     num_heads: int = 4,
-    max_text_len: int = 40,
+    max_text_len: int = 64,
     image_layers: int | None = None,
     text_layers: int | None = None,
 ) -> tuple[ViTConfig, BertConfig]:

@@ -38,7 +38,7 @@ def fusion_config(
     hidden_size: int = 128,
     num_layers: int = 4,
     num_heads: int = 4,
-    max_text_len: int = 40,
+    max_text_len: int = 64,
     num_images: int = 1,
 ) -> ViltConfig:
     """A small ViLT config; the defaults are the shipped teachers' size."""

@@ -1,0 +1,37 @@
+"""Image-text matching pairs: positives are the scene's caption, negatives differ in exactly one attribute."""
+
+import re
+
+from workbench.data import load_dataset
+from workbench.data.shapes import caption
+
+
+def _objects(text):
+    return re.findall(r"a (small|large) (\w+) (circle|square|triangle) at ([a-z ]+?)(?:,|\.)", text)
+
+
+def test_itm_pairs():
+    data = load_dataset("shapes-itm", "train", 300)
+    kinds = {}
+    for i in range(len(data)):
+        e = data[i]
+        scene = e.meta["scene"]
+        truth = caption(scene)
+        kinds[e.qtype] = kinds.get(e.qtype, 0) + 1
+        if data.labels[e.label] == "match":
+            assert e.qtype == "match" and e.text == truth
+            continue
+        assert e.text != truth
+        a, b = _objects(truth), _objects(e.text)
+        assert len(a) == len(b) == len(scene.objects)
+        changed = set(a) ^ set(b)
+        if e.qtype == "colour swap":  # one colour replaced, or two objects exchanged colours
+            assert len(changed) in (2, 4)
+            assert sorted(x[2] for x in a) == sorted(x[2] for x in b)
+        else:  # shape or position of one object changed
+            assert len(changed) == 2
+            field = 2 if e.qtype == "shape swap" else 3
+            old, new = sorted(changed - set(b)), sorted(changed - set(a))
+            assert old[0][field] != new[0][field]
+            assert [x for j, x in enumerate(old[0]) if j != field] == [x for j, x in enumerate(new[0]) if j != field]
+    assert kinds["match"] == 150 and kinds["colour swap"] == kinds["shape swap"] == kinds["position swap"] == 50

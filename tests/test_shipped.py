@@ -1,0 +1,44 @@
+"""The shipped checkpoints in assets/: small, loadable, and their recorded metrics reproduce."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from workbench.data import Collator, load_dataset
+from workbench.evaluate import evaluate
+from workbench.models.io import load_checkpoint
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher"]
+
+
+@pytest.mark.parametrize("name", TEACHERS)
+def test_shipped_teacher_is_small_and_complete(name):
+    folder = ASSETS / name
+    for f in ("config.json", "model.safetensors", "workbench.json", "tokenizer.json"):
+        assert (folder / f).exists(), f
+    assert not [p for p in folder.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl"}]
+    size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
+    assert size_mb < 8, f"{name} is {size_mb:.1f} MB"
+    meta = json.loads((folder / "workbench.json").read_text())
+    test = meta["metrics"]["test"]
+    assert test["n"] >= 3000 and set(test["per_type"]) == set(meta["qtypes"])
+    assert meta["train_seconds"] > 0 and meta["train_config"]["dataset"] == meta["dataset"]
+
+
+@pytest.mark.parametrize("name", TEACHERS)
+def test_recorded_accuracy_reproduces_on_a_test_subset(name):
+    ck = load_checkpoint(ASSETS / name)
+    data = load_dataset(ck.meta["dataset"], "test")
+    n = 600
+    got = evaluate(ck.model, data, Collator.for_model(ck.model, ck.tokenizer), limit=n)["accuracy"]
+    recorded = ck.meta["metrics"]["test"]["accuracy"]
+    # the subset is the first n of the recorded test set: binomial spread of a 600-sample estimate
+    assert abs(got - recorded) < 3 * (recorded * (1 - recorded) / n) ** 0.5 + 0.01, (got, recorded)
+
+
+def test_easy_vqa_teacher_reaches_97_percent():
+    meta = json.loads((ASSETS / "easy-vqa-teacher" / "workbench.json").read_text())
+    assert meta["metrics"]["test"]["n"] == 9673  # the whole easy-VQA test split
+    assert meta["metrics"]["test"]["accuracy"] >= 0.97
