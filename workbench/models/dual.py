@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
-from workbench.models.fusion import centre_patch_projection, sincos_2d
+from workbench.models.fusion import centre_patch_projection, grid_positions
 from workbench.models.heads import classifier
 
 
@@ -122,7 +122,7 @@ class DualStudent(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         with torch.no_grad():  # readable positions, as for the teacher (DESIGN.md §3)
             grid = vision_config.image_size // vision_config.patch_size
-            self.image_tower.embeddings.position_embeddings[0, 1:] = sincos_2d(grid, d)
+            self.image_tower.embeddings.position_embeddings[0, 1:] = grid_positions(grid, d)
 
     @property
     def num_heads(self) -> int:

@@ -10,17 +10,15 @@ Two things differ from calling `ViltForQuestionAnswering` directly, both on purp
   permutation-equivariant the logits equal HF's.
 * Position embeddings that can be read. From a config, HF leaves the image position embeddings at
   zero; at small scale the model never learns where a patch is (DESIGN.md §3). We start them as
-  a 2-D sine-cosine grid at unit scale (row and column linearly decodable from the first step),
-  and keep them trainable. Weights start at 1/sqrt(width) and the patch projection is centred on
-  the training images (`centre_patch_embedding`): both shorten the plateau before the model
-  starts to look at the image.
+  a random row vector plus a random column vector at unit scale (`grid_positions`), trainable.
+  Weights start at 1/sqrt(width) and the patch projection is centred on the training images
+  (`centre_patch_embedding`): both shorten the plateau before the model starts to look at the image.
 
 Sequence layout: [text tokens (T, padded)] [image CLS] [P patches, row-major] per image.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -62,18 +60,18 @@ def fusion_config(
     )
 
 
-def sincos_2d(grid: int, dim: int) -> torch.Tensor:
-    """[grid*grid, dim] fixed 2-D sine-cosine positions (half the channels per axis), unit RMS."""
-    assert dim % 4 == 0, "hidden size must be a multiple of 4 for 2-D sin-cos positions"
-    quarter = dim // 4
-    freqs = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
-    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+def grid_positions(grid: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[grid*grid, dim] position embeddings: a random row vector plus a random column vector.
 
-    def enc(pos: torch.Tensor) -> torch.Tensor:
-        angles = pos.flatten().float()[:, None] * freqs[None] * (math.pi / 2)
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    return torch.cat([enc(rows), enc(cols)], dim=1) * math.sqrt(2.0)
+    Each is N(0, 1) per channel, so position is as loud as content and row and column are each
+    linearly readable. Measured on position questions ("which row is the cyan triangle in?",
+    batch 64): these reach 100% validation accuracy by step 400; a 2-D sine-cosine grid of the same
+    scale stays at chance for 500+ steps (at 4 positions most sin-cos channels barely vary), and
+    HF's zero init never learns (DESIGN.md §3).
+    """
+    rows = torch.randn(grid, dim, generator=generator)
+    cols = torch.randn(grid, dim, generator=generator)
+    return (rows[:, None, :] + cols[None, :, :]).reshape(grid * grid, dim)
 
 
 @torch.no_grad()
@@ -118,7 +116,7 @@ class FusionTeacher(nn.Module):
     def reset_image_positions(self) -> None:
         emb = self.vilt.embeddings
         grid = self.config.image_size // self.config.patch_size
-        emb.position_embeddings[0, 1:] = sincos_2d(grid, self.config.hidden_size)
+        emb.position_embeddings[0, 1:] = grid_positions(grid, self.config.hidden_size)
         emb.position_embeddings[0, 0].normal_(0, 1.0)
         emb.cls_token.normal_(0, 0.02)
 
