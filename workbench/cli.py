@@ -12,9 +12,27 @@ from workbench.errors import WorkbenchError
 # The shipped defaults: dataset -> (model, out folder, training settings). `workbench rebuild`
 # retrains them all; each line is also the documented command for one checkpoint.
 DEFAULTS = {
-    "easy-vqa": dict(model="fusion", epochs=3, lr=5e-4, test_size=None),
-    "shapes-vqa": dict(model="fusion", epochs=1, train_size=400_000, lr=5e-4, test_size=3000),
-    "shapes-ve": dict(model="fusion", epochs=1, train_size=200_000, lr=5e-4, test_size=3000),
+    "easy-vqa": dict(model="fusion", epochs=8, batch_size=64, lr=7e-4, warmup_steps=300, val_size=2000),
+    "shapes-vqa": dict(
+        model="fusion",
+        epochs=5,
+        train_size=128_000,
+        batch_size=64,
+        lr=7e-4,
+        warmup_steps=300,
+        val_size=1200,
+        test_size=3000,
+    ),
+    "shapes-ve": dict(
+        model="fusion",
+        epochs=5,
+        train_size=128_000,
+        batch_size=64,
+        lr=7e-4,
+        warmup_steps=300,
+        val_size=1200,
+        test_size=3000,
+    ),
 }
 
 
@@ -117,6 +135,9 @@ def cmd_rebuild(args) -> None:
         print(f"== training the {name} teacher into {out}")
         train(cfg, resume=args.resume, progress=not args.no_progress)
         ship(out / "model", Path(args.assets) / f"{name}-teacher")
+    from workbench.data.samples import write_samples
+
+    write_samples(Path(args.assets) / "samples")
 
 
 def ship(model_dir: Path, dest: Path) -> None:
@@ -127,6 +148,16 @@ def ship(model_dir: Path, dest: Path) -> None:
         shutil.rmtree(dest)
     shutil.copytree(model_dir, dest)
     print(f"shipped {dest}")
+
+
+def cmd_report(args) -> None:
+    from workbench.report import teacher_table, update_readme
+
+    if args.readme:
+        changed = update_readme(args.readme, args.assets)
+        print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
+    else:
+        print(teacher_table(args.assets))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser(
+        "report",
+        help="print the results table of the shipped checkpoints (or write it into the README)",
+        description="Make the markdown table of measured results from assets/*/workbench.json.",
+    )
+    p.add_argument("--assets", default="assets")
+    p.add_argument("--readme", default=None, help="replace the results section of this README instead of printing")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

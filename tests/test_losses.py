@@ -1,0 +1,81 @@
+"""Distillation losses against values computed by hand on small tensors."""
+
+import math
+
+import pytest
+import torch
+
+from workbench.distill import losses
+
+
+def test_attention_kl_by_hand():
+    # one batch, one head, one query, two keys
+    t = torch.tensor([[[[math.log(3.0), 0.0]]]])  # teacher probs (3/4, 1/4)
+    s = torch.tensor([[[[0.0, 0.0]]]])  # student probs (1/2, 1/2)
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert losses.attention_kl(s, t).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.attention_kl(t, t).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_attention_kl_masked_keys_contribute_nothing_and_no_nan():
+    t = torch.tensor([[[[math.log(3.0), 0.0, 50.0]]]])
+    s = torch.tensor([[[[0.0, 0.0, -50.0]]]])
+    mask = torch.tensor([[1, 1, 0]])
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    out = losses.attention_kl(s, t, mask)
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+    s.requires_grad_(True)
+    losses.attention_kl(s, t, mask).backward()
+    assert torch.isfinite(s.grad).all() and s.grad[..., 2].abs().max() == 0
+
+
+def test_attention_kl_sums_over_keys_and_averages_batch_heads_queries():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(2, 3, 4, 5, generator=g)
+    t = torch.randn(2, 3, 4, 5, generator=g)
+    p_t, log_t, log_s = t.softmax(-1), t.log_softmax(-1), s.log_softmax(-1)
+    by_hand = (p_t * (log_t - log_s)).sum(-1).mean()
+    assert losses.attention_kl(s, t).item() == pytest.approx(by_hand.item(), rel=1e-5)
+    # query mask: only the first two queries of sample 0 and all of sample 1
+    qm = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    per_q = (p_t * (log_t - log_s)).sum(-1)  # [2, 3, 4]
+    expected = (per_q[0, :, :2].sum() + per_q[1].sum()) / (3 * 2 + 3 * 4)
+    assert losses.attention_kl(s, t, query_mask=qm).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_attention_kl_rejects_mismatched_heads():
+    with pytest.raises(ValueError, match="equal heads"):
+        losses.attention_kl(torch.zeros(1, 2, 3, 4), torch.zeros(1, 4, 3, 4))
+
+
+def test_soft_label_kd_by_hand_with_temperature():
+    s = torch.tensor([[0.0, 0.0]])
+    t = torch.tensor([[2 * math.log(3.0), 0.0]])  # at T = 2: teacher probs (3/4, 1/4)
+    expected = (0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)) * 4
+    assert losses.soft_label_kd(s, t, temperature=2.0).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.soft_label_kd(t, t).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_soft_label_kd_multilabel_by_hand():
+    s = torch.tensor([[0.0]])
+    t = torch.tensor([[math.log(3.0)]])  # sigmoid = 3/4
+    expected = -(0.75 * math.log(0.5) + 0.25 * math.log(0.5))
+    assert losses.soft_label_kd_multilabel(s, t).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_teacher_cross_scores_slice_at_the_boundary():
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(2, 2, 7, 4, generator=g), torch.randn(2, 2, 7, 4, generator=g)
+    t2i, i2t = losses.teacher_cross_scores(q, k, text_len=3)
+    assert t2i.shape == (2, 2, 3, 4) and i2t.shape == (2, 2, 4, 3)
+    assert t2i[1, 0, 2, 1].item() == pytest.approx((q[1, 0, 2] @ k[1, 0, 4]).item() / 2, rel=1e-5)
+    assert i2t[0, 1, 3, 0].item() == pytest.approx((q[0, 1, 6] @ k[0, 1, 0]).item() / 2, rel=1e-5)
+
+
+def test_student_cross_scores_pair_the_towers():
+    g = torch.Generator().manual_seed(2)
+    qt, kt = torch.randn(1, 2, 3, 4, generator=g), torch.randn(1, 2, 3, 4, generator=g)
+    qi, ki = torch.randn(1, 2, 5, 4, generator=g), torch.randn(1, 2, 5, 4, generator=g)
+    t2i, i2t = losses.student_cross_scores((qt, kt), (qi, ki))
+    torch.testing.assert_close(t2i, qt @ ki.transpose(-1, -2) / 2)
+    torch.testing.assert_close(i2t, qi @ kt.transpose(-1, -2) / 2)
