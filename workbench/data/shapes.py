@@ -190,24 +190,27 @@ def _absent_pair(scene: Scene, rng: random.Random, allowed: list[tuple[str, str]
     return rng.choice(choices)
 
 
-def _relation_words(a: Obj, b: Obj, rng: random.Random) -> tuple[str, str] | None:
-    """(true word, false word) for "a <word> b" on an axis where they differ (random if both)."""
-    axes = [ax for ax, differ in (("horizontal", a.col != b.col), ("vertical", a.row != b.row)) if differ]
-    if not axes:
-        return None
-    if rng.choice(axes) == "horizontal":
-        return ("left of", "right of") if a.col < b.col else ("right of", "left of")
-    return ("above", "below") if a.row < b.row else ("below", "above")
+# Two-object questions are asked as a choice ("which is further left, the A or the B?", answer: a
+# colour), not as an ordered yes/no ("is the A left of the B?"). Measured: a 4-layer ViLT from
+# scratch learned every single-object type (position included) to 100% in 4,000 steps while the
+# yes/no form stayed at chance (it answered "yes" 96% of the time). With the yes/no form a
+# symmetric look-up of both objects carries no signal, so nothing rewards the first step towards
+# the answer; the choice form is symmetric in A and B and its signal is graded.
+_CHOICE_WORDS = {"horizontal": ("further left", "further right"), "vertical": ("higher", "lower")}
 
 
 def _relation_question(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    """ "is the A <rel> the B?" for two random objects (objects always sit in distinct cells)."""
+    """ "which is further left, the A or the B?" for two objects that differ on the chosen axis."""
     if len(scene.objects) < 2:
         return None
     a, b = rng.sample(scene.objects, 2)
-    true_word, false_word = _relation_words(a, b, rng)
-    truth = rng.random() < 0.5
-    return f"is the {a.name} {true_word if truth else false_word} the {b.name}?", _yes(truth)
+    axes = [ax for ax, differ in (("horizontal", a.col != b.col), ("vertical", a.row != b.row)) if differ]
+    axis = rng.choice(axes)  # never empty: objects sit in distinct cells
+    first, second = _CHOICE_WORDS[axis]
+    word = rng.choice((first, second))
+    ka, kb = (a.col, b.col) if axis == "horizontal" else (a.row, b.row)
+    winner = a if (ka < kb) == (word == first) else b
+    return f"which is {word}, the {a.name} or the {b.name}?", winner.colour
 
 
 def vqa_question(scene: Scene, qtype: str, rng: random.Random, focus: tuple[str, str] | None = None) -> tuple[str, str]:
@@ -250,20 +253,22 @@ def vqa_question(scene: Scene, qtype: str, rng: random.Random, focus: tuple[str,
             other = rng.choice([o for o in objs if o is not target])
             return _relation_question(Scene(objects=[target, other], grid=scene.grid), rng)
         return _relation_question(scene, rng)
-    if qtype == "comparison":
-        others = [o for o in objs if o is not target]
-        other = rng.choice(others)
+    if qtype == "comparison":  # symmetric in the two things compared, like the relation type
+        other = rng.choice([o for o in objs if o is not target])
         kind = rng.choice(("bigger", "same size", "more"))
-        if kind == "bigger":
-            return f"is the {target.name} bigger than the {other.name}?", _yes(
-                target.size == "large" and other.size == "small"
-            )
-        if kind == "same size":
-            return f"are the {target.name} and the {other.name} the same size?", _yes(target.size == other.size)
-        s1, s2 = target.shape, other.shape
-        if s1 == s2:
-            s2 = rng.choice([sh for sh in SHAPES if sh != s1])
-        return f"are there more {s1}s than {s2}s?", _yes(scene.count(shape=s1) > scene.count(shape=s2))
+        if kind == "bigger" and target.size != other.size:
+            first, second = (target, other) if rng.random() < 0.5 else (other, target)
+            big = target if target.size == "large" else other
+            return f"which is bigger, the {first.name} or the {second.name}?", big.colour
+        if kind == "more":
+            counts = {sh: scene.count(shape=sh) for sh in SHAPES}
+            pairs = [(x, y) for x in SHAPES for y in SHAPES if x < y and counts[x] != counts[y]]
+            if pairs:
+                x, y = rng.choice(pairs)
+                if rng.random() < 0.5:
+                    x, y = y, x
+                return f"which shape is more common, {x} or {y}?", x if counts[x] > counts[y] else y
+        return f"are the {target.name} and the {other.name} the same size?", _yes(target.size == other.size)
     raise ValueError(f"unknown VQA question type {qtype!r}; expected one of {VQA_TYPES}")
 
 
@@ -309,12 +314,22 @@ def ve_hypothesis(scene: Scene, rng: random.Random, want: str) -> tuple[str, str
         else:
             return None
         return f"the number of {shape}s is at least {n}.", want, kind
-    # relation between two visible objects: never neutral
+    # relation between two visible objects: never neutral. Symmetric ("in the same row as"), for
+    # the reason given at _relation_question.
     if want == "neutral":
         return None
     a, b = rng.sample(scene.objects, 2)
-    true_word, false_word = _relation_words(a, b, rng)
-    return f"the {a.name} is {true_word if want == 'entailment' else false_word} the {b.name}.", want, kind
+    axis = rng.choice(("row", "column"))
+    same = a.row == b.row if axis == "row" else a.col == b.col
+    if same != (want == "entailment"):
+        others = [o for o in scene.objects if o is not a]
+        matching = [
+            o for o in others if ((o.row == a.row) if axis == "row" else (o.col == a.col)) == (want == "entailment")
+        ]
+        if not matching:
+            return None
+        b = rng.choice(matching)
+    return f"the {a.name} is in the same {axis} as the {b.name}.", want, kind
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,8 +31,10 @@ def attention_kl(
     text-to-image map say nothing).
     """
     if student_scores.shape != teacher_scores.shape:
-        raise ValueError(f"score shapes differ: student {tuple(student_scores.shape)}, teacher "
-                         f"{tuple(teacher_scores.shape)} (DiDE needs equal heads and tokens)")
+        raise ValueError(
+            f"score shapes differ: student {tuple(student_scores.shape)}, teacher "
+            f"{tuple(teacher_scores.shape)} (DiDE needs equal heads and tokens)"
+        )
     log_s = _masked_log_softmax(student_scores, key_mask)
     log_t = _masked_log_softmax(teacher_scores, key_mask)
     p_t = log_t.exp()

@@ -1,0 +1,109 @@
+"""Named distillation recipes: each is an object with `loss(student, batch) -> (loss, logs)`.
+
+The training loop (`workbench.train.train`) is shared; a recipe only says what the student learns
+from. Teachers are frozen and run in inference mode, so no gradient ever reaches them.
+
+- `none`: the student on hard labels (the baseline).
+- `kd`:   soft labels only (Hinton KD, T = 1).
+- `dide`: soft labels + text-to-image and image-to-text attention distillation at the chosen
+          layers (DESIGN.md §5; the official code switches the hard-label loss off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench.distill import losses
+
+
+@dataclass
+class DistillWeights:
+    hard: float = 0.0  # official DiDE fine-tuning: hard labels off
+    soft: float = 1.0
+    t2i: float = 1.0
+    i2t: float = 1.0
+    temperature: float = 1.0
+
+
+class Recipe:
+    name = "base"
+
+    def __init__(
+        self, teacher: nn.Module | None = None, weights: DistillWeights | None = None, layers: tuple[int, ...] = (-1,)
+    ):
+        self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
+        self.weights = weights or DistillWeights()
+        self.layers = tuple(layers)
+
+    def prepare(self, accelerator, student) -> None:
+        if self.teacher is not None:
+            self.teacher.to(accelerator.device)
+
+    @torch.no_grad()
+    def teacher_out(self, batch, qk_layers: tuple[int, ...] = ()):
+        return self.teacher(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=qk_layers)
+
+
+class NoDistill(Recipe):
+    name = "none"
+
+    def loss(self, student, batch):
+        logits = student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
+        loss = nn.functional.cross_entropy(logits, batch.labels)
+        return loss, {"ce": loss.item()}
+
+
+class SoftLabels(Recipe):
+    name = "kd"
+
+    def loss(self, student, batch):
+        t = self.teacher_out(batch)
+        logits = student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
+        soft = losses.soft_label_kd(logits, t.logits, self.weights.temperature)
+        total = self.weights.soft * soft
+        logs = {"soft": soft.item()}
+        if self.weights.hard:
+            hard = nn.functional.cross_entropy(logits, batch.labels)
+            total = total + self.weights.hard * hard
+            logs["ce"] = hard.item()
+        return total, logs
+
+
+class DiDE(SoftLabels):
+    name = "dide"
+
+    def loss(self, student, batch):
+        w = self.weights
+        t = self.teacher_out(batch, qk_layers=self.layers)
+        s = student(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=self.layers)
+        soft = losses.soft_label_kd(s.logits, t.logits, w.temperature)
+        total, logs = w.soft * soft, {"soft": soft.item()}
+        if w.hard:
+            hard = nn.functional.cross_entropy(s.logits, batch.labels)
+            total, logs["ce"] = total + w.hard * hard, hard.item()
+        text_mask = batch.attention_mask
+        t2i_sum = i2t_sum = 0.0
+        n_layers_t = t.qk[0].keys()
+        for j in range(len(t.qk)):  # one pass per image (NLVR has two)
+            for lt, ls in zip(sorted(n_layers_t), sorted(s.qk_text)):
+                t_t2i, t_i2t = losses.teacher_cross_scores(*t.qk[j][lt], text_len=t.text_len)
+                s_t2i, s_i2t = losses.student_cross_scores(s.qk_text[ls], s.qk_image[j][ls])
+                t2i_sum = t2i_sum + losses.attention_kl(s_t2i, t_t2i, key_mask=None, query_mask=text_mask)
+                i2t_sum = i2t_sum + losses.attention_kl(s_i2t, t_i2t, key_mask=text_mask)
+        total = total + w.t2i * t2i_sum + w.i2t * i2t_sum
+        logs.update({"t2i": float(t2i_sum), "i2t": float(i2t_sum)})
+        return total, logs
+
+
+RECIPES = {r.name: r for r in (NoDistill, SoftLabels, DiDE)}
+
+
+def make_recipe(name: str, teacher: nn.Module | None = None, **kw) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
+    if name != "none" and teacher is None:
+        raise ValueError(f"recipe {name!r} needs a teacher")
+    return RECIPES[name](teacher, **kw)
