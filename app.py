@@ -6,14 +6,18 @@ python app.py [--port 7860] [--host 127.0.0.1]
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import gradio as gr
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from workbench.api import ASSETS, ask, load_model
-from workbench.data.samples import load_samples
-from workbench.errors import WorkbenchError
-from workbench.viz import top_answers_bar
+import gradio as gr  # noqa: E402
+
+from workbench.api import ASSETS, ask, load_model  # noqa: E402
+from workbench.data.samples import load_samples  # noqa: E402
+from workbench.errors import WorkbenchError  # noqa: E402
+from workbench.viz import top_answers_bar  # noqa: E402
 
 # display name -> shipped checkpoint folder in assets/
 SHIPPED = {

@@ -44,3 +44,46 @@ def test_attention_term_alone_trains_the_virtual_cross_attention(tokenizer):
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_distill_cli_writes_a_student_with_the_teachers_tokenizer(tmp_path, tokenizer):
+    import json
+
+    from workbench.cli import main as cli
+    from workbench.models.io import save_checkpoint
+
+    data = load_dataset("shapes-vqa", "val", 4)
+    teacher = create_model("fusion", len(tokenizer), len(data.labels), **TINY)
+    save_checkpoint(teacher, tokenizer, tmp_path / "teacher", {"task": "vqa", "labels": list(data.labels)})
+    args = [
+        "distill",
+        "--teacher",
+        str(tmp_path / "teacher"),
+        "--recipe",
+        "dide",
+        "--dataset",
+        "shapes-vqa",
+        "--out",
+        str(tmp_path / "student"),
+        "--train-size",
+        "96",
+        "--val-size",
+        "32",
+        "--test-size",
+        "32",
+        "--batch-size",
+        "32",
+        "--hidden-size",
+        "32",
+        "--num-layers",
+        "2",
+        "--num-heads",
+        "2",
+        "--no-progress",
+    ]
+    assert cli(args) == 0
+    meta = json.loads((tmp_path / "student" / "model" / "workbench.json").read_text())
+    assert meta["kind"] == "dual" and meta["recipe"] == "dide"
+    assert meta["train_config"]["teacher"] == str(tmp_path / "teacher")
+    log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_accuracy" in x for x in log)

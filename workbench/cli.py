@@ -15,7 +15,7 @@ DEFAULTS = {
     "easy-vqa": dict(model="fusion", epochs=8, batch_size=64, lr=7e-4, warmup_steps=300, val_size=2000),
     "shapes-vqa": dict(
         model="fusion",
-        epochs=5,
+        epochs=4,
         train_size=128_000,
         batch_size=64,
         lr=7e-4,
@@ -25,7 +25,7 @@ DEFAULTS = {
     ),
     "shapes-ve": dict(
         model="fusion",
-        epochs=5,
+        epochs=4,
         train_size=128_000,
         batch_size=64,
         lr=7e-4,
@@ -96,6 +96,22 @@ def cmd_train(args) -> None:
     from workbench.train import train
 
     train(_train_config(args, args.model), resume=args.resume, progress=not args.no_progress)
+
+
+def cmd_distill(args) -> None:
+    from workbench.distill.recipes import DistillWeights, make_recipe
+    from workbench.models.io import load_checkpoint
+    from workbench.train import train
+
+    cfg = _train_config(args, "dual")
+    cfg.teacher, cfg.recipe = args.teacher, args.recipe
+    weights = DistillWeights(
+        hard=args.w_hard, soft=args.w_soft, t2i=args.w_t2i, i2t=args.w_i2t, temperature=args.temperature
+    )
+    cfg.recipe_args = {"weights": vars(weights), "layers": args.layers}
+    teacher = load_checkpoint(args.teacher, kind="fusion").model if args.recipe != "none" else None
+    recipe = make_recipe(args.recipe, teacher, weights=weights, layers=tuple(args.layers))
+    train(cfg, recipe=recipe, resume=args.resume, progress=not args.no_progress)
 
 
 def cmd_eval(args) -> None:
@@ -178,6 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="fusion", choices=["fusion", "dual"], help="fusion teacher or dual student")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "distill",
+        help="distill a fusion teacher into a dual-encoder student with a recipe",
+        description="Train a dual-encoder student from a fusion teacher. Recipes: none (hard labels only), "
+        "kd (soft labels), dide (soft labels + text-to-image and image-to-text attention distillation, "
+        "DESIGN.md section 5). The student uses the teacher's tokenizer.",
+    )
+    p.add_argument("--teacher", required=True, help="fusion teacher checkpoint folder (e.g. assets/shapes-vqa-teacher)")
+    p.add_argument("--recipe", default="dide", choices=["none", "kd", "dide"])
+    p.add_argument("--layers", type=int, nargs="+", default=[-1], help="distilled layers (default: the last)")
+    p.add_argument("--w-hard", type=float, default=0.0, help="hard-label weight (official DiDE: 0)")
+    p.add_argument("--w-soft", type=float, default=1.0, help="soft-label KD weight")
+    p.add_argument("--w-t2i", type=float, default=1.0, help="text-to-image attention KD weight")
+    p.add_argument("--w-i2t", type=float, default=1.0, help="image-to-text attention KD weight")
+    p.add_argument("--temperature", type=float, default=1.0)
+    _add_train_args(p)
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser(
         "eval",

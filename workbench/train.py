@@ -57,6 +57,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (tests, probes)
     recipe: str = "hard"
     init_from: str | None = None  # start from a checkpoint folder (e.g. a pre-trained student)
+    teacher: str | None = None  # distillation: the teacher's folder (its tokenizer is used too)
     size: dict = field(default_factory=dict)  # model size overrides (hidden_size, num_layers, ...)
     recipe_args: dict = field(default_factory=dict)
 
@@ -170,7 +171,8 @@ def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
     if cfg.init_from:
         ck = load_checkpoint(cfg.init_from, kind=cfg.model)
         return ck.model, ck.tokenizer
-    tokenizer = build_tokenizer()
+    # a student must read token ids exactly as its teacher does
+    tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer()
     model = create_model(cfg.model, len(tokenizer), len(labels), num_images(cfg.dataset), **cfg.size)
     return model, tokenizer
 
