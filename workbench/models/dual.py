@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
-from workbench.models.fusion import centre_patch_projection, grid_positions
+from workbench.models.fusion import capture_qk, centre_patch_projection, grid_positions
 from workbench.models.heads import classifier
 
 
@@ -75,27 +75,6 @@ def _qk_modules(tower: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
     return [(layer.attention.q_proj, layer.attention.k_proj) for layer in tower.layers]
 
 
-def _capture(tower: nn.Module, layers: tuple[int, ...], heads: int, store: dict):
-    """Forward hooks that put each chosen layer's q and k ([B, H, N, dh]) into `store`."""
-    hooks = []
-    modules = _qk_modules(tower)
-    n = len(modules)
-    for layer in layers:
-        query, key = modules[layer % n]
-
-        def hook_for(layer_idx: int, which: int):
-            def hook(_m, _i, out):
-                b, t, _ = out.shape
-                pair = store.setdefault(layer_idx, [None, None])
-                pair[which] = out.view(b, t, heads, -1).transpose(1, 2)
-
-            return hook
-
-        hooks.append(query.register_forward_hook(hook_for(layer % n, 0)))
-        hooks.append(key.register_forward_hook(hook_for(layer % n, 1)))
-    return hooks
-
-
 class DualStudent(nn.Module):
     kind = "dual"
 
@@ -135,12 +114,8 @@ class DualStudent(nn.Module):
         self, pixel_values: torch.Tensor, qk_layers: tuple[int, ...] = (), qk_store: dict | None = None
     ) -> torch.Tensor:
         """[B, 3, H, W] -> [B, 1 + P, d] token states (CLS first). Depends on the image only."""
-        hooks = _capture(self.image_tower, qk_layers, self.num_heads, qk_store) if qk_layers else []
-        try:
+        with capture_qk(_qk_modules(self.image_tower), qk_layers, self.num_heads, {} if qk_store is None else qk_store):
             return self.image_tower(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
-        finally:
-            for h in hooks:
-                h.remove()
 
     def encode_text(
         self,
@@ -150,12 +125,8 @@ class DualStudent(nn.Module):
         qk_store: dict | None = None,
     ) -> torch.Tensor:
         """[B, T] -> [B, T, d] token states. Depends on the text only."""
-        hooks = _capture(self.text_tower, qk_layers, self.num_heads, qk_store) if qk_layers else []
-        try:
+        with capture_qk(_qk_modules(self.text_tower), qk_layers, self.num_heads, {} if qk_store is None else qk_store):
             return self.text_tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        finally:
-            for h in hooks:
-                h.remove()
 
     def fuse(self, text_states: torch.Tensor, image_states: list[torch.Tensor]) -> torch.Tensor:
         """Task logits from the towers' outputs: DiDE head on [text_cls; image_cls] per image."""
@@ -188,12 +159,12 @@ class DualStudent(nn.Module):
             for j in range(self.num_images):
                 store: dict = {}
                 image_states.append(self.encode_image(pixel_values[:, j], qk_layers, store))
-                qk_image.append({k: tuple(v) for k, v in store.items()})
+                qk_image.append(store)
             p = self.vision_config.patch_size
             grid = (pixel_values.shape[-2] // p, pixel_values.shape[-1] // p)
         return DualOutput(
             logits=self.fuse(text_states, image_states),
-            qk_text={k: tuple(v) for k, v in qk_text.items()},
+            qk_text=qk_text,
             qk_image=qk_image,
             text_states=text_states,
             image_states=image_states,

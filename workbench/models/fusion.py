@@ -86,6 +86,30 @@ def centre_patch_projection(conv: nn.Conv2d, pixel_values: torch.Tensor) -> None
     conv.bias.copy_(-without_bias.mean(dim=(0, 2, 3)))
 
 
+@contextmanager
+def capture_qk(qk_modules: list[tuple[nn.Module, nn.Module]], layers: tuple[int, ...], heads: int, store: dict):
+    """Within the block, record each chosen layer's q and k projections ([B, H, N, head_dim]) into
+    `store[layer]` as a (q, k) pair. `qk_modules` lists (query, key) modules per layer."""
+    hooks = []
+    n = len(qk_modules)
+    for layer in layers:
+        idx = layer % n
+        for which, module in enumerate(qk_modules[idx]):
+
+            def hook(_module, _inputs, out, idx=idx, which=which):
+                b, t, _ = out.shape
+                store.setdefault(idx, [None, None])[which] = out.view(b, t, heads, -1).transpose(1, 2)
+
+            hooks.append(module.register_forward_hook(hook))
+    try:
+        yield store
+    finally:
+        for h in hooks:
+            h.remove()
+        for key in store:
+            store[key] = tuple(store[key])
+
+
 @dataclass
 class FusionOutput:
     logits: torch.Tensor
@@ -145,31 +169,6 @@ class FusionTeacher(nn.Module):
         p = self.config.patch_size
         return pixel_values.shape[-2] // p, pixel_values.shape[-1] // p
 
-    @contextmanager
-    def _capture_qk(self, layers: tuple[int, ...], store: dict[int, tuple[torch.Tensor, torch.Tensor]]):
-        heads = self.config.num_attention_heads
-        hooks, pending = [], {}
-
-        def grab(layer: int, which: str):
-            def hook(_module, _inputs, out):
-                b, n, _ = out.shape
-                pending[(layer, which)] = out.view(b, n, heads, -1).transpose(1, 2)
-                if (layer, "q") in pending and (layer, "k") in pending:
-                    store[layer] = (pending.pop((layer, "q")), pending.pop((layer, "k")))
-
-            return hook
-
-        n_layers = self.config.num_hidden_layers
-        for layer in layers:
-            attn = self.vilt.encoder.layer[layer % n_layers].attention.attention
-            hooks.append(attn.query.register_forward_hook(grab(layer % n_layers, "q")))
-            hooks.append(attn.key.register_forward_hook(grab(layer % n_layers, "k")))
-        try:
-            yield
-        finally:
-            for h in hooks:
-                h.remove()
-
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -188,7 +187,8 @@ class FusionTeacher(nn.Module):
             image_embeds = self.embed_image(pixel_values[:, j])
             image_mask = torch.ones(image_embeds.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
             store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-            with self._capture_qk(tuple(qk_layers), store):
+            qk_modules = [(x.attention.attention.query, x.attention.attention.key) for x in self.vilt.encoder.layer]
+            with capture_qk(qk_modules, tuple(qk_layers), self.config.num_attention_heads, store):
                 out = self.vilt(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
