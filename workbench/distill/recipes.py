@@ -86,15 +86,15 @@ class DiDE(SoftLabels):
             total, logs["ce"] = total + w.hard * hard, hard.item()
         text_mask = batch.attention_mask
         t2i_sum = i2t_sum = 0.0
-        n_layers_t = t.qk[0].keys()
+        teacher_layers = sorted(t.qk[0])
         for j in range(len(t.qk)):  # one pass per image (NLVR has two)
-            for lt, ls in zip(sorted(n_layers_t), sorted(s.qk_text)):
+            for lt, ls in zip(teacher_layers, sorted(s.qk_text)):
                 t_t2i, t_i2t = losses.teacher_cross_scores(*t.qk[j][lt], text_len=t.text_len)
                 s_t2i, s_i2t = losses.student_cross_scores(s.qk_text[ls], s.qk_image[j][ls])
                 t2i_sum = t2i_sum + losses.attention_kl(s_t2i, t_t2i, key_mask=None, query_mask=text_mask)
                 i2t_sum = i2t_sum + losses.attention_kl(s_i2t, t_i2t, key_mask=text_mask)
         total = total + w.t2i * t2i_sum + w.i2t * i2t_sum
-        logs.update({"t2i": float(t2i_sum), "i2t": float(i2t_sum)})
+        logs.update({"t2i": float(t2i_sum.detach()), "i2t": float(i2t_sum.detach())})
         return total, logs
 
 
