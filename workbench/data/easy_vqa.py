@@ -1,7 +1,10 @@
 """easy-VQA (PyPI package `easy-vqa`, MIT): 64x64 images of one shape, 13 answers.
 
 The package ships a train and a test split; we carve a validation split off the end of train
-(by image id, so no image is in both).
+(by image id, so no image is in both). Train has only 3,600 images, so the training split is
+augmented with the four flips of each image (no question mentions left, right, up or down, so
+every answer survives a flip): example i is question i // 4 under flip i % 4 — deterministic,
+so resumed runs see exactly the same data.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def _qtype(answer: str, shapes: set[str]) -> str:
 class EasyVQADataset:
     """Map-style dataset of `Example`s over the easy-VQA package's files."""
 
-    def __init__(self, split: str, size: int | None = None, val_fraction: float = 0.1):
+    def __init__(self, split: str, size: int | None = None, val_fraction: float = 0.1, augment: bool | None = None):
         import easy_vqa
 
         if split not in ("train", "val", "test"):
@@ -43,14 +46,23 @@ class EasyVQADataset:
         if size is not None:
             self.items = self.items[:size]
         self.paths = paths
+        self.flips = 4 if (split == "train" if augment is None else augment) else 1
         self._cache: dict[int, Image.Image] = {}
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) * self.flips
 
     def __getitem__(self, i: int) -> Example:
-        q, label, image_id, qtype = self.items[i]
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        q, label, image_id, qtype = self.items[i // self.flips]
         if image_id not in self._cache:
             with Image.open(self.paths[image_id]) as im:
                 self._cache[image_id] = im.convert("RGB")
-        return Example([self._cache[image_id]], q, label, qtype, {"image_id": image_id})
+        image = self._cache[image_id]
+        flip = i % self.flips
+        if flip & 1:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        if flip & 2:
+            image = image.transpose(Image.FLIP_TOP_BOTTOM)
+        return Example([image], q, label, qtype, {"image_id": image_id, "flip": flip})
