@@ -49,6 +49,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-layers", type=int, default=None)
     p.add_argument("--num-heads", type=int, default=None)
     p.add_argument("--patch-size", type=int, default=None, help="image patch size in pixels (default 16)")
+    p.add_argument(
+        "--init-from", default=None, help="start from this checkpoint's weights (a new head if its labels differ)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
@@ -79,6 +82,7 @@ def _train_config(args, model: str):
         warmup_steps=args.warmup_steps,
         seed=args.seed,
         save_every=args.save_every,
+        init_from=args.init_from,
         max_steps=args.max_steps,
         size=size,
     )

@@ -31,6 +31,7 @@ from workbench.data.vocab import build_tokenizer
 from workbench.errors import CheckpointError
 from workbench.evaluate import batches, evaluate, format_metrics
 from workbench.models import create_model
+from workbench.models.heads import classifier
 from workbench.models.io import load_checkpoint, save_checkpoint, write_json_atomic
 
 TASK_OF = {"easy-vqa": "vqa", "shapes-vqa": "vqa", "shapes-ve": "ve", "shapes-nlvr": "nlvr", "shapes-itm": "itm"}
@@ -170,7 +171,11 @@ def load_state(dirpath: Path, model: nn.Module, optimizer, scheduler) -> dict:
 def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
     if cfg.init_from:
         ck = load_checkpoint(cfg.init_from, kind=cfg.model)
-        return ck.model, ck.tokenizer
+        model = ck.model
+        if list(ck.labels) != list(labels):  # another task's answers: keep the encoder, start a new head
+            d = model.classifier[0].in_features // model.num_images
+            model.classifier = classifier(d, model.num_images, len(labels))
+        return model.train(), ck.tokenizer
     # a student must read token ids exactly as its teacher does
     tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer()
     model = create_model(cfg.model, len(tokenizer), len(labels), num_images(cfg.dataset), **cfg.size)
