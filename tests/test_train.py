@@ -21,7 +21,7 @@ def _cfg(out, **kw):
         dataset="shapes-vqa",
         out=str(out),
         epochs=2,
-        train_size=640,
+        train_size=1280,
         val_size=200,
         test_size=200,
         batch_size=32,
@@ -69,14 +69,14 @@ class CrashAt(HardLabels):
 def test_interrupted_run_resumes_from_saved_step_and_matches(tmp_path):
     ref = train(_cfg(tmp_path / "ref", save_every=7), progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path / "run", save_every=7), recipe=CrashAt(30), progress=False)
+        train(_cfg(tmp_path / "run", save_every=7), recipe=CrashAt(50), progress=False)
     state = json.loads((tmp_path / "run" / "state" / "state.json").read_text())
-    assert state["progress"]["global_step"] == 28  # last multiple of save_every before the crash
-    assert state["progress"]["epoch"] == 1 and state["progress"]["step_in_epoch"] == 8
+    assert state["progress"]["global_step"] == 49  # last multiple of save_every before the crash
+    assert state["progress"]["epoch"] == 1 and state["progress"]["step_in_epoch"] == 9
     with pytest.raises(FileExistsError):
         train(_cfg(tmp_path / "run", save_every=7), progress=False)  # refuses to overwrite without resume
     resumed = train(_cfg(tmp_path / "run", save_every=7), resume=True, progress=False)
-    assert resumed["steps"] == ref["steps"] == 40
+    assert resumed["steps"] == ref["steps"] == 80
     a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
     b = load_file(tmp_path / "run" / "model" / "model.safetensors")
     for k in a:

@@ -471,7 +471,7 @@ class ShapesDataset:
         if self.task == "ve":
             want = VE_LABELS[i % 3]
             for attempt in range(100):
-                scene = self.scene(i, occluder=rng.random() < 0.5 or want == "neutral", salt=attempt % 4)
+                scene = self.scene(i, occluder=rng.random() < 0.5 or want == "neutral", salt=attempt)
                 out = ve_hypothesis(scene, rng, want)
                 if out is not None:
                     text, label, kind = out
