@@ -47,3 +47,34 @@ def test_easy_vqa_teacher_reaches_97_percent():
     meta = json.loads((ASSETS / "easy-vqa-teacher" / "workbench.json").read_text())
     assert meta["metrics"]["test"]["n"] == 9673  # the whole easy-VQA test split
     assert meta["metrics"]["test"]["accuracy"] >= 0.97
+
+
+RELATIONAL = {"shapes-vqa-teacher": ("relation", "comparison"), "shapes-ve-teacher": ("relation",)}
+
+
+@pytest.mark.parametrize(
+    "name,qtype",
+    [
+        pytest.param(
+            name,
+            q,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="measured ~55% on 'the A is in the same row/column as the B' after 6,000 steps: open work",
+            )
+            if name == "shapes-ve-teacher"
+            else (),
+        )
+        for name, qtypes in RELATIONAL.items()
+        for q in qtypes
+    ],
+)
+def test_relational_types_reach_85_percent(name, qtype):
+    meta = json.loads((ASSETS / name / "workbench.json").read_text())
+    assert meta["metrics"]["test"]["per_type"][qtype]["accuracy"] >= 0.85
+
+
+@pytest.mark.parametrize("name", TEACHERS)
+def test_trained_within_20_minutes_on_this_cpu(name):
+    meta = json.loads((ASSETS / name / "workbench.json").read_text())
+    assert meta["train_seconds"] <= 20 * 60
