@@ -52,23 +52,7 @@ def test_easy_vqa_teacher_reaches_97_percent():
 RELATIONAL = {"shapes-vqa-teacher": ("relation", "comparison"), "shapes-ve-teacher": ("relation",)}
 
 
-@pytest.mark.parametrize(
-    "name,qtype",
-    [
-        pytest.param(
-            name,
-            q,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="measured ~55% on 'the A is in the same row/column as the B' after 6,000 steps: open work",
-            )
-            if name == "shapes-ve-teacher"
-            else (),
-        )
-        for name, qtypes in RELATIONAL.items()
-        for q in qtypes
-    ],
-)
+@pytest.mark.parametrize("name,qtype", [(name, q) for name, qtypes in RELATIONAL.items() for q in qtypes])
 def test_relational_types_reach_85_percent(name, qtype):
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
     assert meta["metrics"]["test"]["per_type"][qtype]["accuracy"] >= 0.85

@@ -18,7 +18,9 @@ DEFAULTS = {
     # 3,600 training images (x4 flips); 8-pixel patches: at 16 px shape questions crawled (53% after 3 epochs)
     "easy-vqa": dict(_COMMON, epochs=2, max_steps=3200, val_size=2000, size={"patch_size": 8}),
     "shapes-vqa": dict(_SHAPES, epochs=4),
-    "shapes-ve": dict(_SHAPES, epochs=3),
+    # curriculum: starts from the shapes-vqa teacher (from scratch, "same row / column" relations stayed
+    # at 57% after 6,000 steps; from the VQA teacher they are at 100% by step 2,000)
+    "shapes-ve": dict(_SHAPES, epochs=3, init_from="shapes-vqa-teacher"),
 }
 
 
@@ -141,7 +143,9 @@ def cmd_rebuild(args) -> None:
 
     names = args.only or list(DEFAULTS)
     for name in names:
-        settings = DEFAULTS[name]
+        settings = dict(DEFAULTS[name])
+        if "init_from" in settings:  # a shipped checkpoint built earlier in this loop
+            settings["init_from"] = str(Path(args.assets) / settings["init_from"])
         out = Path(args.runs) / f"{name}-teacher"
         cfg = TrainConfig(dataset=name, out=str(out), **settings)
         print(f"== training the {name} teacher into {out}")
