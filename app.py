@@ -57,7 +57,7 @@ def build_app(models: dict, samples: list[dict]) -> gr.Blocks:
                 image = gr.Image(type="pil", label="image", height=256)
                 question = gr.Textbox(
                     label="question (VQA) or hypothesis (entailment)",
-                    placeholder="is the red square left of the blue circle?",
+                    placeholder="which is further left, the red square or the blue circle?",
                 )
                 go = gr.Button("Ask", variant="primary")
                 gr.Examples(

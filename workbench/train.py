@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 from workbench.data import Collator, load_dataset, num_images
 from workbench.data.vocab import build_tokenizer
 from workbench.errors import CheckpointError
-from workbench.evaluate import batches, evaluate, format_metrics
-from workbench.models import create_model
+from workbench.evaluate import evaluate, format_metrics
+from workbench.models import create_model, image_size
 from workbench.models.heads import classifier
 from workbench.models.io import load_checkpoint, save_checkpoint, write_json_atomic
 
@@ -314,7 +314,7 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
         "labels": list(train_set.labels),
         "qtypes": list(train_set.qtypes),
         "recipe": getattr(recipe, "name", "hard"),
-        "image_size": model_image_size(final),
+        "image_size": image_size(final),
         "metrics": {"test": test, "val": val},
         "train_config": asdict(cfg),
         "train_seconds": round(time.time() - t0, 1),
@@ -327,14 +327,9 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     return {"val": val, "test": test, "steps": global_step}
 
 
-def model_image_size(model: nn.Module) -> int:
-    model = getattr(model, "module", model)
-    return model.config.image_size if hasattr(model, "config") else model.vision_config.image_size
-
-
 def _append(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
-__all__ = ["HardLabels", "TrainConfig", "batches", "train"]
+__all__ = ["HardLabels", "TrainConfig", "train"]

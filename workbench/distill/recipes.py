@@ -59,17 +59,20 @@ class NoDistill(Recipe):
 class SoftLabels(Recipe):
     name = "kd"
 
+    def label_terms(self, student_logits, teacher_logits, labels) -> tuple[torch.Tensor, dict]:
+        """Soft-label KD, plus cross-entropy on the gold label when its weight is not zero."""
+        w = self.weights
+        soft = losses.soft_label_kd(student_logits, teacher_logits, w.temperature)
+        total, logs = w.soft * soft, {"soft": soft.item()}
+        if w.hard:
+            hard = nn.functional.cross_entropy(student_logits, labels)
+            total, logs["ce"] = total + w.hard * hard, hard.item()
+        return total, logs
+
     def loss(self, student, batch):
         t = self.teacher_out(batch)
         logits = student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
-        soft = losses.soft_label_kd(logits, t.logits, self.weights.temperature)
-        total = self.weights.soft * soft
-        logs = {"soft": soft.item()}
-        if self.weights.hard:
-            hard = nn.functional.cross_entropy(logits, batch.labels)
-            total = total + self.weights.hard * hard
-            logs["ce"] = hard.item()
-        return total, logs
+        return self.label_terms(logits, t.logits, batch.labels)
 
 
 class DiDE(SoftLabels):
@@ -79,11 +82,7 @@ class DiDE(SoftLabels):
         w = self.weights
         t = self.teacher_out(batch, qk_layers=self.layers)
         s = student(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=self.layers)
-        soft = losses.soft_label_kd(s.logits, t.logits, w.temperature)
-        total, logs = w.soft * soft, {"soft": soft.item()}
-        if w.hard:
-            hard = nn.functional.cross_entropy(s.logits, batch.labels)
-            total, logs["ce"] = total + w.hard * hard, hard.item()
+        total, logs = self.label_terms(s.logits, t.logits, batch.labels)
         text_mask = batch.attention_mask
         t2i_sum = i2t_sum = 0.0
         teacher_layers = sorted(t.qk[0])

@@ -183,11 +183,11 @@ class FusionTeacher(nn.Module):
         if pixel_values.shape[1] != self.num_images:
             raise ValueError(f"this model takes {self.num_images} image(s) per example, got {pixel_values.shape[1]}")
         pooled, attentions, qks = [], [], []
+        qk_modules = [(x.attention.attention.query, x.attention.attention.key) for x in self.vilt.encoder.layer]
         for j in range(self.num_images):
             image_embeds = self.embed_image(pixel_values[:, j])
             image_mask = torch.ones(image_embeds.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
             store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-            qk_modules = [(x.attention.attention.query, x.attention.attention.key) for x in self.vilt.encoder.layer]
             with capture_qk(qk_modules, tuple(qk_layers), self.config.num_attention_heads, store):
                 out = self.vilt(
                     input_ids=input_ids,

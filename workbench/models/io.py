@@ -24,6 +24,7 @@ from torch import nn
 from transformers import AutoTokenizer, BertConfig, ViltConfig, ViTConfig
 
 from workbench.errors import CheckpointError
+from workbench.models import image_size
 from workbench.models.dual import DualStudent
 from workbench.models.fusion import FusionTeacher
 
@@ -183,14 +184,8 @@ def load_checkpoint(
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - tokenizer loading raises many types; report them as one
         raise CheckpointError(f"could not load the tokenizer in {path}: {e}") from e
-    meta.setdefault("image_size", _image_size(model))
+    meta.setdefault("image_size", image_size(model))
     return Checkpoint(model.to(device).eval(), tokenizer, meta, path)
-
-
-def _image_size(model: nn.Module) -> int:
-    if isinstance(model, FusionTeacher):
-        return model.config.image_size
-    return model.vision_config.image_size
 
 
 def _hf_vilt_meta(config: dict) -> dict:
