@@ -87,3 +87,49 @@ def test_distill_cli_writes_a_student_with_the_teachers_tokenizer(tmp_path, toke
     assert meta["train_config"]["teacher"] == str(tmp_path / "teacher")
     log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_accuracy" in x for x in log)
+
+
+def _tiny_teacher(tmp_path, tokenizer, **size):
+    from workbench.models.io import save_checkpoint
+
+    data = load_dataset("shapes-vqa", "val", 4)
+    teacher = create_model("fusion", len(tokenizer), len(data.labels), **{**TINY, **size})
+    save_checkpoint(teacher, tokenizer, tmp_path / "teacher", {"task": "vqa", "labels": list(data.labels)})
+    return tmp_path / "teacher"
+
+
+def test_student_takes_the_teachers_size_and_patch_grid(tmp_path, tokenizer):
+    """Maps are compared key by key: an 8-pixel teacher needs an 8-pixel student (64 patches each)."""
+    from workbench.distill.run import distill
+    from workbench.models.io import load_checkpoint
+    from workbench.train import TrainConfig
+
+    teacher = _tiny_teacher(tmp_path, tokenizer, patch_size=8)
+    cfg = TrainConfig(
+        dataset="shapes-vqa", out=str(tmp_path / "s"), teacher=str(teacher), recipe="dide",
+        train_size=32, val_size=16, test_size=16, batch_size=16, max_steps=2,
+    )  # fmt: skip
+    distill(cfg, progress=False)
+    student = load_checkpoint(tmp_path / "s" / "model").model
+    assert student.vision_config.patch_size == 8
+    assert student.text_config.hidden_size == 32 and student.text_config.num_hidden_layers == 2
+
+
+def test_dide_pt_runs_a_matching_stage_then_fine_tunes_from_it(tmp_path, tokenizer):
+    import json
+
+    from workbench.cli import main as cli
+
+    teacher = _tiny_teacher(tmp_path, tokenizer)
+    args = ["distill", "--teacher", str(teacher), "--recipe", "dide-pt", "--pretrain-steps", "3"]
+    args += ["--out", str(tmp_path / "s"), "--train-size", "64", "--val-size", "16", "--test-size", "16"]
+    args += ["--batch-size", "16", "--no-progress"]
+    assert cli(args) == 0
+    stage1 = json.loads((tmp_path / "s" / "pretrain" / "model" / "workbench.json").read_text())
+    final = json.loads((tmp_path / "s" / "model" / "workbench.json").read_text())
+    assert stage1["dataset"] == "shapes-itm" and stage1["steps"] == 3
+    assert stage1["train_config"]["recipe_args"]["weights"]["soft"] == 0.0  # the teacher has no matching head
+    assert final["recipe"] == "dide-pt" and final["dataset"] == "shapes-vqa"
+    assert final["train_config"]["init_from"] == str(tmp_path / "s" / "pretrain" / "model")
+    log = [json.loads(x) for x in (tmp_path / "s" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert all("soft" not in x for x in log)

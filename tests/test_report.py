@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
-from workbench.report import END, START, teacher_table
+from workbench.report import read_section, teacher_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_results_table_matches_the_shipped_checkpoints():
     readme = (ROOT / "README.md").read_text()
-    section = readme.split(START, 1)[1].split(END, 1)[0].strip()
-    assert section == teacher_table(ROOT / "assets").strip(), "run: workbench report --readme README.md"
+    expected = teacher_table(ROOT / "assets").strip()
+    assert read_section(readme, "results") == expected, "run: workbench report --readme README.md"
 
 
 def test_readme_opens_with_the_two_commands():
@@ -18,3 +18,15 @@ def test_readme_opens_with_the_two_commands():
     block = lines[lines.index("```bash") + 1 : lines.index("```")]
     assert [x.split("#")[0].strip() for x in block] == ["make demo", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_dide_table_is_the_one_made_from_the_results_file():
+    import json
+
+    from workbench.distill.experiment import results_table
+
+    results = json.loads((ROOT / "assets" / "results" / "dide.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert read_section(readme, "dide") == results_table(results).strip(), (
+        "run: workbench experiment dide --collect --readme README.md"
+    )

@@ -97,19 +97,22 @@ def cmd_train(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    from workbench.distill.recipes import DistillWeights, make_recipe
-    from workbench.models.io import load_checkpoint
-    from workbench.train import train
+    from workbench.distill.recipes import DistillWeights
+    from workbench.distill.run import distill
 
     cfg = _train_config(args, "dual")
     cfg.teacher, cfg.recipe = args.teacher, args.recipe
     weights = DistillWeights(
         hard=args.w_hard, soft=args.w_soft, t2i=args.w_t2i, i2t=args.w_i2t, temperature=args.temperature
     )
-    cfg.recipe_args = {"weights": vars(weights), "layers": args.layers}
-    teacher = load_checkpoint(args.teacher, kind="fusion").model if args.recipe != "none" else None
-    recipe = make_recipe(args.recipe, teacher, weights=weights, layers=tuple(args.layers))
-    train(cfg, recipe=recipe, resume=args.resume, progress=not args.no_progress)
+    distill(
+        cfg,
+        weights,
+        tuple(args.layers),
+        resume=args.resume,
+        progress=not args.no_progress,
+        pretrain_steps=args.pretrain_steps,
+    )
 
 
 def cmd_eval(args) -> None:
@@ -176,6 +179,24 @@ def cmd_report(args) -> None:
         print(teacher_table(args.assets))
 
 
+def cmd_experiment(args) -> None:
+    from workbench.distill import experiment
+    from workbench.report import replace_section
+
+    root, assets = Path(args.runs), Path(args.assets)
+    if not args.collect:
+        experiment.run_grid(root, assets, tasks=tuple(args.tasks or ()), progress=not args.no_progress)
+    results = experiment.collect(root, assets)
+    out = assets / "results" / "dide.json"
+    experiment.write_results(results, out)
+    table = experiment.results_table(results)
+    print(table)
+    print(f"wrote {out}")
+    if args.readme:
+        changed = replace_section(args.readme, "dide", table)
+        print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -200,10 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="distill a fusion teacher into a dual-encoder student with a recipe",
         description="Train a dual-encoder student from a fusion teacher. Recipes: none (hard labels only), "
         "kd (soft labels), dide (soft labels + text-to-image and image-to-text attention distillation, "
-        "DESIGN.md section 5). The student uses the teacher's tokenizer.",
+        "DESIGN.md section 5), dide-pt (an image-text matching stage on shapes captions with attention "
+        "distillation, then dide). The student takes the teacher's tokenizer, width, depth, heads and patch size.",
     )
     p.add_argument("--teacher", required=True, help="fusion teacher checkpoint folder (e.g. assets/shapes-vqa-teacher)")
-    p.add_argument("--recipe", default="dide", choices=["none", "kd", "dide"])
+    p.add_argument("--recipe", default="dide", choices=["none", "kd", "dide", "dide-pt"])
+    p.add_argument("--pretrain-steps", type=int, default=1000, help="dide-pt: steps of the matching stage")
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="distilled layers (default: the last)")
     p.add_argument("--w-hard", type=float, default=0.0, help="hard-label weight (official DiDE: 0)")
     p.add_argument("--w-soft", type=float, default=1.0, help="soft-label KD weight")
@@ -212,6 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     _add_train_args(p)
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser(
+        "experiment",
+        help="run the DiDE results grid (resumable) and write assets/results/dide.json",
+        description="Run every unfinished run of the DiDE grid (workbench/distill/experiment.py: recipes none, "
+        "kd, dide, dide-pt over seeds and tasks, one layer ablation), then collect mean and std over seeds "
+        "into ASSETS/results/dide.json. Start it in several terminals to run runs in parallel: each run is "
+        "claimed with a lock file, and an interrupted run resumes from its last checkpoint.",
+    )
+    p.add_argument("name", choices=["dide"], help="which grid")
+    p.add_argument("--runs", default="runs/dide", help="where the runs go")
+    p.add_argument("--assets", default="assets")
+    p.add_argument("--tasks", nargs="*", help="only runs on these datasets")
+    p.add_argument("--collect", action="store_true", help="do not train; only gather finished runs")
+    p.add_argument("--readme", default=None, help="also write the table into this README's dide section")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser(
         "eval",

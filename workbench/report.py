@@ -6,8 +6,6 @@ import json
 import re
 from pathlib import Path
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-
 
 def teacher_table(assets: str | Path) -> str:
     """Markdown: one row per shipped checkpoint, accuracy overall and per question type."""
@@ -31,13 +29,24 @@ def teacher_table(assets: str | Path) -> str:
     return "\n".join([head, *rows])
 
 
-def update_readme(readme: str | Path, assets: str | Path) -> bool:
-    """Replace the text between the results markers; True if the README changed."""
+def read_section(text: str, name: str) -> str:
+    """The text between a README's `<!-- NAME:start -->` and `<!-- NAME:end -->` markers."""
+    return text.split(f"<!-- {name}:start -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0].strip()
+
+
+def replace_section(readme: str | Path, name: str, body: str) -> bool:
+    """Replace the text between `<!-- NAME:start -->` and `<!-- NAME:end -->`; True if the file changed."""
     readme = Path(readme)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError(f"{readme} has no {START} ... {END} section")
-    new = pattern.sub(lambda _: f"{START}\n{teacher_table(assets)}\n{END}", text)
+        raise ValueError(f"{readme} has no {start} ... {end} section")
+    new = pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
     readme.write_text(new)
     return new != text
+
+
+def update_readme(readme: str | Path, assets: str | Path) -> bool:
+    """Write the shipped checkpoints' table into the README's results section."""
+    return replace_section(readme, "results", teacher_table(assets))

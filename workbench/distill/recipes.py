@@ -7,6 +7,8 @@ from. Teachers are frozen and run in inference mode, so no gradient ever reaches
 - `kd`:   soft labels only (Hinton KD, T = 1).
 - `dide`: soft labels + text-to-image and image-to-text attention distillation at the chosen
           layers (DESIGN.md §5; the official code switches the hard-label loss off).
+- `dide-pt`: the same loss; `workbench.distill.run.distill` runs it after an image-text
+          matching stage with attention distillation (the paper's pre-training distillation).
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ class SoftLabels(Recipe):
     def label_terms(self, student_logits, teacher_logits, labels) -> tuple[torch.Tensor, dict]:
         """Soft-label KD, plus cross-entropy on the gold label when its weight is not zero."""
         w = self.weights
-        soft = losses.soft_label_kd(student_logits, teacher_logits, w.temperature)
-        total, logs = w.soft * soft, {"soft": soft.item()}
+        total, logs = student_logits.new_zeros(()), {}
+        if w.soft:  # off in dide-pt's first stage, where the teacher has no head for the task
+            soft = losses.soft_label_kd(student_logits, teacher_logits, w.temperature)
+            total, logs["soft"] = total + w.soft * soft, soft.item()
         if w.hard:
             hard = nn.functional.cross_entropy(student_logits, labels)
             total, logs["ce"] = total + w.hard * hard, hard.item()
@@ -97,7 +101,13 @@ class DiDE(SoftLabels):
         return total, logs
 
 
-RECIPES = {r.name: r for r in (NoDistill, SoftLabels, DiDE)}
+class DiDEPretrained(DiDE):
+    """`dide` fine-tuning of a student that went through the matching stage first (see `run.distill`)."""
+
+    name = "dide-pt"
+
+
+RECIPES = {r.name: r for r in (NoDistill, SoftLabels, DiDE, DiDEPretrained)}
 
 
 def make_recipe(name: str, teacher: nn.Module | None = None, **kw) -> Recipe:

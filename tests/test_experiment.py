@@ -1,0 +1,82 @@
+"""The DiDE results grid: claiming runs, resuming a dead worker's run, statistics and the table."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from workbench.distill import experiment
+from workbench.distill.experiment import GRID, Run, claim, collect, release, results_table
+
+
+def test_grid_has_three_seeds_of_each_recipe_on_shapes_vqa_and_one_layer_ablation():
+    vqa = [r for r in GRID if r.task == "shapes-vqa" and r.layers == (-1,)]
+    for recipe in ("none", "kd", "dide", "dide-pt"):
+        assert sorted(r.seed for r in vqa if r.recipe == recipe) == [0, 1, 2]
+    assert any(r.layers != (-1,) for r in GRID)
+    assert len({(r.task, r.name) for r in GRID}) == len(GRID)  # every run has its own folder
+
+
+def test_a_claimed_run_is_skipped_and_a_dead_workers_lock_is_taken_over(tmp_path):
+    run_dir = tmp_path / "shapes-vqa" / "dide-seed0"
+    assert claim(run_dir)
+    assert not claim(run_dir)  # held by a live process (us)
+    release(run_dir)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run_dir.with_name("dide-seed0.lock").write_text(dead.stdout.strip())
+    assert claim(run_dir)  # its process is gone
+    assert run_dir.with_name("dide-seed0.lock").read_text() == str(os.getpid())
+
+
+def _fake_run(root, run: Run, accuracy: float, relation: float):
+    meta = {
+        "metrics": {
+            "test": {
+                "accuracy": accuracy,
+                "n": 100,
+                "per_type": {"relation": {"accuracy": relation, "n": 50}, "attribute": {"accuracy": 1.0, "n": 50}},
+            }
+        },
+        "train_seconds": 600,
+        "steps": 3000,
+    }
+    out = root / run.task / run.name / "model"
+    out.mkdir(parents=True)
+    (out / "workbench.json").write_text(json.dumps(meta))
+
+
+def test_collect_gives_mean_and_sample_std_over_seeds_and_checks_the_targets(tmp_path):
+    runs = [Run("shapes-vqa", r, s) for r in ("none", "dide") for s in (0, 1, 2)]
+    for s, rel in enumerate((0.50, 0.52, 0.54)):
+        _fake_run(tmp_path, Run("shapes-vqa", "none", s), 0.80, rel)
+    for s, rel in enumerate((0.70, 0.71, 0.72)):
+        _fake_run(tmp_path, Run("shapes-vqa", "dide", s), 0.90, rel)
+    assets = tmp_path / "assets"
+    (assets / "shapes-vqa-teacher").mkdir(parents=True)
+    teacher = {"metrics": {"test": {"accuracy": 0.95, "per_type": {"relation": {"accuracy": 1.0}}}}}
+    (assets / "shapes-vqa-teacher" / "workbench.json").write_text(json.dumps(teacher))
+    results = collect(tmp_path, assets, runs)
+    none = results["shapes-vqa"]["rows"]["none"]
+    assert none["per_type"]["relation"]["mean"] == pytest.approx(0.52)
+    assert none["per_type"]["relation"]["std"] == pytest.approx(0.02)  # sample std (n - 1)
+    checks = results["shapes-vqa"]["checks"]
+    assert checks["dide_minus_none_relation_points"]["value"] == pytest.approx(19.0)
+    assert checks["dide_minus_none_relation_points"]["spread"] == pytest.approx(3.0)
+    assert checks["dide_minus_none_relation_points"]["met"]
+    assert checks["dide_gap_to_teacher_points"] == {"value": 5.0, "target": 1.5, "met": False}
+    table = results_table(results)
+    assert "| student `dide` | 3 | 90.0 ± 0.0 | 100.0 ± 0.0 | 71.0 ± 1.0 | 10.0 |" in table
+    assert "| teacher (fusion) | | 95.0 |" in table
+    assert "NOT met" in table
+
+
+def test_run_grid_skips_finished_runs(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.distill.run.distill", lambda cfg, *a, **k: calls.append(cfg.out))
+    runs = (Run("shapes-vqa", "none", 0), Run("shapes-vqa", "kd", 0))
+    _fake_run(tmp_path, runs[0], 0.5, 0.5)
+    assert experiment.run_grid(tmp_path, tmp_path / "assets", runs, progress=False) == ["shapes-vqa/kd-seed0"]
+    assert calls == [str(tmp_path / "shapes-vqa" / "kd-seed0")]
+    assert not (tmp_path / "shapes-vqa" / "kd-seed0.lock").exists()  # released

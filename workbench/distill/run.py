@@ -1,0 +1,77 @@
+"""One distillation run: load the teacher, size the student like it, build the recipe, train.
+
+`dide-pt` is two stages, as in the DiDE paper: first the student learns image-text matching on
+shapes captions while its virtual cross-attention is distilled from the teacher's; then it is
+fine-tuned on the task with `dide`. Our teachers are task models without a matching head, so the
+first stage uses the gold match labels plus attention distillation only (the paper also has the
+teacher's matching soft labels; ours cannot give them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from workbench.distill.recipes import DistillWeights, make_recipe
+from workbench.models.io import load_checkpoint
+from workbench.train import TrainConfig, train
+
+PRETRAIN_DATASET = "shapes-itm"
+PRETRAIN_STEPS = 1000
+
+
+def student_size(teacher) -> dict:
+    """The student's towers take the teacher's width, depth, heads and patch grid: attention maps are
+    compared head by head and key by key, so heads and image patches must correspond one to one."""
+    c = teacher.config
+    return {
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_hidden_layers,
+        "num_heads": c.num_attention_heads,
+        "patch_size": c.patch_size,
+        "image_size": c.image_size,
+    }
+
+
+def distill(
+    cfg: TrainConfig,
+    weights: DistillWeights | None = None,
+    layers: tuple[int, ...] = (-1,),
+    resume: bool = False,
+    progress: bool = True,
+    pretrain_steps: int = PRETRAIN_STEPS,
+) -> dict:
+    """Train the dual student `cfg.out/model` from the teacher in `cfg.teacher` with `cfg.recipe`."""
+    weights = weights or DistillWeights()
+    if not cfg.teacher:
+        raise ValueError("distillation needs cfg.teacher (the teacher's folder; its tokenizer is used too)")
+    teacher = load_checkpoint(cfg.teacher, kind="fusion").model
+    cfg = replace(cfg, model="dual", size={**student_size(teacher), **cfg.size})
+    cfg.recipe_args = {"weights": asdict(weights), "layers": list(layers)}
+    if cfg.recipe == "dide-pt":
+        stage1 = _pretrain_config(cfg, pretrain_steps, weights)
+        if not (Path(stage1.out) / "model" / "workbench.json").exists():
+            recipe = make_recipe("dide", teacher, weights=replace(weights, hard=1.0, soft=0.0), layers=layers)
+            train(stage1, recipe=recipe, resume=resume, progress=progress)
+        cfg = replace(cfg, init_from=str(Path(stage1.out) / "model"))
+    recipe = make_recipe(cfg.recipe, teacher if cfg.recipe != "none" else None, weights=weights, layers=layers)
+    return train(cfg, recipe=recipe, resume=resume, progress=progress)
+
+
+def _pretrain_config(cfg: TrainConfig, steps: int, weights: DistillWeights) -> TrainConfig:
+    return replace(
+        cfg,
+        dataset=PRETRAIN_DATASET,
+        out=str(Path(cfg.out) / "pretrain"),
+        recipe="dide",
+        epochs=1,
+        max_steps=steps,
+        train_size=steps * cfg.batch_size,
+        val_size=min(cfg.val_size, 600),
+        test_size=600,
+        init_from=None,
+        recipe_args={"weights": asdict(replace(weights, hard=1.0, soft=0.0)), "layers": cfg.recipe_args["layers"]},
+    )
+
+
+__all__ = ["PRETRAIN_DATASET", "distill", "student_size"]
