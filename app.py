@@ -24,6 +24,9 @@ SHIPPED = {
     "shapes VQA teacher": "shapes-vqa-teacher",
     "shapes entailment teacher": "shapes-ve-teacher",
     "easy-VQA teacher": "easy-vqa-teacher",
+    "shapes VQA student (DiDE)": "shapes-vqa-student",
+    "shapes entailment student (DiDE)": "shapes-ve-student",
+    "easy-VQA student (DiDE)": "easy-vqa-student",
 }
 
 

@@ -27,6 +27,9 @@ def served(tmp_path_factory, tokenizer):
         m = create_model("fusion", len(tokenizer), len(labels), hidden_size=32, num_layers=1, num_heads=2)
         save_checkpoint(m, tokenizer, root / name, {"task": name, "labels": list(labels)})
         models[f"tiny {name}"] = load_model(root / name)
+    student = create_model("dual", len(tokenizer), len(VQA_ANSWERS), hidden_size=32, num_layers=1, num_heads=2)
+    save_checkpoint(student, tokenizer, root / "student", {"task": "vqa", "labels": list(VQA_ANSWERS)})
+    models["tiny student"] = load_model(root / "student")
     samples = write_samples(root / "samples", n_shapes=2, n_easy=1)
     for s in samples:
         s["path"] = str(root / "samples" / s["file"])
@@ -45,6 +48,12 @@ def test_ask_endpoint_answers(served):
     answer = text.split("**")[1]
     assert answer in VQA_ANSWERS and " ms" in text
     assert plot is not None
+
+
+def test_ask_endpoint_dual_student(served):
+    client, samples = served
+    text, _ = client.predict("tiny student", handle_file(samples[0]["path"]), "is there a circle?", api_name="/ask")
+    assert text.split("**")[1] in VQA_ANSWERS
 
 
 def test_ask_endpoint_entailment_model(served):

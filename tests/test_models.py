@@ -139,3 +139,25 @@ def test_dual_towers_are_independent(tokenizer, tiny_size):
 def test_unknown_model_kind():
     with pytest.raises(ValueError, match="registered"):
         create_model("nope", 10, 2)
+
+
+def test_for_task_turns_a_one_image_teacher_into_a_two_image_model(tokenizer):
+    """--init-from a VQA teacher for NLVR: encoder kept, the second image's type embedding copied
+    from the first image's (as ViLT did for NLVR2), a fresh two-image classifier."""
+    from workbench.data import Collator, load_dataset
+    from workbench.models import for_task
+
+    torch.manual_seed(0)
+    vqa = create_model("fusion", len(tokenizer), 5, hidden_size=32, num_layers=1, num_heads=2)
+    nlvr = for_task(vqa, num_images=2, num_labels=2)
+    assert nlvr.num_images == 2 and nlvr.config.modality_type_vocab_size == 3
+    types = nlvr.vilt.embeddings.token_type_embeddings.weight
+    old = vqa.vilt.embeddings.token_type_embeddings.weight
+    assert torch.equal(types[:2], old) and torch.equal(types[2], old[1])
+    q = "vilt.encoder.layer.0.attention.attention.query.weight"
+    assert torch.equal(nlvr.state_dict()[q], vqa.state_dict()[q])
+    data = load_dataset("shapes-nlvr", "val", 4)
+    batch = Collator(tokenizer, 64)([data[i] for i in range(4)])
+    assert nlvr(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.shape == (4, 2)
+    student = for_task(create_model("dual", len(tokenizer), 5, hidden_size=32, num_layers=1, num_heads=2), 2, 2)
+    assert student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.shape == (4, 2)

@@ -21,6 +21,8 @@ DEFAULTS = {
     # curriculum: starts from the shapes-vqa teacher (from scratch, "same row / column" relations stayed
     # at 57% after 6,000 steps; from the VQA teacher they are at 100% by step 2,000)
     "shapes-ve": dict(_SHAPES, epochs=3, init_from="shapes-vqa-teacher"),
+    # two images per statement; the same curriculum (the second image's type embedding starts as the first's)
+    "shapes-nlvr": dict(_SHAPES, epochs=1, train_size=192_000, max_steps=3000, init_from="shapes-vqa-teacher"),
 }
 
 
@@ -141,11 +143,23 @@ def cmd_ask(args) -> None:
     print(json.dumps(answer, indent=2))
 
 
+# shipped students: the dide seed-0 runs of the DiDE grid (`workbench experiment dide` shares them)
+STUDENTS = ("shapes-vqa", "shapes-ve", "easy-vqa", "shapes-nlvr")
+
+
 def cmd_rebuild(args) -> None:
+    from workbench.distill.experiment import Run, run_grid
     from workbench.train import TrainConfig, train
 
-    names = args.only or list(DEFAULTS)
+    names = args.only or [*DEFAULTS, *(f"{t}-student" for t in STUDENTS)]
     for name in names:
+        if name.endswith("-student"):
+            run = Run(name.removesuffix("-student"), "dide")
+            root = Path(args.runs) / "dide"
+            print(f"== distilling the {run.task} student into {root / run.task / run.name}")
+            run_grid(root, Path(args.assets), runs=(run,), progress=not args.no_progress)
+            ship(Path(run.config(root, Path(args.assets)).out) / "model", Path(args.assets) / name)
+            continue
         settings = dict(DEFAULTS[name])
         if "init_from" in settings:  # a shipped checkpoint built earlier in this loop
             settings["init_from"] = str(Path(args.assets) / settings["init_from"])
@@ -280,10 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "rebuild",
         help="retrain the shipped default checkpoints into assets/",
-        description="Retrain the shipped teachers (" + ", ".join(DEFAULTS) + ") with their "
-        "recorded settings and copy them into ASSETS.",
+        description="Retrain the shipped teachers (" + ", ".join(DEFAULTS) + ") with their recorded settings, "
+        "then distil the shipped dide students from them (" + ", ".join(STUDENTS) + "), and copy each into "
+        "ASSETS. A student run already finished under RUNS/dide is reused: use a fresh --runs to redo all.",
     )
-    p.add_argument("--only", nargs="*", choices=list(DEFAULTS), help="rebuild only these")
+    p.add_argument(
+        "--only",
+        nargs="*",
+        choices=[*DEFAULTS, *(f"{t}-student" for t in STUDENTS)],
+        help="rebuild only these (e.g. shapes-vqa shapes-vqa-student)",
+    )
     p.add_argument("--runs", default="runs", help="where the training runs go")
     p.add_argument("--assets", default="assets")
     p.add_argument("--resume", action="store_true")

@@ -30,8 +30,7 @@ from workbench.data import Collator, load_dataset, num_images
 from workbench.data.vocab import build_tokenizer
 from workbench.errors import CheckpointError
 from workbench.evaluate import evaluate, format_metrics
-from workbench.models import create_model, image_size
-from workbench.models.heads import classifier
+from workbench.models import create_model, for_task, image_size
 from workbench.models.io import load_checkpoint, save_checkpoint, write_json_atomic
 
 TASK_OF = {"easy-vqa": "vqa", "shapes-vqa": "vqa", "shapes-ve": "ve", "shapes-nlvr": "nlvr", "shapes-itm": "itm"}
@@ -171,10 +170,9 @@ def load_state(dirpath: Path, model: nn.Module, optimizer, scheduler) -> dict:
 def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
     if cfg.init_from:
         ck = load_checkpoint(cfg.init_from, kind=cfg.model)
-        model = ck.model
-        if list(ck.labels) != list(labels):  # another task's answers: keep the encoder, start a new head
-            d = model.classifier[0].in_features // model.num_images
-            model.classifier = classifier(d, model.num_images, len(labels))
+        model, n_images = ck.model, num_images(cfg.dataset)
+        if list(ck.labels) != list(labels) or model.num_images != n_images:
+            model = for_task(model, n_images, len(labels))  # another task: keep the encoder, start a new head
         return model.train(), ck.tokenizer
     # a student must read token ids exactly as its teacher does
     tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer()

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from workbench.models.dual import DualStudent, dual_configs
 from workbench.models.fusion import FusionTeacher, fusion_config
+from workbench.models.heads import classifier
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -54,4 +56,43 @@ def create_model(kind: str, vocab_size: int, num_labels: int, num_images: int = 
     return MODELS[kind](vocab_size, num_labels, num_images, **size)
 
 
-__all__ = ["MODELS", "DualStudent", "FusionTeacher", "create_model", "image_size", "register", "text_limit"]
+__all__ = [
+    "MODELS",
+    "DualStudent",
+    "FusionTeacher",
+    "create_model",
+    "for_task",
+    "image_size",
+    "register",
+    "text_limit",
+]
+
+
+def for_task(model: nn.Module, num_images: int, num_labels: int) -> nn.Module:
+    """The same encoder(s) with a fresh classifier for another task: `num_labels` answers over
+    `num_images` images per example (e.g. a one-image VQA teacher -> a two-image NLVR model).
+
+    For the fusion teacher a second image needs its own modality-type embedding; as ViLT did for
+    NLVR2, the new image types start as copies of the existing image type. Everything else is kept.
+    """
+    model = getattr(model, "module", model)
+    d = model.classifier[0].in_features // model.num_images
+    if isinstance(model, FusionTeacher) and num_images != model.num_images:
+        from workbench.models.fusion import fusion_config
+
+        c = model.config
+        config = fusion_config(
+            c.vocab_size, c.image_size, c.patch_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+            c.max_position_embeddings, num_images,
+        )  # fmt: skip
+        new = FusionTeacher(config, num_labels, num_images, init_positions=False)
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+        key = "vilt.embeddings.token_type_embeddings.weight"
+        old = state[key]
+        extra = old[-1:].expand(1 + num_images - old.shape[0], -1) if 1 + num_images > old.shape[0] else old[:0]
+        state[key] = torch.cat([old[: 1 + num_images], extra])
+        new.load_state_dict(state, strict=False)
+        return new
+    model.num_images = num_images
+    model.classifier = classifier(d, num_images, num_labels)
+    return model

@@ -1,0 +1,49 @@
+"""Plotly figure helpers (workbench/viz.py)."""
+
+import numpy as np
+import pytest
+
+from workbench.viz import patch_maps_side_by_side, top_answers_bar, training_curves
+
+
+def test_patch_maps_share_one_colour_scale():
+    teacher = np.arange(16, dtype=float).reshape(4, 4) / 100  # 0.00 .. 0.15
+    student = np.full((4, 4), 0.05)
+    student[3, 3] = 0.4
+    fig = patch_maps_side_by_side({"teacher": teacher, "student": student}, title="'square' -> patches")
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 2
+    assert {(h.zmin, h.zmax) for h in heatmaps} == {(0.0, 0.4)}  # global min and max
+    assert [bool(h.showscale) for h in heatmaps] == [False, True]  # one colour bar
+    assert [a.text for a in fig.layout.annotations] == ["teacher", "student"]
+    assert fig.layout.title.text == "'square' -> patches"
+    np.testing.assert_array_equal(np.asarray(heatmaps[0].z), teacher)
+    # grid row 0 at the top, as in the image
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis2.autorange == "reversed"
+
+
+def test_patch_maps_any_number_of_panels():
+    maps = {name: np.random.default_rng(i).random((3, 5)) for i, name in enumerate("abc")}
+    fig = patch_maps_side_by_side(maps, title="t")
+    assert len(fig.data) == 3
+    lo = min(m.min() for m in maps.values())
+    hi = max(m.max() for m in maps.values())
+    assert all(h.zmin == pytest.approx(lo) and h.zmax == pytest.approx(hi) for h in fig.data)
+
+
+@pytest.mark.parametrize("maps", [{}, {"a": np.zeros(4)}, {"a": np.zeros((0, 4))}])
+def test_patch_maps_reject_bad_input(maps):
+    with pytest.raises(ValueError):
+        patch_maps_side_by_side(maps, title="t")
+
+
+def test_top_answers_bar_best_on_top():
+    fig = top_answers_bar([("yes", 0.9), ("no", 0.1)], title="q")
+    assert list(fig.data[0].y) == ["no", "yes"]
+
+
+def test_training_curves_two_traces():
+    records = [{"step": 50, "loss": 1.0}, {"step": 100, "loss": 0.5}, {"step": 100, "val_accuracy": 0.7}]
+    fig = training_curves(records)
+    assert [list(t.x) for t in fig.data] == [[50, 100], [100]]
+    assert fig.data[1].yaxis == "y2"
