@@ -14,7 +14,11 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_executes(path):
+def test_notebook_executes(path, monkeypatch, tmp_path):
+    # the kernel inherits the environment: notebooks that train read their step count from here,
+    # and their temporary run folders (tempfile.mkdtemp) land in pytest's tmp_path, not in /tmp
+    monkeypatch.setenv("WORKBENCH_NOTEBOOK_STEPS", "20")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs must be stripped in git"
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()

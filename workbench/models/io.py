@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoTokenizer, BertConfig, ViltConfig, ViTConfig
+from transformers import AutoTokenizer, BertConfig, BertTokenizer, ViltConfig, ViTConfig
 
 from workbench.errors import CheckpointError
 from workbench.models import image_size
@@ -181,11 +181,20 @@ def load_checkpoint(
     if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise CheckpointError(f"{path} has no tokenizer files (tokenizer.json or vocab.txt)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        tokenizer = _load_tokenizer(path)
     except Exception as e:  # noqa: BLE001 - tokenizer loading raises many types; report them as one
         raise CheckpointError(f"could not load the tokenizer in {path}: {e}") from e
     meta.setdefault("image_size", image_size(model))
     return Checkpoint(model.to(device).eval(), tokenizer, meta, path)
+
+
+def _load_tokenizer(path: Path):
+    """BERT tokenizers (ours and ViLT's) load directly: AutoTokenizer would also read config.json and
+    warn about our model types, which it does not know."""
+    tok_config = path / "tokenizer_config.json"
+    cls = _read_json(tok_config).get("tokenizer_class", "") if tok_config.exists() else ""
+    loader = BertTokenizer if cls.startswith("BertTokenizer") else AutoTokenizer
+    return loader.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
 
 
 def _hf_vilt_meta(config: dict) -> dict:
