@@ -18,6 +18,7 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     # the kernel inherits the environment: notebooks that train read their step count from here,
     # and their temporary run folders (tempfile.mkdtemp) land in pytest's tmp_path, not in /tmp
     monkeypatch.setenv("WORKBENCH_NOTEBOOK_STEPS", "20")
+    monkeypatch.setenv("WORKBENCH_NOTEBOOK_QUICK", "1")  # benchmarks at tiny settings
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs must be stripped in git"

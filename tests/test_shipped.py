@@ -5,16 +5,18 @@ from pathlib import Path
 
 import pytest
 
+from workbench.cli import STUDENTS as SHIPPED_STUDENTS
 from workbench.data import Collator, load_dataset
 from workbench.evaluate import evaluate
 from workbench.models.io import load_checkpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher"]
+TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher"]
+STUDENTS = [f"{task}-student" for task in SHIPPED_STUDENTS]
 
 
-@pytest.mark.parametrize("name", TEACHERS)
-def test_shipped_teacher_is_small_and_complete(name):
+@pytest.mark.parametrize("name", TEACHERS + STUDENTS)
+def test_shipped_checkpoint_is_small_and_complete(name):
     folder = ASSETS / name
     for f in ("config.json", "model.safetensors", "workbench.json", "tokenizer.json"):
         assert (folder / f).exists(), f
@@ -27,7 +29,7 @@ def test_shipped_teacher_is_small_and_complete(name):
     assert meta["train_seconds"] > 0 and meta["train_config"]["dataset"] == meta["dataset"]
 
 
-@pytest.mark.parametrize("name", TEACHERS)
+@pytest.mark.parametrize("name", TEACHERS + STUDENTS)
 def test_recorded_accuracy_reproduces_on_a_test_subset(name):
     ck = load_checkpoint(ASSETS / name)
     data = load_dataset(ck.meta["dataset"], "test")
@@ -62,3 +64,13 @@ def test_relational_types_reach_85_percent(name, qtype):
 def test_trained_within_20_minutes_on_this_cpu(name):
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
     assert meta["train_seconds"] <= 20 * 60
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_shipped_student_is_a_dide_dual_encoder_of_its_shipped_teacher(name):
+    meta = json.loads((ASSETS / name / "workbench.json").read_text())
+    assert meta["kind"] == "dual" and meta["recipe"] == "dide"
+    teacher = Path(meta["train_config"]["teacher"])
+    assert teacher.name == name.replace("-student", "-teacher")
+    teacher_meta = json.loads((ASSETS / teacher.name / "workbench.json").read_text())
+    assert meta["labels"] == teacher_meta["labels"] and meta["dataset"] == teacher_meta["dataset"]

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from workbench.cache import ImageFeatureCache, cache_for
 from workbench.data.collate import image_to_tensor
 from workbench.errors import InputError
 from workbench.models import text_limit
+from workbench.models.dual import DualStudent
 from workbench.models.io import Checkpoint, load_checkpoint
 
 MAX_QUESTION_CHARS = 300
@@ -102,12 +104,8 @@ def check_question(question) -> str:
     return question
 
 
-@torch.inference_mode()
-def ask(model: Checkpoint, image, question: str, top_k: int = 5, second_image=None) -> dict:
-    """Answer `question` about `image` (two images for NLVR models).
-
-    Returns {"answer", "confidence", "top": [(label, prob), ...], "latency_ms", "truncated"}.
-    """
+def _prepare(model: Checkpoint, image, question: str, second_image=None):
+    """Validated inputs on the model's device: (input_ids, attention_mask, pixels [1, images, 3, H, W], truncated)."""
     question = check_question(question)
     images = [read_image(image)] + ([read_image(second_image)] if second_image is not None else [])
     need = model.meta.get("num_images", 1)
@@ -118,12 +116,53 @@ def ask(model: Checkpoint, image, question: str, top_k: int = 5, second_image=No
     limit = text_limit(model.model)
     enc = model.tokenizer([question], truncation=True, max_length=limit, return_tensors="pt")
     truncated = len(model.tokenizer(question, truncation=True, max_length=limit + 1)["input_ids"]) > limit
-    start = time.perf_counter()
-    logits = model.model(enc["input_ids"].to(device), enc["attention_mask"].to(device), pixels).logits[0]
-    latency = (time.perf_counter() - start) * 1000
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device), pixels, truncated
+
+
+def _answer(model: Checkpoint, logits: torch.Tensor, top_k: int, latency: float, truncated: bool) -> dict:
     probs = logits.float().softmax(-1).cpu()
     k = min(top_k, probs.numel())
     values, indices = probs.topk(k)
     labels = model.labels
     top = [(labels[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
     return {"answer": top[0][0], "confidence": top[0][1], "top": top, "latency_ms": latency, "truncated": truncated}
+
+
+@torch.inference_mode()
+def ask(model: Checkpoint, image, question: str, top_k: int = 5, second_image=None) -> dict:
+    """Answer `question` about `image` (two images for NLVR models).
+
+    Returns {"answer", "confidence", "top": [(label, prob), ...], "latency_ms", "truncated"}.
+    """
+    input_ids, attention_mask, pixels, truncated = _prepare(model, image, question, second_image)
+    start = time.perf_counter()
+    logits = model.model(input_ids, attention_mask, pixels).logits[0]
+    latency = (time.perf_counter() - start) * 1000
+    return _answer(model, logits, top_k, latency, truncated)
+
+
+@torch.inference_mode()
+def ask_cached(
+    model: Checkpoint, image, question: str, top_k: int = 5, second_image=None, cache: ImageFeatureCache | None = None
+) -> dict:
+    """`ask`, reusing a dual student's image features for images it has seen (keyed by pixel content).
+
+    Only the text tower and the fusion head run for a cached image. Same answers as `ask`; the
+    result also says whether every image was a cache hit ("cache_hit"; None for a fusion model,
+    whose image and text are encoded together and cannot be cached). `cache` defaults to the
+    model's own bounded cache (`workbench.cache.cache_for`).
+    """
+    net = model.model
+    if not isinstance(net, DualStudent):
+        return {**ask(model, image, question, top_k=top_k, second_image=second_image), "cache_hit": None}
+    input_ids, attention_mask, pixels, truncated = _prepare(model, image, question, second_image)
+    cache = cache if cache is not None else cache_for(net)
+    start = time.perf_counter()
+    states, hits = [], []
+    for j in range(pixels.shape[1]):
+        value, hit = cache.get_or_compute(pixels[:, j], net.encode_image)
+        states.append(value)
+        hits.append(hit)
+    logits = net(input_ids, attention_mask, image_states=states).logits[0]
+    latency = (time.perf_counter() - start) * 1000
+    return {**_answer(model, logits, top_k, latency, truncated), "cache_hit": all(hits)}

@@ -211,6 +211,58 @@ def cmd_experiment(args) -> None:
         print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
 
 
+def cmd_explain(args) -> None:
+    from workbench.explain.maps import METHODS
+    from workbench.explain.report import explain_models, write_report
+    from workbench.models.io import load_checkpoint
+
+    models = {}
+    for path in [args.checkpoint, *([args.student] if args.student else [])]:
+        ck = load_checkpoint(path, device="cpu")
+        name = "teacher" if ck.meta["kind"] == "fusion" else "student"
+        models[name if name not in models else f"{name} ({Path(path).name})"] = ck
+    methods = tuple(args.methods or METHODS)
+    report = explain_models(
+        models, args.image, args.question, methods, word=args.word, layer=args.layer, baseline=args.baseline,
+        ig_steps=args.ig_steps,
+    )  # fmt: skip
+    for name, m in report["summary"]["models"].items():
+        aucs = "  ".join(f"{k} {v['deletion']:.3f}" for k, v in m["faithfulness"].items())
+        rand = m["random"]["deletion"]
+        print(f"{name}: {m['answer']} ({m['confidence']:.1%});  deletion AUC: {aucs}  random {rand:.3f}")
+    for method, a in report["summary"].get("agreement", {}).items():
+        print(f"teacher-student agreement, {method}: KL {a['kl']:.3f}, Spearman {a['spearman']:.3f}")
+    written = write_report(report, args.out)
+    print(f"wrote {written[0]} and {len(written) - 1} more files in {args.out}")
+
+
+def cmd_bench(args) -> None:
+    from workbench.bench import QUICK, benchmark_pair, speed_table, write_speed
+
+    settings = dict(QUICK) if args.quick else {}
+    for key in ("batch_sizes", "retrieval_sizes", "min_run_time", "budget_s"):
+        if getattr(args, key) is not None:
+            settings[key] = tuple(getattr(args, key)) if key.endswith("sizes") else getattr(args, key)
+    results = benchmark_pair(
+        args.teacher,
+        args.student,
+        threads=args.threads,
+        compile_models=args.compile,
+        device=args.device,
+        progress=not args.no_progress,
+        **settings,
+    )
+    out = write_speed(results, args.out)
+    table = speed_table(results)
+    print(table)
+    print(f"wrote {out}")
+    if args.readme:
+        from workbench.report import replace_section
+
+        changed = replace_section(args.readme, "speed", table)
+        print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -309,6 +361,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser(
+        "explain",
+        help="explain a prediction: attention maps, rollout, relevancy, Integrated Gradients, deletion curves",
+        description="Explain one question about one image for a checkpoint, or a teacher and a student side by side "
+        "(one colour scale): raw text-to-image / image-to-text attention (the student's virtual cross-attention), "
+        "attention rollout, gradient-weighted relevancy, Integrated Gradients, and deletion / insertion curves. "
+        "Writes OUT/explain.html (every figure, self-contained), one HTML file per figure, OUT/explain.json "
+        "(answers, maps, AUCs, agreement) and PNGs if kaleido is installed.",
+    )
+    p.add_argument("checkpoint", help="checkpoint folder (teacher or student)")
+    p.add_argument("image", help="image file")
+    p.add_argument("question")
+    p.add_argument("--student", default=None, help="a second checkpoint to compare with (e.g. a distilled student)")
+    p.add_argument("--out", default="explain", help="output folder (default: ./explain)")
+    p.add_argument(
+        "--methods", nargs="*", choices=["attention", "rollout", "relevancy", "ig"], help="default: all four"
+    )
+    p.add_argument("--word", default=None, help="question word for the per-word maps (default: the last word)")
+    p.add_argument("--layer", type=int, default=-1, help="layer of the raw attention maps (default: the last)")
+    p.add_argument("--baseline", default="mean", choices=["mean", "white", "black", "grey"], help="removed patches")
+    p.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients steps")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "bench",
+        help="time a teacher and its student: latency, throughput, FLOPs, memory, retrieval scaling",
+        description="Benchmark a fusion teacher against its dual student with torch.utils.benchmark (warm-up, fixed "
+        "threads, median and IQR): per-query latency (batch 1) and throughput (larger batches) of the teacher, the "
+        "student end to end and the student with cached image features; FLOPs (torch.utils.flop_counter), parameters "
+        "and peak memory of each; retrieval over N images x N texts (the teacher's N*N joint passes are extrapolated "
+        "from measured per-pair cost beyond --budget-s, and marked so). Writes JSON (OUT) and prints markdown tables. "
+        "Close other work first: anything else running on the machine slows every path.",
+    )
+    p.add_argument("--teacher", required=True, help="fusion teacher folder (e.g. assets/shapes-vqa-teacher)")
+    p.add_argument("--student", required=True, help="dual student folder (e.g. assets/shapes-vqa-student)")
+    p.add_argument("--out", default="assets/results/speed.json", help="JSON file to write (atomically)")
+    p.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests and smoke runs)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default: 1 8 32 128")
+    p.add_argument("--retrieval-sizes", type=int, nargs="*", default=None, help="N of N x N; default: 10 100 1000")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's setting)")
+    p.add_argument("--min-run-time", type=float, default=None, help="seconds timed per cell (default 1)")
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="longest predicted retrieval run still measured (default 60)"
+    )
+    p.add_argument("--compile", action="store_true", help="time torch.compile'd models (slow to compile)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--readme", default=None, help="also write the tables into this README's speed section")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "report",

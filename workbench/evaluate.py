@@ -77,3 +77,134 @@ def format_metrics(metrics: dict) -> str:
 def write_metrics(metrics: dict, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({k: v for k, v in metrics.items() if k != "predictions"}, indent=2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Error analysis: teacher vs student on the same examples
+
+
+def compare_models(
+    teacher: nn.Module,
+    student: nn.Module,
+    dataset,
+    collator: Collator,
+    limit: int | None = None,
+    batch_size: int = 64,
+    agreement: str | None = "attention",
+    layer: int = -1,
+    student_collator: Collator | None = None,
+    progress: bool = False,
+) -> list[dict]:
+    """One row per example: both models' answers, confidences and correctness, and how well their
+    maps agree (`agreement`: a `workbench.explain` method, "attention" by default — the teacher's
+    text-to-image attention against the student's virtual one — or None to skip).
+
+    Row keys: index, qtype, text, gold, teacher_answer, teacher_confidence, teacher_correct,
+    student_answer, student_confidence, student_correct, agree (same answer), kl, spearman.
+    """
+    from workbench.explain.agreement import batch_agreement
+
+    labels = list(dataset.labels)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    states = teacher.training, student.training
+    teacher.eval(), student.eval()
+    rows: list[dict] = []
+    indices = list(range(n))
+    s_batches = batches(dataset, student_collator, batch_size, indices) if student_collator else None
+    for batch in tqdm(
+        batches(dataset, collator, batch_size, indices), total=-(-n // batch_size), desc="compare", disable=not progress
+    ):
+        s_batch = next(s_batches) if s_batches is not None else batch
+        t_probs = predict(teacher, batch).softmax(-1).cpu()
+        s_probs = predict(student, s_batch).softmax(-1).cpu()
+        scores = batch_agreement(teacher, student, batch, agreement, layer) if agreement else [{}] * len(batch)
+        for i in range(len(batch)):
+            t_conf, t_pred = t_probs[i].max(-1)
+            s_conf, s_pred = s_probs[i].max(-1)
+            gold = int(batch.labels[i])
+            rows.append(
+                {
+                    "index": len(rows),
+                    "qtype": batch.qtypes[i],
+                    "text": batch.texts[i],
+                    "gold": labels[gold],
+                    "teacher_answer": labels[int(t_pred)],
+                    "teacher_confidence": float(t_conf),
+                    "teacher_correct": int(t_pred) == gold,
+                    "student_answer": labels[int(s_pred)],
+                    "student_confidence": float(s_conf),
+                    "student_correct": int(s_pred) == gold,
+                    "agree": int(t_pred) == int(s_pred),
+                    "kl": scores[i].get("kl", float("nan")),
+                    "spearman": scores[i].get("spearman", float("nan")),
+                }
+            )
+    teacher.train(states[0]), student.train(states[1])
+    return rows
+
+
+def accuracy_by_type(rows: list[dict]) -> dict:
+    """{"overall": {...}, "per_type": {qtype: {...}}}, each {"teacher", "student", "agree", "n"}:
+    accuracies of both models and how often they give the same answer."""
+
+    def stats(rs):
+        n = max(len(rs), 1)
+        return {
+            "teacher": sum(r["teacher_correct"] for r in rs) / n,
+            "student": sum(r["student_correct"] for r in rs) / n,
+            "agree": sum(r["agree"] for r in rs) / n,
+            "n": len(rs),
+        }
+
+    by_type: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by_type[r["qtype"]].append(r)
+    return {"overall": stats(rows), "per_type": {q: stats(by_type[q]) for q in sorted(by_type)}}
+
+
+def confusion_matrix(rows: list[dict], labels: list[str], who: str = "student"):
+    """[gold, predicted] counts (numpy) of `who` ("teacher" or "student") over `labels`."""
+    import numpy as np
+
+    index = {label: i for i, label in enumerate(labels)}
+    m = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for r in rows:
+        m[index[r["gold"]], index[r[f"{who}_answer"]]] += 1
+    return m
+
+
+def disagreements(
+    rows: list[dict],
+    qtype: str | None = None,
+    wrong: str | None = None,
+    sort_by: str = "student_confidence",
+    descending: bool = True,
+) -> list[dict]:
+    """The rows where teacher and student answer differently, optionally of one question type and
+    only where `wrong` ("teacher", "student") is wrong, sorted by any row key (NaN last)."""
+    out = [r for r in rows if not r["agree"] and (qtype is None or r["qtype"] == qtype)]
+    if wrong is not None:
+        out = [r for r in out if not r[f"{wrong}_correct"]]
+
+    if not all(isinstance(r[sort_by], (int, float)) for r in out):
+        return sorted(out, key=lambda r: str(r[sort_by]), reverse=descending)
+    missing = [r for r in out if r[sort_by] != r[sort_by]]  # NaN
+    present = [r for r in out if r[sort_by] == r[sort_by]]
+    return sorted(present, key=lambda r: r[sort_by], reverse=descending) + missing
+
+
+def export_rows(rows: list[dict], path: str | Path) -> Path:
+    """Write rows to CSV (`.csv`) or JSON (anything else); returns the path."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        fields = list(rows[0]) if rows else []
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        path.write_text(json.dumps(rows, indent=2, allow_nan=True))
+    return path

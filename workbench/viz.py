@@ -47,13 +47,87 @@ def training_curves(records: list[dict], metric: str = "val_accuracy") -> go.Fig
     return fig
 
 
+def _image_array(image) -> np.ndarray:
+    """PIL image or array -> [H, W, 3] uint8."""
+    arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * (255 if arr.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+    return arr[..., :3]
+
+
+def _image_source(arr: np.ndarray, max_side: int = 512) -> tuple[str, float]:
+    """A PNG data URI of the picture (at most `max_side` pixels a side) and its scale factor: far
+    smaller in a figure than the pixel values as JSON."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(arr)
+    scale = min(1.0, max_side / max(im.size))
+    if scale < 1.0:
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), scale
+
+
+def _map_panel(fig, m, row, col, zmin, zmax, colorscale, showscale, zlabel, image=None, opacity=0.6) -> None:
+    """One [rows, cols] map in subplot (row, col); over `image` (in pixel coordinates) if given."""
+    rows, cols = m.shape
+    hover = [[f"row {r}, col {c}: {m[r, c]:.3g}" for c in range(cols)] for r in range(rows)]
+    heat = dict(
+        z=m,
+        zmin=zmin,
+        zmax=zmax,
+        colorscale=colorscale,
+        showscale=showscale,
+        colorbar=dict(title=zlabel),
+        hovertext=hover,
+        hoverinfo="text",
+    )
+    if image is None:
+        fig.add_trace(go.Heatmap(**heat), row=row, col=col)
+        fig.update_xaxes(dtick=1, constrain="domain", row=row, col=col)
+        fig.update_yaxes(dtick=1, autorange="reversed", row=row, col=col)
+    else:
+        source, scale = _image_source(_image_array(image))
+        height, width = round(np.asarray(image).shape[0] * scale), round(np.asarray(image).shape[1] * scale)
+        ph, pw = height / rows, width / cols
+        fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=row, col=col)
+        fig.add_trace(go.Heatmap(**heat, x0=pw / 2, dx=pw, y0=ph / 2, dy=ph, opacity=opacity), row=row, col=col)
+        fig.update_xaxes(showticklabels=False, constrain="domain", row=row, col=col)
+        fig.update_yaxes(showticklabels=False, autorange="reversed", row=row, col=col)
+
+
+def _scale(arrays, zmin, zmax, symmetric) -> tuple[float, float]:
+    lo = min(float(m.min()) for m in arrays) if zmin is None else zmin
+    hi = max(float(m.max()) for m in arrays) if zmax is None else zmax
+    if symmetric:
+        hi = max(abs(lo), abs(hi))
+        lo = -hi
+    return lo, hi
+
+
 def patch_maps_side_by_side(
-    maps: dict[str, np.ndarray], title: str = "", colorscale: str = "Viridis", zlabel: str = "attention"
+    maps: dict[str, np.ndarray],
+    title: str = "",
+    colorscale: str = "Viridis",
+    zlabel: str = "attention",
+    image=None,
+    opacity: float = 0.6,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    symmetric: bool = False,
 ) -> go.Figure:
     """One heatmap per named 2-D map (e.g. a word's attention over the patch grid), side by side.
 
-    All panels share one colour scale (zmin/zmax are the global min/max) and one colour bar, so the
-    same colour means the same value everywhere; grid row 0 is drawn at the top, as in the image.
+    All panels share one colour scale (zmin/zmax are the global min/max unless given; `symmetric`
+    centres it on 0 for signed maps such as Integrated Gradients) and one colour bar, so the same
+    colour means the same value everywhere; grid row 0 is drawn at the top, as in the image. With
+    `image` (PIL or array) every map is drawn semi-transparently (`opacity`) over the picture.
     """
     if not maps:
         raise ValueError("no maps to draw")
@@ -61,26 +135,239 @@ def patch_maps_side_by_side(
     for name, m in arrays.items():
         if m.ndim != 2 or m.size == 0:
             raise ValueError(f"map {name!r} must be a non-empty 2-D array, got shape {m.shape}")
-    zmin = min(float(m.min()) for m in arrays.values())
-    zmax = max(float(m.max()) for m in arrays.values())
+    lo, hi = _scale(arrays.values(), zmin, zmax, symmetric)
     n = len(arrays)
     fig = make_subplots(rows=1, cols=n, subplot_titles=list(arrays), horizontal_spacing=0.06)
     for col, m in enumerate(arrays.values(), start=1):
-        fig.add_trace(
-            go.Heatmap(
-                z=m,
-                zmin=zmin,
-                zmax=zmax,
-                colorscale=colorscale,
-                showscale=col == n,
-                colorbar=dict(title=zlabel),
-                hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        fig.update_xaxes(dtick=1, constrain="domain", row=1, col=col)
+        _map_panel(fig, m, 1, col, lo, hi, colorscale, col == n, zlabel, image, opacity)
         anchor = "x" if col == 1 else f"x{col}"
-        fig.update_yaxes(dtick=1, autorange="reversed", scaleanchor=anchor, row=1, col=col)
+        fig.update_yaxes(scaleanchor=anchor, row=1, col=col)
     fig.update_layout(title=title, height=320, width=260 * n + 120, margin=dict(l=10, r=10, t=70, b=10))
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# explanations (workbench.explain) and error analysis (workbench.evaluate)
+
+
+def patch_map_overlay(
+    image, patch_map: np.ndarray, title: str = "", colorscale: str = "Viridis", opacity: float = 0.6, **scale
+) -> go.Figure:
+    """One [rows, cols] map drawn semi-transparently over the picture (row 0 at the top)."""
+    return patch_maps_side_by_side(
+        {title or "map": patch_map}, title, colorscale, image=image, opacity=opacity, **scale
+    )
+
+
+def word_strip(tokens: list[str], weights: dict[str, np.ndarray], title: str = "", zlabel: str = "weight") -> go.Figure:
+    """One row of per-token weights per name (e.g. teacher and student), one shared colour scale.
+    Tokens may repeat ("the ... the"): the x axis is positional, labelled with the tokens."""
+    if not weights:
+        raise ValueError("no weights to draw")
+    rows = {name: np.asarray(w, dtype=float).reshape(-1) for name, w in weights.items()}
+    for name, w in rows.items():
+        if len(w) != len(tokens):
+            raise ValueError(f"{name!r} has {len(w)} weights for {len(tokens)} tokens")
+    z = np.stack(list(rows.values()))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(range(len(tokens))),
+            y=list(rows),
+            colorscale="Viridis",
+            colorbar=dict(title=zlabel),
+            text=[[f"{v:.3f}" for v in r] for r in z],
+            texttemplate="%{text}",
+            hovertemplate="%{y} · token %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(tickmode="array", tickvals=list(range(len(tokens))), ticktext=tokens, side="top")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        title=title,
+        height=max(220, 120 + 45 * len(rows)),
+        width=max(420, 70 * len(tokens) + 160),
+        margin=dict(t=90, l=10),
+    )
+    return fig
+
+
+def head_grid(
+    maps: np.ndarray,
+    title: str = "",
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    image=None,
+    colorscale: str = "Viridis",
+    opacity: float = 0.6,
+) -> go.Figure:
+    """A grid of patch maps, e.g. [layers, heads, rows, cols] (or [heads, rows, cols]), one colour scale."""
+    maps = np.asarray(maps, dtype=float)
+    if maps.ndim == 3:
+        maps = maps[None]
+    if maps.ndim != 4 or maps.size == 0:
+        raise ValueError(f"expected [layers, heads, rows, cols] maps, got shape {maps.shape}")
+    n_rows, n_cols = maps.shape[:2]
+    row_labels = row_labels or [f"layer {i}" for i in range(n_rows)]
+    col_labels = col_labels or [f"head {j}" for j in range(n_cols)]
+    titles = [f"{r} · {c}" for r in row_labels for c in col_labels]
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.06)
+    lo, hi = float(maps.min()), float(maps.max())
+    for i in range(n_rows):
+        for j in range(n_cols):
+            _map_panel(fig, maps[i, j], i + 1, j + 1, lo, hi, colorscale, i == 0 and j == 0, "", image, opacity)
+            k = i * n_cols + j + 1
+            fig.update_yaxes(scaleanchor="x" if k == 1 else f"x{k}", row=i + 1, col=j + 1)
+    fig.update_layout(title=title, height=200 * n_rows + 90, width=200 * n_cols + 120, margin=dict(l=10, r=10, t=80))
+    for a in fig.layout.annotations:
+        a.font.size = 10
+    return fig
+
+
+def perturbation_curves(curves: dict[str, dict], title: str = "") -> go.Figure:
+    """Deletion / insertion curves (`workbench.explain.perturbation_curve` results) with their AUC in
+    the legend; a curve's random-order reference, if it has one, is drawn dashed in its colour."""
+    palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d"]
+    fig = go.Figure()
+    several = sum("random_scores" in c for c in curves.values()) > 1
+    for k, (name, c) in enumerate(curves.items()):
+        colour = palette[k % len(palette)]
+        fig.add_scatter(
+            x=c["fractions"],
+            y=c["scores"],
+            mode="lines+markers",
+            name=f"{name} (AUC {c['auc']:.3f})",
+            line_color=colour,
+        )
+        if "random_scores" in c:
+            fig.add_scatter(
+                x=c["fractions"],
+                y=c["random_scores"],
+                mode="lines",
+                name=f"{name + ': ' if several else ''}random order (AUC {c['random_auc']:.3f})",
+                line=dict(color=colour if several else "#888888", dash="dash"),
+            )
+    modes = {c.get("mode", "deletion") for c in curves.values()}
+    verb = "deleted" if modes == {"deletion"} else "inserted" if modes == {"insertion"} else "changed"
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title=f"fraction of patches {verb} (most relevant first)", range=[0, 1]),
+        yaxis=dict(title="probability of the answer", range=[0, 1.02]),
+        height=380,
+        width=720,
+    )
+    return fig
+
+
+def confusion_matrix_figure(
+    matrix: np.ndarray, labels: list[str], title: str = "", normalise: bool = False
+) -> go.Figure:
+    """Rows: the gold answer; columns: the predicted one. `normalise` divides each row by its total."""
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (len(labels), len(labels)):
+        raise ValueError(f"a {len(labels)}-label confusion matrix must be square of that size, got {m.shape}")
+    z = m / np.maximum(m.sum(1, keepdims=True), 1) if normalise else m
+    text = [[f"{v:.2f}" if normalise else f"{int(v)}" for v in r] for r in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(labels),
+            y=list(labels),
+            colorscale="Blues",
+            text=text,
+            texttemplate="%{text}",
+            hovertemplate="gold %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title="predicted", side="top", type="category")
+    fig.update_yaxes(title="gold", autorange="reversed", type="category")
+    size = 140 + 34 * len(labels)
+    fig.update_layout(title=title, height=size + 60, width=size + 120, margin=dict(t=110))
+    return fig
+
+
+def accuracy_by_type_bar(per_type: dict[str, dict], models: tuple[str, ...] = ("teacher", "student")) -> go.Figure:
+    """Grouped bars of accuracy per question type: {qtype: {"teacher": acc, "student": acc, "n"}}."""
+    types = list(per_type)
+    fig = go.Figure()
+    for name in models:
+        acc = [per_type[t][name] for t in types]
+        fig.add_bar(x=types, y=acc, name=name, text=[f"{a:.0%}" for a in acc], textposition="auto")
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="accuracy"), height=360)
+    return fig
+
+
+SPEED_COLOURS = {"teacher": "#e45756", "student": "#4c78a8", "student_cached": "#54a24b"}
+
+
+def speed_bars(results: dict) -> go.Figure:
+    """A `workbench.bench.benchmark_pair` result as three panels: per-query latency at batch 1,
+    throughput per batch size (log scale), and retrieval time against gallery size (log-log;
+    extrapolated teacher times drawn dashed with open markers)."""
+    paths = results["paths"]
+    sizes = [str(b) for b in results["settings"]["batch_sizes"]]
+    entries = results.get("retrieval", {}).get("entries", [])
+    titles = [f"latency per query, batch {sizes[0]}", "throughput (log scale)"]
+    titles += ["retrieval N images x N texts (log-log)"] if entries else []
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.09)
+    for name, path in paths.items():
+        colour = SPEED_COLOURS.get(name)
+        first = path["batches"][sizes[0]]
+        fig.add_bar(
+            x=[path["label"]],
+            y=[first["per_example_ms"]],
+            error_y=dict(type="data", array=[1000 * first["iqr_s"] / first["batch_size"]]),
+            text=[f"{first['per_example_ms']:.2f} ms"],
+            textposition="auto",
+            marker_color=colour,
+            name=path["label"],
+            legendgroup=name,
+            row=1,
+            col=1,
+        )
+        fig.add_bar(
+            x=[f"batch {b}" for b in sizes],
+            y=[path["batches"][b]["throughput_per_s"] for b in sizes],
+            marker_color=colour,
+            name=path["label"],
+            legendgroup=name,
+            showlegend=False,
+            hovertemplate="%{x}: %{y:,.0f} examples/s<extra>" + path["label"] + "</extra>",
+            row=1,
+            col=2,
+        )
+    if entries:
+        for side, colour in (("teacher", SPEED_COLOURS["teacher"]), ("student", SPEED_COLOURS["student"])):
+            label = "teacher: N² joint passes" if side == "teacher" else "student: 2N encodings + matmul"
+            for extrapolated in (False, True):
+                points = [e for e in entries if e[side]["extrapolated"] == extrapolated]
+                if extrapolated and points:  # join the dashed part to the last measured point
+                    points = [e for e in entries if not e[side]["extrapolated"]][-1:] + points
+                if not points:
+                    continue
+                fig.add_scatter(
+                    x=[e["n_images"] for e in points],
+                    y=[e[side]["median_s"] for e in points],
+                    mode="lines+markers",
+                    line=dict(color=colour, dash="dash" if extrapolated else "solid"),
+                    marker=dict(symbol="circle-open" if extrapolated else "circle", size=9),
+                    name=label + (" (extrapolated)" if extrapolated else ""),
+                    hovertemplate="N=%{x}: %{y:.3g} s<extra></extra>",
+                    row=1,
+                    col=3,
+                )
+        fig.update_xaxes(type="log", title="N", row=1, col=3)
+        fig.update_yaxes(type="log", title="seconds", row=1, col=3)
+    fig.update_xaxes(showticklabels=False, row=1, col=1)
+    fig.update_yaxes(title="ms per query", row=1, col=1)
+    fig.update_yaxes(type="log", title="examples / s", row=1, col=2)
+    m = results.get("machine", {})
+    fig.update_layout(
+        title=f"teacher vs student speed — {m.get('cpu', '?')}, {m.get('threads', '?')} thread(s)",
+        barmode="group",
+        height=420,
+        width=420 * len(titles),
+        legend=dict(orientation="h", y=-0.15),
+        margin=dict(l=10, r=10, t=70, b=10),
+    )
     return fig

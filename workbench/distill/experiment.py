@@ -69,8 +69,9 @@ def _grid() -> tuple[Run, ...]:
     """In order of what we need first: seed 0 of each recipe, the shipped students, more seeds, ablations."""
     vqa = "shapes-vqa"
     runs = [Run(vqa, r) for r in ("none", "dide", "kd")]
-    runs += [Run("shapes-ve", "dide"), Run("easy-vqa", "dide"), Run("shapes-nlvr", "dide")]
-    runs += [Run(vqa, r, seed) for seed in (1, 2) for r in ("none", "dide", "kd")]
+    runs += [Run(t, "dide") for t in ("shapes-ve", "easy-vqa", "shapes-nlvr")]  # the shipped students
+    runs += [Run(vqa, r, seed) for seed in (1, 2) for r in ("none", "dide")]
+    runs += [Run(vqa, "kd", seed) for seed in (1, 2)]
     runs += [Run(vqa, "dide-pt", seed) for seed in (0, 1, 2)]
     runs += [Run(vqa, "dide", 0, (0, 1, 2, 3))]  # ablation: every layer instead of the last
     runs += [Run(t, r) for t in ("shapes-ve", "easy-vqa", "shapes-nlvr") for r in ("none", "kd")]

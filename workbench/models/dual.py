@@ -107,6 +107,18 @@ class DualStudent(nn.Module):
     def num_heads(self) -> int:
         return self.text_config.num_attention_heads
 
+    @property
+    def attn_implementation(self) -> str:
+        """The towers' attention: "sdpa" (HF's default, fused; the q/k hooks still fire) or "eager"."""
+        return self.text_config._attn_implementation
+
+    @attn_implementation.setter
+    def attn_implementation(self, mode: str) -> None:
+        if mode not in ("auto", "sdpa", "eager"):
+            raise ValueError(f"attention mode must be 'auto', 'sdpa' or 'eager', got {mode!r}")
+        for tower in (self.image_tower, self.text_tower):  # "auto": fused, as HF does by default
+            tower.set_attn_implementation("eager" if mode == "eager" else "sdpa")
+
     def centre_patch_embedding(self, pixel_values: torch.Tensor) -> None:
         centre_patch_projection(self.image_tower.embeddings.patch_embeddings.projection, pixel_values)
 

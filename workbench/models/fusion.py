@@ -14,6 +14,11 @@ Two things differ from calling `ViltForQuestionAnswering` directly, both on purp
   Weights start at 1/sqrt(width) and the patch projection is centred on the training images
   (`centre_patch_embedding`): both shorten the plateau before the model starts to look at the image.
 
+Attention: HF ViLT has only the eager implementation. `ViltSdpaSelfAttention` (swapped in for
+every layer) runs PyTorch's fused `scaled_dot_product_attention` when the weights are not requested
+and the model's `attn_implementation` allows it; `output_attentions=True` always takes ViLT's eager
+code. The q/k/v Linear modules are the same, so `capture_qk` hooks fire either way.
+
 Sequence layout: [text tokens (T, padded)] [image CLS] [P patches, row-major] per image.
 """
 
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import ViltConfig, ViltModel
+from transformers.models.vilt.modeling_vilt import ViltSelfAttention
 
 from workbench.models.heads import classifier
 
@@ -110,6 +116,38 @@ def capture_qk(qk_modules: list[tuple[nn.Module, nn.Module]], layers: tuple[int,
             store[key] = tuple(store[key])
 
 
+ATTENTION_MODES = ("auto", "sdpa", "eager")
+
+
+class ViltSdpaSelfAttention(ViltSelfAttention):
+    """ViLT self-attention with the fused kernel when allowed (`mode`, set by the teacher):
+
+    * "eager": ViLT's own code, always;
+    * "sdpa": fused unless `output_attentions` (the fused kernel returns no weights);
+    * "auto" (default): fused only under `torch.inference_mode()` (the API, evaluation), so
+      training and distillation keep the exact numerics they were tuned with.
+
+    Fused and eager agree to float rounding (a test checks logits to 1e-5)."""
+
+    mode = "auto"
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        # (torch.compile cannot trace is_inference_mode_enabled: compiled "auto" stays eager; set "sdpa")
+        auto = self.mode == "auto" and not torch.compiler.is_compiling() and torch.is_inference_mode_enabled()
+        fused = self.mode == "sdpa" or auto
+        if output_attentions or not fused:
+            return super().forward(hidden_states, attention_mask, output_attentions)
+        shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+        q = self.query(hidden_states).view(shape).transpose(1, 2)
+        k = self.key(hidden_states).view(shape).transpose(1, 2)
+        v = self.value(hidden_states).view(shape).transpose(1, 2)
+        # ViLT's eager mask is additive (0 / dtype-min), which SDPA adds to the scores the same way
+        context = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=attention_mask, dropout_p=self.dropout.p if self.training else 0.0
+        )
+        return (context.transpose(1, 2).reshape(*hidden_states.shape[:-1], self.all_head_size),)
+
+
 @dataclass
 class FusionOutput:
     logits: torch.Tensor
@@ -132,9 +170,23 @@ class FusionTeacher(nn.Module):
         self.config = config
         self.num_images = num_images
         self.vilt = ViltModel(config)
+        for layer in self.vilt.encoder.layer:  # same parameters, plus the fused path (see module docstring)
+            layer.attention.attention.__class__ = ViltSdpaSelfAttention
         self.classifier = classifier(config.hidden_size, num_images, num_labels)
         if init_positions:
             self.reset_image_positions()
+
+    @property
+    def attn_implementation(self) -> str:
+        """Attention mode: "auto" (fused under inference mode), "sdpa" (fused unless weights are requested), "eager"."""
+        return self.vilt.encoder.layer[0].attention.attention.mode
+
+    @attn_implementation.setter
+    def attn_implementation(self, mode: str) -> None:
+        if mode not in ATTENTION_MODES:
+            raise ValueError(f"attention mode must be one of {ATTENTION_MODES}, got {mode!r}")
+        for layer in self.vilt.encoder.layer:
+            layer.attention.attention.mode = mode
 
     @torch.no_grad()
     def reset_image_positions(self) -> None:

@@ -1,0 +1,233 @@
+"""Speed work (issue 5) on tiny random models: fast paths give the eager path's answers, the image
+cache keys by content, and the benchmark writes the JSON it promises. No timed assertions: speed
+targets live in the benchmark output, not in tests."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from workbench.api import ask, ask_cached, load_model
+from workbench.bench import (
+    PATHS,
+    QUICK,
+    attention_mode,
+    benchmark_pair,
+    count_flops,
+    peak_memory,
+    speed_table,
+    write_speed,
+)
+from workbench.cache import ImageFeatureCache, cache_for, content_key
+from workbench.cli import main
+from workbench.data.shapes import VQA_ANSWERS
+from workbench.models import create_model
+from workbench.models.io import save_checkpoint
+from workbench.viz import speed_bars
+
+TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, tokenizer):
+    root = tmp_path_factory.mktemp("bench")
+    meta = {"task": "vqa", "labels": list(VQA_ANSWERS), "dataset": "shapes-vqa"}
+    torch.manual_seed(0)
+    for kind, name in (("fusion", "teacher"), ("dual", "student")):
+        save_checkpoint(create_model(kind, len(tokenizer), len(VQA_ANSWERS), **TINY), tokenizer, root / name, meta)
+    return root / "teacher", root / "student"
+
+
+def _batch(vocab: int, b: int = 3, t: int = 7):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (b, t), generator=g)
+    mask = torch.ones(b, t, dtype=torch.long)
+    mask[0, 4:] = 0  # padding, so the masked path is compared too
+    return ids, mask, torch.rand(b, 1, 3, 64, 64, generator=g) * 2 - 1
+
+
+def test_teacher_fused_attention_matches_eager_and_keeps_qk_and_weights(tokenizer):
+    torch.manual_seed(0)
+    teacher = create_model("fusion", len(tokenizer), 5, **TINY).eval()
+    ids, mask, px = _batch(len(tokenizer))
+    with torch.inference_mode():
+        with attention_mode(teacher, "eager"):
+            eager = teacher(ids, mask, px, qk_layers=(0,))
+        assert teacher.attn_implementation == "auto"
+        fused = teacher(ids, mask, px, qk_layers=(0,))
+        with attention_mode(teacher, "sdpa"):
+            weights = teacher(ids, mask, px, output_attentions=True)
+    torch.testing.assert_close(fused.logits, eager.logits, atol=1e-5, rtol=0)
+    for a, b in zip(fused.qk[0][0], eager.qk[0][0]):  # the q/k hooks fire on the fused path too
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    att = weights.attentions[0][0]  # output_attentions always takes the eager code
+    assert att.shape[-1] == att.shape[-2] == ids.shape[1] + 1 + 16
+    torch.testing.assert_close(att.sum(-1), torch.ones_like(att.sum(-1)))
+    torch.testing.assert_close(weights.logits, eager.logits, atol=1e-5, rtol=0)
+
+
+def test_student_fused_attention_matches_eager(tokenizer):
+    torch.manual_seed(0)
+    student = create_model("dual", len(tokenizer), 5, **TINY).eval()
+    ids, mask, px = _batch(len(tokenizer))
+    assert student.attn_implementation == "sdpa"
+    with torch.inference_mode():
+        fused = student(ids, mask, px, qk_layers=(0,))
+        with attention_mode(student, "eager"):
+            eager = student(ids, mask, px, qk_layers=(0,))
+    assert student.attn_implementation == "sdpa"
+    torch.testing.assert_close(fused.logits, eager.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fused.qk_text[0][0], eager.qk_text[0][0], atol=1e-6, rtol=0)
+
+
+def test_cached_image_path_gives_end_to_end_logits(tokenizer):
+    torch.manual_seed(0)
+    student = create_model("dual", len(tokenizer), 5, **TINY).eval()
+    ids, mask, px = _batch(len(tokenizer))
+    with torch.inference_mode():
+        end_to_end = student(ids, mask, px).logits
+        cached = student(ids, mask, image_states=[student.encode_image(px[:, 0])]).logits
+    torch.testing.assert_close(cached, end_to_end, atol=1e-6, rtol=0)
+
+
+def test_image_cache_is_keyed_by_content_and_bounded():
+    a = torch.rand(1, 3, 8, 8)
+    assert content_key(a) == content_key(a.clone())  # a different object with the same pixels
+    changed = a.clone()
+    changed[0, 0, 0, 0] += 0.01
+    assert content_key(changed) != content_key(a)
+    assert content_key(a) != content_key(a.reshape(1, 3, 4, 16))  # same bytes, other shape
+    cache = ImageFeatureCache(maxsize=2)
+    calls = []
+
+    def encode(px):
+        calls.append(1)
+        return px.sum().reshape(1)
+
+    assert cache.get_or_compute(a, encode)[1] is False
+    assert cache.get_or_compute(a.clone(), encode)[1] is True
+    assert cache.get_or_compute(changed, encode)[1] is False
+    assert len(calls) == 2
+    cache.get_or_compute(a, encode)  # a is now the most recently used
+    cache.get_or_compute(torch.zeros(1, 3, 8, 8), encode)  # evicts `changed`, the least recently used
+    assert len(cache) == 2 and content_key(changed) not in cache and content_key(a) in cache
+    assert cache.stats()["hits"] == 2
+    with pytest.raises(ValueError):
+        ImageFeatureCache(0)
+
+
+def test_ask_cached_reuses_image_features_and_answers_like_ask(pair):
+    teacher_dir, student_dir = pair
+    student = load_model(student_dir, device="cpu")
+    image = Image.new("RGB", (64, 64), (250, 250, 250))
+    plain = ask(student, image, "is there a red circle?")
+    first = ask_cached(student, image, "is there a red circle?")
+    second = ask_cached(student, image.copy(), "how many squares are there?")
+    assert first["cache_hit"] is False and second["cache_hit"] is True
+    assert first["top"][0][0] == plain["top"][0][0]
+    assert first["confidence"] == pytest.approx(plain["confidence"], abs=1e-6)
+    assert cache_for(student.model).stats()["entries"] == 1
+    other = ask_cached(student, Image.new("RGB", (64, 64), (0, 0, 0)), "is there a red circle?")
+    assert other["cache_hit"] is False
+    teacher = load_model(teacher_dir, device="cpu")
+    assert ask_cached(teacher, image, "is there a red circle?")["cache_hit"] is None  # nothing to cache
+
+
+def test_flops_are_positive_and_the_cached_path_is_cheaper(tokenizer):
+    torch.manual_seed(0)
+    teacher = create_model("fusion", len(tokenizer), 5, **TINY).eval()
+    student = create_model("dual", len(tokenizer), 5, **TINY).eval()
+    ids, mask, px = _batch(len(tokenizer))
+    with torch.inference_mode():
+        states = [student.encode_image(px[:, 0])]
+        f_teacher = count_flops(teacher, lambda: teacher(ids, mask, px))
+        f_student = count_flops(student, lambda: student(ids, mask, px))
+        f_cached = count_flops(student, lambda: student(ids, mask, image_states=states))
+    assert min(f_teacher, f_student, f_cached) > 0
+    assert f_cached < f_student
+    assert teacher.attn_implementation == "auto" and student.attn_implementation == "sdpa"  # restored
+
+
+def test_peak_memory_counts_live_tensors_not_everything_allocated():
+    layer = torch.nn.Linear(256, 256)
+    x = torch.randn(64, 256)
+
+    def run():
+        y = x
+        for _ in range(10):  # each step frees the previous activation
+            y = layer(y)
+        return y
+
+    with torch.inference_mode():
+        peak = peak_memory(run, layer, (x,))
+    one = 64 * 256 * 4
+    assert one <= peak <= 3 * one  # at most a few activations alive at once, never all ten
+
+
+def test_benchmark_json_has_every_path_and_flags_extrapolation(pair, tmp_path):
+    teacher_dir, student_dir = pair
+    messages = []
+    results = benchmark_pair(
+        teacher_dir,
+        student_dir,
+        batch_sizes=(1, 2),
+        retrieval_sizes=(2, 40),
+        min_run_time=0.01,
+        budget_s=1e-4,  # nothing beyond the smallest N fits: 40 x 40 is extrapolated
+        n_examples=4,
+        threads=1,
+        progress=messages.append,
+    )
+    assert set(results) >= {"machine", "settings", "models", "tokens", "paths", "ratios", "retrieval", "methods"}
+    assert results["machine"]["threads"] == 1 and results["machine"]["torch"] == torch.__version__
+    for name in PATHS:
+        for b in ("1", "2"):
+            cell = results["paths"][name]["batches"][b]
+            assert cell["median_s"] > 0 and cell["iqr_s"] >= 0 and cell["flops_per_example"] > 0
+            assert cell["peak_memory_bytes"] > 0 and cell["throughput_per_s"] > 0
+    p = results["paths"]
+    assert p["student_cached"]["batches"]["2"]["flops_per_example"] < p["student"]["batches"]["2"]["flops_per_example"]
+    assert p["student_cached"]["parameters"] < p["student"]["parameters"]
+    assert results["ratios"]["2"]["student_cached_flop_ratio"] > 1
+    small, large = results["retrieval"]["entries"]
+    assert small["teacher"]["extrapolated"] is False and small["teacher"]["runs"] >= 1
+    assert large["teacher"]["extrapolated"] is True and large["extrapolated"] is True
+    assert large["teacher"]["basis"]["from_n"] == 2
+    assert large["teacher"]["median_s"] == pytest.approx(large["teacher"]["basis"]["per_pair_s"] * 40 * 40)
+    assert len(messages) == 3 * 2 + 2 * 2
+    out = write_speed(results, tmp_path / "results" / "speed.json")
+    assert json.loads(out.read_text())["retrieval"]["entries"][1]["teacher"]["extrapolated"] is True
+    table = speed_table(results)
+    assert "(extrapolated)" in table and "fusion teacher" in table
+    fig = speed_bars(results)
+    assert any("extrapolated" in (t.name or "") for t in fig.data)
+
+
+def test_cli_bench_quick_writes_json(pair, tmp_path, capsys):
+    teacher_dir, student_dir = pair
+    out = tmp_path / "speed.json"
+    argv = ["bench", "--teacher", str(teacher_dir), "--student", str(student_dir), "--out", str(out)]
+    assert main([*argv, "--quick", "--no-progress", "--threads", "1"]) == 0
+    data = json.loads(out.read_text())
+    assert data["settings"]["batch_sizes"] == list(QUICK["batch_sizes"])
+    assert set(data["paths"]) == set(PATHS)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_bench_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "--quick" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ranker", ["matmul", "faiss"])
+def test_student_ranking_returns_the_best_images(ranker):
+    if ranker == "faiss":
+        pytest.importorskip("faiss")
+    from workbench.bench import _rank
+
+    images = torch.nn.functional.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    texts = images[[3, 7, 11]] + 0.01  # each text sits next to one image
+    top = _rank(texts, images, k=5, ranker=ranker)
+    assert top.shape == (3, 5) and top[:, 0].tolist() == [3, 7, 11]

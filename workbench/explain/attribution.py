@@ -1,0 +1,108 @@
+"""Integrated Gradients (Sundararajan et al., 2017) with Captum, on the embedding layers.
+
+`LayerIntegratedGradients` over two layers at once: the patch projection (the convolution that
+turns each 16 x 16 patch into a vector, before position embeddings are added) and the word
+embeddings. The path goes from the baseline's embeddings to the input's, both layers together;
+each attribution is summed over the embedding channels, giving one value per patch (already
+[rows, cols]: the convolution's output is laid out as the image) and one per token.
+
+Completeness: the attributions add up to `f(input) - f(baseline)` of the target logit, up to the
+integration error that Captum reports as `delta` (more `n_steps`, smaller error).
+
+Baselines: the image with every patch replaced by `baseline` (default: its mean colour); the
+question with every word replaced by [PAD] ([CLS] and [SEP] kept, so they get zero attribution).
+Caveats: IG depends on the baseline; attributions can be negative (evidence against the target).
+`internal_batch_size` bounds memory: the path points are evaluated that many at a time.
+Only one-image models: the patch projection must run once per forward pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from captum.attr import LayerIntegratedGradients
+from torch import nn
+
+from workbench.data.collate import Batch
+from workbench.explain.grid import _unwrap, is_fusion
+from workbench.explain.inputs import baseline_image, pixels_5d, text_length, to_device, tokens
+
+
+def embedding_layers(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(patch projection, word embeddings) of either model kind."""
+    model = _unwrap(model)
+    if is_fusion(model):
+        emb = model.vilt.embeddings
+        return emb.patch_embeddings.projection, emb.text_embeddings.word_embeddings
+    return model.image_tower.embeddings.patch_embeddings.projection, model.text_tower.embeddings.word_embeddings
+
+
+def baseline_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """The question with its words replaced by [PAD]; the first and the last real token kept."""
+    base = input_ids.clone()
+    for i in range(base.shape[0]):
+        n = int(attention_mask[i].sum())
+        base[i, 1 : max(n - 1, 1)] = pad_id
+    return base
+
+
+def integrated_gradients(
+    model: nn.Module,
+    batch: Batch,
+    target: int | None = None,
+    tokenizer=None,
+    baseline: str | float = "mean",
+    n_steps: int = 32,
+    internal_batch_size: int = 16,
+    index: int = 0,
+) -> dict:
+    """IG of example `index` for `target` (default: the predicted answer).
+
+    {"image": [rows, cols] per-patch attribution, "text": [T] per-token attribution, "tokens",
+    "target", "f_input", "f_baseline" (target logits), "delta" (sum of attributions minus their
+    difference), "method": "ig"}.
+    """
+    model = _unwrap(model)
+    if getattr(model, "num_images", 1) != 1:
+        raise ValueError("integrated_gradients supports one-image models only (the patch layer runs once per image)")
+    batch = to_device(batch, model)
+    ids = batch.input_ids[index : index + 1]
+    mask = batch.attention_mask[index : index + 1]
+    pixels = pixels_5d(batch.pixel_values)[index : index + 1, 0]
+
+    def forward(input_ids, pixel_values, attention_mask):
+        return model(input_ids, attention_mask, pixel_values).logits.float()
+
+    with torch.no_grad():
+        logits = forward(ids, pixels, mask)
+    target = int(logits.argmax(-1)) if target is None else int(target)
+    pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
+    base_ids, base_pixels = baseline_ids(ids, mask, pad), baseline_image(pixels, baseline)
+    with warnings.catch_warnings():  # "ensure that each layer is not solely dependent on another": they are not
+        warnings.filterwarnings("ignore", message="Multiple layers provided")
+        lig = LayerIntegratedGradients(forward, list(embedding_layers(model)))
+    (patch_attr, word_attr), delta = lig.attribute(
+        (ids, pixels),
+        baselines=(base_ids, base_pixels),
+        additional_forward_args=(mask,),
+        target=target,
+        n_steps=n_steps,
+        internal_batch_size=internal_batch_size,
+        return_convergence_delta=True,
+    )
+    with torch.no_grad():
+        f_base = forward(base_ids, base_pixels, mask)[0, target]
+    t = text_length(batch, index)
+    return {
+        "image": patch_attr[0].sum(0).detach().cpu().numpy().astype(np.float64),  # [d, rows, cols] -> grid
+        "text": word_attr[0, :t].sum(-1).detach().cpu().numpy().astype(np.float64),
+        "tokens": tokens(batch, tokenizer, index),
+        "target": target,
+        "f_input": float(logits[0, target]),
+        "f_baseline": float(f_base),
+        "delta": float(delta.flatten()[0]),
+        "method": "ig",
+        "kind": "fusion" if is_fusion(model) else "dual",
+    }

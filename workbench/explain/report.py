@@ -1,0 +1,183 @@
+"""All explanations of one (image, question) for one or more models, as figures and a summary:
+what `workbench explain` writes. Plain functions, so the app and the notebooks can reuse them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.explain.agreement import map_agreement
+from workbench.explain.attention import patch_words, word_map
+from workbench.explain.faithfulness import perturbation_curve
+from workbench.explain.grid import cell_of
+from workbench.explain.inputs import encode
+from workbench.explain.maps import METHODS, explain
+
+TITLES = {
+    "attention": "text-to-image attention (question words, heads averaged)",
+    "rollout": "attention rollout (share of the image part)",
+    "relevancy": "gradient-weighted relevancy (share of the image part)",
+    "ig": "Integrated Gradients on patch embeddings (share of |attribution|)",
+}
+
+
+def _share(m: np.ndarray) -> np.ndarray:
+    scale = np.abs(m).sum()
+    return m / scale if scale > 0 else m
+
+
+def default_word(tokens: list[str]) -> int:
+    """The question's last real word (not [CLS]/[SEP]/punctuation): usually the object asked about."""
+    for i in range(len(tokens) - 2, 0, -1):
+        if any(ch.isalnum() for ch in tokens[i]):
+            return i
+    return 0
+
+
+def explain_models(
+    models: dict,
+    image,
+    question: str,
+    methods: tuple[str, ...] = METHODS,
+    word: str | None = None,
+    layer: int = -1,
+    baseline: str | float = "mean",
+    ig_steps: int = 32,
+    random_orders: int = 3,
+) -> dict:
+    """Explain `question` about `image` for each named `Checkpoint` in `models` (e.g. {"teacher":
+    ..., "student": ...}). Returns {"summary": plain data, "figures": {name: plotly figure}}."""
+    from workbench import viz
+    from workbench.api import read_image
+
+    image = read_image(image)
+    results, summary = {}, {"question": question, "methods": list(methods), "models": {}}
+    for name, ck in models.items():
+        batch = encode(ck.model, ck.tokenizer, image, question)
+        res = explain(ck.model, batch, ck.tokenizer, methods, layer=layer, ig_steps=ig_steps, baseline=baseline)
+        with torch.no_grad():
+            logits = ck.model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits[0].float()
+        probs = logits.softmax(-1)
+        answer = int(probs.argmax())
+        curves = {}
+        for k, m in enumerate(methods):
+            for mode in ("deletion", "insertion"):
+                curves[(m, mode)] = perturbation_curve(
+                    ck.model, batch, res[m]["image"], mode, target=answer, baseline=baseline,
+                    random_orders=random_orders if k == 0 else 0,
+                )  # fmt: skip
+        results[name] = {"batch": batch, "res": res, "curves": curves, "answer": ck.labels[answer]}
+        summary["models"][name] = {
+            "checkpoint": str(ck.path),
+            "kind": ck.meta["kind"],
+            "answer": ck.labels[answer],
+            "confidence": float(probs[answer]),
+            "tokens": next(iter(res.values()))["tokens"],
+            "faithfulness": {
+                m: {mode: curves[(m, mode)]["auc"] for mode in ("deletion", "insertion")} for m in methods
+            },
+            "random": {mode: curves[(methods[0], mode)].get("random_auc") for mode in ("deletion", "insertion")},
+            "maps": {m: res[m]["image"].tolist() for m in methods},
+        }
+    names = list(results)
+    figures = {}
+    for m in methods:
+        maps = {}
+        for n in names:
+            m_map = results[n]["res"][m]["image"]
+            maps[f"{n}: {results[n]['answer']}"] = m_map if m == "attention" else _share(m_map)
+        signed = m == "ig"
+        figures[m] = viz.patch_maps_side_by_side(
+            maps,
+            title=f"{TITLES[m]}<br><sup>{html.escape(question)}</sup>",
+            image=image,
+            colorscale="RdBu_r" if signed else "Viridis",
+            symmetric=signed,
+            zlabel="attention" if m == "attention" else "share",
+        )
+    if len(names) > 1:
+        summary["agreement"] = {
+            m: map_agreement(results[names[0]]["res"][m]["image"], results[n]["res"][m]["image"])
+            for m in methods
+            for n in names[1:]
+        }
+    if "attention" in methods:
+        first = results[names[0]]["res"]["attention"]
+        tokens = first["tokens"]
+        w = tokens.index(word) if word in tokens else default_word(tokens)
+        summary["word"] = tokens[w]
+        figures["word"] = viz.patch_maps_side_by_side(
+            {n: word_map(results[n]["res"]["attention"]["cross"], w, layer) for n in names},
+            title=f"'{tokens[w]}' → image (layer {layer}, heads averaged)", image=image,
+        )  # fmt: skip
+        for n in names:
+            ca = results[n]["res"]["attention"]["cross"]
+            figures[f"heads-{n}"] = viz.head_grid(
+                ca["t2i"][:, :, w], title=f"{n}: '{tokens[w]}' → image, every layer and head", image=image
+            )
+        # image-to-text: the patch the teacher's word map points at, read back over the words
+        row, col = cell_of(int(np.argmax(word_map(first["cross"], w, layer))), first["cross"]["grid"])
+        summary["patch"] = [row, col]
+        figures["patch-to-words"] = viz.word_strip(
+            tokens,
+            {n: patch_words(results[n]["res"]["attention"]["cross"], row, col, layer) for n in names},
+            title=f"image-to-text: patch (row {row}, col {col}) → words (layer {layer}, heads averaged)",
+        )
+    if "relevancy" in methods:
+        figures["words-relevancy"] = viz.word_strip(
+            results[names[0]]["res"]["relevancy"]["tokens"],
+            {n: _share(results[n]["res"]["relevancy"]["text"]) for n in names},
+            title="relevancy of each token to the answer (share)", zlabel="share",
+        )  # fmt: skip
+    for n in names:
+        for mode in ("deletion", "insertion"):
+            figures[f"{mode}-{n}"] = viz.perturbation_curves(
+                {m: results[n]["curves"][(m, mode)] for m in methods},
+                title=f"{n}: {mode} curves ({'lower' if mode == 'deletion' else 'higher'} AUC = more faithful)",
+            )
+    return {"summary": summary, "figures": figures}
+
+
+def write_report(report: dict, out: str | Path, png: bool | None = None) -> list[Path]:
+    """Write every figure as OUT/<name>.html (sharing OUT/plotly.min.js), all of them in the
+    self-contained OUT/explain.html, the summary as
+    OUT/explain.json, and PNGs when kaleido is installed (`png=None`: if available)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if png is None:
+        try:
+            import kaleido  # noqa: F401
+
+            png = True
+        except ImportError:
+            png = False
+    written, parts = [], []
+    for k, (name, fig) in enumerate(report["figures"].items()):
+        path = out / f"{name}.html"
+        fig.write_html(path, include_plotlyjs="directory")  # one plotly.min.js beside them, offline
+        written.append(path)
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=k == 0))
+        if png:
+            try:
+                fig.write_image(out / f"{name}.png")
+                written.append(out / f"{name}.png")
+            except Exception as e:  # noqa: BLE001 - kaleido needs a browser; HTML is enough without it
+                print(f"PNG export skipped ({e.__class__.__name__}: {e})")
+                png = False
+    s = report["summary"]
+    head = "".join(
+        f"<li><b>{html.escape(n)}</b>: {html.escape(m['answer'])} ({m['confidence']:.1%})</li>"
+        for n, m in s["models"].items()
+    )
+    page = (
+        f"<html><head><meta charset='utf-8'><title>workbench explain</title></head><body>"
+        f"<h2>{html.escape(s['question'])}</h2><ul>{head}</ul>{''.join(parts)}</body></html>"
+    )
+    (out / "explain.html").write_text(page)
+    (out / "explain.json").write_text(json.dumps(s, indent=2))
+    return [out / "explain.html", out / "explain.json", *written]
