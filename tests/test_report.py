@@ -30,3 +30,27 @@ def test_readme_dide_table_is_the_one_made_from_the_results_file():
     assert read_section(readme, "dide") == results_table(results).strip(), (
         "run: workbench experiment dide --collect --readme README.md"
     )
+
+
+def test_readme_faithfulness_table_is_the_one_made_from_the_results_file():
+    import json
+
+    from workbench.explain.results import faithfulness_table
+
+    results = json.loads((ROOT / "assets" / "results" / "faithfulness.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert read_section(readme, "faithfulness") == faithfulness_table(results).strip(), (
+        "run: workbench explain-results --readme README.md"
+    )
+
+
+def test_readme_agreement_table_is_the_one_made_from_the_results_file():
+    import json
+
+    from workbench.explain.results import agreement_table
+
+    results = json.loads((ROOT / "assets" / "results" / "agreement.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert read_section(readme, "agreement") == agreement_table(results).strip(), (
+        "run: workbench explain-results --readme README.md"
+    )

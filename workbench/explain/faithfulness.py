@@ -145,13 +145,16 @@ def faithfulness_over_split(
     ig_steps: int = 16,
     batch_size: int = 32,
     progress: bool = False,
+    per_example: bool = False,
 ) -> dict:
     """Mean deletion and insertion AUCs of each method's maps over the first `limit` examples, and
     of random orders, for the probability of each example's predicted answer.
 
     {"n", "baseline", "methods": {method: {"deletion_auc", "insertion_auc", "deletion_beats_random"
     (share of examples whose deletion AUC is below the random one)}}, "random": {"deletion_auc",
-    "insertion_auc"}}.
+    "insertion_auc"}}; with `per_example`, also "per_example": {"methods": {method: {"deletion":
+    [n], "insertion": [n]}}, "random": {"deletion": [n], "insertion": [n]}} (the AUC of each example,
+    in dataset order). Random orders are seeded by the example's index.
     """
     from tqdm.auto import tqdm
 
@@ -192,4 +195,6 @@ def faithfulness_over_split(
         out["random"] = {
             k: float(np.mean(v)) for k, v in (("deletion_auc", rand["deletion"]), ("insertion_auc", rand["insertion"]))
         }
+    if per_example:
+        out["per_example"] = {"methods": per, "random": rand}
     return out

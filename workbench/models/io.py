@@ -69,6 +69,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
         json.dump(data, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; results and checkpoints are meant to be shared
     os.replace(tmp, path)
 
 
@@ -77,6 +78,7 @@ def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only
     try:
         model = getattr(model, "module", model)  # unwrap DDP
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

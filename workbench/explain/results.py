@@ -1,0 +1,355 @@
+"""The measured explanation results behind the README (`workbench explain-results`).
+
+* `measure_faithfulness`: deletion and insertion AUCs of every map method, and of random patch
+  orders, on the first N test examples of a teacher's dataset (`faithfulness_over_split`), with the
+  share of examples where a method's deletion AUC is below random's -> `faithfulness.json`.
+* `measure_agreement`: teacher-student agreement of the text-to-image cross-attention maps (KL and
+  Spearman, overall and per question type; `agreement_over_split`) for each named student, and a
+  paired comparison of the first student with the others -> `agreement.json`.
+* `faithfulness_table` / `agreement_table`: the markdown the README shows, made from those files
+  only, so a test can check the README against them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.explain.grid import patch_size_of
+from workbench.models.io import load_checkpoint, write_json_atomic
+
+FORMAT_VERSION = 1
+DEFAULT_STUDENTS = {"dide": "assets/shapes-vqa-student", "none": "assets/shapes-vqa-student-none"}
+METHOD_LABELS = {
+    "attention": "raw attention (last layer, text-to-image)",
+    "rollout": "attention rollout",
+    "relevancy": "gradient-weighted relevancy",
+    "ig": "Integrated Gradients",
+}
+
+
+def _clean(x):
+    """JSON-safe floats: NaN and infinities become None."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _sem(values) -> float:
+    """Standard error of the mean (NaNs left out)."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def _machine() -> dict:
+    from workbench.bench import machine_info
+
+    return machine_info(torch.get_num_threads(), torch.device("cpu"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _test_data(ck, size: int, seed: int, split: str = "test"):
+    from workbench.data import Collator, load_dataset
+
+    name = ck.meta.get("dataset")
+    if name is None:
+        raise ValueError(f"{ck.path} does not say which dataset it was trained on")
+    return name, load_dataset(name, split, size, seed=seed), Collator.for_model(ck.model, ck.tokenizer)
+
+
+def measure_faithfulness(
+    teacher: str | Path,
+    size: int = 200,
+    methods: tuple[str, ...] | None = None,
+    baseline: str = "mean",
+    ig_steps: int = 16,
+    random_orders: int = 3,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Deletion / insertion AUCs of each method on the first `size` test examples (see module doc)."""
+    from workbench.explain.faithfulness import faithfulness_over_split
+    from workbench.explain.maps import METHODS
+
+    methods = tuple(methods or METHODS)
+    ck = load_checkpoint(teacher, device="cpu")
+    dataset, data, collate = _test_data(ck, size, seed)
+    start = time.perf_counter()
+    res = faithfulness_over_split(
+        ck.model, data, collate, methods, limit=size, baseline=baseline, random_orders=random_orders,
+        ig_steps=ig_steps, batch_size=batch_size, progress=progress, per_example=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    per = res.pop("per_example")
+    for m in methods:
+        for mode in ("deletion", "insertion"):
+            res["methods"][m][f"{mode}_auc_sem"] = _sem(per["methods"][m][mode])
+    for mode in ("deletion", "insertion"):
+        res["random"][f"{mode}_auc_sem"] = _sem(per["random"][mode])
+    return _clean(
+        {
+            "format_version": FORMAT_VERSION,
+            "teacher": str(teacher),
+            "kind": ck.meta["kind"],
+            "dataset": dataset,
+            "split": "test",
+            "target": "probability of the answer predicted on the intact image",
+            "settings": {
+                "n": res["n"],
+                "baseline": baseline,
+                "ig_steps": ig_steps,
+                "random_orders": random_orders,
+                "seed": seed,
+                "seed_note": "seed of the test scenes; the random patch orders are seeded by the example index",
+                "methods": list(methods),
+                "patch_size": patch_size_of(ck.model),
+            },
+            "methods": res["methods"],
+            "random": res["random"],
+            "per_example": per,
+            "seconds": seconds,
+            "machine": _machine(),
+            "created": _now(),
+        }
+    )
+
+
+def measure_agreement(
+    teacher: str | Path,
+    students: dict[str, str | Path],
+    size: int = 200,
+    layer: int = -1,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Teacher-student agreement of cross-attention maps for each named student (see module doc)."""
+    from workbench.explain.agreement import agreement_over_split
+
+    ck = load_checkpoint(teacher, device="cpu")
+    dataset, data, collate = _test_data(ck, size, seed)
+    out = {}
+    for name, path in students.items():
+        st = load_checkpoint(path, device="cpu")
+        start = time.perf_counter()
+        res = agreement_over_split(
+            ck.model, st.model, data, collate, method="attention", layer=layer, limit=size, batch_size=batch_size,
+            progress=progress,
+        )  # fmt: skip
+        rows = [{k: r[k] for k in ("index", "qtype", "kl", "spearman")} for r in res["per_example"]]
+        overall = dict(res["overall"])
+        overall["kl_sem"] = _sem([r["kl"] for r in rows])
+        overall["spearman_sem"] = _sem([r["spearman"] for r in rows])
+        out[name] = {
+            "checkpoint": str(path),
+            "recipe": st.meta.get("recipe"),
+            "test_accuracy": st.meta.get("metrics", {}).get("test", {}).get("accuracy"),
+            "overall": overall,
+            "per_type": res["per_type"],
+            "per_example": rows,
+            "seconds": time.perf_counter() - start,
+        }
+    names = list(out)
+    paired = {}
+    for other in names[1:]:
+        a, b = out[names[0]]["per_example"], out[other]["per_example"]
+        kl_diff = np.array([x["kl"] - y["kl"] for x, y in zip(a, b)])
+        sp_diff = np.array([x["spearman"] - y["spearman"] for x, y in zip(a, b)], dtype=np.float64)
+        paired[f"{names[0]} vs {other}"] = {
+            "kl_lower_share": float(np.mean(kl_diff < 0)),
+            "kl_diff_mean": float(np.mean(kl_diff)),
+            "kl_diff_sem": _sem(kl_diff),
+            "spearman_higher_share": float(np.mean(sp_diff[np.isfinite(sp_diff)] > 0)),
+            "spearman_diff_mean": float(np.nanmean(sp_diff)),
+            "spearman_diff_sem": _sem(sp_diff),
+        }
+    return _clean(
+        {
+            "format_version": FORMAT_VERSION,
+            "teacher": str(teacher),
+            "dataset": dataset,
+            "split": "test",
+            "settings": {
+                "n": min(size, len(data)),
+                "method": "attention",
+                "layer": layer,
+                "seed": seed,
+                "maps": "per question word, heads averaged, renormalised over the patches; "
+                "KL(teacher || student) and Spearman averaged over the words",
+            },
+            "students": out,
+            "paired": paired,
+            "seconds": sum(s["seconds"] for s in out.values()),
+            "machine": _machine(),
+            "created": _now(),
+        }
+    )
+
+
+def write_results(results: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, results)
+    return path
+
+
+def _pm(mean, sem, digits: int = 3) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {sem:.{digits}f}" if sem is not None else f"{mean:.{digits}f}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def faithfulness_table(results: dict) -> str:
+    """Markdown: deletion / insertion AUC per method and for random order (mean ± standard error)."""
+    s, rand = results["settings"], results["random"]
+    lines = [
+        "| map | deletion AUC (lower = more faithful) | insertion AUC (higher = more faithful) "
+        "| examples with deletion AUC below random |",
+        "|---|---:|---:|---:|",
+    ]
+    for m, r in results["methods"].items():
+        beats = r.get("deletion_beats_random")
+        lines.append(
+            f"| {METHOD_LABELS.get(m, m)} | {_pm(r['deletion_auc'], r.get('deletion_auc_sem'))} "
+            f"| {_pm(r['insertion_auc'], r.get('insertion_auc_sem'))} "
+            f"| {'n/a' if beats is None else f'{100 * beats:.0f}%'} |"
+        )
+    lines.append(
+        f"| random order (mean of {s['random_orders']}) | {_pm(rand['deletion_auc'], rand.get('deletion_auc_sem'))} "
+        f"| {_pm(rand['insertion_auc'], rand.get('insertion_auc_sem'))} | |"
+    )
+    m = results["machine"]
+    lines += [
+        "",
+        f"`{results['teacher']}` on the first {s['n']} {results['dataset']} {results['split']} examples "
+        f"(scene seed {s['seed']}): probability of the predicted answer as "
+        f"{s.get('patch_size', '?')}-pixel patches are replaced by the "
+        f"{s['baseline']} colour, most relevant first (deletion) or put back on a {s['baseline']} image (insertion); "
+        f"mean ± standard error over examples; IG with {s['ig_steps']} steps. "
+        f"{_minutes(results['seconds'])} on {m['cpu']} ({m['threads']} thread(s)), {results['created'][:10]}.",
+    ]
+    return "\n".join(lines)
+
+
+def agreement_table(results: dict) -> str:
+    """Markdown: KL and Spearman of each student's cross-attention against the teacher's, overall
+    and per question type, and the paired comparison of the first student with the others."""
+    students = results["students"]
+    qtypes = sorted({q for st in students.values() for q in st["per_type"]})
+    lines = [
+        "| student | recipe | test acc. % | KL (lower = closer) | Spearman (higher = closer) | "
+        + " | ".join(f"{q}: KL / ρ" for q in qtypes)
+        + " |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(qtypes),
+    ]
+    for name, st in students.items():
+        o = st["overall"]
+        acc = st.get("test_accuracy")
+        cells = []
+        for q in qtypes:
+            t = st["per_type"].get(q)
+            cells.append("" if t is None else f"{t['kl']:.3f} / {t['spearman']:.3f}")
+        lines.append(
+            f"| `{name}` | {st.get('recipe') or ''} | {'' if acc is None else f'{100 * acc:.1f}'} "
+            f"| {_pm(o['kl'], o.get('kl_sem'))} | {_pm(o['spearman'], o.get('spearman_sem'))} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    s, m = results["settings"], results["machine"]
+    layer = "the last layer" if s["layer"] == -1 else f"layer {s['layer']}"
+    lines.append("")
+    for pair, p in results.get("paired", {}).items():
+        lines.append(
+            f"Paired, `{pair}`: lower KL on {100 * p['kl_lower_share']:.0f}% of examples "
+            f"(mean difference {_pm(p['kl_diff_mean'], p['kl_diff_sem'])}), higher Spearman on "
+            f"{100 * p['spearman_higher_share']:.0f}% "
+            f"(mean difference {_pm(p['spearman_diff_mean'], p['spearman_diff_sem'])})."
+        )
+        lines.append("")
+    lines.append(
+        f"Text-to-image attention of {layer} "
+        f"(the student's virtual cross-attention), per question word, "
+        f"heads averaged, over the patches; KL(teacher ‖ student) and Spearman averaged over words, then over the "
+        f"first {s['n']} {results['dataset']} {results['split']} examples (mean ± standard error). "
+        f"{_minutes(results['seconds'])} on {m['cpu']} ({m['threads']} thread(s)), {results['created'][:10]}."
+    )
+    return "\n".join(lines)
+
+
+def parse_students(items: list[str] | None) -> dict[str, str]:
+    """["NAME=PATH", ...] -> {NAME: PATH} (default: the shipped dide and none students)."""
+    if not items:
+        return dict(DEFAULT_STUDENTS)
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--students takes NAME=PATH, got {item!r}")
+        out[name] = path
+    return out
+
+
+def explain_results(
+    teacher: str | Path = "assets/shapes-vqa-teacher",
+    students: dict[str, str | Path] | None = None,
+    size: int = 200,
+    out: str | Path = "assets/results",
+    readme: str | Path | None = None,
+    baseline: str = "mean",
+    ig_steps: int = 16,
+    random_orders: int = 3,
+    seed: int = 0,
+    layer: int = -1,
+    progress: bool = True,
+) -> dict:
+    """Measure both, write OUT/faithfulness.json and OUT/agreement.json, print the tables, and with
+    `readme` replace its faithfulness and agreement sections. Returns {"faithfulness", "agreement",
+    "tables", "written"}."""
+    from tqdm.auto import tqdm
+
+    from workbench.report import replace_section
+
+    students = dict(students or DEFAULT_STUDENTS)
+    out = Path(out)
+    stages = tqdm(total=2, desc="explain-results", disable=not progress)
+    stages.set_postfix_str("faithfulness")
+    faith = measure_faithfulness(
+        teacher, size, baseline=baseline, ig_steps=ig_steps, random_orders=random_orders, seed=seed,
+        progress=progress,
+    )  # fmt: skip
+    f_path = write_results(faith, out / "faithfulness.json")
+    stages.update()
+    stages.set_postfix_str("agreement")
+    agree = measure_agreement(teacher, students, size, layer=layer, seed=seed, progress=progress)
+    a_path = write_results(agree, out / "agreement.json")
+    stages.update()
+    stages.close()
+    tables = {"faithfulness": faithfulness_table(faith), "agreement": agreement_table(agree)}
+    for name, table in tables.items():
+        print(f"\n### {name}\n\n{table}\n")
+    print(f"wrote {f_path} and {a_path}")
+    if readme:
+        for name, table in tables.items():
+            changed = replace_section(readme, name, table)
+            print(f"{'updated' if changed else 'unchanged'}: {readme} ({name})")
+    return {"faithfulness": faith, "agreement": agree, "tables": tables, "written": [f_path, a_path]}
