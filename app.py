@@ -1,91 +1,754 @@
-"""The workbench demo: ask the shipped models about an image. Thin: every computation is a library call.
+"""The workbench app: teacher and student side by side, live. Thin: every computation is a library call.
 
-python app.py [--port 7860] [--host 127.0.0.1]
+    python app.py [--port 7860] [--host 127.0.0.1]
+
+Tabs (DESIGN.md §8): **Ask** (a sample, an upload or a random scene; both models' answers, top-5
+bars, latency, the student's image-feature cache), **Attention** (both models' maps on the same
+input, one colour scale), **Speed** (`workbench.bench` live), **Errors** (where teacher and student
+disagree on a test split; a row opens in Ask / Attention).
+
+Every event has an `api_name`, so each function can be called with `gradio_client`; the public
+endpoints are /ask, /random_example, /load_sample, /pick_example, /set_pair, /explain, /speed,
+/errors and /open_example. Events that only repeat one of them for the UI (e.g. Ask again after a
+random scene) are private.
+
+Models are loaded once at start-up. Three sets of weights, so that nothing one event does to a model
+(Captum's and the q/k captures' forward hooks, the benchmark's attention switch) can touch another
+event's forward pass: the serving copies answer Ask (thread-safe: plain forward passes); the analysis
+copies serve Attention and Errors, one event at a time; the benchmark copies its own at each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
+import functools
+import html
 import os
+import random
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-from workbench.api import ASSETS, ask, load_model  # noqa: E402
+from workbench import viz  # noqa: E402
+from workbench.api import ASSETS, ask, ask_cached, check_question, load_model, read_image  # noqa: E402
 from workbench.data.samples import load_samples  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
-from workbench.viz import top_answers_bar  # noqa: E402
+from workbench.models.io import Checkpoint  # noqa: E402
 
-# display name -> shipped checkpoint folder in assets/
-SHIPPED = {
-    "shapes VQA teacher": "shapes-vqa-teacher",
-    "shapes entailment teacher": "shapes-ve-teacher",
-    "easy-VQA teacher": "easy-vqa-teacher",
-    "shapes VQA student (DiDE)": "shapes-vqa-student",
-    "shapes entailment student (DiDE)": "shapes-ve-student",
-    "easy-VQA student (DiDE)": "easy-vqa-student",
+Pair = tuple[Checkpoint, Checkpoint | None]  # (fusion teacher, its dual student or None)
+
+# teacher folder in assets/ -> display name, in this order
+TASK_NAMES = {
+    "shapes-vqa": "shapes VQA",
+    "shapes-ve": "shapes entailment",
+    "easy-vqa": "easy-VQA",
+    "shapes-nlvr": "shapes NLVR (two images)",
 }
+TEXT_LABELS = {"vqa": "question", "ve": "hypothesis", "nlvr": "statement about the two images"}
+METHOD_CHOICES = [
+    ("raw attention", "attention"),
+    ("rollout", "rollout"),
+    ("relevancy", "relevancy"),
+    ("integrated gradients", "ig"),
+]
+METHOD_NOTES = {
+    "attention": "Raw text-to-image attention of the chosen layer: the teacher's **real** cross-modal attention "
+    "(its joint attention renormalised over the image keys); the student's **virtual** cross-attention "
+    "(its text-tower queries against its image-tower keys: the quantity DiDE distils; the towers never "
+    "attend to each other).",
+    "rollout": "Attention rollout (Abnar & Zuidema): attention flow through every layer, heads averaged; "
+    "the teacher's joint stream, the student's image tower. Class-agnostic. Shares of the image part.",
+    "relevancy": "Gradient-weighted relevancy (Chefer et al. 2021) for the predicted answer, every layer; "
+    "shares of the image part.",
+    "ig": "Integrated Gradients (Captum) on the patch embeddings for the predicted answer; signed "
+    "(red for, blue against), shares of the total |attribution|.",
+}
+# Speed-tab settings for `workbench.bench.benchmark_pair` ("quick" is the bench's own QUICK)
+BENCH_SETTINGS = {
+    "quick": None,
+    "standard": dict(batch_sizes=(1, 8, 32), retrieval_sizes=(10, 40, 160), min_run_time=0.2, budget_s=3.0),
+}
+# the input images: file paths (`read_image` handles every mode, so Gradio converts nothing); PNG for
+# images the app sends out (the default WebP is lossy)
+IMAGE_INPUT = dict(type="filepath", image_mode=None, format="png", sources=["upload", "clipboard"])
+ERRORS_N = 600  # test examples compared in the Errors tab (100 per shapes question type)
+ERROR_HEADERS = ["#", "type", "question", "gold", "teacher", "student", "attention KL"]
+EXAMPLE_COUNT = 6
 
 
-def load_shipped() -> dict:
-    """Load every shipped checkpoint once, at start-up."""
-    return {name: load_model(folder) for name, folder in SHIPPED.items() if (ASSETS / folder).exists()}
+class ImageInput(gr.Image):
+    """`gr.Image` (same front end) whose upload errors read as a message for the user: Gradio's own
+    pre-processing opens the file with PIL and would report a non-image as an internal error."""
 
+    is_template = True  # drawn by the front end as a plain "image"; no __init__ of its own: Gradio
+    # reads the component's properties off the signature of `gr.Image.__init__`
 
-def build_app(models: dict, samples: list[dict]) -> gr.Blocks:
-    names = list(models)
-    if not names:
-        raise WorkbenchError(f"no shipped checkpoints found in {ASSETS}; run `make rebuild`")
-
-    def answer(model_name: str, image, question: str):
-        if model_name not in models:
-            raise gr.Error(f"unknown model {model_name!r}")
-        if image is None:
-            raise gr.Error("pick a sample image or upload one first")
+    def preprocess(self, payload):
         try:
-            result = ask(models[model_name], image, question)
+            return super().preprocess(payload)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+            name = getattr(payload, "orig_name", None) or "the uploaded file"
+            raise gr.Error(f"{name} is not an image we can read ({e.__class__.__name__}); upload a PNG or JPEG") from e
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def shipped_pairs(assets: Path = ASSETS) -> dict[str, tuple[Path, Path | None]]:
+    """Every shipped teacher (`<task>-teacher`) with its student (`<task>-student`) if one is shipped,
+    plus any other shipped student of it (`<task>-student-<recipe>`, e.g. the no-distillation baseline)
+    as a pair of its own. Display name -> (teacher folder, student folder or None)."""
+    teachers = sorted(p for p in assets.glob("*-teacher") if p.is_dir())
+    order = list(TASK_NAMES)
+    teachers.sort(key=lambda p: order.index(p.name[: -len("-teacher")]) if p.name[:-8] in order else len(order))
+    pairs, extra = {}, {}
+    for t in teachers:
+        task = t.name[: -len("-teacher")]
+        name = TASK_NAMES.get(task, task)
+        main = assets / f"{task}-student"
+        pairs[name] = (t, main if main.is_dir() else None)
+        for s in sorted(assets.glob(f"{task}-student-*")):
+            if s.is_dir():
+                extra[f"{name} · {s.name[len(task) + 1 :]}"] = (t, s)
+    return {**pairs, **extra}
+
+
+def load_pairs(paths: dict[str, tuple[Path, Path | None]]) -> dict[str, Pair]:
+    """Load every checkpoint once (a teacher shared by several pairs is loaded once)."""
+    loaded: dict[Path, Checkpoint] = {}
+
+    def get(p: Path) -> Checkpoint:
+        if p not in loaded:
+            loaded[p] = load_model(p)
+        return loaded[p]
+
+    return {name: (get(t), get(s) if s is not None else None) for name, (t, s) in paths.items()}
+
+
+def warm_up(pairs: dict[str, Pair]) -> None:
+    """One query per model, so the first user's request does not pay for lazy initialisation."""
+    blank = Image.new("RGB", (64, 64), "white")
+    for teacher, student in pairs.values():
+        second = blank if _num_images(teacher) == 2 else None
+        ask(teacher, blank, "is there a red circle?", second_image=second)
+        if student is not None:
+            ask(student, blank, "is there a red circle?", second_image=second)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _task(ck: Checkpoint) -> str:
+    return ck.meta.get("task", "vqa")
+
+
+def _dataset_name(ck: Checkpoint) -> str:
+    return ck.meta.get("dataset") or f"shapes-{_task(ck)}"
+
+
+def _num_images(ck: Checkpoint) -> int:
+    return int(ck.meta.get("num_images", 1))
+
+
+def _kind_label(ck: Checkpoint) -> str:
+    recipe = ck.meta.get("recipe")
+    return f"{ck.path.name} · recipe {recipe}" if recipe else ck.path.name
+
+
+def _user_errors(fn):
+    """Turn the library's errors about bad input into messages for the user (`gr.Error`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
         except WorkbenchError as e:
             raise gr.Error(str(e)) from e
-        text = f"**{result['answer']}** ({result['confidence']:.1%}) — {result['latency_ms']:.1f} ms"
-        return text, top_answers_bar(result["top"], title=model_name)
+
+    return wrapper
+
+
+def _copy(ck: Checkpoint | None) -> Checkpoint | None:
+    """Same weights and tokenizer, a model object of its own."""
+    return None if ck is None else dataclasses.replace(ck, model=copy.deepcopy(ck.model).eval())
+
+
+def _read_inputs(teacher: Checkpoint, image, image2) -> tuple[Image.Image, Image.Image | None]:
+    if image is None:
+        raise gr.Error("Pick a sample image, upload one or make a random scene first.")
+    if _num_images(teacher) == 2:
+        if image2 is None:
+            raise gr.Error("This task compares two images: add the right-hand image too (or a random scene).")
+        return read_image(image), read_image(image2)
+    return read_image(image), None
+
+
+def _answer_text(result: dict, cached: bool | None = None) -> str:
+    text = f"**{html.escape(result['answer'])}** · {result['confidence']:.1%} · {result['latency_ms']:.1f} ms"
+    if cached is not None:
+        text += " (image features cached)" if cached else " (image features computed, now cached)"
+    if result["truncated"]:
+        text += "\n\n⚠ the text was cut to the model's token limit"
+    return text
+
+
+# ------------------------------------------------------------------------------------------ the app
+
+
+def build_app(
+    pairs: dict[str, Pair],
+    samples: list[dict],
+    errors_n: int = ERRORS_N,
+    bench_settings: dict | None = None,
+) -> gr.Blocks:
+    """The Blocks app over `pairs` (display name -> (teacher, student or None) checkpoints) and
+    `samples` (`workbench.data.samples.load_samples`). `errors_n`: test examples the Errors tab
+    compares; `bench_settings`: the Speed tab's settings by name (default `BENCH_SETTINGS`)."""
+    from workbench.bench import QUICK
+
+    if not pairs:
+        raise WorkbenchError(f"no shipped teacher checkpoints found in {ASSETS}; run `make rebuild`")
+    names = list(pairs)
+    analysis = {name: (_copy(t), _copy(s)) for name, (t, s) in pairs.items()}  # see the module docstring
+    settings_by_name = {k: (v if v is not None else dict(QUICK)) for k, v in (bench_settings or BENCH_SETTINGS).items()}
+    known_texts = {q for s in samples for q in s.get("questions", []) + s.get("hypotheses", [])}
+    datasets: dict[tuple[str, int | None], object] = {}
+    error_rows: dict[str, list[dict]] = {}
+    export_dir = Path(tempfile.mkdtemp(prefix="workbench-app-"))
+
+    def get_pair(name: str, which: dict = pairs) -> Pair:
+        if name not in which:
+            raise gr.Error(f"Unknown task / model pair {name!r}; choose one of {names}.")
+        return which[name]
+
+    def dataset(ck: Checkpoint, size: int | None):
+        from workbench.data import load_dataset
+
+        key = (_dataset_name(ck), size)
+        if key not in datasets:
+            datasets[key] = load_dataset(key[0], "test", size)
+        return datasets[key]
+
+    def samples_for(teacher: Checkpoint) -> list[dict]:
+        name = _dataset_name(teacher)
+        source = "easy-vqa" if name == "easy-vqa" else "shapes" if name.startswith("shapes") else None
+        return [s for s in samples if s.get("source") == source] or samples
+
+    def examples_for(teacher: Checkpoint, sample: dict | None) -> list[str]:
+        task = _task(teacher)
+        texts = []
+        if sample is not None and task in ("vqa", "ve"):
+            texts = sample.get("hypotheses" if task == "ve" else "questions", [])
+        if not texts:  # e.g. NLVR statements, or hypotheses for an easy-VQA image: the test split's own
+            data = dataset(teacher, EXAMPLE_COUNT)
+            texts = [data[i].text for i in range(min(EXAMPLE_COUNT, len(data)))]
+        return list(texts)[:EXAMPLE_COUNT]
+
+    def attention_shape(name: str) -> tuple[int, int]:
+        """(layers, heads) both models have: layers are aligned at the end, as DiDE pairs them."""
+        from workbench.explain.attention import num_layers
+
+        def heads(m):
+            return m.config.num_attention_heads if hasattr(m, "config") else m.text_config.num_attention_heads
+
+        models = [ck.model for ck in get_pair(name) if ck is not None]
+        return min(num_layers(m) for m in models), min(heads(m) for m in models)
+
+    # ------------------------------------------------------------------ Ask
+
+    @_user_errors
+    def answer(pair_name: str, image, image2, question: str):
+        """Both models' answers: text (answer, confidence, latency), top-5 bars."""
+        teacher, student = get_pair(pair_name)
+        img, img2 = _read_inputs(teacher, image, image2)
+        question = check_question(question)
+        t = ask(teacher, img, question, second_image=img2)
+        t_plot = viz.top_answers_bar(t["top"], title=f"teacher: {t['answer']}")
+        if student is None:
+            return _answer_text(t), t_plot, "_no student shipped for this task yet_", None
+        s = ask_cached(student, img, question, second_image=img2)
+        s_plot = viz.top_answers_bar(s["top"], title=f"student: {s['answer']}")
+        return _answer_text(t), t_plot, _answer_text(s, s["cache_hit"]), s_plot
+
+    @_user_errors
+    def random_example(pair_name: str):
+        """A new random test scene (or easy-VQA test image) with a question of the pair's task."""
+        teacher, _ = get_pair(pair_name)
+        name = _dataset_name(teacher)
+        data = dataset(teacher, None if name == "easy-vqa" else 1_000_000)  # shapes: scenes made on access
+        i = random.randrange(len(data))
+        ex = data[i]
+        gold = data.labels[ex.label]
+        what = "easy-VQA test image" if name == "easy-vqa" else "random test scene"
+        info = f"{what} #{i} · {html.escape(ex.qtype)} · the generator's answer: **{html.escape(gold)}**"
+        second = ex.images[1] if len(ex.images) > 1 else None
+        return ex.images[0], second, ex.text, info
+
+    @_user_errors
+    def load_sample(pair_name: str, index: int, question: str):
+        """Sample `index` of the gallery shown for this pair: image, example questions, question."""
+        teacher, _ = get_pair(pair_name)
+        shown = samples_for(teacher)
+        if index is None or not 0 <= int(index) < len(shown):
+            raise gr.Error(f"No sample #{index}; there are {len(shown)}.")
+        sample = shown[int(index)]
+        examples = examples_for(teacher, sample)
+        if not (question or "").strip() or question in known_texts:
+            question = examples[0] if examples else question
+        second = gr.update()
+        if _num_images(teacher) == 2:
+            second = shown[(int(index) + 1) % len(shown)]["path"]
+        return (
+            sample["path"],
+            second,
+            question,
+            gr.Dataset(samples=[[q] for q in examples]),
+            f"sample `{sample['file']}`",
+        )
+
+    def pick_example(example):
+        """The clicked example question."""
+        return example[0] if isinstance(example, (list, tuple)) else example
+
+    @_user_errors
+    def set_pair(pair_name: str):
+        """Everything that depends on the chosen pair, reset."""
+        teacher, student = get_pair(pair_name)
+        shown = samples_for(teacher)
+        layers, heads = attention_shape(pair_name)
+        task = _task(teacher)
+        two = _num_images(teacher) == 2
+        qtypes = ["all", *teacher.meta.get("qtypes", [])]
+        s_head = f"#### Student · dual encoder\n`{_kind_label(student)}`" if student else "#### Student\n_none shipped_"
+        return (
+            gr.Dataset(samples=[[s["path"]] for s in shown]),
+            gr.Dataset(samples=[[q] for q in examples_for(teacher, shown[0] if shown else None)]),
+            gr.update(label="left image" if two else "image"),
+            gr.update(visible=two),
+            gr.update(label=TEXT_LABELS.get(task, "question")),
+            f"#### Teacher · fusion encoder\n`{_kind_label(teacher)}`",
+            s_head,
+            "",
+            None,
+            "",
+            None,
+            gr.update(maximum=layers, value=layers),
+            gr.update(choices=["mean", *[str(h) for h in range(1, heads + 1)]], value="mean"),
+            gr.update(choices=[("all question words", "all")], value="all"),
+            None,
+            "",
+            gr.update(choices=qtypes, value="all"),
+            "",
+            None,
+            None,
+        )
+
+    # ------------------------------------------------------------------ Attention
+
+    @_user_errors
+    def explain_pair(pair_name, image, image2, question, method, layer, head, word):
+        """Teacher and student maps of one method on the current input, one colour scale."""
+        from workbench.explain import encode, explain, map_agreement, normalise_map, question_map, word_map
+
+        started = time.perf_counter()
+        teacher, student = get_pair(pair_name, analysis)
+        img, img2 = _read_inputs(teacher, image, image2)
+        question = check_question(question)
+        if method not in dict((v, k) for k, v in METHOD_CHOICES):
+            raise gr.Error(f"Unknown method {method!r}.")
+        if method == "ig" and img2 is not None:
+            raise gr.Error("Integrated Gradients supports one-image models only; pick another method for NLVR.")
+        layers, heads = attention_shape(pair_name)
+        layer = min(max(int(layer or layers), 1), layers)
+        layer_index = layer - layers - 1  # counted from the end in both models
+        head_index = None if head in (None, "", "mean") else int(head) - 1
+        if head_index is not None and not 0 <= head_index < heads:
+            raise gr.Error(f"No head {head}; the models have {heads}.")
+        maps, answers, tokens = {}, {}, None
+        for role, ck in (("teacher", teacher), ("student", student)):
+            if ck is None:
+                continue
+            batch = encode(ck.model, ck.tokenizer, img, question, second_image=img2)
+            res = explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index)[method]
+            tokens = tokens or res["tokens"]
+            answers[role] = ask(ck, img, question, second_image=img2)
+            if method == "attention":
+                w = _word_index(word, tokens)
+                m = (
+                    question_map(res["cross"], layer_index, head_index)
+                    if w is None or res["tokens"] != tokens
+                    else word_map(res["cross"], w, layer_index, head_index)
+                )
+            else:
+                m = normalise_map(res["image"], "sum")
+            kind = ("real" if role == "teacher" else "virtual") + " cross-attention · " if method == "attention" else ""
+            maps[f"{role} · {kind}{answers[role]['answer']}"] = m
+        w = _word_index(word, tokens) if method == "attention" else None
+        if method == "attention":
+            what = f"'{tokens[w]}'" if w is not None else "question words"
+            heads_text = "heads averaged" if head_index is None else f"head {head_index + 1}"
+            title = f"{what} → image · layer {layer} of {layers} · {heads_text}"
+        else:
+            title = dict((v, k) for k, v in METHOD_CHOICES)[method]
+        fig = viz.patch_maps_side_by_side(
+            maps,
+            title=f"{title}<br><sup>{html.escape(question)}</sup>",
+            image=img,
+            colorscale="RdBu_r" if method == "ig" else "Viridis",
+            symmetric=method == "ig",
+            zlabel="attention" if method == "attention" else "share",
+        )
+        lines = [METHOD_NOTES[method]]
+        if len(maps) == 2:
+            agree = map_agreement(*maps.values())
+            kl = "" if method == "ig" else f"KL {agree['kl']:.3f}, "  # KL would drop IG's negative part
+            lines.append(f"Teacher vs student map: {kl}Spearman ρ {agree['spearman']:.2f}.")
+        if img2 is not None:
+            lines.append("Maps are over the left image.")
+        lines.append(f"_{(time.perf_counter() - started) * 1000:.0f} ms_")
+        word_choices = [("all question words", "all")] + [
+            (f"{i}: {t}", f"{i}:{t}") for i, t in enumerate(tokens) if 0 < i < len(tokens) - 1
+        ]
+        on = method == "attention"
+        return (
+            fig,
+            "\n\n".join(lines),
+            gr.update(choices=word_choices, value=f"{w}:{tokens[w]}" if w is not None else "all", interactive=on),
+            gr.update(interactive=on),
+            gr.update(interactive=on),
+        )
+
+    # ------------------------------------------------------------------ Speed
+
+    @_user_errors
+    def speed(pair_name: str, settings: str, progress=gr.Progress()):
+        """`workbench.bench.benchmark_pair` on copies of the pair's models, with a progress bar."""
+        from workbench.bench import PATHS, benchmark_pair, speed_table
+
+        teacher, student = get_pair(pair_name)
+        if student is None:
+            raise gr.Error("No student is shipped for this task yet: nothing to compare the teacher with.")
+        if settings not in settings_by_name:
+            raise gr.Error(f"Unknown settings {settings!r}; choose one of {list(settings_by_name)}.")
+        cfg = settings_by_name[settings]
+        retrieval = len(cfg.get("retrieval_sizes", ())) if _num_images(teacher) == 1 else 0
+        total = len(PATHS) * len(cfg.get("batch_sizes", (1,))) + 2 * retrieval
+        done = [0]
+
+        def step(message: str) -> None:
+            done[0] += 1
+            progress((done[0], total), desc=message)
+
+        progress(0, desc="copying the models and preparing inputs")
+        result = benchmark_pair(_copy(teacher), _copy(student), progress=step, **cfg)
+        load = result["machine"].get("load_average_1min_at_start")
+        note = f"\n\nLoad average when the run started: {load} (other work on the machine slows every path)."
+        return viz.speed_bars(result), speed_table(result) + (note if load is not None else "")
+
+    # ------------------------------------------------------------------ Errors
+
+    @_user_errors
+    def errors(pair_name: str, qtype: str, wrong: str, progress=gr.Progress(track_tqdm=True)):
+        """Examples of the test split where teacher and student answer differently (computed once)."""
+        from workbench.data import Collator
+        from workbench.evaluate import accuracy_by_type, compare_models, disagreements, export_rows
+
+        teacher, student = get_pair(pair_name, analysis)
+        if student is None:
+            raise gr.Error("No student is shipped for this task yet: nothing to compare the teacher with.")
+        if pair_name not in error_rows:
+            progress(0, desc=f"comparing teacher and student on {errors_n} test examples")
+            data = dataset(teacher, errors_n)
+            error_rows[pair_name] = compare_models(
+                teacher.model,
+                student.model,
+                data,
+                Collator.for_model(teacher.model, teacher.tokenizer),
+                student_collator=Collator.for_model(student.model, student.tokenizer),
+                progress=True,
+            )
+        rows = error_rows[pair_name]
+        stats = accuracy_by_type(rows)
+        all_dis = disagreements(rows)
+        shown = disagreements(
+            rows, None if qtype in (None, "", "all") else qtype, None if wrong in (None, "", "any") else wrong
+        )
+        table = [
+            [
+                r["index"],
+                r["qtype"],
+                r["text"],
+                r["gold"],
+                f"{r['teacher_answer']} ({r['teacher_confidence']:.0%})",
+                f"{r['student_answer']} ({r['student_confidence']:.0%})",
+                None if r["kl"] != r["kl"] else round(r["kl"], 3),
+            ]
+            for r in shown
+        ]
+        o = stats["overall"]
+        summary = (
+            f"{o['n']} test examples of `{_dataset_name(teacher)}`: teacher {o['teacher']:.1%}, "
+            f"student {o['student']:.1%}, same answer {o['agree']:.1%}. **{len(all_dis)} disagreements**, "
+            f"{len(shown)} shown (most confident student first). Click a row to open it."
+        )
+        slug = "".join(c if c.isalnum() else "-" for c in pair_name).strip("-")
+        path = export_rows(rows, export_dir / f"{slug}-teacher-vs-student.csv")
+        types = ["all", *stats["per_type"]]
+        return (
+            summary,
+            viz.accuracy_by_type_bar(stats["per_type"], models=("teacher", "student", "agree")),
+            {"headers": ERROR_HEADERS, "data": table},
+            str(path),
+            gr.update(choices=types, value=qtype if qtype in types else "all"),
+        )
+
+    @_user_errors
+    def open_example(pair_name: str, index, target: str = "Ask"):
+        """Test example `index` (a row of the Errors table) into the inputs; switch to `target`."""
+        teacher, _ = get_pair(pair_name)
+        data = dataset(teacher, errors_n)
+        if index is None or not 0 <= int(index) < len(data):
+            raise gr.Error(f"No test example #{index}; the Errors tab compares examples 0 to {len(data) - 1}.")
+        ex = data[int(index)]
+        info = f"test example #{int(index)} · {html.escape(ex.qtype)} · gold answer: **{data.labels[ex.label]}**"
+        second = ex.images[1] if len(ex.images) > 1 else None
+        tab = "attention" if str(target).lower() == "attention" else "ask"
+        return ex.images[0], second, ex.text, info, gr.Tabs(selected=tab)
+
+    def open_row(pair_name: str, target: str, evt: gr.SelectData):
+        """A click in the Errors table: open that row's example (the row's first cell is its index)."""
+        row = evt.row_value if evt.row_value is not None else None
+        if not row:
+            raise gr.Error("Click a row of the table.")
+        return open_example(pair_name, int(row[0]), target)
+
+    # ------------------------------------------------------------------ layout
+
+    first_teacher, first_student = pairs[names[0]]
+    first_samples = samples_for(first_teacher)
+    first_examples = examples_for(first_teacher, first_samples[0] if first_samples else None)
+    layers0, heads0 = attention_shape(names[0])
+    two0 = _num_images(first_teacher) == 2
 
     with gr.Blocks(title="VL distillation workbench") as demo:
-        gr.Markdown("# VL distillation workbench\nAsk a shipped model a question about an image.")
-        with gr.Row():
-            with gr.Column():
-                model_name = gr.Dropdown(names, value=names[0], label="model")
-                image = gr.Image(type="pil", label="image", height=256)
-                question = gr.Textbox(
-                    label="question (VQA) or hypothesis (entailment)",
-                    placeholder="which is further left, the red square or the blue circle?",
+        gr.Markdown(
+            "# VL distillation workbench\n"
+            "A slow **fusion teacher** (image patches and words in one transformer) beside the fast "
+            "**dual-encoder student** distilled from it (separate towers, image features cacheable)."
+        )
+        pair = gr.Dropdown(names, value=names[0], label="task / model pair", elem_id="pair")
+        with gr.Tabs(selected="ask") as tabs:
+            with gr.Tab("Ask", id="ask"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        gallery = gr.Dataset(
+                            components=["image"],
+                            samples=[[s["path"]] for s in first_samples],
+                            type="index",
+                            layout="gallery",
+                            samples_per_page=12,
+                            label="sample images (click one)",
+                            elem_id="samples",
+                        )
+                        with gr.Row():
+                            image = ImageInput(
+                                **IMAGE_INPUT,
+                                value=first_samples[0]["path"] if first_samples else None,
+                                label="left image" if two0 else "image",
+                                height=220,
+                                elem_id="image",
+                            )
+                            image2 = ImageInput(
+                                **IMAGE_INPUT,
+                                label="right image",
+                                height=220,
+                                visible=two0,
+                                elem_id="image2",
+                            )
+                        random_btn = gr.Button("New random scene", elem_id="random")
+                        source_info = gr.Markdown(elem_id="source-info")
+                        question = gr.Textbox(
+                            value=first_examples[0] if first_examples else "",
+                            label=TEXT_LABELS.get(_task(first_teacher), "question"),
+                            max_lines=3,
+                            elem_id="question",
+                        )
+                        examples = gr.Dataset(
+                            components=[question],
+                            samples=[[q] for q in first_examples],
+                            type="values",
+                            label="examples (click to ask)",
+                            elem_id="examples",
+                        )
+                        ask_btn = gr.Button("Ask", variant="primary", elem_id="ask")
+                    with gr.Column(scale=3):
+                        with gr.Row():
+                            with gr.Column():
+                                t_head = gr.Markdown(f"#### Teacher · fusion encoder\n`{_kind_label(first_teacher)}`")
+                                t_text = gr.Markdown(elem_id="teacher-answer")
+                                t_plot = gr.Plot(label="teacher: top 5", elem_id="teacher-top")
+                            with gr.Column():
+                                s_head = gr.Markdown(
+                                    f"#### Student · dual encoder\n`{_kind_label(first_student)}`"
+                                    if first_student
+                                    else "#### Student\n_none shipped_"
+                                )
+                                s_text = gr.Markdown(elem_id="student-answer")
+                                s_plot = gr.Plot(label="student: top 5", elem_id="student-top")
+            with gr.Tab("Attention", id="attention") as attention_tab:
+                gr.Markdown(
+                    "Teacher and student maps of the same input (the one in **Ask**), side by side on one "
+                    "colour scale. Layer, head and word apply to raw attention."
                 )
-                go = gr.Button("Ask", variant="primary")
-                gr.Examples(
-                    examples=[[s["path"], q] for s in samples for q in (s["questions"][:2] + s["hypotheses"][:1])],
-                    inputs=[image, question],
-                    label="samples",
+                with gr.Row():
+                    method = gr.Radio(METHOD_CHOICES, value="attention", label="method", elem_id="method")
+                    layer = gr.Slider(1, layers0, value=layers0, step=1, label="layer", elem_id="layer")
+                    head = gr.Dropdown(
+                        ["mean", *[str(h) for h in range(1, heads0 + 1)]], value="mean", label="head", elem_id="head"
+                    )
+                    word = gr.Dropdown(
+                        [("all question words", "all")], value="all", label="word", allow_custom_value=True
+                    )
+                    explain_btn = gr.Button("Explain", variant="primary", elem_id="explain")
+                att_plot = gr.Plot(label="maps", elem_id="attention-plot")
+                att_text = gr.Markdown(elem_id="attention-info")
+            with gr.Tab("Speed", id="speed"):
+                gr.Markdown(
+                    "Per-query latency (batch 1) and throughput of the teacher, the student end to end and the "
+                    "student with its image features cached, plus retrieval over N images x N texts; "
+                    "`torch.utils.benchmark` on copies of the models. Background work on the machine slows "
+                    "every path."
                 )
-            with gr.Column():
-                out_text = gr.Markdown(elem_id="answer")
-                out_plot = gr.Plot(label="top answers", elem_id="top-answers")
-        go.click(answer, [model_name, image, question], [out_text, out_plot], api_name="ask")
-        question.submit(answer, [model_name, image, question], [out_text, out_plot], api_name=False)
-    demo.queue(default_concurrency_limit=2)
+                with gr.Row():
+                    settings = gr.Radio(list(settings_by_name), value="quick", label="settings", elem_id="settings")
+                    speed_btn = gr.Button("Run benchmark", variant="primary", elem_id="run-speed")
+                speed_plot = gr.Plot(label="speed", elem_id="speed-plot")
+                speed_text = gr.Markdown(elem_id="speed-table")
+            with gr.Tab("Errors", id="errors") as errors_tab:
+                gr.Markdown(
+                    f"Where teacher and student answer differently on the first {errors_n} examples of the test "
+                    "split (computed on first use, then kept). Clicking a row opens the example."
+                )
+                with gr.Row():
+                    qtype = gr.Dropdown(
+                        ["all", *first_teacher.meta.get("qtypes", [])], value="all", label="question type"
+                    )
+                    wrong = gr.Radio(
+                        [("any", "any"), ("student wrong", "student"), ("teacher wrong", "teacher")],
+                        value="any",
+                        label="show",
+                    )
+                    target = gr.Radio(["Ask", "Attention"], value="Attention", label="open a row in")
+                    errors_btn = gr.Button("Find disagreements", variant="primary", elem_id="find-errors")
+                err_text = gr.Markdown(elem_id="errors-summary")
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        err_table = gr.Dataframe(
+                            headers=ERROR_HEADERS,
+                            interactive=False,
+                            wrap=True,
+                            max_height=480,
+                            elem_id="errors-table",
+                        )
+                    with gr.Column(scale=2):
+                        err_plot = gr.Plot(label="accuracy and agreement by type")
+                        err_file = gr.File(label="every compared example (CSV)")
+                with gr.Row():
+                    open_index = gr.Number(label="test example #", precision=0, minimum=0)
+                    open_btn = gr.Button("Open example")
+
+        # ------------------------------------------------------------------ events
+        inputs = [pair, image, image2, question]
+        answers = [t_text, t_plot, s_text, s_plot]
+        opened = [image, image2, question, source_info, tabs]
+        att_in = [*inputs, method, layer, head, word]
+        att_out = [att_plot, att_text, word, layer, head]
+        err_in, err_out = [pair, qtype, wrong], [err_text, err_plot, err_table, err_file, qtype]
+        ask_kw = dict(concurrency_id="ask")
+        att_kw = dict(concurrency_id="analysis", concurrency_limit=1)  # one user of the analysis copies at a time
+        private = dict(api_visibility="private")
+
+        def then_ask(dep, name):
+            return dep.then(answer, inputs, answers, api_name=name, **ask_kw, **private)
+
+        ask_btn.click(answer, inputs, answers, api_name="ask", **ask_kw)
+        question.submit(answer, inputs, answers, api_name="ask_on_enter", **ask_kw, **private)
+        then_ask(
+            random_btn.click(random_example, pair, [image, image2, question, source_info], api_name="random_example"),
+            "ask_after_random",
+        )
+        then_ask(
+            gallery.click(
+                load_sample,
+                [pair, gallery, question],
+                [image, image2, question, examples, source_info],
+                api_name="load_sample",
+            ),
+            "ask_after_sample",
+        )
+        then_ask(examples.click(pick_example, examples, question, api_name="pick_example"), "ask_after_example")
+        pair_out = [gallery, examples, image, image2, question, t_head, s_head, *answers, layer, head, word]
+        pair_out += [att_plot, att_text, qtype, err_text, err_plot, err_table]
+        pair.change(set_pair, pair, pair_out, api_name="set_pair")
+
+        explain_btn.click(explain_pair, att_in, att_out, api_name="explain", **att_kw)
+        for i, control in enumerate((method, layer, head, word)):
+            control.input(explain_pair, att_in, att_out, api_name=f"explain_on_control_{i}", **att_kw, **private)
+        attention_tab.select(explain_pair, att_in, att_out, api_name="explain_on_tab", **att_kw, **private)
+
+        speed_btn.click(speed, [pair, settings], [speed_plot, speed_text], api_name="speed", concurrency_limit=1)
+
+        errors_btn.click(errors, err_in, err_out, api_name="errors", **att_kw)
+        errors_tab.select(errors, err_in, err_out, api_name="errors_on_tab", **att_kw, **private)
+        qtype.input(errors, err_in, err_out, api_name="errors_by_type", **att_kw, **private)
+        wrong.input(errors, err_in, err_out, api_name="errors_by_who", **att_kw, **private)
+        for dep, name in (
+            (open_btn.click(open_example, [pair, open_index, target], opened, api_name="open_example"), "index"),
+            (err_table.select(open_row, [pair, target], opened, api_name="open_row", **private), "row"),
+        ):
+            then_ask(dep, f"ask_after_open_{name}").then(
+                explain_pair, att_in, att_out, api_name=f"explain_after_open_{name}", **att_kw, **private
+            )
+    demo.queue(default_concurrency_limit=2, max_size=256)
     return demo
 
 
+def _word_index(word, tokens: list[str]) -> int | None:
+    """The token position a word choice ("<i>:<token>") names, if it is still that token; else None."""
+    if not word or word == "all" or ":" not in str(word):
+        return None
+    i, _, tok = str(word).partition(":")
+    try:
+        i = int(i)
+    except ValueError:
+        return None
+    return i if 0 <= i < len(tokens) and tokens[i] == tok else None
+
+
+def serve(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kwargs):
+    """Launch `demo` the way `python app.py` does (the tests use this too)."""
+    return demo.launch(server_name=host, server_port=port, show_error=True, **kwargs)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Serve the workbench demo on the shipped checkpoints.")
+    parser = argparse.ArgumentParser(description="Serve the workbench app on the shipped checkpoints.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    demo = build_app(load_shipped(), load_samples(ASSETS / "samples"))
-    print(f"models loaded in {time.perf_counter() - t0:.1f} s")
-    demo.launch(server_name=args.host, server_port=args.port, show_error=True)
+    pairs = load_pairs(shipped_pairs())
+    warm_up(pairs)
+    demo = build_app(pairs, load_samples(ASSETS / "samples"))
+    print(f"{len(pairs)} task / model pairs loaded and the app built in {time.perf_counter() - t0:.1f} s")
+    serve(demo, args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ def _checks(task: str, entry: dict) -> dict:
             checks[f"dide_minus_none_{q}_points"] = {
                 "value": round(margin, 2),
                 "spread": None if spread is None else round(spread, 2),
-                "met": spread is not None and margin > spread,
+                "met": None if spread is None else margin > spread,  # None: one seed, no spread yet
             }
     return checks
 
@@ -251,7 +251,7 @@ def results_table(results: dict) -> str:
             notes = "; ".join(
                 f"{k}: {v['value']}"
                 + (f" (spread {v['spread']})" if "spread" in v else "")
-                + (" — met" if v["met"] else " — NOT met")
+                + {True: " — met", False: " — NOT met", None: " — pending (needs 2+ seeds)"}[v["met"]]
                 for k, v in checks.items()
             )
             lines.append(f"\nTargets ({task}): {notes}.")
