@@ -22,13 +22,15 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/python app.py --port $(PORT)
 
+# the browser test drives Debian's Chromium: installed here when missing and we may (root)
 test: setup
-	$(BIN)/ruff check workbench tests app.py
+	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -q chromium)
+	$(BIN)/ruff check workbench tests app.py scripts
 	$(BIN)/python -m pytest -q -ra tests
 
 lint: setup
-	$(BIN)/ruff check --fix workbench tests app.py
-	$(BIN)/ruff format workbench tests app.py
+	$(BIN)/ruff check --fix workbench tests app.py scripts
+	$(BIN)/ruff format workbench tests app.py scripts
 
 rebuild: setup
 	$(BIN)/workbench rebuild

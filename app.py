@@ -28,6 +28,7 @@ import html
 import os
 import random
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -212,13 +213,11 @@ def build_app(
     """The Blocks app over `pairs` (display name -> (teacher, student or None) checkpoints) and
     `samples` (`workbench.data.samples.load_samples`). `errors_n`: test examples the Errors tab
     compares; `bench_settings`: the Speed tab's settings by name (default `BENCH_SETTINGS`)."""
-    from workbench.bench import QUICK
-
     if not pairs:
         raise WorkbenchError(f"no shipped teacher checkpoints found in {ASSETS}; run `make rebuild`")
     names = list(pairs)
     analysis = {name: (_copy(t), _copy(s)) for name, (t, s) in pairs.items()}  # see the module docstring
-    settings_by_name = {k: (v if v is not None else dict(QUICK)) for k, v in (bench_settings or BENCH_SETTINGS).items()}
+    settings_by_name = dict(bench_settings or BENCH_SETTINGS)  # None: the bench's own QUICK settings
     known_texts = {q for s in samples for q in s.get("questions", []) + s.get("hypotheses", [])}
     datasets: dict[tuple[str, int | None], object] = {}
     error_rows: dict[str, list[dict]] = {}
@@ -253,14 +252,17 @@ def build_app(
         return list(texts)[:EXAMPLE_COUNT]
 
     def attention_shape(name: str) -> tuple[int, int]:
-        """(layers, heads) both models have: layers are aligned at the end, as DiDE pairs them."""
-        from workbench.explain.attention import num_layers
+        """(layers, heads) both models have; layers are aligned at the end, as DiDE pairs them. Read off
+        the configs: importing `workbench.explain` (Captum) here would cost start-up time."""
 
-        def heads(m):
-            return m.config.num_attention_heads if hasattr(m, "config") else m.text_config.num_attention_heads
+        def shape(m):
+            if hasattr(m, "config"):  # fusion teacher
+                return m.config.num_hidden_layers, m.config.num_attention_heads
+            depth = min(m.vision_config.num_hidden_layers, m.text_config.num_hidden_layers)
+            return depth, m.text_config.num_attention_heads
 
-        models = [ck.model for ck in get_pair(name) if ck is not None]
-        return min(num_layers(m) for m in models), min(heads(m) for m in models)
+        shapes = [shape(ck.model) for ck in get_pair(name) if ck is not None]
+        return min(s[0] for s in shapes), min(s[1] for s in shapes)
 
     # ------------------------------------------------------------------ Ask
 
@@ -431,14 +433,14 @@ def build_app(
     @_user_errors
     def speed(pair_name: str, settings: str, progress=gr.Progress()):
         """`workbench.bench.benchmark_pair` on copies of the pair's models, with a progress bar."""
-        from workbench.bench import PATHS, benchmark_pair, speed_table
+        from workbench.bench import PATHS, QUICK, benchmark_pair, speed_table
 
         teacher, student = get_pair(pair_name)
         if student is None:
             raise gr.Error("No student is shipped for this task yet: nothing to compare the teacher with.")
         if settings not in settings_by_name:
             raise gr.Error(f"Unknown settings {settings!r}; choose one of {list(settings_by_name)}.")
-        cfg = settings_by_name[settings]
+        cfg = dict(settings_by_name[settings] or QUICK)
         retrieval = len(cfg.get("retrieval_sizes", ())) if _num_images(teacher) == 1 else 0
         total = len(PATHS) * len(cfg.get("batch_sizes", (1,))) + 2 * retrieval
         done = [0]
@@ -451,7 +453,8 @@ def build_app(
         result = benchmark_pair(_copy(teacher), _copy(student), progress=step, **cfg)
         load = result["machine"].get("load_average_1min_at_start")
         note = f"\n\nLoad average when the run started: {load} (other work on the machine slows every path)."
-        return viz.speed_bars(result), speed_table(result) + (note if load is not None else "")
+        fig = viz.speed_bars(result).update_layout(width=None, autosize=True)  # as wide as the tab
+        return fig, speed_table(result) + (note if load is not None else "")
 
     # ------------------------------------------------------------------ Errors
 
@@ -649,21 +652,20 @@ def build_app(
                     target = gr.Radio(["Ask", "Attention"], value="Attention", label="open a row in")
                     errors_btn = gr.Button("Find disagreements", variant="primary", elem_id="find-errors")
                 err_text = gr.Markdown(elem_id="errors-summary")
+                err_table = gr.Dataframe(
+                    headers=ERROR_HEADERS,
+                    interactive=False,
+                    wrap=True,
+                    max_height=420,
+                    column_widths=["6%", "11%", "41%", "9%", "13%", "13%", "7%"],
+                    elem_id="errors-table",
+                )
                 with gr.Row():
-                    with gr.Column(scale=3):
-                        err_table = gr.Dataframe(
-                            headers=ERROR_HEADERS,
-                            interactive=False,
-                            wrap=True,
-                            max_height=480,
-                            elem_id="errors-table",
-                        )
-                    with gr.Column(scale=2):
-                        err_plot = gr.Plot(label="accuracy and agreement by type")
+                    err_plot = gr.Plot(label="accuracy and agreement by type", elem_id="errors-plot")
+                    with gr.Column():
                         err_file = gr.File(label="every compared example (CSV)")
-                with gr.Row():
-                    open_index = gr.Number(label="test example #", precision=0, minimum=0)
-                    open_btn = gr.Button("Open example")
+                        open_index = gr.Number(label="test example #", precision=0, minimum=0)
+                        open_btn = gr.Button("Open example")
 
         # ------------------------------------------------------------------ events
         inputs = [pair, image, image2, question]
@@ -733,6 +735,14 @@ def _word_index(word, tokens: list[str]) -> int | None:
     return i if 0 <= i < len(tokens) and tokens[i] == tok else None
 
 
+def preload() -> None:
+    """Import what the Attention, Speed and Errors tabs use (Captum, the benchmark), in the background
+    after start-up, so that neither start-up nor the first click on those tabs waits for it."""
+    import workbench.bench  # noqa: F401
+    import workbench.evaluate  # noqa: F401
+    import workbench.explain  # noqa: F401
+
+
 def serve(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kwargs):
     """Launch `demo` the way `python app.py` does (the tests use this too)."""
     return demo.launch(server_name=host, server_port=port, show_error=True, **kwargs)
@@ -748,6 +758,7 @@ def main() -> None:
     warm_up(pairs)
     demo = build_app(pairs, load_samples(ASSETS / "samples"))
     print(f"{len(pairs)} task / model pairs loaded and the app built in {time.perf_counter() - t0:.1f} s")
+    threading.Thread(target=preload, daemon=True).start()
     serve(demo, args.host, args.port)
 
 

@@ -83,18 +83,11 @@ EXAMPLE_COUNT = 6
 from gradio.events import Dependency
 
 class ImageInput(gr.Image):
-    """`gr.Image` (same front end) that keeps the pixels and whose upload errors read as a message for the
-    user. Gradio's own pre-processing opens the file with PIL and would report a non-image as an internal
-    error; images the app sends out are stored as PNG (the default WebP is lossy: a generated scene
-    would reach the models with other colours than it was drawn in)."""
+    """`gr.Image` (same front end) whose upload errors read as a message for the user: Gradio's own
+    pre-processing opens the file with PIL and would report a non-image as an internal error."""
 
-    is_template = True  # drawn by the front end as a plain "image"
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("format", "png")
-        kwargs.setdefault("type", "filepath")
-        kwargs.setdefault("image_mode", None)  # no conversion here: `read_image` handles every mode
-        super().__init__(*args, **kwargs)
+    is_template = True  # drawn by the front end as a plain "image"; no __init__ of its own: Gradio
+    # reads the component's properties off the signature of `gr.Image.__init__`
 
     def preprocess(self, payload):
         try:

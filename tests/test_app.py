@@ -1,16 +1,34 @@
-"""The app through its API (gradio_client), on tiny models so it does not depend on training."""
+"""The app through its API (gradio_client), every public endpoint, on tiny random models so it does
+not depend on training: a VQA pair, an entailment teacher with no student, a two-image NLVR pair."""
 
 import socket
+from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image, ImageDraw
 
 import app as app_module
 from workbench.api import load_model
 from workbench.data.samples import write_samples
-from workbench.data.shapes import VE_LABELS, VQA_ANSWERS
+from workbench.data.shapes import NLVR_LABELS, VE_LABELS, VQA_ANSWERS, VQA_TYPES
 from workbench.models import create_model
 from workbench.models.io import save_checkpoint
+
+VQA, VE, NLVR = "tiny VQA", "tiny entailment", "tiny NLVR"
+ENDPOINTS = {
+    "/ask",
+    "/random_example",
+    "/load_sample",
+    "/pick_example",
+    "/set_pair",
+    "/explain",
+    "/speed",
+    "/errors",
+    "/open_example",
+}
+TINY_BENCH = {"quick": dict(batch_sizes=(1, 2), retrieval_sizes=(4,), min_run_time=0.01, budget_s=0.5, n_examples=4)}
 
 
 def _free_port() -> int:
@@ -19,63 +37,205 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tiny(root: Path, tokenizer, name: str, kind: str, labels, task: str, num_images: int = 1):
+    size = dict(hidden_size=32, num_layers=2, num_heads=2)
+    model = create_model(kind, len(tokenizer), len(labels), num_images, **size)
+    meta = {"task": task, "labels": list(labels), "dataset": f"shapes-{task}"}
+    meta["qtypes"] = list(VQA_TYPES) if task == "vqa" else []
+    save_checkpoint(model, tokenizer, root / name, meta)
+    return load_model(root / name)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tokenizer):
     root = tmp_path_factory.mktemp("app")
-    models = {}
-    for name, labels in (("vqa", VQA_ANSWERS), ("ve", VE_LABELS)):
-        m = create_model("fusion", len(tokenizer), len(labels), hidden_size=32, num_layers=1, num_heads=2)
-        save_checkpoint(m, tokenizer, root / name, {"task": name, "labels": list(labels)})
-        models[f"tiny {name}"] = load_model(root / name)
-    student = create_model("dual", len(tokenizer), len(VQA_ANSWERS), hidden_size=32, num_layers=1, num_heads=2)
-    save_checkpoint(student, tokenizer, root / "student", {"task": "vqa", "labels": list(VQA_ANSWERS)})
-    models["tiny student"] = load_model(root / "student")
+    pairs = {
+        VQA: (
+            _tiny(root, tokenizer, "vqa-teacher", "fusion", VQA_ANSWERS, "vqa"),
+            _tiny(root, tokenizer, "vqa-student", "dual", VQA_ANSWERS, "vqa"),
+        ),
+        VE: (_tiny(root, tokenizer, "ve-teacher", "fusion", VE_LABELS, "ve"), None),
+        NLVR: (
+            _tiny(root, tokenizer, "nlvr-teacher", "fusion", NLVR_LABELS, "nlvr", 2),
+            _tiny(root, tokenizer, "nlvr-student", "dual", NLVR_LABELS, "nlvr", 2),
+        ),
+    }
     samples = write_samples(root / "samples", n_shapes=2, n_easy=1)
     for s in samples:
         s["path"] = str(root / "samples" / s["file"])
-    demo = app_module.build_app(models, samples)
+    demo = app_module.build_app(pairs, samples, errors_n=24, bench_settings=TINY_BENCH)
     port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app_module.serve(demo, port=port, prevent_thread_lock=True, quiet=True)
     yield Client(f"http://127.0.0.1:{port}/", verbose=False), samples
     demo.close()
 
 
-def test_ask_endpoint_answers(served):
-    client, samples = served
-    text, plot = client.predict(
-        "tiny vqa", handle_file(samples[0]["path"]), "how many circles are there?", api_name="/ask"
-    )
-    answer = text.split("**")[1]
-    assert answer in VQA_ANSWERS and " ms" in text
-    assert plot is not None
+def _ask(client, image, question="is there a circle?", pair=VQA, image2=None):
+    files = [handle_file(str(x)) if x is not None else None for x in (image, image2)]
+    return client.predict(pair, files[0], files[1], question, api_name="/ask")
 
 
-def test_ask_endpoint_dual_student(served):
-    client, samples = served
-    text, _ = client.predict("tiny student", handle_file(samples[0]["path"]), "is there a circle?", api_name="/ask")
-    assert text.split("**")[1] in VQA_ANSWERS
+def _answer(text: str) -> str:
+    return text.split("**")[1]
 
 
-def test_ask_endpoint_entailment_model(served):
-    client, samples = served
-    text, _ = client.predict("tiny ve", handle_file(samples[1]["path"]), "there is a red circle.", api_name="/ask")
-    assert text.split("**")[1] in VE_LABELS
-
-
-@pytest.mark.parametrize("question", ["", "x" * 2000])
-def test_bad_questions_give_a_clear_error_and_the_app_stays_up(served, question):
-    client, samples = served
-    with pytest.raises(Exception, match="empty|limit"):
-        client.predict("tiny vqa", handle_file(samples[0]["path"]), question, api_name="/ask")
-    text, _ = client.predict("tiny vqa", handle_file(samples[0]["path"]), "is there a circle?", api_name="/ask")
-    assert text.split("**")[1] in VQA_ANSWERS
-
-
-def test_non_image_upload_is_refused(served, tmp_path):
+def test_every_function_is_an_api_endpoint(served):
     client, _ = served
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ENDPOINTS
+
+
+def test_ask_answers_with_teacher_and_student_and_reuses_image_features(served):
+    client, samples = served
+    t_text, t_plot, s_text, s_plot = _ask(client, samples[0]["path"], "how many circles are there?")
+    assert _answer(t_text) in VQA_ANSWERS and _answer(s_text) in VQA_ANSWERS
+    assert " ms" in t_text and " ms" in s_text and t_plot is not None and s_plot is not None
+    _, _, again, _ = _ask(client, samples[0]["path"], "is there a red square?")
+    assert "image features cached" in again  # same pixels: the student's image tower did not run
+
+
+def test_teacher_without_a_student(served):
+    client, samples = served
+    t_text, _, s_text, s_plot = _ask(client, samples[1]["path"], "there is a red circle.", pair=VE)
+    assert _answer(t_text) in VE_LABELS and "no student" in s_text and s_plot is None
+
+
+def test_two_image_pair_needs_both_images(served):
+    client, samples = served
+    with pytest.raises(Exception, match="two images"):
+        _ask(client, samples[0]["path"], "both images contain a red circle.", pair=NLVR)
+    t_text, _, s_text, _ = _ask(client, samples[0]["path"], "both images contain a circle.", NLVR, samples[1]["path"])
+    assert _answer(t_text) in NLVR_LABELS and _answer(s_text) in NLVR_LABELS
+
+
+@pytest.mark.parametrize("pair", [VQA, NLVR])
+def test_random_example_is_a_rendered_scene_with_a_question(served, pair):
+    client, _ = served
+    image, image2, question, info = client.predict(pair, api_name="/random_example")
+    assert Image.open(image).size == (64, 64) and question and "answer" in info
+    assert (image2 is not None) == (pair == NLVR)
+
+
+def test_gallery_sample_and_example_question(served):
+    client, samples = served
+    image, _, question, examples, info = client.predict(VQA, 1, "", api_name="/load_sample")
+    assert Path(image).name == samples[1]["file"] and question == samples[1]["questions"][0]
+    assert [q for [q] in examples["samples"]] == samples[1]["questions"]
+    assert client.predict(0, api_name="/pick_example") == samples[1]["questions"][0]  # this session's examples
+    with pytest.raises(Exception, match="No sample"):
+        client.predict(VQA, 99, "", api_name="/load_sample")
+
+
+def test_set_pair_updates_the_controls(served):
+    client, _ = served
+    out = client.predict(NLVR, api_name="/set_pair")
+    assert out[3]["visible"] is True  # the right-hand image
+    assert out[4]["label"].startswith("statement")
+    assert out[11]["maximum"] == 2  # layers both models have
+
+
+@pytest.mark.parametrize("method", ["attention", "rollout", "relevancy", "ig"])
+def test_explain_draws_teacher_and_student_maps(served, method):
+    client, samples = served
+    args = (VQA, handle_file(samples[0]["path"]), None, "is there a red circle?", method, 2, "mean", "all")
+    plot, text, word, layer, head = client.predict(*args, api_name="/explain")
+    assert plot is not None and "Teacher vs student map" in text
+    assert [label for label, _ in word["choices"]][1:] == ["1: is", "2: there", "3: a", "4: red", "5: circle", "6: ?"]
+    assert layer["interactive"] is (method == "attention")
+
+
+def test_explain_one_word_and_head_and_the_limits(served):
+    client, samples = served
+    image = handle_file(samples[0]["path"])
+    _, text, word, _, _ = client.predict(
+        VQA, image, None, "is there a red circle?", "attention", 1, "2", "4:red", api_name="/explain"
+    )
+    assert word["value"] == "4:red"
+    plot, *_ = client.predict(
+        NLVR, image, image, "both images contain a circle.", "rollout", 2, "mean", "all", api_name="/explain"
+    )
+    assert plot is not None
+    with pytest.raises(Exception, match="one-image"):
+        client.predict(NLVR, image, image, "both images contain a circle.", "ig", 2, "mean", "all", api_name="/explain")
+    with pytest.raises(Exception, match="empty"):
+        client.predict(VQA, image, None, "  ", "attention", 2, "mean", "all", api_name="/explain")  # fmt: skip
+
+
+def test_speed_runs_the_benchmark(served):
+    client, _ = served
+    plot, table = client.predict(VQA, "quick", api_name="/speed")
+    assert plot is not None and "fusion teacher" in table and "image features cached" in table
+    with pytest.raises(Exception, match="No student"):
+        client.predict(VE, "quick", api_name="/speed")
+
+
+def test_errors_lists_disagreements_and_opens_one(served):
+    client, _ = served
+    summary, plot, table, csv, qtypes = client.predict(VQA, "all", "any", api_name="/errors")
+    assert "24 test examples" in summary and plot is not None
+    assert table["headers"] == app_module.ERROR_HEADERS and Path(csv).read_text().startswith("index,")
+    counting, *_ = client.predict(VQA, "counting", "student", api_name="/errors")
+    assert "disagreements" in counting
+    image, image2, question, info = client.predict(VQA, 5, "Attention", api_name="/open_example")
+    assert Image.open(image).size == (64, 64) and image2 is None and question and "gold answer" in info
+    with pytest.raises(Exception, match="No test example"):
+        client.predict(VQA, 24, "Ask", api_name="/open_example")
+    with pytest.raises(Exception, match="No student"):
+        client.predict(VE, "all", "any", api_name="/errors")
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+def _scene(size=64) -> Image.Image:
+    im = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((size // 8, size // 8, size // 2, size // 2), fill=(220, 40, 40))
+    draw.rectangle((size // 2, size // 2, size - size // 8, size - size // 8), fill=(40, 80, 220))
+    return im
+
+
+IMAGES = {
+    "grayscale": lambda: _scene().convert("L"),
+    "rgba": lambda: _scene().convert("RGBA"),
+    "palette": lambda: _scene().convert("P"),
+    "16-bit": lambda: Image.fromarray(np.asarray(_scene().convert("L"), dtype=np.uint16) * 257),
+    "4000x4000": lambda: _scene(4000),
+}
+
+
+@pytest.mark.parametrize("kind", list(IMAGES))
+def test_any_image_mode_and_size_is_answered(served, tmp_path, kind):
+    client, _ = served
+    path = tmp_path / f"{kind}.png"
+    IMAGES[kind]().save(path)
+    t_text, _, s_text, _ = _ask(client, path)
+    assert _answer(t_text) in VQA_ANSWERS and _answer(s_text) in VQA_ANSWERS
+
+
+def test_non_image_upload_gets_a_clear_message_and_the_app_stays_up(served, tmp_path):
+    client, samples = served
     bad = tmp_path / "notes.png"
     bad.write_text("not an image at all")
-    with pytest.raises(Exception, match="(?i)error|image"):
-        client.predict("tiny vqa", handle_file(str(bad)), "is there a circle?", api_name="/ask")
-    text, _ = client.predict("tiny vqa", handle_file(served[1][0]["path"]), "is there a circle?", api_name="/ask")
-    assert text.split("**")[1] in VQA_ANSWERS  # still up
+    with pytest.raises(Exception, match="notes.png is not an image"):
+        _ask(client, bad)
+    assert _answer(_ask(client, samples[0]["path"])[0]) in VQA_ANSWERS
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 2000], ids=["empty", "blank", "2000-chars"])
+def test_bad_questions_give_a_clear_message_and_the_app_stays_up(served, question):
+    client, samples = served
+    with pytest.raises(Exception, match="question is empty|the limit is"):
+        _ask(client, samples[0]["path"], question)
+    assert _answer(_ask(client, samples[0]["path"])[0]) in VQA_ANSWERS
+
+
+def test_non_ascii_question_is_answered(served):
+    client, samples = served
+    t_text, _, s_text, _ = _ask(client, samples[0]["path"], "¿cuántos círculos hay? 有几个圆? 🟥")
+    assert _answer(t_text) in VQA_ANSWERS and _answer(s_text) in VQA_ANSWERS
+
+
+def test_no_image_gets_a_clear_message(served):
+    client, _ = served
+    with pytest.raises(Exception, match="Pick a sample image"):
+        client.predict(VQA, None, None, "is there a circle?", api_name="/ask")

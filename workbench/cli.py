@@ -48,6 +48,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
+    p.add_argument("--log-every", type=int, default=50, help="a loss record in metrics.jsonl every N steps")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
     p.add_argument("--hidden-size", type=int, default=None)
     p.add_argument("--num-layers", type=int, default=None)
@@ -86,6 +87,7 @@ def _train_config(args, model: str):
         warmup_steps=args.warmup_steps,
         seed=args.seed,
         save_every=args.save_every,
+        log_every=args.log_every,
         init_from=args.init_from,
         max_steps=args.max_steps,
         size=size,

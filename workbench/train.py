@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -22,13 +23,15 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from workbench.data import Collator, load_dataset, num_images
 from workbench.data.vocab import build_tokenizer
-from workbench.errors import CheckpointError
+from workbench.errors import CheckpointError, WorkbenchError
 from workbench.evaluate import evaluate, format_metrics
 from workbench.models import create_model, for_task, image_size
 from workbench.models.io import load_checkpoint, save_checkpoint, write_json_atomic
@@ -54,6 +57,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     save_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    log_every: int = 50  # a loss record in metrics.jsonl every N steps
     max_steps: int | None = None  # stop early (tests, probes)
     recipe: str = "hard"
     init_from: str | None = None  # start from a checkpoint folder (e.g. a pre-trained student)
@@ -123,14 +127,32 @@ def save_state(dirpath: Path, model: nn.Module, optimizer, scheduler, progress: 
             }
         )
     )
+    for f in [*tmp.iterdir(), tmp]:  # on disk before the swap, so a power cut cannot leave a renamed empty file
+        _fsync(f)
+    # a crash between these two renames leaves only `<state>.old`, a complete checkpoint: `latest_state` uses it
     old = dirpath.with_name(dirpath.name + ".old")
     if dirpath.exists():
         if old.exists():
             shutil.rmtree(old)
         dirpath.rename(old)
     tmp.rename(dirpath)
+    _fsync(dirpath.parent)
     if old.exists():
         shutil.rmtree(old)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def latest_state(dirpath: Path) -> Path | None:
+    """The training state to resume from: `dirpath`, or `<dirpath>.old` if a crash came mid-swap."""
+    old = dirpath.with_name(dirpath.name + ".old")
+    return dirpath if dirpath.exists() else old if (old / "state.json").exists() else None
 
 
 def _jsonable(obj):
@@ -146,7 +168,7 @@ def load_state(dirpath: Path, model: nn.Module, optimizer, scheduler) -> dict:
         meta = json.loads((dirpath / "state.json").read_text())
         model.load_state_dict(load_file(dirpath / "model.safetensors"))
         tensors = load_file(dirpath / "optimizer.safetensors")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:
         raise CheckpointError(f"cannot resume from {dirpath}: {e}") from e
     state: dict = {}
     for key, value in tensors.items():
@@ -189,20 +211,35 @@ def centre_on_data(model: nn.Module, dataset, collator: Collator, n: int = 256) 
 def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = True) -> dict:
     """Train and write `<out>/model` (final checkpoint), `<out>/metrics.jsonl`, `<out>/test_metrics.json`."""
     recipe = recipe or HardLabels()
+    # a recipe may measure its own way (retrieval recipes: R@K, with "accuracy" = mean R@1 for these logs)
+    evaluate_fn = getattr(recipe, "evaluate", evaluate)
+    format_fn = getattr(recipe, "format_metrics", format_metrics)
     out = Path(cfg.out)
     state_dir = out / "state"
-    if out.exists() and not resume and (state_dir.exists() or (out / "model").exists()):
+    saved = latest_state(state_dir)
+    if out.exists() and not resume and (saved or (out / "model").exists()):
         raise FileExistsError(f"{out} already holds a run; pass resume=True (--resume) or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     set_seed(cfg.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # DDP under `accelerate launch`: the dual student's retrieval parts (projections, logit scale) get no
+    # gradient from classification tasks, so DDP must look for unused parameters
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        # checkpoints are written by the main process from its full copy of the weights: DDP only
+        raise WorkbenchError(f"training under {accelerator.distributed_type.value} is not supported; use DDP")
+    if cfg.batch_size % accelerator.num_processes:
+        raise WorkbenchError(
+            f"--batch-size {cfg.batch_size} is the global batch: it must divide evenly over "
+            f"{accelerator.num_processes} processes"
+        )
     train_set = load_dataset(cfg.dataset, "train", cfg.train_size)
     val_set = load_dataset(cfg.dataset, "val", cfg.val_size)
     model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
     collator = Collator.for_model(model, tokenizer)
-    if not cfg.init_from and not (resume and state_dir.exists()):
+    if not cfg.init_from and not (resume and saved):
         centre_on_data(model, train_set, collator)
 
     steps_per_epoch = len(train_set) // cfg.batch_size
@@ -217,31 +254,41 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, total_steps))
 
+    log_path = out / "metrics.jsonl"
     start = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
-    if resume and state_dir.exists():
-        start = load_state(state_dir, model, optimizer, scheduler)
-        accelerator.print(f"resuming from {state_dir} at epoch {start['epoch']} step {start['step_in_epoch']}")
+    if resume and saved:
+        start = load_state(saved, model, optimizer, scheduler)
+        accelerator.print(f"resuming from {saved} at epoch {start['epoch']} step {start['step_in_epoch']}")
+        if accelerator.is_main_process and "log_bytes" in start and log_path.exists():
+            with open(log_path, "r+b") as f:  # drop records written after the checkpoint: they are redone
+                f.truncate(start["log_bytes"])
     model, optimizer = accelerator.prepare(model, optimizer)
     if hasattr(recipe, "prepare"):
         recipe.prepare(accelerator, model)
 
-    log_path = out / "metrics.jsonl"
     global_step = start["global_step"]
     t0 = time.time()
 
-    def checkpoint(epoch: int, step_in_epoch: int) -> None:
+    def checkpoint(epoch: int, step_in_epoch: int, done: bool = False) -> None:
         if accelerator.is_main_process:
+            log_bytes = log_path.stat().st_size if log_path.exists() else 0
             save_state(
                 state_dir,
                 accelerator.unwrap_model(model),
                 optimizer,
                 scheduler,
-                {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step},
+                {
+                    "epoch": epoch,
+                    "step_in_epoch": step_in_epoch,
+                    "global_step": global_step,
+                    "log_bytes": log_bytes,  # metrics.jsonl up to this checkpoint (a resumed run truncates to it)
+                    "done": done,  # max_steps reached and validated: only the test evaluation is left
+                },
             )
         accelerator.wait_for_everyone()
 
-    done = False
-    for epoch in range(start["epoch"], cfg.epochs):
+    done, val = False, None
+    for epoch in range(start["epoch"], cfg.epochs if not start.get("done") else 0):
         order = epoch_order(len(train_set), cfg.seed, epoch)[: steps_per_epoch * cfg.batch_size]
         first = start["step_in_epoch"] if epoch == start["epoch"] else 0
         # each process takes its own slice of every global batch (DDP), so the global batch is cfg.batch_size
@@ -267,26 +314,32 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
             global_step += 1
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            if global_step % 50 == 0 and accelerator.is_main_process:
-                _append(
-                    log_path,
-                    {
-                        "step": global_step,
-                        "epoch": epoch,
-                        "loss": loss.item(),
-                        **logs,
-                        "lr": scheduler.get_last_lr()[0],
-                        "elapsed_s": round(time.time() - t0, 1),
-                    },
-                )
-            if cfg.save_every and global_step % cfg.save_every == 0:
-                checkpoint(epoch, step + 1)
-            if cfg.max_steps and global_step >= cfg.max_steps:
+            if cfg.log_every and global_step % cfg.log_every == 0:
+                # `loss` and `logs` are this process's means over its slice; the slices are equal, so the mean
+                # over processes (an all-reduce that every process joins) is the global batch's loss
+                names = list(logs)
+                local = torch.tensor([loss.item(), *(float(logs[k]) for k in names)], dtype=torch.float64)
+                values = accelerator.reduce(local.to(accelerator.device), reduction="mean").tolist()
+                if accelerator.is_main_process:
+                    _append(
+                        log_path,
+                        {
+                            "step": global_step,
+                            "epoch": epoch,
+                            "loss": values[0],
+                            **dict(zip(names, values[1:])),
+                            "lr": scheduler.get_last_lr()[0],
+                            "elapsed_s": round(time.time() - t0, 1),
+                        },
+                    )
+            if cfg.max_steps and global_step >= cfg.max_steps:  # (before save_every: the epoch-end save follows)
                 done = True
                 break
+            if cfg.save_every and global_step % cfg.save_every == 0:
+                checkpoint(epoch, step + 1)
         bar.close()
         finished_epoch = not done or step + 1 == steps_per_epoch
-        val = evaluate(accelerator.unwrap_model(model), val_set, collator, limit=cfg.val_size)
+        val = evaluate_fn(accelerator.unwrap_model(model), val_set, collator, limit=cfg.val_size)
         if accelerator.is_main_process:
             _append(
                 log_path,
@@ -298,14 +351,16 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
                     "elapsed_s": round(time.time() - t0, 1),
                 },
             )
-            accelerator.print(f"epoch {epoch + 1}: val {format_metrics(val)}")
-        checkpoint(epoch + 1 if finished_epoch else epoch, 0 if finished_epoch else step + 1)
+            accelerator.print(f"epoch {epoch + 1}: val {format_fn(val)}")
+        checkpoint(epoch + 1 if finished_epoch else epoch, 0 if finished_epoch else step + 1, done)
         if done:
             break
 
     final = accelerator.unwrap_model(model)
+    if val is None:  # resumed after the last validation (its record is already in metrics.jsonl)
+        val = evaluate_fn(final, val_set, collator, limit=cfg.val_size)
     test_set = load_dataset(cfg.dataset, "test", cfg.test_size)
-    test = evaluate(final, test_set, collator, progress=progress)
+    test = evaluate_fn(final, test_set, collator, progress=progress)
     meta = {
         "task": TASK_OF.get(cfg.dataset, cfg.dataset),
         "dataset": cfg.dataset,
@@ -317,11 +372,13 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
         "train_config": asdict(cfg),
         "train_seconds": round(time.time() - t0, 1),
         "steps": global_step,
+        "num_processes": accelerator.num_processes,
     }
     if accelerator.is_main_process:
         save_checkpoint(final, tokenizer, out / "model", meta)
         write_json_atomic(out / "test_metrics.json", test)
-        accelerator.print(f"test {format_metrics(test)}")
+        accelerator.print(f"test {format_fn(test)}")
+    accelerator.wait_for_everyone()  # no process goes on (e.g. to a distillation's next stage) before model/ exists
     return {"val": val, "test": test, "steps": global_step}
 
 

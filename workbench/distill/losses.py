@@ -88,3 +88,124 @@ def student_cross_scores(
     """
     (q_t, k_t), (q_i, k_i) = text_qk, image_qk
     return _scores(q_t, k_i), _scores(q_i, k_t)
+
+
+# ----------------------------------------------------------------------------------------------
+# Retrieval distillation (MCAD and its baselines, `workbench.distill.mcad`). Notation: a batch of B
+# aligned pairs (image i, caption i); `logits` are [B, B] image-text similarity matrices, row i =
+# image i against every caption (image->text), column j = caption j against every image
+# (text->image), matching pairs on the diagonal. Embeddings are L2-normalised [B, D].
+
+
+def clip_contrastive(logits: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE: mean of the cross-entropies of rows (image->text) and columns
+    (text->image) against the diagonal."""
+    target = torch.arange(logits.shape[0], device=logits.device)
+    logits = logits.float()
+    return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
+
+
+def affinity_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distribution distillation on similarity matrices: (image->text, text->image) terms.
+
+    Each is `soft_label_kd` (KL(teacher || student) of softmaxes at temperature T, times T^2,
+    averaged over queries) on the rows, respectively on the columns. TinyCLIP's affinity mimicking,
+    CLIP-KD's contrastive relational distillation and MCAD's distribution distillation are this
+    loss with different teacher matrices.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"similarity shapes differ: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}")
+    i2t = soft_label_kd(student_logits, teacher_logits, temperature)
+    t2i = soft_label_kd(student_logits.T, teacher_logits.T, temperature)
+    return i2t, t2i
+
+
+def feature_distill(student: torch.Tensor, teacher: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """Student embeddings towards teacher embeddings of the same width, averaged over the batch.
+
+    `cosine`: 1 - cos(s, t). `mse`: ||s - t||^2 summed over dimensions (CLIP-KD's feature
+    distillation; on unit vectors it equals 2 * (1 - cos)). Widths must agree: a student is built
+    with its retrieval projection sized to the teacher's embedding width, so that projection is the
+    learned map between the two spaces.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"embedding shapes differ: student {tuple(student.shape)}, teacher {tuple(teacher.shape)} "
+            "(build the student with embed_dim = the teacher's embedding width)"
+        )
+    s, t = student.float(), teacher.float()
+    if kind == "cosine":
+        return (1 - nn.functional.cosine_similarity(s, t, dim=-1)).mean()
+    if kind == "mse":
+        return (s - t).pow(2).sum(-1).mean()
+    raise ValueError(f"unknown feature loss {kind!r}; expected 'cosine' or 'mse'")
+
+
+def fusion_pair_mask(teacher_logits: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, B] bool: the pairs the fusion teacher scores — the diagonal, each image's top-k captions
+    and each caption's top-k images under the dual teacher (k <= 0 or k >= B: every pair).
+
+    Ours (the paper scores every in-batch pair): a single-stream pass per pair makes B^2 passes per
+    step (64 x 64 = 4,096, ~15 s on our CPU); outside the dual teacher's top-k its probabilities
+    are already near zero, so a correction there barely moves the distributions.
+    """
+    b = teacher_logits.shape[0]
+    if k <= 0 or k >= b:
+        return torch.ones(b, b, dtype=torch.bool, device=teacher_logits.device)
+    mask = torch.eye(b, dtype=torch.bool, device=teacher_logits.device)
+    mask.scatter_(1, teacher_logits.topk(k, dim=1).indices, True)
+    mask.scatter_(0, teacher_logits.topk(k, dim=0).indices, True)
+    return mask
+
+
+def fused_teacher_logits(
+    dual_logits: torch.Tensor, fusion_log_match: torch.Tensor | None, alpha: float = 1.0
+) -> torch.Tensor:
+    """MCAD's modified teacher similarities: `Z = S_dual + alpha * G`.
+
+    `S_dual`: the dual teacher's logits (its own temperature applied). `G[i, j]`: the fusion
+    teacher's log P(match | image i, caption j) from its image-text matching head; NaN marks pairs it
+    did not score (see `fusion_pair_mask`), which get the smallest scored value in the batch (the
+    dual teacher ranked them below its top-k; they are taken to match no better than the worst
+    candidate the fusion teacher saw). `alpha = 0` gives the dual teacher alone.
+
+    Why a sum of logits (ours; the paper does not give the formula): each row's softmax is then
+    proportional to p_dual(caption | image) * P_fusion(match)^alpha — a product of experts, so the
+    single-stream teacher can veto a hard negative the dual teacher likes. A convex mix of the two
+    softmaxes could not: it keeps at least (1 - weight) of the dual teacher's mass on that negative.
+    """
+    if fusion_log_match is None or alpha == 0:
+        return dual_logits
+    g = fusion_log_match.float()
+    scored = ~torch.isnan(g)
+    if not scored.any():
+        raise ValueError("the fusion teacher scored no pair")
+    g = torch.where(scored, g, g[scored].min())
+    return dual_logits.float() + alpha * g
+
+
+def modified_teacher_features(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, logits: torch.Tensor, beta: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MCAD's modified teacher features (our instantiation): each teacher embedding plus `beta`
+    times the other modality's embeddings averaged under the modified teacher's distribution,
+    re-normalised:
+
+        u'_i = normalize(u_i + beta * sum_j softmax_row(Z)_ij w_j)
+        w'_j = normalize(w_j + beta * sum_i softmax_col(Z)_ij u_i)
+
+    The paper adds the single-stream model's fused features to the dual model's features; our
+    fusion teacher's pooled state lives in another space, and a map into the dual space learned by
+    this same loss would let the target drift towards the student. Here the fused signal reaches the
+    features through Z (`fused_teacher_logits`): where the fusion teacher vetoes a hard negative,
+    that caption no longer pulls on the image's target. `beta = 0` gives the teacher's embeddings.
+    """
+    if beta == 0:
+        return image_emb, text_emb
+    z = logits.float()
+    row, col = z.softmax(dim=1), z.softmax(dim=0)
+    u = nn.functional.normalize(image_emb.float() + beta * row @ text_emb.float(), dim=-1)
+    w = nn.functional.normalize(text_emb.float() + beta * col.T @ image_emb.float(), dim=-1)
+    return u, w

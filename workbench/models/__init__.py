@@ -34,8 +34,9 @@ def fusion(vocab_size: int, num_labels: int, num_images: int = 1, **size) -> Fus
 @register("dual")
 def dual(vocab_size: int, num_labels: int, num_images: int = 1, **size) -> DualStudent:
     """Dual-encoder student: ViT + BERT towers of the teacher's width and head count, DiDE head."""
+    embed_dim = size.pop("embed_dim", 128)  # retrieval embedding width (a distilled student takes its teacher's)
     vision, text = dual_configs(vocab_size, **size)
-    return DualStudent(vision, text, num_labels, num_images)
+    return DualStudent(vision, text, num_labels, num_images, embed_dim=embed_dim)
 
 
 def text_limit(model: nn.Module) -> int:

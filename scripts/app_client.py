@@ -1,0 +1,114 @@
+"""Shared by scripts/latency.py and scripts/load_test.py: start `python app.py` (optional), ask it
+through `gradio_client`, summarise timings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "assets" / "samples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def queries(pair: str = "shapes VQA") -> list[tuple[str, str]]:
+    """(image path, question) for every shipped sample of the pair's kind, each question."""
+    entries = json.loads((SAMPLES / "samples.json").read_text())
+    source = "easy-vqa" if pair.startswith("easy") else "shapes"
+    key = "hypotheses" if "entailment" in pair else "questions"
+    return [(str(SAMPLES / e["file"]), q) for e in entries if e["source"] == source for q in e[key]]
+
+
+def ask(client, pair: str, image: str, question: str, timeout: float = 60.0) -> tuple[float, float, float]:
+    """One /ask through the API: (wall seconds, teacher ms, student ms as the app reports them)."""
+    from gradio_client import handle_file
+
+    start = time.perf_counter()
+    job = client.submit(pair, handle_file(image), None, question, api_name="/ask")
+    teacher, _, student, _ = job.result(timeout=timeout)
+    wall = time.perf_counter() - start
+    return wall, _model_ms(teacher), _model_ms(student)
+
+
+def _model_ms(text: str) -> float:
+    m = re.search(r"· ([0-9.]+) ms", text or "")
+    return float(m.group(1)) if m else float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile `q` (0-100) of `values`."""
+    v = sorted(x for x in values if x == x)
+    if not v:
+        return float("nan")
+    k = (len(v) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def summary(values_s: list[float]) -> dict:
+    ms = [1000 * x for x in values_s]
+    return {
+        "n": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
+        "mean_ms": sum(ms) / len(ms) if ms else float("nan"),
+        "max_ms": max(ms) if ms else float("nan"),
+    }
+
+
+class LaunchedApp:
+    """`python app.py --port P` in a subprocess, stopped (by its own pid) on exit; `startup_s` is the
+    time from starting the process to the first successful /ask."""
+
+    def __init__(self, port: int | None = None, pair: str = "shapes VQA", timeout: float = 120.0):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.pair, self.timeout = pair, timeout
+
+    def __enter__(self) -> LaunchedApp:
+        from gradio_client import Client
+
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+        start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        image, question = queries(self.pair)[0]
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{self.proc.stderr.read()}")
+            if time.perf_counter() - start > self.timeout:
+                self.__exit__(None, None, None)
+                raise TimeoutError(f"app.py did not answer within {self.timeout} s")
+            try:
+                client = Client(self.url, verbose=False)
+                ask(client, self.pair, image, question)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.2)
+        self.startup_s = time.perf_counter() - start
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -1,0 +1,78 @@
+"""`workbench distill` under `accelerate launch` with 2 CPU processes (DDP, gloo) follows the same loss
+trajectory as one process with the same global batch.
+
+On a machine without GPUs `accelerate launch --multi_gpu --num_processes 2` starts two processes with
+torchrun; each runs on the CPU and they talk over gloo (`--cpu` alone would start one process: accelerate
+only runs several CPU processes through mpirun).
+
+Tolerances (measured values in RELIABILITY.md):
+- `kd`: the loss is a mean over examples, so the mean of the two half-batch losses (what DDP averages the
+  gradients of, and what train.py all-reduces before logging) is the global batch's loss: only float
+  summation order differs. Tolerance 1e-5 absolute.
+- `dide`: the text-to-image attention KL is a mean over the real (unpadded) question tokens of the batch,
+  so each process divides by its own slice's token count, not the global batch's: the two runs optimise
+  slightly different weightings of the same examples. Tolerance 5% relative per step.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from workbench.cli import main as cli
+from workbench.data import load_dataset
+from workbench.models import create_model
+from workbench.models.io import save_checkpoint
+
+TOLERANCE = {"kd": dict(rel=0, abs=1e-5), "dide": dict(rel=5e-2, abs=0)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _losses(out) -> list[tuple[int, float]]:
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, tokenizer):
+    import torch
+
+    torch.manual_seed(0)
+    labels = list(load_dataset("shapes-vqa", "val", 4).labels)
+    model = create_model("fusion", len(tokenizer), len(labels), hidden_size=32, num_layers=1, num_heads=2)
+    folder = tmp_path_factory.mktemp("dist") / "teacher"
+    return save_checkpoint(model, tokenizer, folder, {"task": "vqa", "labels": labels, "dataset": "shapes-vqa"})
+
+
+@pytest.mark.parametrize("recipe", ["kd", "dide"])
+def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teacher, recipe):
+    # 30 steps of a global batch of 16 (8 per process), a loss record every step
+    args = ["distill", "--teacher", str(teacher), "--recipe", recipe, "--dataset", "shapes-vqa",
+            "--train-size", "480", "--val-size", "32", "--test-size", "32", "--batch-size", "16",
+            "--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--lr", "2e-3",
+            "--warmup-steps", "5", "--log-every", "1", "--seed", "1", "--no-progress"]  # fmt: skip
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), "-m", "workbench.cli"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    two = tmp_path / "two"
+    proc = subprocess.run([*launch, *args, "--out", str(two)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = tmp_path / "one"
+    assert cli([*args, "--out", str(one)]) == 0
+
+    meta = json.loads((two / "model" / "workbench.json").read_text())
+    assert meta["num_processes"] == 2 and meta["steps"] == 30
+    assert json.loads((one / "model" / "workbench.json").read_text())["num_processes"] == 1
+    a, b = _losses(one), _losses(two)
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 31))
+    for (step, x), (_, y) in zip(a, b):
+        assert y == pytest.approx(x, **TOLERANCE[recipe]), f"step {step}: 1 process {x}, 2 processes {y}"

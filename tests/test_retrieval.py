@@ -1,0 +1,261 @@
+"""Retrieval evaluation: ranks and R@K on hand-made similarity matrices, the index, galleries (shapes and
+COCO-Karpathy files), fusion re-ranking, and a Hugging Face CLIP folder as a dual encoder."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from workbench.data import load_dataset
+from workbench.errors import CheckpointError
+from workbench.models import create_model
+from workbench.retrieval import (
+    DualEncoder,
+    FusionMatcher,
+    Gallery,
+    ImageIndex,
+    evaluate_retrieval,
+    gallery_from,
+    i2t_ranks,
+    ranks_from_embeddings,
+    recall_summary,
+    rerank_ranks,
+    scores_from_ranks,
+    t2i_ranks,
+)
+
+TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
+
+
+def test_ranks_recall_and_median_rank_on_a_hand_made_matrix():
+    sim = torch.tensor(
+        [  # rows: captions 0..2 (caption t describes image t); columns: images 0..2
+            [0.9, 0.1, 0.2],  # caption 0: its image first -> rank 1
+            [0.8, 0.5, 0.1],  # caption 1: image 0 ahead -> rank 2
+            [0.3, 0.6, 0.2],  # caption 2: last -> rank 3
+        ]
+    )
+    t2i = torch.tensor([0, 1, 2])
+    assert t2i_ranks(sim, t2i).tolist() == [1, 2, 3]
+    # image 0: column (0.9, 0.8, 0.3) -> 1; image 1: (0.1, 0.5, 0.6) -> 2; image 2: (0.2, 0.1, 0.2): a tie with
+    # caption 0 counts against the model -> 2
+    assert i2t_ranks(sim, t2i).tolist() == [1, 2, 2]
+    s = scores_from_ranks(t2i_ranks(sim, t2i), i2t_ranks(sim, t2i), ks=(1, 2, 5))
+    assert s["t2i"] == {"R@1": pytest.approx(1 / 3), "R@2": pytest.approx(2 / 3), "R@5": 1.0, "median_rank": 2.0,
+                        "mean_rank": 2.0, "n": 3}  # fmt: skip
+    assert s["i2t"]["R@1"] == pytest.approx(1 / 3) and s["i2t"]["R@2"] == 1.0 and s["i2t"]["median_rank"] == 2.0
+    assert s["r1"] == pytest.approx(1 / 3) and s["rsum"] == pytest.approx(1 / 3 + 2 / 3 + 1 + 1 / 3 + 1 + 1)
+
+
+def test_image_to_text_takes_each_images_best_caption_and_skips_images_without_one():
+    sim = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.2, 0.0], [0.7, 0.6, 0.0]])  # captions 0, 1 of image 0; 2 of image 1
+    t2i = torch.tensor([0, 0, 1])
+    # image 0: its captions score 0.1 and 0.8; the best (0.8) is first; image 1: caption 2 (0.6) behind caption 0
+    assert i2t_ranks(sim, t2i).tolist() == [1, 2]  # image 2 has no caption: not ranked
+    assert t2i_ranks(sim, t2i).tolist() == [2, 1, 2]  # caption 2: image 0 (0.7) ahead of its image (0.6)
+
+
+def test_a_collapsed_model_gets_the_worst_rank_not_the_best():
+    sim = torch.zeros(4, 4)
+    assert t2i_ranks(sim, torch.arange(4)).tolist() == [4] * 4
+    assert recall_summary(t2i_ranks(sim, torch.arange(4)))["R@1"] == 0.0
+
+
+def test_blockwise_ranks_equal_the_full_matrix():
+    torch.manual_seed(0)
+    text, image = torch.randn(23, 8), torch.randn(10, 8)
+    t2i = torch.randint(0, 10, (23,))
+    t_ranks, i_ranks = ranks_from_embeddings(text, image, t2i.tolist(), chunk=4)
+    sim = text @ image.T
+    assert torch.equal(t_ranks, t2i_ranks(sim, t2i)) and torch.equal(i_ranks, i2t_ranks(sim, t2i))
+
+
+def test_index_search_is_the_top_k_of_the_matrix_product():
+    torch.manual_seed(0)
+    gallery = torch.nn.functional.normalize(torch.randn(50, 16), dim=-1)
+    index = ImageIndex(gallery, backend="auto")
+    assert index.backend == "torch" and len(index) == 50
+    q = gallery[[3, 7]] + 0.01
+    scores, idx = index.search(q, k=5)
+    assert idx[:, 0].tolist() == [3, 7] and scores.shape == (2, 5)
+    assert torch.equal(idx, (q @ gallery.T).topk(5).indices)
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="faiss-cpu"):
+            ImageIndex(gallery, backend="faiss")
+    else:  # pragma: no cover - only where faiss-cpu is installed
+        assert torch.equal(ImageIndex(gallery, backend="faiss").search(q, 5)[1], idx)
+
+
+def test_shapes_gallery_has_one_unique_caption_per_image():
+    g = gallery_from(load_dataset("shapes-retrieval", "test", 40), limit=30)
+    assert g.n_images == 30 and g.text_to_image == list(range(30)) and len(set(g.texts)) == 30
+    assert g.load_image(0).size == (64, 64)
+    with pytest.raises(ValueError, match="not a retrieval gallery"):
+        gallery_from(load_dataset("shapes-vqa", "test", 4))
+
+
+def _karpathy(root, n_images=4):
+    images = []
+    for i in range(n_images):
+        folder = "val2014"
+        name = f"COCO_{folder}_{i:012d}.jpg"
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20 + i, 16), (40 * i, 100, 200 - 30 * i)).save(root / folder / name)
+        caps = [f"picture number {i}", f"another view of {i}"]
+        images.append({"filepath": folder, "filename": name, "split": "test", "imgid": 100 + i,
+                       "sentences": [{"raw": c + " ", "tokens": c.split()} for c in caps]})  # fmt: skip
+    (root / "dataset_coco.json").write_text(json.dumps({"images": images, "dataset": "coco"}))
+    return root
+
+
+def test_karpathy_files_make_a_gallery_with_five_style_multi_caption_images(tmp_path, tokenizer):
+    from workbench.data.formats import KarpathyCaptions
+
+    ds = KarpathyCaptions(_karpathy(tmp_path), "test")
+    g = gallery_from(ds)
+    assert g.n_images == 4 and len(g.texts) == 8 and g.text_to_image == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert g.texts[0] == "picture number 0"
+    assert gallery_from(ds, limit=2).text_to_image == [0, 0, 1, 1]
+    torch.manual_seed(0)
+    model = create_model("dual", len(tokenizer), 0, **TINY)
+    m = evaluate_retrieval(DualEncoder(model, tokenizer), ds, timing=False)
+    assert m["n_images"] == 4 and m["n_texts"] == 8 and m["i2t"]["n"] == 4 and m["t2i"]["n"] == 8
+    assert 0 <= m["i2t"]["R@1"] <= 1 and 1 <= m["t2i"]["median_rank"] <= 4
+
+
+def test_evaluate_retrieval_reports_index_time_latency_and_size(tokenizer):
+    torch.manual_seed(0)
+    model = create_model("dual", len(tokenizer), 0, **TINY).train()
+    m = evaluate_retrieval(DualEncoder(model, tokenizer), load_dataset("shapes-retrieval", "test", 24),
+                           min_run_time=0.02)  # fmt: skip
+    assert model.training  # restored
+    assert m["index"]["backend"] == "torch" and m["index"]["seconds"] > 0
+    assert set(m["query_ms"]) == {"encode_text", "search", "total", "threads"} and m["query_ms"]["total"] > 0
+    towers = sum(p.numel() for t in (model.image_tower, model.text_tower) for p in t.parameters())
+    assert m["params"] == towers + 2 * 32 * 128 + 1  # + projections (32 -> 128) + logit scale
+    assert m["size_mb"] == pytest.approx(m["params"] * 4 / 2**20, abs=0.01)
+
+
+class _OracleMatcher:
+    """Scores a pair 0 if the caption names the image (encoded in its red channel), else -5."""
+
+    chunk, image_size = 7, 8
+
+    def log_match(self, pixels, texts):
+        idx = ((pixels[:, 0, 0, 0] + 1) * 127.5).round().long().tolist()
+        return torch.tensor([0.0 if t == f"c{i}" else -5.0 for i, t in zip(idx, texts)])
+
+
+def test_fusion_reranking_fixes_the_order_within_the_top_k_only():
+    n = 6
+    g = Gallery(n, lambda j: Image.new("RGB", (8, 8), (j, 0, 0)), [f"c{j}" for j in range(n)], list(range(n)))
+    sim = -torch.eye(n)  # the dual encoder puts every gold image last
+    sim[0, 0] = 1.0  # ... except caption 0, whose gold is first
+    t_ranks, i_ranks = rerank_ranks(sim, g, _OracleMatcher(), k=n)
+    assert t_ranks.tolist() == [1] * n and i_ranks.tolist() == [1] * n
+    t_ranks, _ = rerank_ranks(sim, g, _OracleMatcher(), k=2)  # gold outside the top 2 stays where it was
+    assert t_ranks.tolist() == [1] + [n] * (n - 1)
+
+
+def test_fusion_matcher_needs_a_matching_head_and_scores_pairs(tokenizer):
+    from workbench.data.shapes import ITM_LABELS
+
+    torch.manual_seed(0)
+    fusion = create_model("fusion", len(tokenizer), 2, **TINY)
+    with pytest.raises(ValueError, match="shapes-itm"):
+        FusionMatcher(fusion, tokenizer, ["yes", "no"])
+    m = FusionMatcher(fusion, tokenizer, ITM_LABELS, chunk=3)
+    pixels = torch.rand(4, 3, 64, 64) * 2 - 1
+    texts = ["a red circle.", "a blue square.", "a small green triangle at top left.", "x"]
+    pairs = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]], dtype=torch.bool)
+    g = m.pair_log_match(pixels, texts, pairs)
+    assert torch.isnan(g[~pairs]).all() and (g[pairs] <= 0).all()
+    direct = m.log_match(pixels[[0, 3]], [texts[3], texts[0]])
+    torch.testing.assert_close(g[[0, 3], [3, 0]], direct)
+
+
+# ---------------------------------------------------------------------------------------- CLIP
+
+
+def _tiny_clip(folder, tokenizer_files=True):
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())  # byte-level BPE with no merges: one token per character
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    eos = vocab["<|endoftext|>"]
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=77, bos_token_id=eos - 1, eos_token_id=eos,
+                pad_token_id=eos)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                  patch_size=8)  # fmt: skip
+    torch.manual_seed(0)
+    clip = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=24)).eval()
+    clip.save_pretrained(folder, safe_serialization=True)
+    if tokenizer_files:
+        CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    return clip
+
+
+def test_a_clip_folder_loads_as_a_dual_encoder_with_our_interface(tmp_path):
+    from workbench.models.clip import ClipDualEncoder, load_dual_encoder
+
+    clip = _tiny_clip(tmp_path / "clip")
+    ck = load_dual_encoder(tmp_path / "clip")
+    assert isinstance(ck.model, ClipDualEncoder) and ck.meta["kind"] == "clip" and ck.image_size == 32
+    enc = DualEncoder(ck.model, ck.tokenizer)
+    assert enc.embed_dim == 24 and enc.max_length == 77 and enc.image_size == 32
+    pixels = torch.rand(2, 3, 64, 64) * 2 - 1  # workbench pixels: [-1, 1], our size; the wrapper resizes
+    with torch.no_grad():
+        img = enc.image_embeddings(pixels)
+        txt = enc.embed_texts(["a red circle.", "two blue squares"])
+        x = torch.nn.functional.interpolate((pixels + 1) / 2, size=(32, 32), mode="bicubic").clamp(0, 1)
+        mean, std = torch.tensor([0.48145466, 0.4578275, 0.40821073]), torch.tensor([0.26862954, 0.26130258, 0.27577711])
+        ref = clip.visual_projection(clip.vision_model(pixel_values=(x - mean[:, None, None]) / std[:, None, None]).pooler_output)
+        ids = ck.tokenizer(["a red circle.", "two blue squares"], padding=True, return_tensors="pt")
+        ref_t = clip.text_projection(clip.text_model(**ids).pooler_output)
+    torch.testing.assert_close(img, torch.nn.functional.normalize(ref, dim=-1))
+    torch.testing.assert_close(txt, torch.nn.functional.normalize(ref_t, dim=-1))
+    assert enc.logit_scale().item() == pytest.approx(clip.logit_scale.exp().item())
+    m = evaluate_retrieval(enc, load_dataset("shapes-retrieval", "test", 8), timing=False)
+    assert m["n_images"] == 8 and m["params"] == sum(p.numel() for p in clip.parameters())
+
+
+def test_clip_folders_without_safetensors_or_a_tokenizer_are_refused(tmp_path):
+    from workbench.models.clip import load_clip
+
+    _tiny_clip(tmp_path / "notok", tokenizer_files=False)
+    with pytest.raises(CheckpointError, match="no CLIP tokenizer"):
+        load_clip(tmp_path / "notok")
+    _tiny_clip(tmp_path / "pickled")
+    (tmp_path / "pickled" / "model.safetensors").rename(tmp_path / "pickled" / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="never unpickles"):
+        load_clip(tmp_path / "pickled")
+    with pytest.raises(CheckpointError, match="not a CLIP folder"):
+        load_clip(tmp_path)
+
+
+def test_a_clip_folder_is_a_dual_teacher_for_mcad(tmp_path, tokenizer):
+    """The CLIP teacher re-tokenizes the captions with its own tokenizer and sees our 64 px images resized."""
+    from workbench.data import Collator
+    from workbench.data.shapes import ITM_LABELS
+    from workbench.distill.mcad import make_retrieval_recipe
+    from workbench.models.clip import load_dual_encoder
+
+    _tiny_clip(tmp_path / "clip")
+    ck = load_dual_encoder(tmp_path / "clip")
+    fusion = create_model("fusion", len(tokenizer), 2, **TINY)
+    recipe = make_retrieval_recipe("mcad", DualEncoder(ck.model, ck.tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS))
+    student = create_model("dual", len(tokenizer), 0, embed_dim=24, **TINY)
+    data = load_dataset("shapes-retrieval", "train", 6)
+    batch = Collator(tokenizer, 64)([data[i] for i in range(6)])
+    loss, logs = recipe.loss(student, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and logs["feature"] > 0 and logs["fused_pairs"] >= 6
+    assert all(p.grad is None for p in ck.model.parameters())
+    assert student.image_proj.weight.grad.abs().sum() > 0
