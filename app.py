@@ -21,6 +21,7 @@ copies serve Attention and Errors, one event at a time; the benchmark copies its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -34,8 +35,12 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# a server has no display: saying so spares every Gradio event's backend check an import of pyplot
+# (about a second, paid by the first request)
+os.environ.setdefault("MPLBACKEND", "agg")
 
 import gradio as gr  # noqa: E402
+import gradio.component_meta  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 from workbench import viz  # noqa: E402
@@ -85,19 +90,36 @@ ERROR_HEADERS = ["#", "type", "question", "gold", "teacher", "student", "attenti
 EXAMPLE_COUNT = 6
 
 
-class ImageInput(gr.Image):
-    """`gr.Image` (same front end) whose upload errors read as a message for the user: Gradio's own
-    pre-processing opens the file with PIL and would report a non-image as an internal error."""
+@contextlib.contextmanager
+def _no_stub_files():
+    """Gradio writes a `.pyi` stub beside the source file of every component subclass it sees defined
+    (for custom-component packages); for `ImageInput` that would be an `app.pyi` in the repository."""
+    writer = getattr(gradio.component_meta, "create_or_modify_pyi", None)
+    gradio.component_meta.create_or_modify_pyi = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        if writer is not None:
+            gradio.component_meta.create_or_modify_pyi = writer
 
-    is_template = True  # drawn by the front end as a plain "image"; no __init__ of its own: Gradio
-    # reads the component's properties off the signature of `gr.Image.__init__`
 
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-            name = getattr(payload, "orig_name", None) or "the uploaded file"
-            raise gr.Error(f"{name} is not an image we can read ({e.__class__.__name__}); upload a PNG or JPEG") from e
+with _no_stub_files():
+
+    class ImageInput(gr.Image):
+        """`gr.Image` (same front end) whose upload errors read as a message for the user: Gradio's own
+        pre-processing opens the file with PIL and would report a non-image as an internal error."""
+
+        is_template = True  # drawn by the front end as a plain "image"; no __init__ of its own: Gradio
+        # reads the component's properties off the signature of `gr.Image.__init__`
+
+        def preprocess(self, payload):
+            try:
+                return super().preprocess(payload)
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+                name = getattr(payload, "orig_name", None) or "the uploaded file"
+                raise gr.Error(
+                    f"{name} is not an image we can read ({e.__class__.__name__}); upload a PNG or JPEG"
+                ) from e
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -107,13 +129,12 @@ def shipped_pairs(assets: Path = ASSETS) -> dict[str, tuple[Path, Path | None]]:
     """Every shipped teacher (`<task>-teacher`) with its student (`<task>-student`) if one is shipped,
     plus any other shipped student of it (`<task>-student-<recipe>`, e.g. the no-distillation baseline)
     as a pair of its own. Display name -> (teacher folder, student folder or None)."""
-    teachers = sorted(p for p in assets.glob("*-teacher") if p.is_dir())
     order = list(TASK_NAMES)
-    teachers.sort(key=lambda p: order.index(p.name[: -len("-teacher")]) if p.name[:-8] in order else len(order))
+    tasks = sorted(p.name.removesuffix("-teacher") for p in assets.glob("[!.]*-teacher") if p.is_dir())
+    tasks.sort(key=lambda task: order.index(task) if task in order else len(order))
     pairs, extra = {}, {}
-    for t in teachers:
-        task = t.name[: -len("-teacher")]
-        name = TASK_NAMES.get(task, task)
+    for task in tasks:
+        t, name = assets / f"{task}-teacher", TASK_NAMES.get(task, task)
         main = assets / f"{task}-student"
         pairs[name] = (t, main if main.is_dir() else None)
         for s in sorted(assets.glob(f"{task}-student-*")):
@@ -157,6 +178,10 @@ def _dataset_name(ck: Checkpoint) -> str:
 
 def _num_images(ck: Checkpoint) -> int:
     return int(ck.meta.get("num_images", 1))
+
+
+def _random_label(teacher: Checkpoint) -> str:
+    return "Random easy-VQA test image" if _dataset_name(teacher) == "easy-vqa" else "New random scene"
 
 
 def _kind_label(ck: Checkpoint) -> str:
@@ -218,9 +243,10 @@ def build_app(
     names = list(pairs)
     analysis = {name: (_copy(t), _copy(s)) for name, (t, s) in pairs.items()}  # see the module docstring
     settings_by_name = dict(bench_settings or BENCH_SETTINGS)  # None: the bench's own QUICK settings
-    known_texts = {q for s in samples for q in s.get("questions", []) + s.get("hypotheses", [])}
+    # texts the app itself put in the question box: replaced when the input changes (a user's own is kept)
+    suggested = {q for s in samples for q in s.get("questions", []) + s.get("hypotheses", [])}
     datasets: dict[tuple[str, int | None], object] = {}
-    error_rows: dict[str, list[dict]] = {}
+    error_rows: dict[str, tuple[list[dict], Path]] = {}  # pair -> (compared rows, their CSV)
     export_dir = Path(tempfile.mkdtemp(prefix="workbench-app-"))
 
     def get_pair(name: str, which: dict = pairs) -> Pair:
@@ -236,6 +262,14 @@ def build_app(
             datasets[key] = load_dataset(key[0], "test", size)
         return datasets[key]
 
+    def suggest(text: str) -> str:
+        if len(suggested) < 10_000:  # bounded: random scenes keep adding texts
+            suggested.add(text)
+        return text
+
+    def ours(question) -> bool:
+        return not (question or "").strip() or question in suggested
+
     def samples_for(teacher: Checkpoint) -> list[dict]:
         name = _dataset_name(teacher)
         source = "easy-vqa" if name == "easy-vqa" else "shapes" if name.startswith("shapes") else None
@@ -248,7 +282,7 @@ def build_app(
             texts = sample.get("hypotheses" if task == "ve" else "questions", [])
         if not texts:  # e.g. NLVR statements, or hypotheses for an easy-VQA image: the test split's own
             data = dataset(teacher, EXAMPLE_COUNT)
-            texts = [data[i].text for i in range(min(EXAMPLE_COUNT, len(data)))]
+            texts = [suggest(data[i].text) for i in range(min(EXAMPLE_COUNT, len(data)))]
         return list(texts)[:EXAMPLE_COUNT]
 
     def attention_shape(name: str) -> tuple[int, int]:
@@ -292,7 +326,7 @@ def build_app(
         what = "easy-VQA test image" if name == "easy-vqa" else "random test scene"
         info = f"{what} #{i} · {html.escape(ex.qtype)} · the generator's answer: **{html.escape(gold)}**"
         second = ex.images[1] if len(ex.images) > 1 else None
-        return ex.images[0], second, ex.text, info
+        return ex.images[0], second, suggest(ex.text), info
 
     @_user_errors
     def load_sample(pair_name: str, index: int, question: str):
@@ -303,8 +337,8 @@ def build_app(
             raise gr.Error(f"No sample #{index}; there are {len(shown)}.")
         sample = shown[int(index)]
         examples = examples_for(teacher, sample)
-        if not (question or "").strip() or question in known_texts:
-            question = examples[0] if examples else question
+        if examples and ours(question):
+            question = examples[0]
         second = gr.update()
         if _num_images(teacher) == 2:
             second = shown[(int(index) + 1) % len(shown)]["path"]
@@ -317,14 +351,18 @@ def build_app(
         )
 
     def pick_example(example):
-        """The clicked example question."""
+        """The clicked example question (through the API: its index in this session's examples)."""
         return example[0] if isinstance(example, (list, tuple)) else example
 
     @_user_errors
-    def set_pair(pair_name: str):
-        """Everything that depends on the chosen pair, reset."""
+    def set_pair(pair_name: str, question: str = ""):
+        """Everything that depends on the chosen pair, reset; the question becomes one of the pair's
+        examples unless the user typed their own."""
         teacher, student = get_pair(pair_name)
         shown = samples_for(teacher)
+        examples = examples_for(teacher, shown[0] if shown else None)
+        if examples and ours(question):
+            question = examples[0]
         layers, heads = attention_shape(pair_name)
         task = _task(teacher)
         two = _num_images(teacher) == 2
@@ -332,10 +370,11 @@ def build_app(
         s_head = f"#### Student · dual encoder\n`{_kind_label(student)}`" if student else "#### Student\n_none shipped_"
         return (
             gr.Dataset(samples=[[s["path"]] for s in shown]),
-            gr.Dataset(samples=[[q] for q in examples_for(teacher, shown[0] if shown else None)]),
+            gr.Dataset(samples=[[q] for q in examples]),
+            gr.update(value=_random_label(teacher)),
             gr.update(label="left image" if two else "image"),
             gr.update(visible=two),
-            gr.update(label=TEXT_LABELS.get(task, "question")),
+            gr.update(value=question, label=TEXT_LABELS.get(task, "question")),
             f"#### Teacher · fusion encoder\n`{_kind_label(teacher)}`",
             s_head,
             "",
@@ -374,41 +413,42 @@ def build_app(
         head_index = None if head in (None, "", "mean") else int(head) - 1
         if head_index is not None and not 0 <= head_index < heads:
             raise gr.Error(f"No head {head}; the models have {heads}.")
-        maps, answers, tokens = {}, {}, None
+        maps, tokens, w = {}, None, None
         for role, ck in (("teacher", teacher), ("student", student)):
             if ck is None:
                 continue
             batch = encode(ck.model, ck.tokenizer, img, question, second_image=img2)
             res = explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index)[method]
-            tokens = tokens or res["tokens"]
-            answers[role] = ask(ck, img, question, second_image=img2)
+            answer_text = ask(ck, img, question, second_image=img2)["answer"]
+            if tokens is None:  # the teacher's tokens name the words (the student shares its tokenizer)
+                tokens = res["tokens"]
+                w = _word_index(word, tokens) if method == "attention" else None
             if method == "attention":
-                w = _word_index(word, tokens)
-                m = (
-                    question_map(res["cross"], layer_index, head_index)
-                    if w is None or res["tokens"] != tokens
-                    else word_map(res["cross"], w, layer_index, head_index)
-                )
+                cross, kind = res["cross"], "real" if role == "teacher" else "virtual"
+                if w is not None and cross["tokens"] == tokens:
+                    m = word_map(cross, w, layer_index, head_index)
+                else:
+                    m = question_map(cross, layer_index, head_index)
+                label = f"{role} · {kind} cross-attention · {answer_text}"
             else:
-                m = normalise_map(res["image"], "sum")
-            kind = ("real" if role == "teacher" else "virtual") + " cross-attention · " if method == "attention" else ""
-            maps[f"{role} · {kind}{answers[role]['answer']}"] = m
-        w = _word_index(word, tokens) if method == "attention" else None
+                m = normalise_map(res["image"], "sum")  # shares, comparable across the two models
+                label = f"{role} · {answer_text}"
+            maps[label] = m
         if method == "attention":
             what = f"'{tokens[w]}'" if w is not None else "question words"
             heads_text = "heads averaged" if head_index is None else f"head {head_index + 1}"
-            title = f"{what} → image · layer {layer} of {layers} · {heads_text}"
+            title = f"{what} → image<br><sup>layer {layer} of {layers} · {heads_text}</sup>"
         else:
             title = dict((v, k) for k, v in METHOD_CHOICES)[method]
         fig = viz.patch_maps_side_by_side(
             maps,
-            title=f"{title}<br><sup>{html.escape(question)}</sup>",
+            title=title,
             image=img,
             colorscale="RdBu_r" if method == "ig" else "Viridis",
             symmetric=method == "ig",
             zlabel="attention" if method == "attention" else "share",
         )
-        lines = [METHOD_NOTES[method]]
+        lines = [f"*{html.escape(question)}*", METHOD_NOTES[method]]
         if len(maps) == 2:
             agree = map_agreement(*maps.values())
             kl = "" if method == "ig" else f"KL {agree['kl']:.3f}, "  # KL would drop IG's negative part
@@ -469,16 +509,17 @@ def build_app(
             raise gr.Error("No student is shipped for this task yet: nothing to compare the teacher with.")
         if pair_name not in error_rows:
             progress(0, desc=f"comparing teacher and student on {errors_n} test examples")
-            data = dataset(teacher, errors_n)
-            error_rows[pair_name] = compare_models(
+            rows = compare_models(
                 teacher.model,
                 student.model,
-                data,
+                dataset(teacher, errors_n),
                 Collator.for_model(teacher.model, teacher.tokenizer),
                 student_collator=Collator.for_model(student.model, student.tokenizer),
-                progress=True,
+                progress=True,  # a tqdm bar, which gr.Progress(track_tqdm=True) shows
             )
-        rows = error_rows[pair_name]
+            slug = "".join(c if c.isalnum() else "-" for c in pair_name).strip("-")
+            error_rows[pair_name] = rows, export_rows(rows, export_dir / f"{slug}-teacher-vs-student.csv")
+        rows, csv = error_rows[pair_name]
         stats = accuracy_by_type(rows)
         all_dis = disagreements(rows)
         shown = disagreements(
@@ -502,14 +543,12 @@ def build_app(
             f"student {o['student']:.1%}, same answer {o['agree']:.1%}. **{len(all_dis)} disagreements**, "
             f"{len(shown)} shown (most confident student first). Click a row to open it."
         )
-        slug = "".join(c if c.isalnum() else "-" for c in pair_name).strip("-")
-        path = export_rows(rows, export_dir / f"{slug}-teacher-vs-student.csv")
         types = ["all", *stats["per_type"]]
         return (
             summary,
             viz.accuracy_by_type_bar(stats["per_type"], models=("teacher", "student", "agree")),
             {"headers": ERROR_HEADERS, "data": table},
-            str(path),
+            str(csv),
             gr.update(choices=types, value=qtype if qtype in types else "all"),
         )
 
@@ -524,14 +563,13 @@ def build_app(
         info = f"test example #{int(index)} · {html.escape(ex.qtype)} · gold answer: **{data.labels[ex.label]}**"
         second = ex.images[1] if len(ex.images) > 1 else None
         tab = "attention" if str(target).lower() == "attention" else "ask"
-        return ex.images[0], second, ex.text, info, gr.Tabs(selected=tab)
+        return ex.images[0], second, suggest(ex.text), info, gr.Tabs(selected=tab)
 
     def open_row(pair_name: str, target: str, evt: gr.SelectData):
         """A click in the Errors table: open that row's example (the row's first cell is its index)."""
-        row = evt.row_value if evt.row_value is not None else None
-        if not row:
+        if not evt.row_value:
             raise gr.Error("Click a row of the table.")
-        return open_example(pair_name, int(row[0]), target)
+        return open_example(pair_name, int(evt.row_value[0]), target)
 
     # ------------------------------------------------------------------ layout
 
@@ -576,7 +614,7 @@ def build_app(
                                 visible=two0,
                                 elem_id="image2",
                             )
-                        random_btn = gr.Button("New random scene", elem_id="random")
+                        random_btn = gr.Button(_random_label(first_teacher), elem_id="random")
                         source_info = gr.Markdown(elem_id="source-info")
                         question = gr.Textbox(
                             value=first_examples[0] if first_examples else "",
@@ -697,13 +735,18 @@ def build_app(
             "ask_after_sample",
         )
         then_ask(examples.click(pick_example, examples, question, api_name="pick_example"), "ask_after_example")
-        pair_out = [gallery, examples, image, image2, question, t_head, s_head, *answers, layer, head, word]
+        pair_out = [gallery, examples, random_btn, image, image2, question, t_head, s_head, *answers, layer, head, word]
         pair_out += [att_plot, att_text, qtype, err_text, err_plot, err_table]
-        pair.change(set_pair, pair, pair_out, api_name="set_pair")
+        pair.change(set_pair, [pair, question], pair_out, api_name="set_pair")
 
         explain_btn.click(explain_pair, att_in, att_out, api_name="explain", **att_kw)
-        for i, control in enumerate((method, layer, head, word)):
-            control.input(explain_pair, att_in, att_out, api_name=f"explain_on_control_{i}", **att_kw, **private)
+        for name, event in (
+            ("method", method.input),
+            ("layer", layer.release),
+            ("head", head.input),
+            ("word", word.input),
+        ):
+            event(explain_pair, att_in, att_out, api_name=f"explain_on_{name}", **att_kw, **private)
         attention_tab.select(explain_pair, att_in, att_out, api_name="explain_on_tab", **att_kw, **private)
 
         speed_btn.click(speed, [pair, settings], [speed_plot, speed_text], api_name="speed", concurrency_limit=1)
@@ -737,7 +780,7 @@ def _word_index(word, tokens: list[str]) -> int | None:
 
 def preload() -> None:
     """Import what the Attention, Speed and Errors tabs use (Captum, the benchmark), in the background
-    after start-up, so that neither start-up nor the first click on those tabs waits for it."""
+    shortly after start-up, so that neither start-up nor the first click on those tabs waits for it."""
     import workbench.bench  # noqa: F401
     import workbench.evaluate  # noqa: F401
     import workbench.explain  # noqa: F401
@@ -745,6 +788,7 @@ def preload() -> None:
 
 def serve(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kwargs):
     """Launch `demo` the way `python app.py` does (the tests use this too)."""
+    kwargs.setdefault("max_file_size", "64mb")  # an upload bound: a 4000 x 4000 RGB PNG is at most ~48 MB
     return demo.launch(server_name=host, server_port=port, show_error=True, **kwargs)
 
 
@@ -758,7 +802,9 @@ def main() -> None:
     warm_up(pairs)
     demo = build_app(pairs, load_samples(ASSETS / "samples"))
     print(f"{len(pairs)} task / model pairs loaded and the app built in {time.perf_counter() - t0:.1f} s")
-    threading.Thread(target=preload, daemon=True).start()
+    timer = threading.Timer(5.0, preload)  # after start-up and the first requests, not during them
+    timer.daemon = True
+    timer.start()
     serve(demo, args.host, args.port)
 
 

@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,9 +68,20 @@ def summary(values_s: list[float]) -> dict:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used so far; NaN where /proc is missing. On a busy
+    machine the wall-clock start-up stretches with the load; this does not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 class LaunchedApp:
     """`python app.py --port P` in a subprocess, stopped (by its own pid) on exit; `startup_s` is the
-    time from starting the process to the first successful /ask."""
+    time from starting the process to the first successful /ask, `startup_cpu_s` the CPU time the app
+    used until then."""
 
     def __init__(self, port: int | None = None, pair: str = "shapes VQA", timeout: float = 120.0):
         self.port = port or free_port()
@@ -80,30 +92,42 @@ class LaunchedApp:
         from gradio_client import Client
 
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+        self.log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would block the app
         start = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(self.port)],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         image, question = queries(self.pair)[0]
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{self.proc.stderr.read()}")
-            if time.perf_counter() - start > self.timeout:
-                self.__exit__(None, None, None)
-                raise TimeoutError(f"app.py did not answer within {self.timeout} s")
+        while True:  # a cheap poll of the port (a gradio Client per attempt would take CPU from the app)
+            self._check(start)
             try:
-                client = Client(self.url, verbose=False)
-                ask(client, self.pair, image, question)
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        while True:
+            self._check(start)
+            try:
+                ask(Client(self.url, verbose=False), self.pair, image, question)
                 break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.2)
+            except Exception:  # noqa: BLE001 - listening, not serving yet
+                time.sleep(0.1)
         self.startup_s = time.perf_counter() - start
+        self.startup_cpu_s = cpu_seconds(self.proc.pid)
         return self
+
+    def _check(self, start: float) -> None:
+        if self.proc.poll() is not None:
+            self.log.seek(0)
+            raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{self.log.read()[-4000:]}")
+        if time.perf_counter() - start > self.timeout:
+            self.__exit__(None, None, None)
+            raise TimeoutError(f"app.py did not answer within {self.timeout} s")
 
     def __exit__(self, *exc) -> None:
         if self.proc.poll() is None:
@@ -112,3 +136,4 @@ class LaunchedApp:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.log.close()

@@ -47,7 +47,11 @@ def main() -> int:
     if args.launch:
         with LaunchedApp(pair=args.pair) as app:
             result["startup_s"] = round(app.startup_s, 2)
-            print(f"start-up (python app.py -> first successful /ask): {app.startup_s:.1f} s")
+            result["startup_cpu_s"] = round(app.startup_cpu_s, 2)
+            print(
+                f"start-up (python app.py -> first successful /ask): {app.startup_s:.1f} s wall, "
+                f"{app.startup_cpu_s:.1f} s of CPU (load average {os.getloadavg()[0]:.1f})"
+            )
             result.update(run(app.url, args.n, args.pair))
     else:
         result.update(run(args.url, args.n, args.pair))

@@ -18,7 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from app_client import LaunchedApp, ask, queries, summary
+from app_client import LaunchedApp, ask, cpu_seconds, queries, summary
 
 
 def client_run(url: str, pair: str, n: int, offset: int, stop: threading.Event) -> tuple[list[float], list[str]]:
@@ -82,7 +82,10 @@ def main() -> int:
     load = round(os.getloadavg()[0], 2)
     if args.launch:
         with LaunchedApp(pair=args.pair) as app:
+            cpu = cpu_seconds(app.proc.pid)
             result = run(app.url, args.clients, args.queries, args.pair, args.deadline)
+            cpu = cpu_seconds(app.proc.pid) - cpu
+            result["app_cpu_ms_per_query"] = round(1000 * cpu / max(result["ok"], 1), 1)
     else:
         result = run(args.url, args.clients, args.queries, args.pair, args.deadline)
     result["load_average_1min"] = load
@@ -92,6 +95,8 @@ def main() -> int:
         f"{result['elapsed_s']} s ({result['throughput_per_s']} queries/s); latency p50 {lat['p50_ms']:.0f} ms, "
         f"p95 {lat['p95_ms']:.0f} ms, max {lat['max_ms']:.0f} ms; load average at start {load}"
     )
+    if "app_cpu_ms_per_query" in result:
+        print(f"the app used {result['app_cpu_ms_per_query']} ms of CPU per query")
     for f in result["failure_examples"]:
         print("  failure:", f)
     if args.json:

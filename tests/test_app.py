@@ -79,6 +79,10 @@ def _answer(text: str) -> str:
     return text.split("**")[1]
 
 
+def test_defining_the_app_writes_no_stub_file_into_the_repository():
+    assert not Path(app_module.__file__).with_suffix(".pyi").exists()  # Gradio's per-component .pyi
+
+
 def test_every_function_is_an_api_endpoint(served):
     client, _ = served
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ENDPOINTS
@@ -126,11 +130,13 @@ def test_gallery_sample_and_example_question(served):
 
 
 def test_set_pair_updates_the_controls(served):
-    client, _ = served
-    out = client.predict(NLVR, api_name="/set_pair")
-    assert out[3]["visible"] is True  # the right-hand image
-    assert out[4]["label"].startswith("statement")
+    client, samples = served
+    out = client.predict(NLVR, samples[0]["questions"][0], api_name="/set_pair")
+    assert out[3]["visible"] is True  # the right-hand image (the API leaves out the button update)
+    assert out[4]["label"].startswith("statement") and out[4]["value"] not in samples[0]["questions"]
     assert out[11]["maximum"] == 2  # layers both models have
+    own = client.predict(VE, "my own question?", api_name="/set_pair")
+    assert own[3]["visible"] is False and own[4]["value"] == "my own question?"  # typed by the user: kept
 
 
 @pytest.mark.parametrize("method", ["attention", "rollout", "relevancy", "ig"])
@@ -150,10 +156,11 @@ def test_explain_one_word_and_head_and_the_limits(served):
         VQA, image, None, "is there a red circle?", "attention", 1, "2", "4:red", api_name="/explain"
     )
     assert word["value"] == "4:red"
-    plot, *_ = client.predict(
-        NLVR, image, image, "both images contain a circle.", "rollout", 2, "mean", "all", api_name="/explain"
-    )
-    assert plot is not None
+    for method in ("attention", "rollout", "relevancy"):  # two images: maps over the left one
+        plot, text, *_ = client.predict(
+            NLVR, image, image, "both images contain a circle.", method, 2, "mean", "all", api_name="/explain"
+        )
+        assert plot is not None and "left image" in text
     with pytest.raises(Exception, match="one-image"):
         client.predict(NLVR, image, image, "both images contain a circle.", "ig", 2, "mean", "all", api_name="/explain")
     with pytest.raises(Exception, match="empty"):
