@@ -215,8 +215,13 @@ def test_a_clip_folder_loads_as_a_dual_encoder_with_our_interface(tmp_path):
         img = enc.image_embeddings(pixels)
         txt = enc.embed_texts(["a red circle.", "two blue squares"])
         x = torch.nn.functional.interpolate((pixels + 1) / 2, size=(32, 32), mode="bicubic").clamp(0, 1)
-        mean, std = torch.tensor([0.48145466, 0.4578275, 0.40821073]), torch.tensor([0.26862954, 0.26130258, 0.27577711])
-        ref = clip.visual_projection(clip.vision_model(pixel_values=(x - mean[:, None, None]) / std[:, None, None]).pooler_output)
+        mean, std = (
+            torch.tensor([0.48145466, 0.4578275, 0.40821073]),
+            torch.tensor([0.26862954, 0.26130258, 0.27577711]),
+        )
+        ref = clip.visual_projection(
+            clip.vision_model(pixel_values=(x - mean[:, None, None]) / std[:, None, None]).pooler_output
+        )
         ids = ck.tokenizer(["a red circle.", "two blue squares"], padding=True, return_tensors="pt")
         ref_t = clip.text_projection(clip.text_model(**ids).pooler_output)
     torch.testing.assert_close(img, torch.nn.functional.normalize(ref, dim=-1))
@@ -250,7 +255,9 @@ def test_a_clip_folder_is_a_dual_teacher_for_mcad(tmp_path, tokenizer):
     _tiny_clip(tmp_path / "clip")
     ck = load_dual_encoder(tmp_path / "clip")
     fusion = create_model("fusion", len(tokenizer), 2, **TINY)
-    recipe = make_retrieval_recipe("mcad", DualEncoder(ck.model, ck.tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS))
+    recipe = make_retrieval_recipe(
+        "mcad", DualEncoder(ck.model, ck.tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS)
+    )
     student = create_model("dual", len(tokenizer), 0, embed_dim=24, **TINY)
     data = load_dataset("shapes-retrieval", "train", 6)
     batch = Collator(tokenizer, 64)([data[i] for i in range(6)])
@@ -259,3 +266,16 @@ def test_a_clip_folder_is_a_dual_teacher_for_mcad(tmp_path, tokenizer):
     assert torch.isfinite(loss) and logs["feature"] > 0 and logs["fused_pairs"] >= 6
     assert all(p.grad is None for p in ck.model.parameters())
     assert student.image_proj.weight.grad.abs().sum() > 0
+
+
+def test_retrieval_cli_reads_karpathy_files_from_a_local_path(tmp_path, tokenizer):
+    from workbench.cli import main
+    from workbench.models.io import save_checkpoint
+
+    model = create_model("dual", len(tokenizer), 0, **TINY)
+    save_checkpoint(model, tokenizer, tmp_path / "dual", {"task": "retrieval", "labels": []})
+    out = tmp_path / "k.json"
+    args = ["retrieval", str(tmp_path / "dual"), "--karpathy", str(_karpathy(tmp_path / "coco")), "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    m = json.loads(out.read_text())
+    assert m["dataset"] == "coco-karpathy" and m["n_images"] == 4 and m["n_texts"] == 8 and m["query_ms"]["total"] > 0

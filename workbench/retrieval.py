@@ -58,7 +58,9 @@ def gallery_from(dataset, limit: int | None = None) -> Gallery:
             raise ValueError(f"a shapes {dataset.task!r} dataset is not a retrieval gallery; use shapes-retrieval")
         scenes = dataset.gallery()[: limit or None]
         size = dataset.cfg.image_size
-        return Gallery(len(scenes), lambda j: render(scenes[j], size), [caption(s) for s in scenes], list(range(len(scenes))))
+        return Gallery(
+            len(scenes), lambda j: render(scenes[j], size), [caption(s) for s in scenes], list(range(len(scenes)))
+        )
     if hasattr(dataset, "items") and hasattr(dataset, "image") and hasattr(dataset, "image_count"):  # Karpathy
         n = dataset.image_count if limit is None else min(limit, dataset.image_count)
         pairs = [(text, j) for text, j in dataset.items if j < n]
@@ -298,7 +300,9 @@ class FusionMatcher:
     def log_match(self, pixel_values: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         """pixel_values [N, 3, H, W] in [-1, 1], N captions -> [N] log P(match)."""
         device = _device(self.model)
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
         pixel_values = pixel_values.to(device)
         out = []
@@ -416,14 +420,20 @@ def evaluate_retrieval(
         result["query_ms"] = {
             "encode_text": round(1e3 * _median_seconds(lambda: encoder.embed_texts([query]), min_run_time), 3),
             "search": round(1e3 * _median_seconds(lambda: index.search(q, 10), min_run_time), 3),
-            "total": round(1e3 * _median_seconds(lambda: index.search(encoder.embed_texts([query]), 10), min_run_time), 3),
+            "total": round(
+                1e3 * _median_seconds(lambda: index.search(encoder.embed_texts([query]), 10), min_run_time), 3
+            ),
             "threads": torch.get_num_threads(),
         }
     if rerank is not None:
         t1 = time.perf_counter()
         sim = text_emb @ image_emb.T
         rt, ri = rerank_ranks(sim, gallery, rerank, rerank_k, progress)
-        result["reranked"] = {**scores_from_ranks(rt, ri, ks), "k": rerank_k, "seconds": round(time.perf_counter() - t1, 2)}
+        result["reranked"] = {
+            **scores_from_ranks(rt, ri, ks),
+            "k": rerank_k,
+            "seconds": round(time.perf_counter() - t1, 2),
+        }
     model.train(was_training)
     return result
 
@@ -443,7 +453,10 @@ def format_retrieval(metrics: dict) -> str:
         lines.append(f"  {name:<12} {recalls}  median rank {m['median_rank']:g}")
     if "reranked" in metrics:
         r = metrics["reranked"]
-        lines.append(f"  fusion re-rank of the top {r['k']}: R@1 i2t {100 * r['i2t']['R@1']:.1f}  t2i {100 * r['t2i']['R@1']:.1f}")
+        lines.append(
+            f"  fusion re-rank of the top {r['k']}: R@1 i2t {100 * r['i2t']['R@1']:.1f}"
+            f"  t2i {100 * r['t2i']['R@1']:.1f}"
+        )
     idx = metrics["index"]
     lines.append(f"  index: {idx['backend']}, built in {idx['seconds']:.3g} s ({idx['images_per_s']:g} images/s)")
     if "query_ms" in metrics:

@@ -104,7 +104,9 @@ class RetrievalRecipe:
         if needs_dual(w) and dual is None:
             raise ValueError(f"recipe {name!r} distils from a dual-encoder teacher: pass one")
         if needs_fusion(w) and fusion is None:
-            raise ValueError(f"recipe {name!r} injects the fusion teacher's matching scores (alpha={w.alpha}): pass one")
+            raise ValueError(
+                f"recipe {name!r} injects the fusion teacher's matching scores (alpha={w.alpha}): pass one"
+            )
         self.dual = dual if needs_dual(w) else None
         self.fusion = fusion if needs_fusion(w) else None
         if self.dual is not None:
@@ -203,7 +205,8 @@ def distill_retrieval(
     `dual_teacher`: our dual checkpoint or a CLIP folder; `fusion_teacher`: a fusion checkpoint
     trained on `shapes-itm`. A distilled student's embedding width is the dual teacher's (the
     feature loss compares them); its tokenizer is that of the first workbench teacher (`cfg.teacher`;
-    the workbench's own without one), and each teacher re-tokenizes the captions with its own. The teachers' paths and the weights go into the checkpoint's train_config.
+    the workbench's own without one), and each teacher re-tokenizes the captions with its own. The
+    teachers' paths and the weights go into the checkpoint's train_config.
     """
     from workbench.models.clip import load_dual_encoder
 
@@ -224,7 +227,14 @@ def distill_retrieval(
     if dual is not None:
         size.setdefault("embed_dim", dual.embed_dim)
     # the student reads token ids as a workbench teacher does (a CLIP teacher's tokenizer is not ours)
-    ours = [p for p, used in ((dual_teacher, dual is not None and dual.model.kind == "dual"), (fusion_teacher, fusion is not None)) if used]
+    ours = [
+        p
+        for p, used in (
+            (dual_teacher, dual is not None and dual.model.kind == "dual"),
+            (fusion_teacher, fusion is not None),
+        )
+        if used
+    ]
     cfg = replace(
         cfg,
         model="dual",

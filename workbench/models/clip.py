@@ -101,7 +101,9 @@ def load_clip(path: str | Path, device: str | torch.device = "cpu") -> Checkpoin
         raise CheckpointError(f"{path} is not a CLIP folder (config.json with model_type: clip)")
     if not any(path.glob("model*.safetensors")):
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        hint = f" (it holds only pickle weights: {', '.join(pickles)}; the workbench never unpickles)" if pickles else ""
+        hint = (
+            f" (it holds only pickle weights: {', '.join(pickles)}; the workbench never unpickles)" if pickles else ""
+        )
         raise CheckpointError(f"{path} has no model.safetensors{hint}; re-save with save_pretrained(folder)")
     if not any((path / f).exists() for f in _TOKENIZER_FILES):
         raise CheckpointError(

@@ -1,0 +1,211 @@
+"""MCAD and the retrieval baselines: every recipe trains the student only, a tiny end-to-end run writes a
+checkpoint with retrieval metrics, and the grid collects seeds into a table with the issue's checks."""
+
+import json
+
+import pytest
+import torch
+
+from workbench.data import Collator, load_dataset
+from workbench.data.shapes import ITM_LABELS
+from workbench.distill import mcad_experiment as mx
+from workbench.distill.mcad import RETRIEVAL_RECIPES, default_weights, make_retrieval_recipe
+from workbench.models import create_model
+from workbench.retrieval import DualEncoder, FusionMatcher
+
+TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def parts(tokenizer):
+    torch.manual_seed(0)
+    dual = create_model("dual", len(tokenizer), 0, hidden_size=48, num_layers=2, num_heads=2, embed_dim=24)
+    fusion = create_model("fusion", len(tokenizer), 2, **TINY)
+    data = load_dataset("shapes-retrieval", "train", 8)
+    batch = Collator(tokenizer, 64)([data[i] for i in range(8)])
+    return DualEncoder(dual, tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS), batch
+
+
+@pytest.mark.parametrize("name", RETRIEVAL_RECIPES)
+def test_each_recipe_gives_a_finite_loss_whose_gradients_reach_the_student_never_the_teachers(name, parts, tokenizer):
+    dual, fusion, batch = parts
+    recipe = make_retrieval_recipe(name, dual, fusion)
+    torch.manual_seed(1)
+    student = create_model("dual", len(tokenizer), 0, embed_dim=24, **TINY)
+    loss, logs = recipe.loss(student, batch)
+    assert torch.isfinite(loss) and all(v == v for v in logs.values())
+    loss.backward()
+    for module in (student.image_tower, student.text_tower, student.image_proj, student.text_proj):
+        assert sum(p.grad.abs().sum() for p in module.parameters() if p.grad is not None) > 0, (name, module)
+    assert student.logit_scale.grad is not None
+    for teacher in (dual.model, fusion.model):
+        assert all(p.grad is None for p in teacher.parameters())
+    w = default_weights(name)
+    assert ("contrastive" in logs) == bool(w.contrastive) and ("kl_i2t" in logs) == bool(w.kl)
+    assert ("feature" in logs) == bool(w.feature) and ("fused_pairs" in logs) == bool(w.alpha and w.kl)
+    if "fused_pairs" in logs:  # the diagonal plus the top-3 of each row and column
+        assert 8 <= logs["fused_pairs"] <= 8 * 7
+
+
+def test_recipes_say_which_teacher_is_missing(parts):
+    dual, fusion, _ = parts
+    with pytest.raises(ValueError, match="dual-encoder teacher"):
+        make_retrieval_recipe("clipkd")
+    with pytest.raises(ValueError, match="fusion teacher"):
+        make_retrieval_recipe("mcad", dual)
+    assert make_retrieval_recipe("mcad-nofused", dual).fusion is None  # alpha = 0: no fusion teacher needed
+    assert make_retrieval_recipe("clip", dual, fusion).dual is None  # contrastive only: teachers unused
+
+
+def test_mcad_without_the_fused_signal_uses_the_dual_teachers_distribution(parts, tokenizer):
+    dual, fusion, batch = parts
+    with_fused = make_retrieval_recipe("mcad", dual, fusion).teacher_side(batch)
+    without = make_retrieval_recipe("mcad-nofused", dual).teacher_side(batch)
+    plain = dual.logit_scale() * dual.image_embeddings(batch.pixel_values[:, 0]) @ dual.embed_texts(batch.texts).T
+    torch.testing.assert_close(without["logits"], plain)
+    assert not torch.allclose(with_fused["logits"], plain)
+
+
+def _cli(*args):
+    from workbench.cli import main
+
+    assert main(list(args)) == 0
+
+
+SMALL = ["--hidden-size", "32", "--num-layers", "2", "--num-heads", "2", "--train-size", "48", "--batch-size", "16"]
+SMALL += ["--val-size", "16", "--test-size", "16", "--warmup-steps", "2", "--no-progress"]
+
+
+def test_tiny_distill_retrieval_run_writes_a_student_with_retrieval_metrics(tmp_path, tokenizer, capsys):
+    from workbench.models.clip import load_dual_encoder
+    from workbench.models.io import save_checkpoint
+
+    start = create_model("dual", len(tokenizer), 0, embed_dim=40, **TINY)  # (its tokenizer: no vocabulary build)
+    save_checkpoint(start, tokenizer, tmp_path / "start", {"task": "retrieval", "labels": []})
+    _cli("distill-retrieval", "--recipe", "clip", "--init-from", str(tmp_path / "start"), "--max-steps", "2",
+         "--out", str(tmp_path / "teacher"), *SMALL)  # fmt: skip
+    fusion = create_model("fusion", len(tokenizer), 2, **TINY)
+    save_checkpoint(fusion, tokenizer, tmp_path / "fusion", {"task": "itm", "labels": list(ITM_LABELS)})
+    _cli(
+        "distill-retrieval", "--recipe", "mcad", "--dual-teacher", str(tmp_path / "teacher" / "model"),
+        "--fusion-teacher", str(tmp_path / "fusion"), "--out", str(tmp_path / "student"), "--alpha", "0.5",
+        "--max-steps", "2", *SMALL,
+    )  # fmt: skip
+    meta = json.loads((tmp_path / "student" / "model" / "workbench.json").read_text())
+    test = meta["metrics"]["test"]
+    assert meta["kind"] == "dual" and meta["recipe"] == "mcad" and meta["steps"] == 2
+    assert test["n_images"] == 16 and {"R@1", "R@5", "R@10", "median_rank"} <= set(test["i2t"]) and "query_ms" in test
+    assert test["accuracy"] == test["r1"] and test["params"] > 0 and test["index"]["seconds"] > 0
+    args = meta["train_config"]["recipe_args"]
+    assert args["dual_teacher"].endswith("teacher/model") and args["weights"]["alpha"] == 0.5
+    log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_accuracy" in x and "i2t R@1" in x["val_per_type"] for x in log)
+    student = load_dual_encoder(tmp_path / "student" / "model").model
+    assert student.image_proj.out_features == 40  # the teacher's embedding width
+    assert "image->text" in capsys.readouterr().out
+
+    out = tmp_path / "eval.json"
+    _cli("retrieval", str(tmp_path / "student" / "model"), "--size", "12", "--rerank", str(tmp_path / "fusion"),
+         "--rerank-k", "3", "--out", str(out), "--no-progress")  # fmt: skip
+    metrics = json.loads(out.read_text())
+    assert metrics["n_images"] == 12 and metrics["reranked"]["k"] == 3 and metrics["dataset"] == "shapes-retrieval"
+
+
+def test_distill_retrieval_refuses_other_datasets_and_missing_teachers(tmp_path):
+    from workbench.cli import main
+
+    assert main(["distill-retrieval", "--recipe", "clipkd", "--out", str(tmp_path / "s"), "--no-progress"]) == 2
+    with pytest.raises(SystemExit):
+        main(["distill-retrieval", "--dataset", "shapes-vqa", "--out", str(tmp_path / "s")])
+
+
+# ---------------------------------------------------------------------------------------- grid
+
+
+def test_grid_has_three_seeds_of_every_recipe_seed_zero_first():
+    assert [r.recipe for r in mx.GRID[: len(mx.RECIPES)]] == list(mx.RECIPES)
+    for recipe in mx.RECIPES:
+        assert sorted(r.seed for r in mx.GRID if r.recipe == recipe) == [0, 1, 2]
+    assert len({r.name for r in mx.GRID}) == len(mx.GRID)
+    with pytest.raises(ValueError, match="unknown retrieval recipes"):
+        mx.grid((0,), ("mcad", "dide"))
+    for preset in mx.PRESETS.values():  # the student is at most a quarter of the teacher (same vocabulary)
+        s, d = preset["student"]["size"], preset["dual"]["size"]
+        assert (s["hidden_size"] ** 2 * s["num_layers"]) * 4 <= d["hidden_size"] ** 2 * d["num_layers"]
+
+
+def _metrics(r1_i2t, r1_t2i, params, median=2.0):
+    d = lambda r1: {"R@1": r1, "R@5": min(1.0, r1 + 0.2), "R@10": min(1.0, r1 + 0.3), "median_rank": median,  # noqa: E731
+                    "mean_rank": 3.0, "n": 100}  # fmt: skip
+    return {"i2t": d(r1_i2t), "t2i": d(r1_t2i), "r1": (r1_i2t + r1_t2i) / 2, "n_images": 100, "n_texts": 100,
+            "params": params, "index": {"seconds": 0.5}, "query_ms": {"total": 2.0}}  # fmt: skip
+
+
+def _fake_student(root, run, r1, params=1_000_000):
+    out = root / "students" / run.name / "model"
+    out.mkdir(parents=True)
+    meta = {"metrics": {"test": _metrics(r1, r1, params)}, "train_seconds": 600, "steps": 3000}
+    (out / "workbench.json").write_text(json.dumps(meta))
+
+
+def test_collect_gives_mean_and_std_over_seeds_the_checks_and_a_table(tmp_path):
+    runs = mx.grid((0, 1, 2), ("clip", "mcad"))
+    for s, r1 in enumerate((0.50, 0.52, 0.54)):
+        _fake_student(tmp_path, mx.Run("clip", s), r1)
+    for s, r1 in enumerate((0.70, 0.71, 0.72)):
+        _fake_student(tmp_path, mx.Run("mcad", s), r1)
+    teachers = {
+        "dual": {**_metrics(0.8, 0.7, 5_000_000), "minutes": 90.0},
+        "dual+fusion": {**_metrics(0.9, 0.8, 0), "k": 10},
+        "fusion_itm": {"accuracy": 0.97, "per_type": {"match": 0.99, "position swap": 0.9}},
+    }
+    (tmp_path / "teachers").mkdir()
+    (tmp_path / "teachers" / "eval.json").write_text(json.dumps(teachers))
+    results = mx.collect(tmp_path, runs)
+    clip = results["rows"]["clip"]
+    assert clip["r1"]["mean"] == pytest.approx(0.52) and clip["r1"]["std"] == pytest.approx(0.02)
+    assert clip["i2t median_rank"]["mean"] == 2.0 and len(clip["runs"]) == 3
+    checks = results["checks"]
+    assert checks["mcad_minus_clip_r1_points"] == {
+        "value": pytest.approx(19.0),
+        "spread": pytest.approx(3.0),
+        "met": True,
+    }
+    assert checks["student_params_fraction_of_teacher"] == {"value": 0.2, "target": 0.25, "met": True}
+    assert checks["student_r1_fraction_of_teacher"]["value"] == pytest.approx(0.71 / 0.75, abs=1e-3)
+    assert checks["student_r1_fraction_of_teacher"]["met"] is True
+    assert checks["fusion_rerank_gain_r1_points"] == {"value": pytest.approx(10.0), "met": True}
+    table = mx.results_table(results)
+    assert "| student `mcad` | 3 | 71.0 ± 1.0 | 71.0 ± 1.0 | 91.0 ± 1.0 | 100.0 ± 0.0 | 2 ± 0.0 |" in table
+    assert "| teacher: dual (`clip`) | | 75.0 | 80.0 |" in table and "re-rank (top 10)" in table
+    assert "position swap 90.0" in table and "NOT met" not in table and "Test gallery: 100" in table
+    assert mx.results_table({"teachers": {}, "rows": {}, "checks": {}}) == "(no finished runs yet)"
+
+
+def test_one_seed_leaves_the_margin_check_pending(tmp_path):
+    _fake_student(tmp_path, mx.Run("clip", 0), 0.5)
+    _fake_student(tmp_path, mx.Run("mcad", 0), 0.4)
+    results = mx.collect(tmp_path, mx.grid((0,), ("clip", "mcad")))
+    assert results["checks"]["mcad_minus_clip_r1_points"]["met"] is None
+    assert "pending" in mx.results_table(results)
+
+
+def test_run_grid_waits_for_teachers_skips_finished_runs_and_releases_locks(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.distill.mcad.distill_retrieval", lambda cfg, *a, **k: calls.append(cfg.out))
+    monkeypatch.setattr(mx, "evaluate_teachers", lambda *a, **k: None)
+    runs = mx.grid((0,), ("clip", "clipkd", "mcad"))
+    _fake_student(tmp_path, runs[0], 0.5)  # clip seed 0 is finished
+    # the dual teacher is given and ready; the fusion teacher is being built by another worker (claimed)
+    (tmp_path / "dual").mkdir()
+    (tmp_path / "dual" / "workbench.json").write_text("{}")
+    fusion_run = tmp_path / "teachers" / "fusion-itm"
+    assert mx.claim(fusion_run)
+    import os
+
+    fusion_run.with_name("fusion-itm.lock").write_text(str(os.getppid()))  # a live process that is not us
+    done = mx.run_grid(
+        tmp_path, tmp_path / "assets", "smoke", runs, dual_teacher=str(tmp_path / "dual"), progress=False
+    )
+    assert done == ["clipkd-seed0"] and calls == [str(tmp_path / "students" / "clipkd-seed0")]
+    assert not list((tmp_path / "students").glob("*.lock"))
