@@ -12,7 +12,13 @@ from workbench.models.io import load_checkpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher"]
-STUDENTS = [f"{task}-student" for task in SHIPPED_STUDENTS]
+# the easy-VQA student's run is paused (resumable) at step 1,000 of 3,000: not shipped yet
+NOT_SHIPPED = {"easy-vqa-student": "the easy-VQA dide run is paused at step 1,000 of 3,000 (resume: workbench "
+               "experiment dide --tasks easy-vqa); not shipped yet"}  # fmt: skip
+STUDENTS = [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED[name])) if name in NOT_SHIPPED else name
+    for name in (f"{task}-student" for task in SHIPPED_STUDENTS)
+]
 
 
 @pytest.mark.parametrize("name", TEACHERS + STUDENTS)
