@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from workbench.cli import main as cli
+from workbench.train import latest_state
 
 STEPS_PER_EPOCH = 40  # 640 examples / batch 16
 ARGS = ["train", "--dataset", "shapes-vqa", "--epochs", "2", "--train-size", "640", "--val-size", "32",
@@ -28,7 +29,7 @@ ARGS = ["train", "--dataset", "shapes-vqa", "--epochs", "2", "--train-size", "64
         "--no-progress"]  # fmt: skip
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """The killed run is a separate process with one thread: so are the in-process runs (same float sums)."""
     old = torch.get_num_threads()
@@ -37,19 +38,53 @@ def one_thread():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, one_thread):
+    """The uninterrupted run, same seed."""
+    out = tmp_path_factory.mktemp("crash") / "ref"
+    assert cli([*ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def _assert_same_result(run, ref) -> None:
+    want, got = load_file(ref / "model" / "model.safetensors"), load_file(run / "model" / "model.safetensors")
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6, msg=k)
+    assert json.loads((run / "test_metrics.json").read_text()) == json.loads((ref / "test_metrics.json").read_text())
+    # every loss / validation record once, as in the uninterrupted run (records written between the last
+    # checkpoint and the kill are dropped on resume and written again)
+    assert _records(run) == _records(ref)
+    steps = json.loads((ref / "model" / "workbench.json").read_text())["steps"]
+    assert json.loads((run / "model" / "workbench.json").read_text())["steps"] == steps
+
+
 def _progress(out):
+    saved = latest_state(out / "state")
     try:
-        return json.loads((out / "state" / "state.json").read_text())["progress"]
-    except (OSError, ValueError):  # no checkpoint yet, or caught mid-swap
+        return json.loads((saved / "state.json").read_text())["progress"] if saved else None
+    except (OSError, ValueError):  # caught mid-swap
         return None
 
 
 def _records(out) -> list[dict]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in lines]
+    records = []
+    for line in (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []:
+        try:
+            records.append({k: v for k, v in json.loads(line).items() if k != "elapsed_s"})
+        except ValueError:  # a line cut short by the kill
+            pass
+    return records
+
+
+def _past(out, progress) -> int:
+    """Loss records written after the checkpoint `progress`: the work a kill now would lose."""
+    return sum(1 for r in _records(out) if r["step"] > progress["global_step"]) if progress else 0
 
 
 def _kill_mid_epoch(out) -> dict:
+    """Start a run; once it has checkpointed at least twice and trained 2+ steps past its last checkpoint,
+    freeze it (SIGSTOP, so what we check is what it leaves) and SIGKILL it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "workbench.cli", *ARGS, "--out", str(out)],
@@ -61,9 +96,14 @@ def _kill_mid_epoch(out) -> dict:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             p = _progress(out)
-            if p and p["global_step"] >= 10:
-                break
-            time.sleep(0.01)
+            if p and p["global_step"] >= 10 and _past(out, p) >= 2:
+                proc.send_signal(signal.SIGSTOP)
+                time.sleep(0.02)
+                p = _progress(out)
+                if p and p["step_in_epoch"] > 0 and _past(out, p) >= 1:
+                    break
+                proc.send_signal(signal.SIGCONT)  # it checkpointed meanwhile: try again
+            time.sleep(0.005)
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -74,12 +114,13 @@ def _kill_mid_epoch(out) -> dict:
     return _progress(out)
 
 
-def test_sigkilled_run_resumes_to_the_same_result(tmp_path, one_thread):
+def test_sigkilled_run_resumes_to_the_same_result(tmp_path, reference):
     killed = tmp_path / "killed"
     at = _kill_mid_epoch(killed)
     assert at["epoch"] == 0 and 10 <= at["step_in_epoch"] < STEPS_PER_EPOCH, at  # mid-epoch, after a checkpoint
     assert at["global_step"] % 5 == 0 and not (killed / "model").exists()
-    after = sum(1 for r in _records(killed) if r["step"] > at["global_step"])
+    after = _past(killed, at)
+    assert after >= 1  # the kill lost steps, whose records the resumed run must not log twice
     leftovers = sorted(p.name for p in killed.iterdir() if p.name.startswith("state."))
     print(f"killed at {at}; {after} loss records past the checkpoint; leftovers {leftovers}")
 
@@ -91,21 +132,40 @@ def test_sigkilled_run_resumes_to_the_same_result(tmp_path, one_thread):
     (swapped / "state.tmp").mkdir()
     (swapped / "state.tmp" / "model.safetensors").write_bytes(b"half a file")
 
-    assert cli([*ARGS, "--out", str(tmp_path / "ref")]) == 0  # uninterrupted, same seed
     assert cli([*ARGS, "--out", str(killed)]) == 2  # refuses to start over an existing run without --resume
     for run in (killed, swapped):
         assert cli([*ARGS, "--out", str(run), "--resume"]) == 0
 
-    ref = load_file(tmp_path / "ref" / "model" / "model.safetensors")
-    ref_test = json.loads((tmp_path / "ref" / "test_metrics.json").read_text())
     for run in (killed, swapped):
-        got = load_file(run / "model" / "model.safetensors")
-        assert got.keys() == ref.keys()
-        for k in ref:
-            torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)
-        assert json.loads((run / "test_metrics.json").read_text()) == ref_test
-        # every loss / validation record once, as in the uninterrupted run (the records written between
-        # the checkpoint and the kill were dropped on resume and written again)
-        assert _records(run) == _records(tmp_path / "ref")
-        assert json.loads((run / "model" / "workbench.json").read_text())["steps"] == 2 * STEPS_PER_EPOCH
+        _assert_same_result(run, reference)
+    assert json.loads((killed / "model" / "workbench.json").read_text())["steps"] == 2 * STEPS_PER_EPOCH
     assert not (swapped / "state.old").exists() and not (swapped / "state.tmp").exists()
+
+
+@pytest.mark.parametrize("max_steps", [None, 30])
+def test_run_killed_after_training_resumes_to_the_same_result(tmp_path, reference, max_steps):
+    """Killed during the final test evaluation (training done, its last checkpoint written, no model/ yet):
+    the resumed run only evaluates and saves, with no extra training step or validation record. With
+    --max-steps 30 training stops mid-epoch, which the last checkpoint records as done."""
+    if max_steps is None:
+        done = reference
+    else:
+        done = tmp_path / "done"
+        assert cli([*ARGS, "--max-steps", str(max_steps), "--out", str(done)]) == 0
+    run = tmp_path / "killed"
+    shutil.copytree(done, run)
+    shutil.rmtree(run / "model")
+    (run / "test_metrics.json").unlink()
+    extra = [] if max_steps is None else ["--max-steps", str(max_steps)]
+    assert cli([*ARGS, *extra, "--out", str(run), "--resume"]) == 0
+    _assert_same_result(run, done)
+
+
+def test_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path, reference):
+    """Nothing to resume from yet, but metrics.jsonl already has records: the run starts over, and so
+    does its metrics.jsonl."""
+    run = tmp_path / "early"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 0, "loss": 3.0}) + "\n" + '{"step": 2, "ep')
+    assert cli([*ARGS, "--out", str(run), "--resume"]) == 0
+    _assert_same_result(run, reference)

@@ -11,7 +11,7 @@ Tolerances (measured values in RELIABILITY.md):
   summation order differs. Tolerance 1e-5 absolute.
 - `dide`: the text-to-image attention KL is a mean over the real (unpadded) question tokens of the batch,
   so each process divides by its own slice's token count, not the global batch's: the two runs optimise
-  slightly different weightings of the same examples. Tolerance 5% relative per step.
+  slightly different weightings of the same examples. Tolerance 2% relative per step.
 """
 
 import json
@@ -27,7 +27,7 @@ from workbench.data import load_dataset
 from workbench.models import create_model
 from workbench.models.io import save_checkpoint
 
-TOLERANCE = {"kd": dict(rel=0, abs=1e-5), "dide": dict(rel=5e-2, abs=0)}
+TOLERANCE = {"kd": dict(rel=0, abs=1e-5), "dide": dict(rel=2e-2, abs=0)}
 
 
 def _free_port() -> int:
@@ -52,8 +52,19 @@ def teacher(tmp_path_factory, tokenizer):
     return save_checkpoint(model, tokenizer, folder, {"task": "vqa", "labels": labels, "dataset": "shapes-vqa"})
 
 
+@pytest.fixture()
+def one_thread():
+    """Each launched process has one thread (OMP_NUM_THREADS=1): so does the single-process run."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("recipe", ["kd", "dide"])
-def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teacher, recipe):
+def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teacher, recipe, one_thread):
     # 30 steps of a global batch of 16 (8 per process), a loss record every step
     args = ["distill", "--teacher", str(teacher), "--recipe", recipe, "--dataset", "shapes-vqa",
             "--train-size", "480", "--val-size", "32", "--test-size", "32", "--batch-size", "16",
@@ -74,5 +85,8 @@ def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teach
     assert json.loads((one / "model" / "workbench.json").read_text())["num_processes"] == 1
     a, b = _losses(one), _losses(two)
     assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 31))
+    diffs = [abs(x - y) for (_, x), (_, y) in zip(a, b)]
+    worst = max(range(len(diffs)), key=lambda i: diffs[i] / abs(a[i][1]))
+    print(f"{recipe}: max |loss difference| {max(diffs):.2e}, max relative {diffs[worst] / abs(a[worst][1]):.2e}")
     for (step, x), (_, y) in zip(a, b):
         assert y == pytest.approx(x, **TOLERANCE[recipe]), f"step {step}: 1 process {x}, 2 processes {y}"

@@ -26,13 +26,12 @@ DEFAULTS = {
 }
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dataset",
-        default="shapes-vqa",
-        choices=["easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm"],
-        help="training data",
-    )
+def _add_train_args(
+    p: argparse.ArgumentParser,
+    datasets: tuple[str, ...] = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm"),
+    default: str = "shapes-vqa",
+) -> None:
+    p.add_argument("--dataset", default=default, choices=list(datasets), help="training data")
     p.add_argument("--out", required=True, help="run folder: state/, metrics.jsonl, model/ (the final checkpoint)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument(
@@ -199,7 +198,9 @@ def cmd_experiment(args) -> None:
     from workbench.distill import experiment
     from workbench.report import replace_section
 
-    root, assets = Path(args.runs), Path(args.assets)
+    if args.name == "mcad":
+        return cmd_experiment_mcad(args)
+    root, assets = Path(args.runs or "runs/dide"), Path(args.assets)
     if not args.collect:
         experiment.run_grid(root, assets, tasks=tuple(args.tasks or ()), progress=not args.no_progress)
     results = experiment.collect(root, assets)
@@ -279,6 +280,91 @@ def cmd_explain_results(args) -> None:
     )  # fmt: skip
 
 
+# ----------------------------------------------------------------------------------------------
+# retrieval: MCAD and its baselines (workbench/distill/mcad.py, workbench/retrieval.py)
+
+
+def _retrieval_weights(args):
+    from workbench.distill.mcad import default_weights
+
+    given = {
+        k: getattr(args, k)
+        for k in ("contrastive", "kl", "feature", "alpha", "beta", "temperature", "fusion_topk", "feature_loss")
+        if getattr(args, k) is not None
+    }
+    return default_weights(args.recipe, **given)
+
+
+def cmd_distill_retrieval(args) -> None:
+    from workbench.distill.mcad import distill_retrieval
+
+    cfg = _train_config(args, "dual")
+    cfg.recipe = args.recipe
+    if args.embed_dim is not None:
+        cfg.size["embed_dim"] = args.embed_dim
+    distill_retrieval(
+        cfg, args.dual_teacher, args.fusion_teacher, _retrieval_weights(args), args.resume, not args.no_progress
+    )
+
+
+def cmd_retrieval(args) -> None:
+    from workbench.data import load_dataset
+    from workbench.models.clip import load_dual_encoder
+    from workbench.models.io import write_json_atomic
+    from workbench.retrieval import DualEncoder, FusionMatcher, evaluate_retrieval, format_retrieval
+
+    ck = load_dual_encoder(args.checkpoint, device=args.device)
+    if args.karpathy:
+        from workbench.data.formats import KarpathyCaptions
+
+        data, name = KarpathyCaptions(args.karpathy, args.split, images_root=args.images_root), "coco-karpathy"
+    else:
+        data, name = load_dataset("shapes-retrieval", args.split, args.size or 1000), "shapes-retrieval"
+    matcher = FusionMatcher.load(args.rerank, device=args.device) if args.rerank else None
+    metrics = evaluate_retrieval(
+        DualEncoder(ck.model, ck.tokenizer), data, limit=args.size if args.karpathy else None,
+        backend=args.backend, rerank=matcher, rerank_k=args.rerank_k, progress=not args.no_progress,
+    )  # fmt: skip
+    metrics.update({"checkpoint": str(args.checkpoint), "dataset": name, "split": args.split})
+    print(format_retrieval(metrics))
+    out = Path(args.out) if args.out else None
+    if out is None:
+        folder = Path(args.checkpoint)
+        out = (folder if (folder / "workbench.json").exists() else Path(".")) / f"retrieval-{name}-{args.split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, metrics)
+    print(f"wrote {out}")
+
+
+def _add_mcad_grid_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="full", choices=["full", "smoke"], help="mcad: budgets (smoke: minutes)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="mcad: seeds (default: the preset's)")
+    p.add_argument("--recipes", nargs="+", default=None, help="mcad: only these recipes")
+    p.add_argument("--dual-teacher", default=None, help="mcad: use this dual teacher (ours or a CLIP folder)")
+    p.add_argument("--fusion-teacher", default=None, help="mcad: use this image-text matching fusion teacher")
+    p.add_argument("--results", default=None, help="mcad: results JSON (default: ASSETS/results/mcad.json)")
+
+
+def cmd_experiment_mcad(args) -> None:
+    from workbench.distill import mcad_experiment as mx
+    from workbench.report import replace_section
+
+    root, assets = Path(args.runs or "runs/mcad"), Path(args.assets)
+    seeds = tuple(args.seeds or mx.PRESETS[args.preset]["seeds"])
+    runs = mx.grid(seeds, tuple(args.recipes or mx.RECIPES))
+    if not args.collect:
+        mx.run_grid(root, assets, args.preset, runs, args.dual_teacher, args.fusion_teacher, not args.no_progress)
+    results = mx.collect(root, runs)
+    out = Path(args.results) if args.results else assets / "results" / "mcad.json"
+    mx.write_results(results, out)
+    table = mx.results_table(results)
+    print(table)
+    print(f"wrote {out}")
+    if args.readme:
+        changed = replace_section(args.readme, "mcad", table)
+        print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -326,13 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
         "into ASSETS/results/dide.json. Start it in several terminals to run runs in parallel: each run is "
         "claimed with a lock file, and an interrupted run resumes from its last checkpoint.",
     )
-    p.add_argument("name", choices=["dide"], help="which grid")
-    p.add_argument("--runs", default="runs/dide", help="where the runs go")
+    p.add_argument("name", choices=["dide", "mcad"], help="which grid")
+    p.add_argument("--runs", default=None, help="where the runs go (default: runs/NAME)")
     p.add_argument("--assets", default="assets")
-    p.add_argument("--tasks", nargs="*", help="only runs on these datasets")
+    p.add_argument("--tasks", nargs="*", help="dide: only runs on these datasets")
     p.add_argument("--collect", action="store_true", help="do not train; only gather finished runs")
-    p.add_argument("--readme", default=None, help="also write the table into this README's dide section")
+    p.add_argument("--readme", default=None, help="also write the table into this README's NAME section")
     p.add_argument("--no-progress", action="store_true")
+    _add_mcad_grid_args(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser(
@@ -464,6 +551,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assets", default="assets")
     p.add_argument("--readme", default=None, help="replace the results section of this README instead of printing")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "distill-retrieval",
+        help="train a dual encoder for image-text retrieval: CLIP-style, or distilled with MCAD or a baseline",
+        description="Train a dual encoder on shapes retrieval captions with a retrieval recipe (workbench/distill/"
+        "mcad.py): clip (contrastive only; also trains the dual teacher), clipkd (CLIP-KD feature + relation "
+        "distillation), affinity (TinyCLIP affinity mimicking), mcad (the fusion teacher's matching scores injected "
+        "into the dual teacher's similarities; distribution + feature distillation + contrastive), mcad-nofused, "
+        "mcad-nofeat. Metrics: R@1/5/10 both ways, median rank, index time, query latency, size.",
+    )
+    recipes = ["clip", "clipkd", "affinity", "mcad", "mcad-nofused", "mcad-nofeat"]
+    p.add_argument("--recipe", default="mcad", choices=recipes)
+    p.add_argument("--dual-teacher", default=None, help="our dual checkpoint or a Hugging Face CLIP folder")
+    p.add_argument("--fusion-teacher", default=None, help="fusion teacher trained on shapes-itm (mcad, mcad-nofeat)")
+    p.add_argument("--embed-dim", type=int, default=None, help="embedding width (default: the dual teacher's, or 128)")
+    p.add_argument("--contrastive", type=float, default=None, help="weight of the contrastive loss (recipe default)")
+    p.add_argument("--kl", type=float, default=None, help="weight of the row + column KL distillation")
+    p.add_argument("--feature", type=float, default=None, help="weight of the feature distillation")
+    p.add_argument("--alpha", type=float, default=None, help="weight of the fusion log P(match) in the teacher logits")
+    p.add_argument("--beta", type=float, default=None, help="feature injection strength (modified teacher features)")
+    p.add_argument("--temperature", type=float, default=None, help="distillation temperature")
+    p.add_argument("--fusion-topk", type=int, default=None, help="fusion-scored pairs: top-k per row/column (0: all)")
+    p.add_argument("--feature-loss", default=None, choices=["cosine", "mse"])
+    _add_train_args(p, datasets=("shapes-retrieval",), default="shapes-retrieval")
+    p.set_defaults(func=cmd_distill_retrieval)
+
+    p = sub.add_parser(
+        "retrieval",
+        help="image-text retrieval metrics of a dual encoder (ours or a CLIP folder): R@K, median rank, speed",
+        description="Evaluate a dual encoder on the shapes retrieval gallery or on COCO-Karpathy files from a local "
+        "path: image->text and text->image R@1/5/10 and median rank, the time to embed the gallery once into the "
+        "index, per-query latency (batch 1) and the model's parameters. --rerank adds a fusion teacher re-ranking "
+        "each query's top-k. Writes JSON.",
+    )
+    p.add_argument("checkpoint", help="dual encoder folder: ours (kind dual) or a Hugging Face CLIP folder")
+    p.add_argument("--split", default="test", help="shapes: train/val/test/compositional; Karpathy: train/val/test")
+    p.add_argument("--size", type=int, default=None, help="gallery images (default: shapes 1000, Karpathy all)")
+    p.add_argument("--karpathy", default=None, help="folder with dataset_coco.json (COCO-Karpathy) instead of shapes")
+    p.add_argument("--images-root", default=None, help="Karpathy: where the image folders are (default: --karpathy)")
+    p.add_argument("--rerank", default=None, help="fusion teacher (shapes-itm) re-ranking the top-k")
+    p.add_argument("--rerank-k", type=int, default=10)
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"], help="search index")
+    p.add_argument("--out", default=None, help="JSON file (default: CHECKPOINT/retrieval-DATASET-SPLIT.json)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_retrieval)
     return parser
 
 

@@ -255,13 +255,14 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, total_steps))
 
     log_path = out / "metrics.jsonl"
-    start = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    start = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "log_bytes": 0}
     if resume and saved:
         start = load_state(saved, model, optimizer, scheduler)
         accelerator.print(f"resuming from {saved} at epoch {start['epoch']} step {start['step_in_epoch']}")
-        if accelerator.is_main_process and "log_bytes" in start and log_path.exists():
-            with open(log_path, "r+b") as f:  # drop records written after the checkpoint: they are redone
-                f.truncate(start["log_bytes"])
+    if accelerator.is_main_process and "log_bytes" in start and log_path.exists():
+        # drop the records written after the checkpoint (all of them when starting afresh): they are redone
+        with open(log_path, "r+b") as f:
+            f.truncate(start["log_bytes"])
     model, optimizer = accelerator.prepare(model, optimizer)
     if hasattr(recipe, "prepare"):
         recipe.prepare(accelerator, model)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from workbench.data import load_dataset, num_images
 from workbench.distill.recipes import DistillWeights, make_recipe
+from workbench.errors import CheckpointError
 from workbench.models.io import load_checkpoint
 from workbench.train import TrainConfig, train
 
@@ -45,7 +47,10 @@ def distill(
     weights = weights or DistillWeights()
     if not cfg.teacher:
         raise ValueError("distillation needs cfg.teacher (the teacher's folder; its tokenizer is used too)")
-    teacher = load_checkpoint(cfg.teacher, kind="fusion").model
+    ck = load_checkpoint(cfg.teacher, kind="fusion")
+    if cfg.recipe != "none":
+        check_teacher_fits(ck, cfg.dataset)
+    teacher = ck.model
     cfg = replace(cfg, model="dual", size={**student_size(teacher), **cfg.size})
     cfg.recipe_args = {"weights": asdict(weights), "layers": list(layers)}
     if cfg.recipe == "dide-pt":
@@ -56,6 +61,33 @@ def distill(
         cfg = replace(cfg, init_from=str(Path(stage1.out) / "model"))
     recipe = make_recipe(cfg.recipe, teacher if cfg.recipe != "none" else None, weights=weights, layers=layers)
     return train(cfg, recipe=recipe, resume=resume, progress=progress)
+
+
+def check_teacher_fits(teacher, dataset: str) -> None:
+    """The student learns the teacher's answer distribution: its labels (in order) and image count must be
+    the dataset's. Raises `CheckpointError` naming the difference."""
+    data = load_dataset(dataset, "val", 1)
+    labels, n_images = list(data.labels), num_images(dataset)
+    if teacher.meta.get("num_images", 1) != n_images:
+        raise CheckpointError(
+            f"the teacher {teacher.path} takes {teacher.meta.get('num_images', 1)} image(s) per example; "
+            f"{dataset} has {n_images}"
+        )
+    if list(teacher.labels) != labels:
+        what = (
+            f"{dataset}'s labels in another order"
+            if set(teacher.labels) == set(labels)
+            else f"{len(teacher.labels)} labels ({_some(teacher.labels)}), "
+            f"{dataset} has {len(labels)} ({_some(labels)})"
+        )
+        raise CheckpointError(
+            f"the teacher {teacher.path} (task {teacher.meta.get('task')!r}) predicts {what}: "
+            f"distil from a teacher trained on {dataset}"
+        )
+
+
+def _some(labels, n: int = 5) -> str:
+    return ", ".join(map(str, labels[:n])) + (", ..." if len(labels) > n else "")
 
 
 def _pretrain_config(cfg: TrainConfig, steps: int, weights: DistillWeights) -> TrainConfig:
@@ -74,4 +106,4 @@ def _pretrain_config(cfg: TrainConfig, steps: int, weights: DistillWeights) -> T
     )
 
 
-__all__ = ["PRETRAIN_DATASET", "distill", "student_size"]
+__all__ = ["PRETRAIN_DATASET", "check_teacher_fits", "distill", "student_size"]

@@ -103,9 +103,25 @@ def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        data = json.loads(path.read_text())
+    except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
         raise CheckpointError(f"{path} is not valid JSON ({e}); the checkpoint folder is damaged") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object; the folder is damaged")
+    return data
+
+
+def _check_meta(meta: dict, where: Path) -> None:
+    """Field types of workbench.json (or of the metadata read from a ViLT config.json)."""
+    labels, n_images = meta["labels"], meta.get("num_images", 1)
+    for key, ok, expected in (
+        ("kind", isinstance(meta["kind"], str), "a string"),
+        ("task", isinstance(meta["task"], str), "a string"),
+        ("labels", isinstance(labels, list) and all(isinstance(x, str) for x in labels), "a list of strings"),
+        ("num_images", type(n_images) is int and n_images in (1, 2), "1 or 2"),
+    ):
+        if not ok:
+            raise CheckpointError(f"{where}: the field {key!r} is {str(meta.get(key))[:80]!r}, expected {expected}")
 
 
 def _build(kind: str, config: dict, meta: dict) -> nn.Module:
@@ -151,15 +167,22 @@ def load_checkpoint(
         for key in ("kind", "task", "labels"):
             if key not in meta:
                 raise CheckpointError(f"{path / 'workbench.json'} lacks the field {key!r}")
+        _check_meta(meta, path / "workbench.json")
     elif config.get("model_type") == "vilt":
         meta = _hf_vilt_meta(config)
+        _check_meta(meta, path / "config.json")
     else:
         raise CheckpointError(f"{path} has neither workbench.json nor a ViLT config.json (model_type: vilt)")
     if kind is not None and meta["kind"] != kind:
         raise CheckpointError(f"{path} holds a {meta['kind']} model, expected a {kind} model")
     if task is not None and meta["task"] != task:
         raise CheckpointError(f"{path} was trained for task {meta['task']!r}, expected {task!r}")
-    model = _build(meta["kind"], config, meta)
+    try:
+        model = _build(meta["kind"], config, meta)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - bad fields raise TypeError, ValueError, huggingface_hub's validation errors...
+        raise CheckpointError(f"{path / 'config.json'} does not describe a {meta['kind']} model ({e!r})") from e
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:
@@ -186,7 +209,11 @@ def load_checkpoint(
         tokenizer = _load_tokenizer(path)
     except Exception as e:  # noqa: BLE001 - tokenizer loading raises many types; report them as one
         raise CheckpointError(f"could not load the tokenizer in {path}: {e}") from e
-    meta.setdefault("image_size", image_size(model))
+    size = image_size(model)
+    if meta.setdefault("image_size", size) != size:
+        raise CheckpointError(
+            f"{path / 'workbench.json'} gives image_size {meta['image_size']!r}; the model in config.json takes {size}"
+        )
     return Checkpoint(model.to(device).eval(), tokenizer, meta, path)
 
 
@@ -201,7 +228,10 @@ def _load_tokenizer(path: Path):
 
 def _hf_vilt_meta(config: dict) -> dict:
     id2label = config.get("id2label") or {}
-    labels = [id2label[k] for k in sorted(id2label, key=int)]
+    try:
+        labels = [id2label[k] for k in sorted(id2label, key=int)]
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"config.json: id2label is not an {{index: label}} mapping ({e!r})") from e
     arch = (config.get("architectures") or ["ViltForQuestionAnswering"])[0]
     if arch not in ("ViltForQuestionAnswering", "ViltForImagesAndTextClassification"):
         raise CheckpointError(
