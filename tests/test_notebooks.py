@@ -19,6 +19,7 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     # and their temporary run folders (tempfile.mkdtemp) land in pytest's tmp_path, not in /tmp
     monkeypatch.setenv("WORKBENCH_NOTEBOOK_STEPS", "20")
     monkeypatch.setenv("WORKBENCH_NOTEBOOK_QUICK", "1")  # benchmarks at tiny settings
+    monkeypatch.setenv("WORKBENCH_NOTEBOOK_N", "120")  # evaluation subset size (07_error_analysis)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs must be stripped in git"
