@@ -82,3 +82,50 @@ def test_shipped_student_is_a_dide_dual_encoder_of_its_shipped_teacher(name):
     assert teacher.name == name.replace("-student", "-teacher")
     teacher_meta = json.loads((ASSETS / teacher.name / "workbench.json").read_text())
     assert meta["labels"] == teacher_meta["labels"] and meta["dataset"] == teacher_meta["dataset"]
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 3's targets, recomputed from the DiDE results file (workbench experiment dide --collect)
+
+DIDE = ASSETS / "results" / "dide.json"
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "shapes-nlvr",
+        pytest.param(
+            "shapes-ve",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="measured: dide student 78.6% vs teacher 100.0% (relation 58.9%); a from-scratch dual "
+                "encoder with DiDE's concat head after 3,000 steps - see README 'Distillation (DiDE)'",
+            ),
+        ),
+        pytest.param("easy-vqa", marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED["easy-vqa-student"])),
+    ],
+)
+def test_dide_student_within_1_5_points_of_its_teacher(task):
+    entry = json.loads(DIDE.read_text())[task]
+    gap = 100 * (entry["teacher"]["accuracy"] - entry["rows"]["dide"]["accuracy"]["mean"])
+    assert gap <= 1.5, f"{task}: dide is {gap:.2f} points below its teacher"
+
+
+@pytest.mark.parametrize(
+    "qtype",
+    [
+        "relation",
+        "position",
+        pytest.param(
+            "comparison",
+            marks=pytest.mark.xfail(
+                strict=True, reason="measured over 3 seeds: dide 83.1 +- 0.9 vs none 82.5 +- 2.4 (no margin)"
+            ),
+        ),
+    ],
+)
+def test_dide_beats_none_on_relational_types_by_more_than_the_seed_spread(qtype):
+    rows = json.loads(DIDE.read_text())["shapes-vqa"]["rows"]
+    assert len(rows["dide"]["runs"]) >= 3 and len(rows["none"]["runs"]) >= 3
+    dide, none = rows["dide"]["per_type"][qtype], rows["none"]["per_type"][qtype]
+    assert dide["mean"] - none["mean"] > dide["std"] + none["std"]
