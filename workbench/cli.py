@@ -194,9 +194,19 @@ def cmd_report(args) -> None:
         print(teacher_table(args.assets))
 
 
+def _publish(table: str, out, readme: str | None, section: str) -> None:
+    """Print a results table and where its JSON went; with --readme, write it into that README section."""
+    from workbench.report import replace_section
+
+    print(table)
+    print(f"wrote {out}")
+    if readme:
+        changed = replace_section(readme, section, table)
+        print(f"{'updated' if changed else 'unchanged'}: {readme}")
+
+
 def cmd_experiment(args) -> None:
     from workbench.distill import experiment
-    from workbench.report import replace_section
 
     if args.name == "mcad":
         return cmd_experiment_mcad(args)
@@ -207,11 +217,7 @@ def cmd_experiment(args) -> None:
     out = assets / "results" / "dide.json"
     experiment.write_results(results, out)
     table = experiment.results_table(results)
-    print(table)
-    print(f"wrote {out}")
-    if args.readme:
-        changed = replace_section(args.readme, "dide", table)
-        print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
+    _publish(table, out, args.readme, "dide")
 
 
 def cmd_explain(args) -> None:
@@ -257,13 +263,7 @@ def cmd_bench(args) -> None:
     )
     out = write_speed(results, args.out)
     table = speed_table(results)
-    print(table)
-    print(f"wrote {out}")
-    if args.readme:
-        from workbench.report import replace_section
-
-        changed = replace_section(args.readme, "speed", table)
-        print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
+    _publish(table, out, args.readme, "speed")
 
 
 def cmd_explain_results(args) -> None:
@@ -347,7 +347,6 @@ def _add_mcad_grid_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_experiment_mcad(args) -> None:
     from workbench.distill import mcad_experiment as mx
-    from workbench.report import replace_section
 
     root, assets = Path(args.runs or "runs/mcad"), Path(args.assets)
     seeds = tuple(args.seeds or mx.PRESETS[args.preset]["seeds"])
@@ -358,11 +357,7 @@ def cmd_experiment_mcad(args) -> None:
     out = Path(args.results) if args.results else assets / "results" / "mcad.json"
     mx.write_results(results, out)
     table = mx.results_table(results)
-    print(table)
-    print(f"wrote {out}")
-    if args.readme:
-        changed = replace_section(args.readme, "mcad", table)
-        print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
+    _publish(table, out, args.readme, "mcad")
 
 
 def build_parser() -> argparse.ArgumentParser:
