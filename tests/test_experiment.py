@@ -80,3 +80,24 @@ def test_run_grid_skips_finished_runs(tmp_path, monkeypatch):
     assert experiment.run_grid(tmp_path, tmp_path / "assets", runs, progress=False) == ["shapes-vqa/kd-seed0"]
     assert calls == [str(tmp_path / "shapes-vqa" / "kd-seed0")]
     assert not (tmp_path / "shapes-vqa" / "kd-seed0.lock").exists()  # released
+
+
+def test_collect_keeps_recorded_runs_whose_folders_are_gone_and_prefers_present_ones(tmp_path):
+    runs = [Run("shapes-vqa", "none", s) for s in (0, 1)]
+    _fake_run(tmp_path / "old", runs[0], 0.60, 0.5)
+    _fake_run(tmp_path / "old", runs[1], 0.70, 0.5)
+    previous = collect(tmp_path / "old", tmp_path / "assets", runs)
+    _fake_run(tmp_path / "new", runs[1], 0.80, 0.5)  # seed 1 re-run this session; seed 0's folder is gone
+    rows = collect(tmp_path / "new", tmp_path / "assets", runs, previous=previous)["shapes-vqa"]["rows"]
+    assert rows["none"]["accuracy"]["values"] == [0.60, 0.80]
+    assert collect(tmp_path / "new", tmp_path / "assets", runs)["shapes-vqa"]["rows"]["none"]["seeds"] == [1]
+
+
+def test_run_grid_skips_runs_the_last_results_file_records(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.distill.run.distill", lambda cfg, *a, **k: calls.append(cfg.out))
+    runs = (Run("shapes-vqa", "none", 0), Run("shapes-vqa", "kd", 0))
+    _fake_run(tmp_path / "old", runs[0], 0.5, 0.5)
+    previous = collect(tmp_path / "old", tmp_path / "assets", runs)
+    experiment.run_grid(tmp_path / "new", tmp_path / "assets", runs, progress=False, previous=previous)
+    assert calls == [str(tmp_path / "new" / "shapes-vqa" / "kd-seed0")]

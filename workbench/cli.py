@@ -100,11 +100,26 @@ def cmd_train(args) -> None:
 
 
 def cmd_distill(args) -> None:
+    from workbench.distill.mad import MAD_VARIANTS, mad_config
     from workbench.distill.recipes import DistillWeights
     from workbench.distill.run import distill
 
     cfg = _train_config(args, "dual")
     cfg.teacher, cfg.recipe = args.teacher, args.recipe
+    if args.recipe in MAD_VARIANTS:  # a fusion student from unimodal teachers (workbench/distill/mad.py)
+        mad = mad_config(
+            args.recipe,
+            k=args.mad_k,
+            feature_weight=args.w_feature,
+            feature_loss=args.feature_loss,
+            probe_size=args.probe_size,
+            text_teacher=None if args.text_teacher == "none" else args.text_teacher,
+            vision_teacher=None if args.vision_teacher == "none" else args.vision_teacher,
+        )
+        distill(cfg, resume=args.resume, progress=not args.no_progress, mad=mad)
+        return
+    if not args.teacher:
+        raise WorkbenchError(f"recipe {args.recipe!r} distils a fusion teacher: pass --teacher")
     weights = DistillWeights(
         hard=args.w_hard, soft=args.w_soft, t2i=args.w_t2i, i2t=args.w_i2t, temperature=args.temperature
     )
@@ -116,6 +131,19 @@ def cmd_distill(args) -> None:
         progress=not args.no_progress,
         pretrain_steps=args.pretrain_steps,
     )
+
+
+def cmd_pretrain_mae(args) -> None:
+    from workbench.mae import MAEConfig, pretrain_mae
+
+    config = MAEConfig(
+        lr=args.lr, warmup_steps=args.warmup_steps, patch_size=args.patch_size, save_every=args.save_every
+    )
+    meta = pretrain_mae(
+        args.out, args.steps, args.batch_size, args.seed, progress=not args.no_progress, resume=args.resume,
+        config=config,
+    )  # fmt: skip
+    print(f"wrote {args.out}: {meta['steps']} steps, final reconstruction loss {meta['final_loss']:.4f}")
 
 
 def cmd_eval(args) -> None:
@@ -143,6 +171,9 @@ def cmd_ask(args) -> None:
     answer = ask(model, args.image, args.question, top_k=args.top_k)
     print(json.dumps(answer, indent=2))
 
+
+# MAD variants (workbench/distill/mad.py: MAD_VARIANTS; listed here so --help does not import torch)
+MAD_RECIPES = ("mad", "mad-naive", "mad-no-select", "mad-no-conf")
 
 # shipped students: the dide seed-0 runs of the DiDE grid (`workbench experiment dide` shares them)
 STUDENTS = ("shapes-vqa", "shapes-ve", "easy-vqa", "shapes-nlvr")
@@ -211,10 +242,13 @@ def cmd_experiment(args) -> None:
     if args.name == "mcad":
         return cmd_experiment_mcad(args)
     root, assets = Path(args.runs or "runs/dide"), Path(args.assets)
-    if not args.collect:
-        experiment.run_grid(root, assets, tasks=tuple(args.tasks or ()), progress=not args.no_progress)
-    results = experiment.collect(root, assets)
     out = assets / "results" / "dide.json"
+    previous = json.loads(out.read_text()) if out.exists() else None
+    if not args.collect:
+        experiment.run_grid(
+            root, assets, tasks=tuple(args.tasks or ()), progress=not args.no_progress, previous=previous
+        )
+    results = experiment.collect(root, assets, previous=previous)
     experiment.write_results(results, out)
     table = experiment.results_table(results)
     _publish(table, out, args.readme, "dide")
@@ -381,14 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "distill",
-        help="distill a fusion teacher into a dual-encoder student with a recipe",
+        help="distill a fusion teacher into a dual-encoder student, or unimodal teachers into a fusion student (MAD)",
         description="Train a dual-encoder student from a fusion teacher. Recipes: none (hard labels only), "
         "kd (soft labels), dide (soft labels + text-to-image and image-to-text attention distillation, "
         "DESIGN.md section 5), dide-pt (an image-text matching stage on shapes captions with attention "
-        "distillation, then dide). The student takes the teacher's tokenizer, width, depth, heads and patch size.",
+        "distillation, then dide). The student takes the teacher's tokenizer, width, depth, heads and patch size. "
+        "MAD recipes (mad, mad-naive, mad-no-select, mad-no-conf; workbench/distill/mad.py) train a fusion "
+        "student on the task while distilling frozen unimodal teachers' token features into it (--text-teacher, "
+        "--vision-teacher; no --teacher); low-shot runs: --train-size 1280 (1%%) or 12800 (10%%).",
     )
-    p.add_argument("--teacher", required=True, help="fusion teacher checkpoint folder (e.g. assets/shapes-vqa-teacher)")
-    p.add_argument("--recipe", default="dide", choices=["none", "kd", "dide", "dide-pt"])
+    p.add_argument("--teacher", default=None, help="fusion teacher checkpoint folder (e.g. assets/shapes-vqa-teacher)")
+    p.add_argument("--recipe", default="dide", choices=["none", "kd", "dide", "dide-pt", *MAD_RECIPES])
     p.add_argument("--pretrain-steps", type=int, default=1000, help="dide-pt: steps of the matching stage")
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="distilled layers (default: the last)")
     p.add_argument("--w-hard", type=float, default=0.0, help="hard-label weight (official DiDE: 0)")
@@ -396,8 +433,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-t2i", type=float, default=1.0, help="text-to-image attention KD weight")
     p.add_argument("--w-i2t", type=float, default=1.0, help="image-to-text attention KD weight")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--text-teacher",
+        default="minilm",
+        help="MAD: text encoder folder, 'minilm' (the packaged all-MiniLM-L6-v2) or 'none'",
+    )
+    p.add_argument(
+        "--vision-teacher", default="assets/shapes-mae", help="MAD: vision encoder folder (ViTMAE, CLIP, ...) or 'none'"
+    )
+    p.add_argument("--mad-k", type=int, default=4, help="MAD: image patches kept per instance by token selection")
+    p.add_argument("--w-feature", type=float, default=1.0, help="MAD: weight of the feature distillation")
+    p.add_argument("--feature-loss", default="cosine", choices=["cosine", "mse"], help="MAD: per-token feature loss")
+    p.add_argument("--probe-size", type=int, default=2048, help="MAD: training pairs the confidence probe is fitted on")
     _add_train_args(p)
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser(
+        "pretrain-mae",
+        help="pre-train MAD's vision teacher: a masked autoencoder (ViTMAE) on unlabelled shapes scenes",
+        description="Pre-train a small ViTMAE (128 wide, 4 layers, 4 heads, 8-px patches, mask ratio 0.75) on "
+        "generated shapes scenes, images only (no questions, no labels; train-split layouts). Writes OUT as a "
+        "Hugging Face folder (config.json, model.safetensors, preprocessor_config.json) plus workbench.json "
+        "(kind mae, steps, final reconstruction loss); OUT/state holds the training state until it finishes "
+        "(--resume continues it). Used by `workbench distill --recipe mad --vision-teacher OUT`.",
+    )
+    p.add_argument("--out", required=True, help="output folder (e.g. assets/shapes-mae)")
+    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps (a fresh batch of scenes each)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=500)
+    p.add_argument(
+        "--patch-size", type=int, default=8, help="MAE patch size in pixels (default 8; see workbench/mae.py)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=500, help="save the training state every N steps")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_pretrain_mae)
 
     p = sub.add_parser(
         "experiment",

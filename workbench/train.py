@@ -242,6 +242,11 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     if not cfg.init_from and not (resume and saved):
         centre_on_data(model, train_set, collator)
 
+    if hasattr(recipe, "attach"):
+        # a recipe's own trainable parts (MAD's feature projections) ride on the model, so the optimizer, the
+        # training state and --resume include them; `recipe.detach` drops them before the final checkpoint
+        recipe.attach(model)
+
     steps_per_epoch = len(train_set) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
@@ -358,6 +363,8 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
             break
 
     final = accelerator.unwrap_model(model)
+    if hasattr(recipe, "detach"):
+        recipe.detach(final)
     if val is None:  # resumed after the last validation (its record is already in metrics.jsonl)
         val = evaluate_fn(final, val_set, collator, limit=cfg.val_size)
     test_set = load_dataset(cfg.dataset, "test", cfg.test_size)

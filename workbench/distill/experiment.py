@@ -121,8 +121,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_grid(root: Path, assets: Path, runs=GRID, tasks: tuple[str, ...] | None = None, progress: bool = True):
-    """Run every unfinished, unclaimed run in order. Returns the names of the runs this call finished."""
+def run_grid(
+    root: Path,
+    assets: Path,
+    runs=GRID,
+    tasks: tuple[str, ...] | None = None,
+    progress: bool = True,
+    previous: dict | None = None,
+):
+    """Run every unfinished, unclaimed run in order; a run `previous` (the last `dide.json`) already
+    records counts as finished. Returns the names of the runs this call finished."""
     from workbench.distill.run import distill
 
     finished = []
@@ -131,7 +139,7 @@ def run_grid(root: Path, assets: Path, runs=GRID, tasks: tuple[str, ...] | None 
             continue
         cfg = run.config(root, assets)
         out = Path(cfg.out)
-        if is_done(out) or not claim(out):
+        if is_done(out) or _recorded(previous, run) or not claim(out):
             continue
         try:
             print(f"== {run.task} / {run.name}")
@@ -154,27 +162,42 @@ def _summary(values: list[float]) -> dict:
     }
 
 
-def collect(root: Path, assets: Path, runs=GRID) -> dict:
-    """Gather finished runs into {task: {"teacher": ..., "rows": {variant: ...}}} with per-type stats."""
+def _measured(run_dir: Path) -> dict | None:
+    """One finished run's test figures, or None if it has not finished."""
+    meta_path = run_dir / "model" / "workbench.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    return {
+        "accuracy": meta["metrics"]["test"]["accuracy"],
+        "per_type": {q: m["accuracy"] for q, m in meta["metrics"]["test"]["per_type"].items()},
+        "n": meta["metrics"]["test"]["n"],
+        "minutes": round(meta.get("train_seconds", 0) / 60, 1),
+        "steps": meta.get("steps"),
+    }
+
+
+def _recorded(previous: dict | None, run: Run) -> dict | None:
+    """The run's figures as an earlier `collect` wrote them (run folders are scratch and may be gone)."""
+    row = ((previous or {}).get(run.task) or {}).get("rows", {}).get(run.variant) or {}
+    found = [r for r in row.get("runs", []) if r["seed"] == run.seed]
+    return {k: v for k, v in found[0].items() if k != "seed"} if found else None
+
+
+def collect(root: Path, assets: Path, runs=GRID, previous: dict | None = None) -> dict:
+    """Gather finished runs into {task: {"teacher": ..., "rows": {variant: ...}}} with per-type stats.
+
+    A run whose folder is gone keeps the figures `previous` (the last `dide.json`) recorded for it,
+    so the table grows across sessions; a run folder present now always wins."""
     results: dict = {}
     for run in runs:
-        meta_path = Path(run.config(root, assets).out) / "model" / "workbench.json"
-        if not meta_path.exists():
+        measured = _measured(Path(run.config(root, assets).out)) or _recorded(previous, run)
+        if measured is None:
             continue
-        meta = json.loads(meta_path.read_text())
         task = results.setdefault(run.task, {"teacher": _teacher(assets, run.task), "rows": {}})
         row = task["rows"].setdefault(run.variant, {"seeds": [], "runs": []})
         row["seeds"].append(run.seed)
-        row["runs"].append(
-            {
-                "seed": run.seed,
-                "accuracy": meta["metrics"]["test"]["accuracy"],
-                "per_type": {q: m["accuracy"] for q, m in meta["metrics"]["test"]["per_type"].items()},
-                "n": meta["metrics"]["test"]["n"],
-                "minutes": round(meta.get("train_seconds", 0) / 60, 1),
-                "steps": meta.get("steps"),
-            }
-        )
+        row["runs"].append({"seed": run.seed, **measured})
     for task, entry in results.items():
         for row in entry["rows"].values():
             row["accuracy"] = _summary([r["accuracy"] for r in row["runs"]])

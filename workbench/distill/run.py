@@ -42,8 +42,16 @@ def distill(
     resume: bool = False,
     progress: bool = True,
     pretrain_steps: int = PRETRAIN_STEPS,
+    mad=None,
 ) -> dict:
-    """Train the dual student `cfg.out/model` from the teacher in `cfg.teacher` with `cfg.recipe`."""
+    """Train the dual student `cfg.out/model` from the teacher in `cfg.teacher` with `cfg.recipe`.
+
+    MAD recipes (`workbench.distill.mad.MAD_VARIANTS`) instead train a fusion student from frozen unimodal
+    teachers (`mad`: a `MADConfig`, default the variant's); `cfg.teacher`, `weights` and `layers` are unused."""
+    from workbench.distill.mad import MAD_VARIANTS, distill_mad, mad_config
+
+    if cfg.recipe in MAD_VARIANTS:
+        return distill_mad(cfg, mad or mad_config(cfg.recipe), resume=resume, progress=progress)
     weights = weights or DistillWeights()
     if not cfg.teacher:
         raise ValueError("distillation needs cfg.teacher (the teacher's folder; its tokenizer is used too)")
