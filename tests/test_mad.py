@@ -340,3 +340,19 @@ def test_the_cli_lists_every_mad_variant():
     from workbench.cli import MAD_RECIPES
 
     assert MAD_RECIPES == tuple(MAD_VARIANTS)
+
+
+def test_probe_is_not_thrown_by_float_noise_on_a_near_constant_channel():
+    # the text teacher's features for one text differ by ~1e-6 with its batch-mates; a channel that is
+    # constant over the fitting set must not blow that noise up to unit size
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (200,), generator=g)
+    informative = torch.nn.functional.one_hot(labels, 3).float() + 0.3 * torch.randn(200, 3, generator=g)
+    constant = torch.full((200, 1), 0.5)
+    features = torch.cat([informative, constant], dim=1)
+    noisy = features + 1e-6 * torch.randn(features.shape, generator=g)
+    a = fit_probe(features + 1e-7 * torch.randn(features.shape, generator=g), labels, 3)
+    b = fit_probe(noisy, labels, 3)
+    with torch.no_grad():
+        pa, pb = a(features).softmax(-1), b(features).softmax(-1)
+    assert (pa - pb).abs().max() < 1e-2

@@ -241,6 +241,8 @@ def cmd_experiment(args) -> None:
 
     if args.name == "mcad":
         return cmd_experiment_mcad(args)
+    if args.name == "mad":
+        return cmd_experiment_mad(args)
     root, assets = Path(args.runs or "runs/dide"), Path(args.assets)
     out = assets / "results" / "dide.json"
     previous = json.loads(out.read_text()) if out.exists() else None
@@ -252,6 +254,24 @@ def cmd_experiment(args) -> None:
     experiment.write_results(results, out)
     table = experiment.results_table(results)
     _publish(table, out, args.readme, "dide")
+
+
+# MAD grid settings (workbench/distill/mad_experiment.py: SETTINGS; listed here so --help does not import torch)
+MAD_SETTINGS = ("low1", "low10", "shift", "full")
+
+
+def cmd_experiment_mad(args) -> None:
+    from workbench.distill import mad_experiment as mx
+
+    root, assets = Path(args.runs or "runs/mad"), Path(args.assets)
+    out = assets / "results" / "mad.json"
+    previous = mx.read_previous(out)
+    if not args.collect:  # fails before any training if the MAE teacher (assets/shapes-mae) is missing
+        runs = mx.select(mx.GRID, args.tasks, args.settings, args.seeds)
+        mx.run_grid(root, assets, runs, progress=not args.no_progress, previous=previous)
+    results = mx.collect(root, previous=previous)
+    mx.write_results(mx.document(results), out)
+    _publish(mx.results_table(results), out, args.readme, "mad")
 
 
 def cmd_explain(args) -> None:
@@ -372,7 +392,9 @@ def cmd_retrieval(args) -> None:
 
 def _add_mcad_grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="full", choices=["full", "smoke"], help="mcad: budgets (smoke: minutes)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="mcad: seeds (default: the preset's)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="mcad, mad: only these seeds (default: the grid's)"
+    )
     p.add_argument("--recipes", nargs="+", default=None, help="mcad: only these recipes")
     p.add_argument("--dual-teacher", default=None, help="mcad: use this dual teacher (ours or a CLIP folder)")
     p.add_argument("--fusion-teacher", default=None, help="mcad: use this image-text matching fusion teacher")
@@ -473,16 +495,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "experiment",
-        help="run the DiDE results grid (resumable) and write assets/results/dide.json",
+        help="run a results grid (dide, mcad, mad; resumable) and write assets/results/NAME.json",
         description="Run every unfinished run of the DiDE grid (workbench/distill/experiment.py: recipes none, "
         "kd, dide, dide-pt over seeds and tasks, one layer ablation), then collect mean and std over seeds "
         "into ASSETS/results/dide.json. Start it in several terminals to run runs in parallel: each run is "
-        "claimed with a lock file, and an interrupted run resumes from its last checkpoint.",
+        "claimed with a lock file, and an interrupted run resumes from its last checkpoint. `mcad`: the "
+        "retrieval grid (workbench/distill/mcad_experiment.py). `mad`: the MAD protocol "
+        "(workbench/distill/mad_experiment.py: shapes-vqa and shapes-ve; settings low1, low10, shift, full; rows "
+        "none, mad-naive, mad, mad-no-select, mad-no-conf; 3 seeds) into ASSETS/results/mad.json; it needs "
+        "the MAE vision teacher ASSETS/shapes-mae (`workbench pretrain-mae --out assets/shapes-mae`).",
     )
-    p.add_argument("name", choices=["dide", "mcad"], help="which grid")
+    p.add_argument("name", choices=["dide", "mcad", "mad"], help="which grid")
     p.add_argument("--runs", default=None, help="where the runs go (default: runs/NAME)")
     p.add_argument("--assets", default="assets")
-    p.add_argument("--tasks", nargs="*", help="dide: only runs on these datasets")
+    p.add_argument("--tasks", nargs="*", help="dide, mad: only runs on these datasets")
+    p.add_argument("--settings", nargs="+", choices=MAD_SETTINGS, default=None, help="mad: only runs of these settings")
     p.add_argument("--collect", action="store_true", help="do not train; only gather finished runs")
     p.add_argument("--readme", default=None, help="also write the table into this README's NAME section")
     p.add_argument("--no-progress", action="store_true")

@@ -90,7 +90,11 @@ def fit_probe(
     features = features.float()
     probe = LinearProbe(features.shape[1], num_labels).to(features.device)
     probe.mean.copy_(features.mean(0))
-    probe.std.copy_(features.std(0).clamp(min=1e-6) if features.shape[0] > 1 else torch.ones_like(probe.std))
+    if features.shape[0] > 1:
+        # a near-constant channel (std ~1e-6) would turn float noise of 1e-6 (the same text batched with
+        # other texts) into unit-size inputs: floor each channel's scale at 1% of the typical channel's
+        std = features.std(0)
+        probe.std.copy_(std.clamp(min=max(1e-2 * float(std.mean()), 1e-6)))
     opt = torch.optim.Adam(probe.linear.parameters(), lr=lr, weight_decay=weight_decay)
     with torch.enable_grad():
         for _ in range(steps):
