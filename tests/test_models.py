@@ -161,3 +161,54 @@ def test_for_task_turns_a_one_image_teacher_into_a_two_image_model(tokenizer):
     assert nlvr(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.shape == (4, 2)
     student = for_task(create_model("dual", len(tokenizer), 5, hidden_size=32, num_layers=1, num_heads=2), 2, 2)
     assert student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.shape == (4, 2)
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_conv_stem_keeps_the_token_grid_round_trips_and_maps_patches_row_major(kind, tokenizer, tiny_size, tmp_path):
+    batch, data = _batch(tokenizer)
+    size = dict(tiny_size, patch_size=16, conv_stem=[4, 8])
+    model = create_model(kind, len(tokenizer), len(data.labels), **size).eval()
+    assert model.stem is not None and any(name.startswith("stem.") for name, _ in model.named_parameters())
+    out = model(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=(-1,))
+    keys = out.qk[0][1][1] if kind == "fusion" else out.qk_image[0][1][1]
+    assert keys.shape[2] - (batch.input_ids.shape[1] if kind == "fusion" else 0) == 1 + 16  # CLS + a 4x4 grid
+    save_checkpoint(model, tokenizer, tmp_path / "ck", {"task": "vqa", "labels": list(data.labels)})
+    loaded = load_checkpoint(tmp_path / "ck").model
+    assert loaded.stem is not None
+    with torch.no_grad():
+        assert torch.equal(model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits,
+                           loaded(batch.input_ids, batch.attention_mask, batch.pixel_values).logits)  # fmt: skip
+        # the centre of patch (row 1, column 2) feeds only that token (the stem's 3x3 reach stays inside it)
+        pixels = batch.pixel_values[:1, 0]
+        moved = pixels.clone()
+        moved[:, :, 16 + 4 : 16 + 12, 32 + 4 : 32 + 12] = -pixels[:, :, 16 + 4 : 16 + 12, 32 + 4 : 32 + 12] + 0.5
+        if kind == "fusion":
+            a, b = model.patch_features(pixels), model.patch_features(moved)
+        else:
+            a, b = model.stem(pixels), model.stem(moved)
+            proj = model.image_tower.embeddings.patch_embeddings.projection
+            a, b = proj(a), proj(b)
+        changed = (a - b).abs().amax(dim=(0, 1)) > 0  # [4, 4] grid
+    assert changed.nonzero().tolist() == [[1, 2]]
+
+
+def test_a_student_of_a_stem_teacher_gets_the_same_stem(tokenizer, tiny_size):
+    from workbench.distill.run import student_size
+
+    teacher = create_model("fusion", len(tokenizer), 3, **dict(tiny_size, patch_size=16, conv_stem=[4, 8]))
+    size = student_size(teacher)
+    assert size["conv_stem"] == [4, 8]
+    student = create_model("dual", len(tokenizer), 3, **size)
+    assert [type(m).__name__ for m in student.stem] == [type(m).__name__ for m in teacher.stem]
+    plain = create_model("fusion", len(tokenizer), 3, **tiny_size)
+    assert plain.stem is None and "conv_stem" not in student_size(plain)
+    assert "conv_stem" not in plain.config.to_dict()  # a stem-less config is a plain ViLT config
+
+
+def test_centring_a_stem_model_centres_what_the_projection_sees(tokenizer, tiny_size):
+    batch, data = _batch(tokenizer, n=8)
+    model = create_model("fusion", len(tokenizer), len(data.labels), **dict(tiny_size, patch_size=16, conv_stem=[4]))
+    pixels = batch.pixel_values[:, 0]
+    model.centre_patch_embedding(pixels)
+    with torch.no_grad():
+        assert model.patch_features(pixels).mean(dim=(0, 2, 3)).abs().max() < 1e-5

@@ -54,6 +54,15 @@ def _add_train_args(
     p.add_argument("--num-heads", type=int, default=None)
     p.add_argument("--patch-size", type=int, default=None, help="image patch size in pixels (default 16)")
     p.add_argument(
+        "--conv-stem",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="CHANNELS",
+        help="a convolutional stem before the patch projection: conv 3x3 -> ReLU -> max-pool 2 per channel count "
+        "(e.g. 16 32); the token grid stays that of --patch-size (see workbench/models/stem.py)",
+    )
+    p.add_argument(
         "--init-from", default=None, help="start from this checkpoint's weights (a new head if its labels differ)"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -70,6 +79,7 @@ def _train_config(args, model: str):
             ("num_layers", args.num_layers),
             ("num_heads", args.num_heads),
             ("patch_size", args.patch_size),
+            ("conv_stem", args.conv_stem),
         )
         if v is not None
     }

@@ -16,6 +16,7 @@ from workbench.data import load_dataset, num_images
 from workbench.distill.recipes import DistillWeights, make_recipe
 from workbench.errors import CheckpointError
 from workbench.models.io import load_checkpoint
+from workbench.models.stem import stem_channels
 from workbench.train import TrainConfig, train
 
 PRETRAIN_DATASET = "shapes-itm"
@@ -26,13 +27,16 @@ def student_size(teacher) -> dict:
     """The student's towers take the teacher's width, depth, heads and patch grid: attention maps are
     compared head by head and key by key, so heads and image patches must correspond one to one."""
     c = teacher.config
-    return {
+    size = {
         "hidden_size": c.hidden_size,
         "num_layers": c.num_hidden_layers,
         "num_heads": c.num_attention_heads,
         "patch_size": c.patch_size,
         "image_size": c.image_size,
     }
+    if stem_channels(c):  # the same convolutional stem in front of the image tower
+        size["conv_stem"] = stem_channels(c)
+    return size
 
 
 def distill(

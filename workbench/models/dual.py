@@ -24,6 +24,7 @@ from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
 from workbench.models.fusion import capture_qk, centre_patch_projection, grid_positions
 from workbench.models.heads import classifier
+from workbench.models.stem import conv_stem, stem_channels, stem_projection
 
 
 def dual_configs(
@@ -36,8 +37,10 @@ def dual_configs(
     max_text_len: int = 64,
     image_layers: int | None = None,
     text_layers: int | None = None,
+    conv_stem: tuple[int, ...] | list[int] = (),
 ) -> tuple[ViTConfig, BertConfig]:
-    """Tower configs; `num_layers` sets both towers unless `image_layers` / `text_layers` say otherwise."""
+    """Tower configs; `num_layers` sets both towers unless `image_layers` / `text_layers` say otherwise.
+    `conv_stem`: an optional convolutional stem before the image tower's patch projection (as the teacher's)."""
     image_layers = image_layers or num_layers
     text_layers = text_layers or num_layers
     common = dict(
@@ -48,8 +51,9 @@ def dual_configs(
         attention_probs_dropout_prob=0.0,
         initializer_range=hidden_size**-0.5,
     )  # as the teacher (see fusion_config)
+    stem = {"conv_stem": list(conv_stem), "num_channels": conv_stem[-1]} if conv_stem else {}
     vision = ViTConfig(
-        image_size=image_size, patch_size=patch_size, num_hidden_layers=image_layers, qkv_bias=True, **common
+        image_size=image_size, patch_size=patch_size, num_hidden_layers=image_layers, qkv_bias=True, **common, **stem
     )
     text = BertConfig(
         vocab_size=vocab_size, num_hidden_layers=text_layers, max_position_embeddings=max_text_len, **common
@@ -93,6 +97,12 @@ class DualStudent(nn.Module):
         if vision_config.hidden_size != d:
             raise ValueError("image and text towers must have the same width for the DiDE fusion head")
         self.image_tower = ViTModel(vision_config, add_pooling_layer=False)
+        channels = stem_channels(vision_config)
+        self.stem = conv_stem(channels)  # the tower then reads the stem's feature map (num_channels = its width)
+        if self.stem is not None:
+            patches = self.image_tower.embeddings.patch_embeddings
+            patches.projection = stem_projection(channels, d, vision_config.patch_size)
+            patches.num_channels = channels[-1]
         self.text_tower = BertModel(text_config, add_pooling_layer=False)
         self.fusion = nn.Sequential(nn.Linear(2 * d, 2 * d), nn.LayerNorm(2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.classifier = classifier(d, num_images, max(num_labels, 1))
@@ -120,13 +130,19 @@ class DualStudent(nn.Module):
             tower.set_attn_implementation("eager" if mode == "eager" else "sdpa")
 
     def centre_patch_embedding(self, pixel_values: torch.Tensor) -> None:
-        centre_patch_projection(self.image_tower.embeddings.patch_embeddings.projection, pixel_values)
+        with torch.no_grad():
+            inputs = pixel_values if self.stem is None else self.stem(pixel_values)
+        centre_patch_projection(self.image_tower.embeddings.patch_embeddings.projection, inputs)
 
     def encode_image(
         self, pixel_values: torch.Tensor, qk_layers: tuple[int, ...] = (), qk_store: dict | None = None
     ) -> torch.Tensor:
         """[B, 3, H, W] -> [B, 1 + P, d] token states (CLS first). Depends on the image only."""
         with capture_qk(_qk_modules(self.image_tower), qk_layers, self.num_heads, {} if qk_store is None else qk_store):
+            if self.stem is not None:
+                # HF ViT reads a square input with as many patches as positions unchanged, so the stem's
+                # smaller map (patch_size / 2**stages per token) keeps the configured grid's positions
+                pixel_values = self.stem(pixel_values)
             return self.image_tower(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
 
     def encode_text(

@@ -33,6 +33,7 @@ from transformers import ViltConfig, ViltModel
 from transformers.models.vilt.modeling_vilt import ViltSelfAttention
 
 from workbench.models.heads import classifier
+from workbench.models.stem import conv_stem, stem_channels, stem_projection
 
 
 def fusion_config(
@@ -44,8 +45,11 @@ def fusion_config(
     num_heads: int = 4,
     max_text_len: int = 64,
     num_images: int = 1,
+    conv_stem: tuple[int, ...] | list[int] = (),
 ) -> ViltConfig:
-    """A small ViLT config; the defaults are the shipped teachers' size."""
+    """A small ViLT config; the defaults are the shipped teachers' size. `conv_stem`: channels of an
+    optional convolutional stem before the patch projection (`workbench.models.stem`)."""
+    stem = {"conv_stem": list(conv_stem)} if conv_stem else {}  # absent, as in real ViLT configs
     return ViltConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -63,6 +67,7 @@ def fusion_config(
         # a long plateau. 1/sqrt(width) is the usual fan-in scale.
         initializer_range=hidden_size**-0.5,
         modality_type_vocab_size=1 + num_images,  # text, then one type per image (as ViLT-NLVR2)
+        **stem,
     )
 
 
@@ -170,6 +175,11 @@ class FusionTeacher(nn.Module):
         self.config = config
         self.num_images = num_images
         self.vilt = ViltModel(config)
+        channels = stem_channels(config)
+        self.stem = conv_stem(channels)  # None unless the config asks for one
+        if self.stem is not None:
+            projection = stem_projection(channels, config.hidden_size, config.patch_size)
+            self.vilt.embeddings.patch_embeddings.projection = projection
         for layer in self.vilt.encoder.layer:  # same parameters, plus the fused path (see module docstring)
             layer.attention.attention.__class__ = ViltSdpaSelfAttention
         self.classifier = classifier(config.hidden_size, num_images, num_labels)
@@ -202,12 +212,22 @@ class FusionTeacher(nn.Module):
 
     def centre_patch_embedding(self, pixel_values: torch.Tensor) -> None:
         """See `centre_patch_projection`; pixel_values [N, 3, H, W] from the training data."""
-        centre_patch_projection(self.vilt.embeddings.patch_embeddings.projection, pixel_values)
+        with torch.no_grad():
+            inputs = pixel_values if self.stem is None else self.stem(pixel_values)
+        centre_patch_projection(self.vilt.embeddings.patch_embeddings.projection, inputs)
+
+    def patch_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, d, gh, gw]: the (stem and) patch projection, before positions."""
+        emb = self.vilt.embeddings.patch_embeddings
+        if self.stem is None:
+            return emb(pixel_values)
+        projection = emb.projection
+        return projection(self.stem(pixel_values.to(projection.weight.dtype)))
 
     def embed_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, 1 + P, d]: image CLS then patches in row-major order."""
         emb = self.vilt.embeddings
-        x = emb.patch_embeddings(pixel_values)  # [B, d, gh, gw]
+        x = self.patch_features(pixel_values)  # [B, d, gh, gw]
         b, d, gh, gw = x.shape
         side = self.config.image_size // self.config.patch_size
         pos = emb.position_embeddings[:, 1:].transpose(1, 2).reshape(1, d, side, side)
