@@ -5,12 +5,14 @@
 Tabs (DESIGN.md §8): **Ask** (a sample, an upload or a random scene; both models' answers, top-5
 bars, latency, the student's image-feature cache), **Attention** (both models' maps on the same
 input, one colour scale), **Speed** (`workbench.bench` live), **Errors** (where teacher and student
-disagree on a test split; a row opens in Ask / Attention).
+disagree on a test split; a row opens in Ask / Attention), **Retrieval** (text -> the top-k images of
+a gallery of shapes test scenes from a dual student's index, built once on first use; optionally
+re-ranked by a fusion image-text matching teacher; timings and model sizes).
 
 Every event has an `api_name`, so each function can be called with `gradio_client`; the public
 endpoints are /ask, /random_example, /load_sample, /pick_example, /set_pair, /explain, /speed,
-/errors and /open_example. Events that only repeat one of them for the UI (e.g. Ask again after a
-random scene) are private.
+/errors, /open_example and /retrieve. Events that only repeat one of them for the UI (e.g. Ask again
+after a random scene) are private.
 
 Models are loaded once at start-up. Three sets of weights, so that nothing one event does to a model
 (Captum's and the q/k captures' forward hooks, the benchmark's attention switch) can touch another
@@ -48,6 +50,7 @@ from workbench.api import ASSETS, ask, ask_cached, check_question, load_model, r
 from workbench.data.samples import load_samples  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.models.io import Checkpoint  # noqa: E402
+from workbench.retrieval import DualEncoder, FusionMatcher, GalleryIndex, retrieval_parameters, size_mb  # noqa: E402
 
 Pair = tuple[Checkpoint, Checkpoint | None]  # (fusion teacher, its dual student or None)
 
@@ -86,6 +89,18 @@ BENCH_SETTINGS = {
 # images the app sends out (the default WebP is lossy)
 IMAGE_INPUT = dict(type="filepath", image_mode=None, format="png", sources=["upload", "clipboard"])
 ERRORS_N = 600  # test examples compared in the Errors tab (100 per shapes question type)
+# The Retrieval tab's models in assets/: the MCAD student (a dual encoder) and the fusion teacher with an
+# image-text matching head that re-ranks its top k. Teachers of RETRIEVAL_TASKS serve only that tab (not Ask).
+RETRIEVAL_STUDENT = "shapes-retrieval-student"
+RETRIEVAL_FUSION = "shapes-itm-teacher"
+RETRIEVAL_TASKS = ("shapes-itm", "shapes-retrieval")
+RETRIEVAL_BUILD = (
+    "`workbench experiment mcad` (the two teachers and the students; `--preset smoke` runs the pipeline in "
+    "minutes), then `cp -r runs/mcad/students/mcad-seed0/model assets/shapes-retrieval-student` and "
+    "`cp -r runs/mcad/teachers/fusion-itm/model assets/shapes-itm-teacher`"
+)
+RETRIEVAL_GALLERY = 300  # shapes test scenes in the Retrieval tab's gallery (`python app.py --gallery-size`)
+RETRIEVAL_MAX_K = 24
 ERROR_HEADERS = ["#", "type", "question", "gold", "teacher", "student", "attention KL"]
 EXAMPLE_COUNT = 6
 
@@ -131,6 +146,7 @@ def shipped_pairs(assets: Path = ASSETS) -> dict[str, tuple[Path, Path | None]]:
     as a pair of its own. Display name -> (teacher folder, student folder or None)."""
     order = list(TASK_NAMES)
     tasks = sorted(p.name.removesuffix("-teacher") for p in assets.glob("[!.]*-teacher") if p.is_dir())
+    tasks = [task for task in tasks if task not in RETRIEVAL_TASKS]  # the Retrieval tab's models
     tasks.sort(key=lambda task: order.index(task) if task in order else len(order))
     pairs, extra = {}, {}
     for task in tasks:
@@ -153,6 +169,46 @@ def load_pairs(paths: dict[str, tuple[Path, Path | None]]) -> dict[str, Pair]:
         return loaded[p]
 
     return {name: (get(t), get(s) if s is not None else None) for name, (t, s) in paths.items()}
+
+
+@dataclasses.dataclass
+class RetrievalModels:
+    """The Retrieval tab's models: a dual encoder whose image index answers text queries, and optionally a
+    fusion teacher with an image-text matching head ("match" among its labels) that re-ranks the top k.
+    `note`: why a shipped one could not be loaded."""
+
+    student: Checkpoint | None = None
+    fusion: Checkpoint | None = None
+    note: str = ""
+
+
+def load_retrieval(student: Path | None = None, fusion: Path | None = None, assets: Path = ASSETS) -> RetrievalModels:
+    """The given folders, else the shipped `RETRIEVAL_STUDENT` / `RETRIEVAL_FUSION` when present. A folder
+    that does not load is reported in `note`, not raised: the rest of the app serves without it."""
+    from workbench.models.clip import load_dual_encoder
+    from workbench.models.io import load_checkpoint
+
+    student = Path(student) if student else assets / RETRIEVAL_STUDENT
+    fusion = Path(fusion) if fusion else assets / RETRIEVAL_FUSION
+    models, notes = RetrievalModels(), []
+    if student.is_dir():
+        try:
+            models.student = load_dual_encoder(student)
+            models.student.model.eval()
+        except WorkbenchError as e:
+            notes.append(f"The retrieval student {student} did not load: {e}")
+    if fusion.is_dir():
+        try:
+            ck = load_checkpoint(fusion, kind="fusion")
+        except WorkbenchError as e:
+            notes.append(f"The fusion teacher {fusion} did not load: {e}")
+        else:
+            if "match" in ck.labels:
+                models.fusion = ck
+            else:
+                notes.append(f"The fusion teacher {fusion} has no image-text matching head (no 'match' label).")
+    models.note = " ".join(notes)
+    return models
 
 
 def warm_up(pairs: dict[str, Pair]) -> None:
@@ -234,12 +290,19 @@ def build_app(
     samples: list[dict],
     errors_n: int = ERRORS_N,
     bench_settings: dict | None = None,
+    retrieval: RetrievalModels | None = None,
+    gallery_size: int = RETRIEVAL_GALLERY,
 ) -> gr.Blocks:
     """The Blocks app over `pairs` (display name -> (teacher, student or None) checkpoints) and
     `samples` (`workbench.data.samples.load_samples`). `errors_n`: test examples the Errors tab
-    compares; `bench_settings`: the Speed tab's settings by name (default `BENCH_SETTINGS`)."""
+    compares; `bench_settings`: the Speed tab's settings by name (default `BENCH_SETTINGS`);
+    `retrieval`: the Retrieval tab's models (default: the shipped ones, `load_retrieval()`);
+    `gallery_size`: the shapes test scenes its gallery holds."""
     if not pairs:
         raise WorkbenchError(f"no shipped teacher checkpoints found in {ASSETS}; run `make rebuild`")
+    if gallery_size < 1:
+        raise ValueError(f"gallery_size must be at least 1, got {gallery_size}")
+    retrieval = load_retrieval() if retrieval is None else retrieval
     names = list(pairs)
     analysis = {name: (_copy(t), _copy(s)) for name, (t, s) in pairs.items()}  # see the module docstring
     settings_by_name = dict(bench_settings or BENCH_SETTINGS)  # None: the bench's own QUICK settings
@@ -571,6 +634,138 @@ def build_app(
             raise gr.Error("Click a row of the table.")
         return open_example(pair_name, int(evt.row_value[0]), target)
 
+    # ------------------------------------------------------------------ Retrieval
+
+    ret_student, ret_fusion = retrieval.student, retrieval.fusion
+    ret_encoder = DualEncoder(ret_student.model, ret_student.tokenizer) if ret_student else None
+    matcher = FusionMatcher(ret_fusion.model, ret_fusion.tokenizer, ret_fusion.labels) if ret_fusion else None
+    ret_gallery = None
+    if ret_encoder is not None:
+        from workbench.data import load_dataset
+        from workbench.retrieval import gallery_from
+
+        ret_gallery = gallery_from(load_dataset("shapes-retrieval", "test", gallery_size))
+    ret_index: dict[str, GalleryIndex] = {}  # "index": built on the first query
+    ret_lock = threading.Lock()
+    sizes = {}
+    if ret_student is not None:
+        n = retrieval_parameters(ret_student.model)
+        sizes["student"] = {"name": ret_student.path.name, "params": n, "size_mb": size_mb(n)}
+    if ret_fusion is not None:
+        n = sum(p.numel() for p in ret_fusion.model.parameters())
+        sizes["fusion"] = {"name": ret_fusion.path.name, "params": n, "size_mb": size_mb(n)}
+
+    def size_text(role: str) -> str:
+        m = sizes[role]
+        return f"`{m['name']}` ({m['params'] / 1e6:.2f} M parameters, {m['size_mb']:.1f} MB fp32)"
+
+    def retrieval_header() -> str:
+        if ret_encoder is None:
+            lines = [
+                "**No retrieval student is loaded, so this tab cannot search yet.**",
+                f"Build one with {RETRIEVAL_BUILD}, then restart the app.",
+            ]
+        else:
+            lines = [
+                f"Text → images over a gallery of **{ret_gallery.n_images} shapes test scenes**. The dual student "
+                f"{size_text('student')} embeds every gallery image once into an index (on the first query); a "
+                "query then costs one text encoding and one matrix product. Independent of the task / model pair "
+                "above."
+            ]
+            if matcher is not None:
+                lines.append(
+                    f"The fusion teacher {size_text('fusion')} can re-rank the top k by its image-text matching "
+                    "score: k joint passes per query, where scoring the whole gallery would take one per image."
+                )
+            else:
+                lines.append(f"No fusion teacher is loaded, so re-ranking is off (it is `assets/{RETRIEVAL_FUSION}`).")
+        if retrieval.note:
+            lines.append(f"⚠ {html.escape(retrieval.note)}")
+        return "\n\n".join(lines)
+
+    def gallery_index(progress) -> tuple[GalleryIndex, bool]:
+        """The student's index over the gallery, built on first use (once, whichever event comes first)."""
+        with ret_lock:
+            if "index" in ret_index:
+                return ret_index["index"], False
+            progress(0, desc=f"embedding the {ret_gallery.n_images} gallery images once")
+            built = GalleryIndex.build(ret_encoder, ret_gallery, progress=True)  # a tqdm bar gr.Progress shows
+            built.search("warm-up", 1)  # the first real query's timings should not include lazy set-up
+            ret_index["index"] = built
+            return built, True
+
+    def display(image: Image.Image) -> Image.Image:
+        """A gallery render scaled up with crisp pixels for the page (at least 128 pixels a side)."""
+        factor = max(1, -(-128 // max(image.size)))
+        return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+    @_user_errors
+    def retrieve(query: str, k, rerank: bool, progress=gr.Progress(track_tqdm=True)):
+        """The top-k gallery images for a text query from the dual student's index (built on first use),
+        optionally re-ranked by the fusion teacher; the timing of every stage and the models' sizes."""
+        if ret_encoder is None:
+            raise gr.Error(f"No retrieval student is loaded. Build one with {RETRIEVAL_BUILD}, then restart the app.")
+        query = check_question(query, "query")
+        try:
+            k = int(k)
+        except (TypeError, ValueError):
+            raise gr.Error(f"k must be a whole number from 1 to {RETRIEVAL_MAX_K}, got {k!r}.") from None
+        if not 1 <= k <= RETRIEVAL_MAX_K:
+            raise gr.Error(f"k must be from 1 to {RETRIEVAL_MAX_K}, got {k}.")
+        if rerank and matcher is None:
+            raise gr.Error(
+                f"No fusion teacher is loaded, so there is nothing to re-rank with (assets/{RETRIEVAL_FUSION})."
+            )
+        index, built_now = gallery_index(progress)
+        out = index.search(query, k, matcher if rerank else None)
+        gold = out["gold"]
+        timings = {"index": 1e3 * index.seconds, **out["timings_ms"]}
+        items, rows = [], []
+        for r in out["results"]:
+            label = f"#{r['rank']} · cos {r['similarity']:.3f}"
+            if out["reranked"]:
+                label = f"#{r['rank']} · P(match) {r['match_prob']:.2f} · was #{r['dual_rank']}"
+            if gold is not None and r["image"] == gold["image"]:
+                label = f"✓ {label}"  # the image the query describes
+            items.append((display(ret_gallery.load_image(r["image"])), label))
+            rows.append({**r, "caption": index.caption(r["image"])})
+        when = "on this query" if built_now else "once, on the first query"
+        lines = [
+            f"*{html.escape(query)}*" + (" (⚠ cut to the student's token limit)" if out["truncated"] else ""),
+            f"**Index**: {len(index)} images embedded by the student {when} in {index.seconds:.2f} s "
+            f"(`{index.index.backend}` backend).",
+        ]
+        q = out["timings_ms"]
+        line = f"**This query**: encode {q['encode']:.1f} ms · search {q['search']:.2f} ms"
+        if out["reranked"]:
+            whole = q["rerank"] / out["k"] * len(index) / 1e3
+            line += (
+                f" · fusion re-rank of the top {out['k']} {q['rerank']:.1f} ms ({out['k']} joint passes; scoring "
+                f"all {len(index)} images that way would take about {whole:.2g} s)"
+            )
+        lines.append(line + ".")
+        if gold is not None:
+            where = "" if gold["rank"] <= out["k"] else f", outside the top {out['k']}"
+            lines.append(
+                f"The query is the caption of gallery image #{gold['image']}: it ranks **{gold['rank']}**{where}."
+            )
+        models = f"**Models**: student {size_text('student')}"
+        if out["reranked"]:
+            models += f"; fusion teacher {size_text('fusion')}"
+        lines.append(models + ".")
+        data = {
+            "query": query,
+            "k": out["k"],
+            "reranked": out["reranked"],
+            "results": rows,
+            "gold": gold,
+            "timings_ms": {name: round(v, 4) for name, v in timings.items()},
+            "index": {"n_images": len(index), "backend": index.index.backend, "built_now": built_now},
+            "models": {role: m for role, m in sizes.items() if role == "student" or out["reranked"]},
+        }
+        title = f"timings · {len(index)} images, top {out['k']}" + (" re-ranked" if out["reranked"] else "")
+        return items, "\n\n".join(lines), viz.retrieval_timings(timings, title), data
+
     # ------------------------------------------------------------------ layout
 
     first_teacher, first_student = pairs[names[0]]
@@ -704,6 +899,47 @@ def build_app(
                         err_file = gr.File(label="every compared example (CSV)")
                         open_index = gr.Number(label="test example #", precision=0, minimum=0)
                         open_btn = gr.Button("Open example")
+            with gr.Tab("Retrieval", id="retrieval"):
+                gr.Markdown(retrieval_header(), elem_id="retrieval-models")
+                with gr.Row():
+                    ret_query = gr.Textbox(
+                        value=ret_gallery.texts[0] if ret_gallery else "",
+                        label="text query",
+                        max_lines=2,
+                        scale=4,
+                        elem_id="retrieval-query",
+                    )
+                    ret_k = gr.Slider(1, RETRIEVAL_MAX_K, value=8, step=1, label="top k", elem_id="retrieval-k")
+                    ret_rerank = gr.Checkbox(
+                        False,
+                        label="re-rank the top k with the fusion teacher",
+                        interactive=matcher is not None,
+                        elem_id="retrieval-rerank",
+                    )
+                    retrieve_btn = gr.Button(
+                        "Search", variant="primary", interactive=ret_encoder is not None, elem_id="retrieve"
+                    )
+                ret_examples = gr.Dataset(
+                    components=[ret_query],
+                    samples=[[t] for t in (ret_gallery.texts[:EXAMPLE_COUNT] if ret_gallery else [])],
+                    type="values",
+                    label="captions of gallery images (click to search)",
+                    elem_id="retrieval-examples",
+                    visible=ret_gallery is not None,
+                )
+                ret_results = gr.Gallery(
+                    label="top k, best first",
+                    columns=6,
+                    height=470,
+                    object_fit="contain",
+                    format="png",
+                    elem_id="retrieval-gallery",
+                )
+                with gr.Row():
+                    ret_info = gr.Markdown(elem_id="retrieval-info")
+                    ret_plot = gr.Plot(label="timings", elem_id="retrieval-timings")
+                with gr.Accordion("the ranking as data", open=False):
+                    ret_data = gr.JSON(elem_id="retrieval-data")
 
         # ------------------------------------------------------------------ events
         inputs = [pair, image, image2, question]
@@ -762,6 +998,14 @@ def build_app(
             then_ask(dep, f"ask_after_open_{name}").then(
                 explain_pair, att_in, att_out, api_name=f"explain_after_open_{name}", **att_kw, **private
             )
+
+        ret_in, ret_out = [ret_query, ret_k, ret_rerank], [ret_results, ret_info, ret_plot, ret_data]
+        ret_kw = dict(concurrency_id="retrieve")
+        retrieve_btn.click(retrieve, ret_in, ret_out, api_name="retrieve", **ret_kw)
+        ret_query.submit(retrieve, ret_in, ret_out, api_name="retrieve_on_enter", **ret_kw, **private)
+        ret_examples.click(pick_example, ret_examples, ret_query, api_name="pick_query", **private).then(
+            retrieve, ret_in, ret_out, api_name="retrieve_after_example", **ret_kw, **private
+        )
     demo.queue(default_concurrency_limit=2, max_size=256)
     return demo
 
@@ -796,11 +1040,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the workbench app on the shipped checkpoints.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--gallery-size", type=int, default=RETRIEVAL_GALLERY, help="shapes test scenes in the Retrieval tab's gallery"
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     pairs = load_pairs(shipped_pairs())
     warm_up(pairs)
-    demo = build_app(pairs, load_samples(ASSETS / "samples"))
+    demo = build_app(pairs, load_samples(ASSETS / "samples"), gallery_size=args.gallery_size)
     print(f"{len(pairs)} task / model pairs loaded and the app built in {time.perf_counter() - t0:.1f} s")
     timer = threading.Timer(5.0, preload)  # after start-up and the first requests, not during them
     timer.daemon = True

@@ -1,5 +1,6 @@
 """The app through its API (gradio_client), every public endpoint, on tiny random models so it does
-not depend on training: a VQA pair, an entailment teacher with no student, a two-image NLVR pair."""
+not depend on training: a VQA pair, an entailment teacher with no student, a two-image NLVR pair, and for
+the Retrieval tab a dual student and an image-text matching fusion teacher."""
 
 import socket
 from pathlib import Path
@@ -11,8 +12,9 @@ from PIL import Image, ImageDraw
 
 import app as app_module
 from workbench.api import load_model
+from workbench.data import load_dataset
 from workbench.data.samples import write_samples
-from workbench.data.shapes import NLVR_LABELS, VE_LABELS, VQA_ANSWERS, VQA_TYPES
+from workbench.data.shapes import ITM_LABELS, NLVR_LABELS, VE_LABELS, VQA_ANSWERS, VQA_TYPES
 from workbench.models import create_model
 from workbench.models.io import save_checkpoint
 
@@ -27,7 +29,9 @@ ENDPOINTS = {
     "/speed",
     "/errors",
     "/open_example",
+    "/retrieve",
 }
+GALLERY = 40  # the Retrieval tab's gallery in these tests
 TINY_BENCH = {"quick": dict(batch_sizes=(1, 2), retrieval_sizes=(4,), min_run_time=0.01, budget_s=0.5, n_examples=4)}
 
 
@@ -44,6 +48,17 @@ def _tiny(root: Path, tokenizer, name: str, kind: str, labels, task: str, num_im
     meta["qtypes"] = list(VQA_TYPES) if task == "vqa" else []
     save_checkpoint(model, tokenizer, root / name, meta)
     return load_model(root / name)
+
+
+def _tiny_retrieval(root: Path, tokenizer) -> "app_module.RetrievalModels":
+    """A random dual student and a random image-text matching fusion teacher, saved and loaded back as the
+    app loads shipped ones."""
+    student = create_model("dual", len(tokenizer), 0, hidden_size=32, num_layers=2, num_heads=2, embed_dim=16)
+    save_checkpoint(student, tokenizer, root / "retrieval-student", {"task": "retrieval", "labels": []})
+    _tiny(root, tokenizer, "itm-teacher", "fusion", ITM_LABELS, "itm")
+    models = app_module.load_retrieval(root / "retrieval-student", root / "itm-teacher")
+    assert models.student is not None and models.fusion is not None and not models.note
+    return models
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +78,10 @@ def served(tmp_path_factory, tokenizer):
     samples = write_samples(root / "samples", n_shapes=2, n_easy=1)
     for s in samples:
         s["path"] = str(root / "samples" / s["file"])
-    demo = app_module.build_app(pairs, samples, errors_n=24, bench_settings=TINY_BENCH)
+    retrieval = _tiny_retrieval(root, tokenizer)
+    demo = app_module.build_app(
+        pairs, samples, errors_n=24, bench_settings=TINY_BENCH, retrieval=retrieval, gallery_size=GALLERY
+    )
     port = _free_port()
     app_module.serve(demo, port=port, prevent_thread_lock=True, quiet=True)
     yield Client(f"http://127.0.0.1:{port}/", verbose=False), samples
@@ -246,3 +264,131 @@ def test_no_image_gets_a_clear_message(served):
     client, _ = served
     with pytest.raises(Exception, match="Pick a sample image"):
         client.predict(VQA, None, None, "is there a circle?", api_name="/ask")
+
+
+# ---------------------------------------------------------------------------------------- retrieval
+
+
+def _retrieve(client, query: str, k: int = 8, rerank: bool = False):
+    return client.predict(query, k, rerank, api_name="/retrieve")
+
+
+@pytest.fixture(scope="module")
+def captions():
+    from workbench.retrieval import gallery_from
+
+    return gallery_from(load_dataset("shapes-retrieval", "test", GALLERY)).texts
+
+
+def test_retrieve_ranks_gallery_images_by_descending_score_with_timings(served, captions):
+    client, _ = served
+    first, info, plot, data = _retrieve(client, "a large red circle at top left.", k=8)
+    again = _retrieve(client, "a small blue square at bottom right.", k=8)[3]
+    for out in (data, again):
+        results = out["results"]
+        assert [r["rank"] for r in results] == list(range(1, 9)) and not out["reranked"]
+        scores = [r["score"] for r in results]
+        assert scores == sorted(scores, reverse=True) and scores == [r["similarity"] for r in results]
+        images = [r["image"] for r in results]
+        assert len(set(images)) == 8 and all(0 <= j < GALLERY for j in images)
+        assert all(r["caption"] == captions[r["image"]] for r in results)  # shapes: one caption per image
+        assert set(out["timings_ms"]) == {"index", "encode", "search"} and min(out["timings_ms"].values()) > 0
+        assert out["models"]["student"]["params"] > 0 and out["models"]["student"]["size_mb"] > 0
+        assert out["index"]["n_images"] == GALLERY
+    # the index is built once: the second query reuses it (same build time, not rebuilt)
+    assert not again["index"]["built_now"] and again["timings_ms"]["index"] == data["timings_ms"]["index"]
+    assert len(first) == 8 and all(Path(item["image"]).exists() for item in first)
+    assert first[0]["caption"].startswith("#1 · cos")
+    assert "**Index**" in info and "This query" in info and "Models" in info and plot is not None
+
+
+def test_fusion_reranking_reorders_only_within_the_top_k(served):
+    client, _ = served
+    query = "a small green triangle at upper middle left, a large yellow circle at bottom right."
+    plain = _retrieve(client, query, k=10)[3]["results"]
+    gallery, info, _, data = _retrieve(client, query, k=10, rerank=True)
+    reranked = data["results"]
+    assert data["reranked"] and [r["image"] for r in reranked] != [] and len(gallery) == 10
+    assert {r["image"] for r in reranked} == {r["image"] for r in plain}  # the same top k, re-ordered
+    scores = [r["score"] for r in reranked]  # log P(match) of the fusion teacher, best first
+    assert scores == sorted(scores, reverse=True)
+    assert all(abs(r["match_prob"] - np.exp(r["score"])) < 1e-5 for r in reranked)
+    for r in reranked:  # each image keeps its index rank and cosine
+        assert plain[r["dual_rank"] - 1]["image"] == r["image"]
+        assert abs(plain[r["dual_rank"] - 1]["similarity"] - r["similarity"]) < 1e-5
+    assert data["timings_ms"]["rerank"] > 0 and "fusion" in data["models"]
+    assert "re-rank of the top 10" in info and gallery[0]["caption"].startswith("#1 · P(match)")
+
+
+def test_a_gallery_caption_as_query_reports_where_its_image_ranks(served, captions):
+    client, _ = served
+    for rerank in (False, True):
+        data = _retrieve(client, captions[3], k=GALLERY // 2, rerank=rerank)[3]
+        assert data["gold"]["image"] == 3 and 1 <= data["gold"]["rank"] <= GALLERY
+        ranked = [r["image"] for r in data["results"]]
+        if 3 in ranked:
+            assert ranked.index(3) + 1 == data["gold"]["rank"]
+        else:
+            assert data["gold"]["rank"] > GALLERY // 2
+    assert _retrieve(client, "not a caption of any image")[3]["gold"] is None
+
+
+@pytest.mark.parametrize("query", ["", "   ", "x" * 2000], ids=["empty", "blank", "2000-chars"])
+def test_bad_queries_give_a_clear_message_and_search_still_works(served, query):
+    client, _ = served
+    with pytest.raises(Exception, match="the query is empty|the query has 2000 characters; the limit is"):
+        _retrieve(client, query)
+    assert len(_retrieve(client, "a red circle.")[3]["results"]) == 8
+
+
+@pytest.mark.parametrize("k", [0, 999])
+def test_k_out_of_range_gives_a_clear_message(served, k):
+    client, _ = served
+    with pytest.raises(Exception, match="(less|greater) than (minimum|maximum) value"):  # Gradio's slider check
+        _retrieve(client, "a red circle.", k=k)
+
+
+def _endpoint(demo, api_name: str):
+    return next(f.fn for f in demo.fns.values() if f.api_name == api_name)
+
+
+def _markdown(demo, elem_id: str) -> str:
+    return next(b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def test_without_retrieval_models_the_tab_says_how_to_build_them(tmp_path, tokenizer):
+    import gradio as gr
+
+    pair = {VQA: (_tiny(tmp_path, tokenizer, "t", "fusion", VQA_ANSWERS, "vqa"), None)}
+    empty = app_module.load_retrieval(assets=tmp_path / "nothing-shipped")
+    assert empty.student is None and empty.fusion is None
+    demo = app_module.build_app(pair, [], retrieval=empty, gallery_size=4)
+    header = _markdown(demo, "retrieval-models")
+    assert "No retrieval student is loaded" in header and "workbench experiment mcad" in header
+    assert app_module.RETRIEVAL_STUDENT in header and app_module.RETRIEVAL_FUSION in header
+    with pytest.raises(gr.Error, match="No retrieval student.*workbench experiment mcad"):
+        _endpoint(demo, "retrieve")("a red circle.", 5, False)
+    # a student without a fusion teacher: search works, re-ranking says what is missing
+    student_only = app_module.RetrievalModels(student=_tiny_retrieval(tmp_path, tokenizer).student)
+    demo = app_module.build_app(pair, [], retrieval=student_only, gallery_size=6)
+    assert "re-ranking is off" in _markdown(demo, "retrieval-models")
+    retrieve = _endpoint(demo, "retrieve")
+    items, _, _, data = retrieve("a red circle.", 5, False)
+    assert len(items) == 5 and data["index"]["n_images"] == 6
+    assert len(retrieve("a red circle.", 24, False)[0]) == 6  # k beyond the gallery: the whole gallery
+    with pytest.raises(gr.Error, match="k must be from 1 to"):
+        retrieve("a red circle.", 0, False)
+    with pytest.raises(gr.Error, match="No fusion teacher"):
+        retrieve("a red circle.", 5, True)
+
+
+def test_load_retrieval_reports_a_fusion_teacher_without_a_matching_head(tmp_path, tokenizer):
+    _tiny(tmp_path, tokenizer, "vqa-teacher", "fusion", VQA_ANSWERS, "vqa")
+    models = app_module.load_retrieval(tmp_path / "missing-student", tmp_path / "vqa-teacher")
+    assert models.student is None and models.fusion is None and "no image-text matching head" in models.note
+
+
+def test_retrieval_teachers_are_not_offered_as_ask_pairs(tmp_path):
+    for name in ("shapes-vqa-teacher", "shapes-itm-teacher", app_module.RETRIEVAL_STUDENT):
+        (tmp_path / name).mkdir()
+    assert list(app_module.shipped_pairs(tmp_path)) == ["shapes VQA"]

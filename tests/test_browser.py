@@ -1,5 +1,6 @@
 """The app in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium) against the app
-on the shipped checkpoints. Asks a question, sees both answers, the attention maps and the speed plot;
+on the shipped checkpoints. Asks a question, sees both answers, the attention maps and the speed plot,
+then searches the Retrieval tab's gallery (with tiny random retrieval models while none is shipped);
 screenshots go to test-artifacts/. Without Chromium this test fails (it does not skip): `make test`
 installs it when run as root (`apt-get install chromium`)."""
 
@@ -11,7 +12,9 @@ import pytest
 import app as app_module
 from workbench.api import ASSETS
 from workbench.data.samples import load_samples
-from workbench.data.shapes import VQA_ANSWERS
+from workbench.data.shapes import ITM_LABELS, VQA_ANSWERS
+from workbench.models import create_model
+from workbench.models.io import save_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -25,10 +28,24 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+def _retrieval_models(root: Path, tokenizer) -> "app_module.RetrievalModels":
+    """The shipped retrieval models; while none is shipped, a tiny random dual student and matching teacher."""
+    shipped = app_module.load_retrieval()
+    if shipped.student is not None:
+        return shipped
+    size = dict(hidden_size=32, num_layers=2, num_heads=2)
+    student = create_model("dual", len(tokenizer), 0, **size)
+    save_checkpoint(student, tokenizer, root / "student", {"task": "retrieval", "labels": []})
+    fusion = create_model("fusion", len(tokenizer), len(ITM_LABELS), **size)
+    save_checkpoint(fusion, tokenizer, root / "fusion", {"task": "itm", "labels": list(ITM_LABELS)})
+    return app_module.load_retrieval(root / "student", root / "fusion")
+
+
 @pytest.fixture(scope="module")
-def url():
+def url(tmp_path_factory, tokenizer):
     pairs = app_module.load_pairs(app_module.shipped_pairs())
-    demo = app_module.build_app(pairs, load_samples(ASSETS / "samples"))
+    retrieval = _retrieval_models(tmp_path_factory.mktemp("retrieval"), tokenizer)
+    demo = app_module.build_app(pairs, load_samples(ASSETS / "samples"), retrieval=retrieval)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -85,4 +102,22 @@ def test_ask_then_attention_then_speed(page):
     expect(page.locator("#speed-plot .js-plotly-plot")).to_be_visible(timeout=90_000)
     expect(page.locator("#speed-table")).to_contain_text("image features cached")
     page.screenshot(path=ARTIFACTS / "app-speed.png", full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_retrieval_tab_searches_the_gallery(page):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.get_by_role("tab", name="Retrieval").click()
+    expect(page.locator("#retrieval-models")).to_contain_text("shapes test scenes")
+    page.locator("#retrieval-query textarea").fill("a large red circle at top left.")
+    page.locator("#retrieval-rerank input").check()  # the fusion teacher re-ranks the top k
+    page.locator("#retrieve").click()  # the first query builds the index
+    expect(page.locator("#retrieval-info")).to_contain_text("This query", timeout=60_000)
+    expect(page.locator("#retrieval-info")).to_contain_text("fusion re-rank of the top 8")
+    expect(page.locator("#retrieval-gallery img")).to_have_count(8)
+    expect(page.locator("#retrieval-gallery")).to_contain_text("#1 · P(match)")
+    expect(page.locator("#retrieval-timings .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "app-retrieval.png", full_page=True)
     assert not page.errors, page.errors

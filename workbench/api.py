@@ -131,18 +131,20 @@ def _to_uint8(arr: np.ndarray, stretch: bool) -> np.ndarray:
     return np.clip(arr.round(), 0, 255).astype(np.uint8)
 
 
-def check_question(question) -> str:
+def check_question(question, what: str = "question") -> str:
+    """The text with its whitespace collapsed; a clear `InputError` when it is not text, empty, longer than
+    MAX_QUESTION_CHARS or not valid unicode. `what` names it in the messages (e.g. "query")."""
     if not isinstance(question, str):
-        raise InputError(f"the question must be text, got {type(question).__name__}")
+        raise InputError(f"the {what} must be text, got {type(question).__name__}")
     question = " ".join(question.split())
     if not question:
-        raise InputError("the question is empty")
+        raise InputError(f"the {what} is empty")
     if len(question) > MAX_QUESTION_CHARS:
-        raise InputError(f"the question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+        raise InputError(f"the {what} has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
     try:
         question.encode("utf-8")
     except UnicodeEncodeError as e:  # the tokenizer cannot take it (a string decoded with errors="surrogateescape"?)
-        raise InputError(f"the question is not valid unicode: character {e.start + 1} is a lone surrogate") from e
+        raise InputError(f"the {what} is not valid unicode: character {e.start + 1} is a lone surrogate") from e
     return question
 
 

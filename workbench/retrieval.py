@@ -139,6 +139,11 @@ def retrieval_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def size_mb(params: int) -> float:
+    """Megabytes of `params` fp32 weights."""
+    return round(params * 4 / 2**20, 2)
+
+
 @torch.no_grad()
 def embed_gallery_images(
     encoder: DualEncoder, gallery: Gallery, batch_size: int = 256, progress: bool = False
@@ -201,6 +206,106 @@ def _has_faiss() -> bool:
     except ImportError:
         return False
     return True
+
+
+class GalleryIndex:
+    """A dual encoder's index over a gallery, built once: a text query -> the gallery's top-k images.
+
+    `build` embeds every gallery image (the cost paid once, `seconds`); `search` then costs one text
+    encoding and one matrix product (or faiss search), and optionally the fusion teacher's matching
+    score on the top k only (k joint passes, where scoring the whole gallery would take N).
+    """
+
+    def __init__(self, encoder: DualEncoder, gallery: Gallery, index: ImageIndex, seconds: float):
+        self.encoder, self.gallery, self.index, self.seconds = encoder, gallery, index, seconds
+        self._caption_of: dict[int, str] = {}
+        for text, j in zip(gallery.texts, gallery.text_to_image):
+            self._caption_of.setdefault(j, text)
+        self._gold = {text: j for text, j in zip(gallery.texts, gallery.text_to_image)}
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        encoder: DualEncoder,
+        gallery: Gallery,
+        batch_size: int = 256,
+        backend: str = "auto",
+        progress: bool = False,
+    ) -> GalleryIndex:
+        """Embed the gallery's images (timed) into an `ImageIndex`, with the model in eval mode."""
+        model = encoder.model
+        was_training = model.training
+        model.eval()
+        try:
+            t0 = time.perf_counter()
+            index = ImageIndex(embed_gallery_images(encoder, gallery, batch_size, progress), backend)
+            return cls(encoder, gallery, index, time.perf_counter() - t0)
+        finally:
+            model.train(was_training)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def caption(self, image: int) -> str | None:
+        """The gallery's (first) caption of an image, if it has one."""
+        return self._caption_of.get(image)
+
+    @torch.no_grad()
+    def search(self, query: str, k: int = 10, rerank: FusionMatcher | None = None) -> dict:
+        """The top-k gallery images for a text query, best first, with the time of each stage.
+
+        Returns {"results": [{"rank", "image", "score", "similarity", "dual_rank", "match_prob"}], "reranked",
+        "timings_ms": {"encode", "search"[, "rerank"]}, "truncated", "gold"}. "similarity" is the dual
+        encoder's cosine; "score" is what the list is sorted by: the cosine, or with `rerank` the fusion
+        teacher's log P(match) (the top k re-ordered among themselves; "dual_rank" keeps the index's
+        order). "gold": when the query is one of the gallery's captions, its image and that image's rank.
+        """
+        enc = self.encoder
+        k = max(1, min(int(k), len(self)))
+        t0 = time.perf_counter()
+        ids, mask = enc.tokenize([query])
+        q = enc.text_embeddings(ids, mask).float()
+        t1 = time.perf_counter()
+        sims, idx = self.index.search(q, k)
+        sims, idx = sims[0].float().cpu(), idx[0].long().cpu()
+        t2 = time.perf_counter()
+        timings = {"encode": 1e3 * (t1 - t0), "search": 1e3 * (t2 - t1)}
+        scores, logp = sims, None
+        order = torch.arange(len(idx))
+        if rerank is not None:
+            pixels = torch.stack([image_to_tensor(self.gallery.load_image(j), rerank.image_size) for j in idx.tolist()])
+            logp = rerank.log_match(pixels, [query] * len(idx)).float().cpu()
+            order = logp.argsort(descending=True, stable=True)  # ties keep the index's order
+            scores = logp
+            timings["rerank"] = 1e3 * (time.perf_counter() - t2)
+        results = [
+            {
+                "rank": rank,
+                "image": int(idx[o]),
+                "score": float(scores[o]),
+                "similarity": float(sims[o]),
+                "dual_rank": int(o) + 1,
+                "match_prob": None if logp is None else float(logp[o].exp()),
+            }
+            for rank, o in enumerate(order.tolist(), start=1)
+        ]
+        gold = None
+        if query in self._gold:
+            j = self._gold[query]
+            shown = [r["rank"] for r in results if r["image"] == j]
+            full = t2i_ranks(q @ self.index.embeddings.T.to(q.device), torch.tensor([j], device=q.device))
+            gold = {"image": j, "rank": shown[0] if shown else int(full[0])}
+        n_tokens = len(enc.tokenizer(query, truncation=False)["input_ids"])
+        return {
+            "query": query,
+            "k": k,
+            "results": results,
+            "reranked": rerank is not None,
+            "timings_ms": timings,
+            "truncated": n_tokens > enc.max_length,
+            "gold": gold,
+        }
 
 
 # ----------------------------------------------------------------------------------------- ranks
@@ -394,10 +499,8 @@ def evaluate_retrieval(
     was_training = model.training
     model.eval()
     gallery = dataset if isinstance(dataset, Gallery) else gallery_from(dataset, limit)
-    t0 = time.perf_counter()
-    image_emb = embed_gallery_images(encoder, gallery, batch_size, progress)
-    index = ImageIndex(image_emb, backend)
-    index_s = time.perf_counter() - t0
+    built = GalleryIndex.build(encoder, gallery, batch_size, backend, progress)
+    index, index_s, image_emb = built.index, built.seconds, built.index.embeddings
     text_emb = embed_gallery_texts(encoder, gallery.texts, batch_size, progress)
     t_ranks, i_ranks = ranks_from_embeddings(text_emb, image_emb, gallery.text_to_image)
     params = retrieval_parameters(model)
@@ -411,7 +514,7 @@ def evaluate_retrieval(
             "images_per_s": round(gallery.n_images / max(index_s, 1e-9), 1),
         },
         "params": params,
-        "size_mb": round(params * 4 / 2**20, 2),
+        "size_mb": size_mb(params),
     }
     if timing and gallery.texts:
         query = gallery.texts[0]
@@ -470,6 +573,7 @@ __all__ = [
     "DualEncoder",
     "FusionMatcher",
     "Gallery",
+    "GalleryIndex",
     "ImageIndex",
     "evaluate_retrieval",
     "format_retrieval",
@@ -481,5 +585,6 @@ __all__ = [
     "rerank_ranks",
     "retrieval_parameters",
     "scores_from_ranks",
+    "size_mb",
     "t2i_ranks",
 ]

@@ -371,3 +371,41 @@ def speed_bars(results: dict) -> go.Figure:
         margin=dict(l=10, r=10, t=70, b=10),
     )
     return fig
+
+
+RETRIEVAL_STAGES = {  # timings key -> (label, colour)
+    "index": ("index build (once)", "#9d9d9d"),
+    "encode": ("query: encode text", SPEED_COLOURS["student"]),
+    "search": ("query: search index", SPEED_COLOURS["student_cached"]),
+    "rerank": ("query: fusion re-rank", SPEED_COLOURS["teacher"]),
+}
+
+
+def retrieval_timings(timings_ms: dict[str, float], title: str = "retrieval timings") -> go.Figure:
+    """Horizontal bars of a text->image search's stages in ms (log scale: building the index once
+    costs orders of magnitude more than a query): keys "index", "encode", "search", "rerank" (others
+    are drawn grey under their own name); stages absent from `timings_ms` are left out."""
+    if not timings_ms:
+        raise ValueError("no timings to draw")
+    names = [k for k in RETRIEVAL_STAGES if k in timings_ms] + [k for k in timings_ms if k not in RETRIEVAL_STAGES]
+    labels = [RETRIEVAL_STAGES.get(k, (k, ""))[0] for k in names][::-1]
+    values = [float(timings_ms[k]) for k in names][::-1]
+    colours = [RETRIEVAL_STAGES.get(k, ("", "#bab0ac"))[1] for k in names][::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=labels,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{v:.3g} ms" if v < 1000 else f"{v / 1000:.3g} s" for v in values],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.4g} ms<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(type="log", title="milliseconds (log scale)"),
+        height=90 + 45 * len(values),
+        margin=dict(l=10, r=10, t=50, b=40),
+    )
+    return fig
