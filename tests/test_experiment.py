@@ -16,6 +16,8 @@ def test_grid_has_three_seeds_of_each_recipe_on_shapes_vqa_and_one_layer_ablatio
     for recipe in ("none", "kd", "dide", "dide-pt"):
         assert sorted(r.seed for r in vqa if r.recipe == recipe) == [0, 1, 2]
     assert any(r.layers != (-1,) for r in GRID)
+    for task in ("shapes-vqa", "shapes-ve", "easy-vqa", "shapes-nlvr"):  # every recipe on every task
+        assert {r.recipe for r in GRID if r.task == task} == {"none", "kd", "dide", "dide-pt"}
     assert len({(r.task, r.name) for r in GRID}) == len(GRID)  # every run has its own folder
 
 

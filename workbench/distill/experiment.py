@@ -75,6 +75,7 @@ def _grid() -> tuple[Run, ...]:
     runs += [Run(vqa, "dide-pt", seed) for seed in (0, 1, 2)]
     runs += [Run(vqa, "dide", 0, (0, 1, 2, 3))]  # ablation: every layer instead of the last
     runs += [Run(t, r) for t in ("shapes-ve", "easy-vqa", "shapes-nlvr") for r in ("none", "kd")]
+    runs += [Run(t, "dide-pt") for t in ("shapes-ve", "easy-vqa", "shapes-nlvr")]  # every recipe on every task
     return tuple(runs)
 
 
