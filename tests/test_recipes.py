@@ -133,3 +133,20 @@ def test_dide_pt_runs_a_matching_stage_then_fine_tunes_from_it(tmp_path, tokeniz
     assert final["train_config"]["init_from"] == str(tmp_path / "s" / "pretrain" / "model")
     log = [json.loads(x) for x in (tmp_path / "s" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert all("soft" not in x for x in log)
+
+
+def test_a_shallower_text_tower_is_distilled_from_the_teachers_last_layer(tmp_path, tokenizer):
+    import json
+
+    from workbench.cli import main as cli
+    from workbench.models.io import load_checkpoint
+
+    teacher = _tiny_teacher(tmp_path, tokenizer)
+    args = ["distill", "--teacher", str(teacher), "--recipe", "dide", "--dataset", "shapes-vqa",
+            "--out", str(tmp_path / "s"), "--text-layers", "1", "--train-size", "64", "--val-size", "16",
+            "--test-size", "16", "--batch-size", "16", "--max-steps", "4", "--no-progress"]  # fmt: skip
+    assert cli(args) == 0
+    student = load_checkpoint(tmp_path / "s" / "model").model
+    assert student.text_config.num_hidden_layers == 1 and student.vision_config.num_hidden_layers == 2
+    log = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["t2i"] > 0 and x["i2t"] > 0 for x in log if "t2i" in x)  # the attention terms are live

@@ -116,6 +116,9 @@ def cmd_distill(args) -> None:
 
     cfg = _train_config(args, "dual")
     cfg.teacher, cfg.recipe = args.teacher, args.recipe
+    for tower in ("text_layers", "image_layers"):  # a shallower tower than the teacher's depth
+        if getattr(args, tower, None):
+            cfg.size[tower] = getattr(args, tower)
     if args.recipe in MAD_VARIANTS:  # a fusion student from unimodal teachers (workbench/distill/mad.py)
         mad = mad_config(
             args.recipe,
@@ -460,6 +463,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="dide", choices=["none", "kd", "dide", "dide-pt", *MAD_RECIPES])
     p.add_argument("--pretrain-steps", type=int, default=1000, help="dide-pt: steps of the matching stage")
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="distilled layers (default: the last)")
+    p.add_argument(
+        "--text-layers",
+        type=int,
+        default=None,
+        help="student text tower depth (default: the teacher's); with cached image features a query runs only "
+        "the text tower and the head, so a shallower text tower answers faster. Distilled layers are counted "
+        "per model: -1 is the last layer of each",
+    )
+    p.add_argument("--image-layers", type=int, default=None, help="student image tower depth (default: the teacher's)")
     p.add_argument("--w-hard", type=float, default=0.0, help="hard-label weight (official DiDE: 0)")
     p.add_argument("--w-soft", type=float, default=1.0, help="soft-label KD weight")
     p.add_argument("--w-t2i", type=float, default=1.0, help="text-to-image attention KD weight")

@@ -91,9 +91,11 @@ class DiDE(SoftLabels):
         t2i_sum = i2t_sum = 0.0
         teacher_layers = sorted(t.qk[0])
         for j in range(len(t.qk)):  # one pass per image (NLVR has two)
-            for lt, ls in zip(teacher_layers, sorted(s.qk_text)):
+            # the i-th chosen layer of each model, counted per model (-1: each one's last), so towers of
+            # different depths pair up: a 1-layer text tower's layer 0 with the image tower's last
+            for lt, lq, lk in zip(teacher_layers, sorted(s.qk_text), sorted(s.qk_image[j])):
                 t_t2i, t_i2t = losses.teacher_cross_scores(*t.qk[j][lt], text_len=t.text_len)
-                s_t2i, s_i2t = losses.student_cross_scores(s.qk_text[ls], s.qk_image[j][ls])
+                s_t2i, s_i2t = losses.student_cross_scores(s.qk_text[lq], s.qk_image[j][lk])
                 t2i_sum = t2i_sum + losses.attention_kl(s_t2i, t_t2i, key_mask=None, query_mask=text_mask)
                 i2t_sum = i2t_sum + losses.attention_kl(s_i2t, t_i2t, key_mask=text_mask)
         total = total + w.t2i * t2i_sum + w.i2t * i2t_sum
