@@ -103,3 +103,13 @@ def test_run_grid_skips_runs_the_last_results_file_records(tmp_path, monkeypatch
     previous = collect(tmp_path / "old", tmp_path / "assets", runs)
     experiment.run_grid(tmp_path / "new", tmp_path / "assets", runs, progress=False, previous=previous)
     assert calls == [str(tmp_path / "new" / "shapes-vqa" / "kd-seed0")]
+
+
+def test_a_dide_pt_runs_minutes_include_its_matching_stage(tmp_path):
+    run = Run("shapes-vqa", "dide-pt", 0)
+    _fake_run(tmp_path, run, 0.8, 0.5)  # 600 s
+    stage1 = tmp_path / run.task / run.name / "pretrain" / "model"
+    stage1.mkdir(parents=True)
+    (stage1 / "workbench.json").write_text(json.dumps({"train_seconds": 300}))
+    row = collect(tmp_path, tmp_path / "assets", [run])["shapes-vqa"]["rows"]["dide-pt"]
+    assert row["runs"][0]["minutes"] == 15.0

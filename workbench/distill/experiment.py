@@ -169,11 +169,15 @@ def _measured(run_dir: Path) -> dict | None:
     if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text())
+    seconds = meta.get("train_seconds", 0)
+    stage1 = run_dir / "pretrain" / "model" / "workbench.json"  # dide-pt: its matching stage counts too
+    if stage1.exists():
+        seconds += json.loads(stage1.read_text()).get("train_seconds", 0)
     return {
         "accuracy": meta["metrics"]["test"]["accuracy"],
         "per_type": {q: m["accuracy"] for q, m in meta["metrics"]["test"]["per_type"].items()},
         "n": meta["metrics"]["test"]["n"],
-        "minutes": round(meta.get("train_seconds", 0) / 60, 1),
+        "minutes": round(seconds / 60, 1),
         "steps": meta.get("steps"),
     }
 
