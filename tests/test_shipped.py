@@ -12,9 +12,10 @@ from workbench.models.io import load_checkpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher"]
-# the easy-VQA student's run is paused (resumable) at step 1,000 of 3,000: not shipped yet
-NOT_SHIPPED = {"easy-vqa-student": "the easy-VQA dide run is paused at step 1,000 of 3,000 (resume: workbench "
-               "experiment dide --tasks easy-vqa); not shipped yet"}  # fmt: skip
+# the easy-VQA student waits for an easy-VQA teacher that meets its 97% target (issue 2): distilled now, it
+# would have to be distilled again (about 35 minutes a run here)
+NOT_SHIPPED = {"easy-vqa-student": "not distilled yet: it waits for the easy-VQA teacher to reach 97% (README "
+               "'Open gap: easy-VQA'); then: workbench rebuild --only easy-vqa-student"}  # fmt: skip
 STUDENTS = [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED[name])) if name in NOT_SHIPPED else name
     for name in (f"{task}-student" for task in SHIPPED_STUDENTS)
