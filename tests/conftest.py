@@ -20,3 +20,12 @@ def tokenizer():
 def tiny_size():
     """A model size small enough for unit tests."""
     return {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: a second thread only adds contention. Modules opt in with `pytestmark`."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

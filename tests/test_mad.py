@@ -25,12 +25,7 @@ from workbench.models.unimodal import TextTeacher, VisionTeacher
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a second thread only adds contention (and the machine is shared)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.one_thread)
 
 
 # ----------------------------------------------------------------------------------------------

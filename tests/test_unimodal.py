@@ -18,13 +18,7 @@ from workbench.models.unimodal import (
     student_offsets,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a second thread only adds contention (and the machine is shared)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.one_thread)
 
 
 # a teacher vocabulary that splits "circle" into two pieces and keeps "shapes" whole (the student's

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from workbench.errors import CheckpointError
-from workbench.models.io import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
+from workbench.models.io import PICKLE_SUFFIXES, Checkpoint, image_normalisation, load_checkpoint
 
 # OpenAI CLIP's normalisation (transformers.utils.constants.OPENAI_CLIP_MEAN / STD)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -115,11 +115,7 @@ def load_clip(path: str | Path, device: str | torch.device = "cpu") -> Checkpoin
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"could not load the CLIP folder {path}: {e}") from e
-    mean, std = CLIP_MEAN, CLIP_STD
-    pre = path / "preprocessor_config.json"
-    if pre.is_file():
-        cfg = json.loads(pre.read_text())
-        mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
+    mean, std = image_normalisation(path, CLIP_MEAN, CLIP_STD)
     model = ClipDualEncoder(clip, mean, std).to(device).eval()
     meta = {"kind": "clip", "task": "retrieval", "labels": [], "source": "huggingface-clip"}
     meta["image_size"] = clip.config.vision_config.image_size

@@ -246,3 +246,12 @@ def _hf_vilt_meta(config: dict) -> dict:
         "num_images": config.get("num_images", 2) if nlvr else 1,
         "source": "huggingface-vilt",
     }
+
+
+def image_normalisation(folder: Path, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
+    """(image_mean, image_std) from a Hugging Face folder's `preprocessor_config.json`, else the defaults given."""
+    spec_path = Path(folder) / "preprocessor_config.json"
+    if not spec_path.is_file():
+        return mean, std
+    spec = json.loads(spec_path.read_text())
+    return tuple(spec.get("image_mean", mean)), tuple(spec.get("image_std", std))

@@ -29,7 +29,6 @@ is still put back in place with its `ids_restore`, so the order is row-major wha
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, ViTMAEForPreTraining, ViTMAEModel
 
 from workbench.errors import CheckpointError
+from workbench.models.io import image_normalisation
 
 # ViTImageProcessor's default normalisation; our MAE folders say so in their preprocessor_config.json too
 # (with the workbench's [-1, 1] pixels it makes the teacher's input exactly the student's).
@@ -242,11 +242,7 @@ class VisionTeacher(nn.Module):
                 encoder = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"cannot load a vision encoder from {path}: {e}") from e
-        mean, std = DEFAULT_MEAN, DEFAULT_STD
-        pre = path / "preprocessor_config.json"
-        if pre.exists():
-            spec = json.loads(pre.read_text())
-            mean, std = spec.get("image_mean", mean), spec.get("image_std", std)
+        mean, std = image_normalisation(path, DEFAULT_MEAN, DEFAULT_STD)
         return cls(encoder, mean, std, name=str(path))
 
     def preprocess(self, pixel_values: torch.Tensor) -> torch.Tensor:
