@@ -360,3 +360,22 @@ def test_karpathy_errors(karpathy_root: Path, tmp_path_factory: pytest.TempPathF
     path.write_text("{images: []}")
     with pytest.raises(ValueError, match=_path_in(path)):
         KarpathyCaptions(karpathy_root, "train")
+
+
+def test_easy_vqa_split_is_disjoint_flipped_and_knows_qtypes_without_images():
+    from workbench.data import load_dataset
+
+    train, val = load_dataset("easy-vqa", "train"), load_dataset("easy-vqa", "val")
+    assert not {i for _, _, i, _ in train.items} & {i for _, _, i, _ in val.items}
+    assert len(train) == 4 * len(train.items) and len(val) == len(val.items)  # flips only in training
+    for i in (0, 1, 2, 3, 4001, len(train) - 1):
+        ex = train[i]
+        assert train.qtype(i) == ex.qtype and ex.meta["flip"] == i % 4
+        answer = train.labels[ex.label]
+        assert ex.qtype == (
+            "yes/no"
+            if answer in ("yes", "no")
+            else "shape"
+            if answer in ("circle", "rectangle", "triangle")
+            else "colour"
+        )

@@ -123,3 +123,42 @@ def test_cli_train_then_eval_writes_per_type_json(tmp_path, capsys):
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert cli(["eval", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+class RecordQtypes(HardLabels):
+    """Hard labels that remember each batch's question types (and can crash like `CrashAt`)."""
+
+    def __init__(self, crash_at=None):
+        self.seen, self.crash_at = [], crash_at
+
+    def loss(self, model, batch):
+        if self.crash_at is not None and len(self.seen) >= self.crash_at:
+            raise KeyboardInterrupt("simulated crash")
+        self.seen.append(set(batch.qtypes))
+        return super().loss(model, batch)
+
+
+def test_focus_curriculum_opens_with_only_the_focused_types_and_resumes_inside_it(tmp_path):
+    kw = dict(epochs=1, train_size=320, focus_qtypes=["counting", "relation"], focus_steps=4, save_every=2)
+    rec = RecordQtypes()
+    ref = train(_cfg(tmp_path / "ref", **kw), recipe=rec, progress=False)
+    assert ref["steps"] == 4 + 320 // 32  # the focused phase comes on top of the epoch
+    assert all(s <= {"counting", "relation"} for s in rec.seen[:4])
+    assert all(len(s) > 2 for s in rec.seen[4:])  # then the full mix (6 types, 32 per batch)
+    # a crash in the focused phase resumes there, and the run ends exactly like the uninterrupted one
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "run", **kw), recipe=RecordQtypes(crash_at=3), progress=False)
+    assert json.loads((tmp_path / "run" / "state" / "state.json").read_text())["progress"]["global_step"] == 2
+    resumed = train(_cfg(tmp_path / "run", **kw), resume=True, progress=False)
+    assert resumed["steps"] == ref["steps"]
+    a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_focus_curriculum_rejects_unknown_question_types(tmp_path):
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError, match="not question types"):
+        train(_cfg(tmp_path / "bad", focus_qtypes=["shape"], focus_steps=2), progress=False)

@@ -63,6 +63,14 @@ def _add_train_args(
         "(e.g. 16 32); the token grid stays that of --patch-size (see workbench/models/stem.py)",
     )
     p.add_argument(
+        "--focus-qtypes",
+        nargs="+",
+        default=[],
+        metavar="QTYPE",
+        help="a curriculum: the first --focus-steps steps train only on these question types (e.g. shape colour)",
+    )
+    p.add_argument("--focus-steps", type=int, default=0, help="steps of the --focus-qtypes phase (before epoch 1)")
+    p.add_argument(
         "--init-from", default=None, help="start from this checkpoint's weights (a new head if its labels differ)"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -99,6 +107,8 @@ def _train_config(args, model: str):
         log_every=args.log_every,
         init_from=args.init_from,
         max_steps=args.max_steps,
+        focus_qtypes=list(args.focus_qtypes),
+        focus_steps=args.focus_steps,
         size=size,
     )
 

@@ -52,6 +52,10 @@ class EasyVQADataset:
     def __len__(self) -> int:
         return len(self.items) * self.flips
 
+    def qtype(self, i: int) -> str:
+        """Example i's question type, without loading its image (the training curriculum filters on it)."""
+        return self.items[i // self.flips][3]
+
     def __getitem__(self, i: int) -> Example:
         if not 0 <= i < len(self):
             raise IndexError(i)

@@ -455,6 +455,12 @@ class ShapesDataset:
             self._gallery = scenes
         return self._gallery
 
+    def qtype(self, i: int) -> str:
+        """Example i's question type; rendered only where the type depends on the scene (ve, nlvr)."""
+        if self.task == "vqa":
+            return VQA_TYPES[i % len(VQA_TYPES)]
+        return self[i].qtype
+
     def __getitem__(self, i: int) -> Example:
         if not 0 <= i < self.size:
             raise IndexError(i)
