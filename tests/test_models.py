@@ -199,7 +199,13 @@ def test_a_student_of_a_stem_teacher_gets_the_same_stem(tokenizer, tiny_size):
     size = student_size(teacher)
     assert size["conv_stem"] == [4, 8]
     student = create_model("dual", len(tokenizer), 3, **size)
-    assert [type(m).__name__ for m in student.stem] == [type(m).__name__ for m in teacher.stem]
+    assert [type(m).__name__ for m in student.stem.convs] == [type(m).__name__ for m in teacher.stem.convs]
+    # conv features plus the pooled colours: 8 + 3 channels at a quarter of the resolution
+    assert (
+        student.stem(torch.zeros(1, 3, 64, 64)).shape
+        == teacher.stem(torch.zeros(1, 3, 64, 64)).shape
+        == (1, 11, 16, 16)
+    )
     plain = create_model("fusion", len(tokenizer), 3, **tiny_size)
     assert plain.stem is None and "conv_stem" not in student_size(plain)
     assert "conv_stem" not in plain.config.to_dict()  # a stem-less config is a plain ViLT config
@@ -212,3 +218,14 @@ def test_centring_a_stem_model_centres_what_the_projection_sees(tokenizer, tiny_
     model.centre_patch_embedding(pixels)
     with torch.no_grad():
         assert model.patch_features(pixels).mean(dim=(0, 2, 3)).abs().max() < 1e-5
+
+
+def test_the_stem_passes_the_pooled_colours_beside_its_conv_features():
+    from workbench.models.stem import ConvStem
+
+    stem = ConvStem([4, 8])
+    pixels = torch.rand(2, 3, 16, 16)
+    out = stem(pixels)
+    assert out.shape == (2, 8 + 3, 4, 4) and stem.out_channels == 11
+    torch.testing.assert_close(out[:, 8:], pixels.unflatten(2, (4, 4)).unflatten(4, (4, 4)).mean(dim=(3, 5)))
+    assert (out[:, :8] >= 0).all()  # the conv features are max-pooled ReLUs

@@ -24,7 +24,7 @@ from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
 from workbench.models.fusion import capture_qk, centre_patch_projection, grid_positions
 from workbench.models.heads import classifier
-from workbench.models.stem import conv_stem, stem_channels, stem_projection
+from workbench.models.stem import conv_stem, stem_channels, stem_projection, stem_width
 
 
 def dual_configs(
@@ -51,7 +51,7 @@ def dual_configs(
         attention_probs_dropout_prob=0.0,
         initializer_range=hidden_size**-0.5,
     )  # as the teacher (see fusion_config)
-    stem = {"conv_stem": list(conv_stem), "num_channels": conv_stem[-1]} if conv_stem else {}
+    stem = {"conv_stem": list(conv_stem), "num_channels": stem_width(conv_stem)} if conv_stem else {}
     vision = ViTConfig(
         image_size=image_size, patch_size=patch_size, num_hidden_layers=image_layers, qkv_bias=True, **common, **stem
     )
@@ -102,7 +102,7 @@ class DualStudent(nn.Module):
         if self.stem is not None:
             patches = self.image_tower.embeddings.patch_embeddings
             patches.projection = stem_projection(channels, d, vision_config.patch_size)
-            patches.num_channels = channels[-1]
+            patches.num_channels = self.stem.out_channels
         self.text_tower = BertModel(text_config, add_pooling_layer=False)
         self.fusion = nn.Sequential(nn.Linear(2 * d, 2 * d), nn.LayerNorm(2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.classifier = classifier(d, num_images, max(num_labels, 1))
