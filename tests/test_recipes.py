@@ -150,3 +150,28 @@ def test_a_shallower_text_tower_is_distilled_from_the_teachers_last_layer(tmp_pa
     assert student.text_config.num_hidden_layers == 1 and student.vision_config.num_hidden_layers == 2
     log = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
     assert all(x["t2i"] > 0 and x["i2t"] > 0 for x in log if "t2i" in x)  # the attention terms are live
+
+
+def test_dide_pt_from_a_two_image_stem_teacher_matches_on_one_image_then_fine_tunes_on_two(tmp_path, tokenizer):
+    """The NLVR teacher reads two images; the matching stage's captions have one (it crashed before)."""
+    from workbench.distill.run import distill, one_image_view
+    from workbench.models import create_model, for_task
+    from workbench.models.io import load_checkpoint, save_checkpoint
+    from workbench.train import TrainConfig
+
+    data = load_dataset("shapes-nlvr", "val", 4)
+    one = create_model("fusion", len(tokenizer), 3, **{**TINY, "conv_stem": [4]})
+    two = for_task(one, 2, len(data.labels))
+    assert two.stem is not None  # the stem survives the change of task
+    save_checkpoint(
+        two, tokenizer, tmp_path / "teacher", {"task": "nlvr", "labels": list(data.labels), "num_images": 2}
+    )
+    view = one_image_view(two)
+    assert view.num_images == 1 and two.num_images == 2  # a copy: the teacher itself is unchanged
+    cfg = TrainConfig(
+        dataset="shapes-nlvr", out=str(tmp_path / "s"), teacher=str(tmp_path / "teacher"), recipe="dide-pt",
+        train_size=32, val_size=16, test_size=16, batch_size=16, max_steps=2,
+    )  # fmt: skip
+    distill(cfg, progress=False, pretrain_steps=2)
+    student = load_checkpoint(tmp_path / "s" / "model").model
+    assert student.num_images == 2 and student.stem is not None

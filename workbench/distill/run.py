@@ -9,6 +9,7 @@ teacher's matching soft labels; ours cannot give them).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -68,11 +69,23 @@ def distill(
     if cfg.recipe == "dide-pt":
         stage1 = _pretrain_config(cfg, pretrain_steps, weights)
         if not (Path(stage1.out) / "model" / "workbench.json").exists():
-            recipe = make_recipe("dide", teacher, weights=replace(weights, hard=1.0, soft=0.0), layers=layers)
+            recipe = make_recipe(
+                "dide", one_image_view(teacher), weights=replace(weights, hard=1.0, soft=0.0), layers=layers
+            )
             train(stage1, recipe=recipe, resume=resume, progress=progress)
         cfg = replace(cfg, init_from=str(Path(stage1.out) / "model"))
     recipe = make_recipe(cfg.recipe, teacher if cfg.recipe != "none" else None, weights=weights, layers=layers)
     return train(cfg, recipe=recipe, resume=resume, progress=progress)
+
+
+def one_image_view(teacher):
+    """The teacher as it reads one image (the matching stage's captions): an NLVR teacher keeps its encoder
+    and its first image's type embedding. Only its attention is distilled there, so its head is unused."""
+    if teacher.num_images == 1:
+        return teacher
+    from workbench.models import for_task
+
+    return for_task(copy.deepcopy(teacher), 1, 2).eval()
 
 
 def check_teacher_fits(teacher, dataset: str) -> None:

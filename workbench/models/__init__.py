@@ -13,6 +13,7 @@ from torch import nn
 from workbench.models.dual import DualStudent, dual_configs
 from workbench.models.fusion import FusionTeacher, fusion_config
 from workbench.models.heads import classifier
+from workbench.models.stem import stem_channels
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -84,7 +85,7 @@ def for_task(model: nn.Module, num_images: int, num_labels: int) -> nn.Module:
         c = model.config
         config = fusion_config(
             c.vocab_size, c.image_size, c.patch_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
-            c.max_position_embeddings, num_images,
+            c.max_position_embeddings, num_images, conv_stem=stem_channels(c),
         )  # fmt: skip
         new = FusionTeacher(config, num_labels, num_images, init_positions=False)
         state = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
@@ -92,7 +93,9 @@ def for_task(model: nn.Module, num_images: int, num_labels: int) -> nn.Module:
         old = state[key]
         extra = old[-1:].expand(1 + num_images - old.shape[0], -1) if 1 + num_images > old.shape[0] else old[:0]
         state[key] = torch.cat([old[: 1 + num_images], extra])
-        new.load_state_dict(state, strict=False)
+        missing, unexpected = new.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("classifier.") for k in missing):  # only the head is new
+            raise RuntimeError(f"for_task lost weights: missing {missing}, unexpected {unexpected}")
         return new
     model.num_images = num_images
     model.classifier = classifier(d, num_images, num_labels)
