@@ -138,12 +138,12 @@ class RecordQtypes(HardLabels):
         return super().loss(model, batch)
 
 
-def test_focus_curriculum_opens_with_only_the_focused_types_and_resumes_inside_it(tmp_path):
-    kw = dict(epochs=1, train_size=320, focus_qtypes=["counting", "relation"], focus_steps=4, save_every=2)
+def test_curriculum_opens_with_only_the_focused_types_and_resumes_inside_it(tmp_path):
+    kw = dict(epochs=1, train_size=320, curriculum=[[["counting", "relation"], 3], [["position"], 1]], save_every=2)
     rec = RecordQtypes()
     ref = train(_cfg(tmp_path / "ref", **kw), recipe=rec, progress=False)
     assert ref["steps"] == 4 + 320 // 32  # the focused phase comes on top of the epoch
-    assert all(s <= {"counting", "relation"} for s in rec.seen[:4])
+    assert all(s <= {"counting", "relation"} for s in rec.seen[:3]) and rec.seen[3] == {"position"}
     assert all(len(s) > 2 for s in rec.seen[4:])  # then the full mix (6 types, 32 per batch)
     # a crash in the focused phase resumes there, and the run ends exactly like the uninterrupted one
     with pytest.raises(KeyboardInterrupt):
@@ -157,8 +157,18 @@ def test_focus_curriculum_opens_with_only_the_focused_types_and_resumes_inside_i
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
 
 
-def test_focus_curriculum_rejects_unknown_question_types(tmp_path):
+def test_curriculum_rejects_unknown_question_types(tmp_path):
     from workbench.errors import WorkbenchError
 
     with pytest.raises(WorkbenchError, match="not question types"):
-        train(_cfg(tmp_path / "bad", focus_qtypes=["shape"], focus_steps=2), progress=False)
+        train(_cfg(tmp_path / "bad", curriculum=[[["shape"], 2]]), progress=False)
+
+
+def test_curriculum_phases_parse_from_the_command_line():
+    from workbench.errors import WorkbenchError
+    from workbench.train import parse_curriculum
+
+    assert parse_curriculum(["shape:600", "shape,colour:400"]) == [[["shape"], 600], [["shape", "colour"], 400]]
+    for bad in ("shape", "shape:", ":5", "shape:0", "shape:x"):
+        with pytest.raises(WorkbenchError, match="expected QTYPE"):
+            parse_curriculum([bad])

@@ -63,13 +63,13 @@ def _add_train_args(
         "(e.g. 16 32); the token grid stays that of --patch-size (see workbench/models/stem.py)",
     )
     p.add_argument(
-        "--focus-qtypes",
+        "--curriculum",
         nargs="+",
         default=[],
-        metavar="QTYPE",
-        help="a curriculum: the first --focus-steps steps train only on these question types (e.g. shape colour)",
+        metavar="QTYPES:STEPS",
+        help="phases that open the first epoch, each training only on these question types, e.g. "
+        "shape:600 shape,colour:400 (what the easy-VQA teacher needs to learn shape)",
     )
-    p.add_argument("--focus-steps", type=int, default=0, help="steps of the --focus-qtypes phase (before epoch 1)")
     p.add_argument(
         "--init-from", default=None, help="start from this checkpoint's weights (a new head if its labels differ)"
     )
@@ -78,7 +78,7 @@ def _add_train_args(
 
 
 def _train_config(args, model: str):
-    from workbench.train import TrainConfig
+    from workbench.train import TrainConfig, parse_curriculum
 
     size = {
         k: v
@@ -107,8 +107,7 @@ def _train_config(args, model: str):
         log_every=args.log_every,
         init_from=args.init_from,
         max_steps=args.max_steps,
-        focus_qtypes=list(args.focus_qtypes),
-        focus_steps=args.focus_steps,
+        curriculum=parse_curriculum(args.curriculum),
         size=size,
     )
 

@@ -64,10 +64,10 @@ class TrainConfig:
     teacher: str | None = None  # distillation: the teacher's folder (its tokenizer is used too)
     size: dict = field(default_factory=dict)  # model size overrides (hidden_size, num_layers, ...)
     recipe_args: dict = field(default_factory=dict)
-    # a curriculum: the first `focus_steps` optimizer steps train only on questions of these types (easy-VQA's
-    # shape questions need ~800 steps of undivided gradient; in the full mix shape stayed near chance)
-    focus_qtypes: list[str] = field(default_factory=list)
-    focus_steps: int = 0
+    # a curriculum: phases [[qtypes, steps], ...] that open the first epoch, each training only on questions of
+    # those types (easy-VQA: shape questions need ~600 steps of undivided gradient; in the full mix shape stayed
+    # near chance)
+    curriculum: list = field(default_factory=list)
 
 
 class HardLabels:
@@ -91,21 +91,35 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def focus_order(dataset, qtypes, steps: int, batch_size: int, seed: int) -> list[int]:
-    """The curriculum's first `steps` batches: only examples whose question type is in `qtypes`, in an
-    order seeded like the epochs' (repeated when the subset is smaller than the phase)."""
+def curriculum_order(dataset, phases, batch_size: int, seed: int) -> list[int]:
+    """The curriculum's batches: for each phase (qtypes, steps), `steps` batches of only the examples whose
+    question type is in `qtypes`, in an order seeded like the epochs' (repeated when the subset is small)."""
     qtype_of = getattr(dataset, "qtype", None)
-    if qtype_of is None:
+    if phases and qtype_of is None:
         raise WorkbenchError(f"{type(dataset).__name__} cannot tell question types without building examples; "
-                             "--focus-qtypes works on easy-vqa and shapes-vqa")  # fmt: skip
-    unknown = set(qtypes) - set(dataset.qtypes)
-    if unknown:
-        raise WorkbenchError(f"--focus-qtypes {sorted(unknown)}: not question types of this dataset {dataset.qtypes}")
-    pool = [i for i in epoch_order(len(dataset), seed, -1) if qtype_of(i) in qtypes]
-    if not pool:
-        raise WorkbenchError(f"--focus-steps {steps}: no training example has a question type in {list(qtypes)}")
-    need = steps * batch_size
-    return (pool * (need // max(1, len(pool)) + 1))[:need]
+                             "--curriculum works on easy-vqa and shapes-vqa")  # fmt: skip
+    order: list[int] = []
+    for k, (qtypes, steps) in enumerate(phases):
+        unknown = set(qtypes) - set(dataset.qtypes)
+        if unknown:
+            raise WorkbenchError(f"--curriculum {sorted(unknown)}: not question types of this dataset {dataset.qtypes}")
+        pool = [i for i in epoch_order(len(dataset), seed, -1 - k) if qtype_of(i) in qtypes]
+        if not pool:
+            raise WorkbenchError(f"--curriculum: no training example has a question type in {list(qtypes)}")
+        need = steps * batch_size
+        order += (pool * (need // len(pool) + 1))[:need]
+    return order
+
+
+def parse_curriculum(phases: list[str]) -> list:
+    """`["shape:600", "shape,colour:400"]` -> `[[["shape"], 600], [["shape", "colour"], 400]]`."""
+    out = []
+    for phase in phases:
+        qtypes, _, steps = phase.rpartition(":")
+        if not qtypes or not steps.isdigit() or int(steps) <= 0:
+            raise WorkbenchError(f"--curriculum phase {phase!r}: expected QTYPE[,QTYPE...]:STEPS, e.g. shape:600")
+        out.append([qtypes.split(","), int(steps)])
+    return out
 
 
 def _lr_lambda(warmup: int, total: int):
@@ -269,10 +283,8 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
         recipe.attach(model)
 
     steps_per_epoch = len(train_set) // cfg.batch_size
-    focus = (
-        focus_order(train_set, cfg.focus_qtypes, cfg.focus_steps, cfg.batch_size, cfg.seed) if cfg.focus_steps else []
-    )
-    total_steps = steps_per_epoch * cfg.epochs + cfg.focus_steps
+    focus = curriculum_order(train_set, cfg.curriculum, cfg.batch_size, cfg.seed)
+    total_steps = steps_per_epoch * cfg.epochs + len(focus) // cfg.batch_size
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     decay, no_decay = [], []
@@ -321,7 +333,7 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     for epoch in range(start["epoch"], cfg.epochs if not start.get("done") else 0):
         order = epoch_order(len(train_set), cfg.seed, epoch)[: steps_per_epoch * cfg.batch_size]
         if epoch == 0:
-            order = focus + order  # the curriculum's focused steps open the first epoch
+            order = focus + order  # the curriculum's phases open the first epoch
         steps_this_epoch = len(order) // cfg.batch_size
         first = start["step_in_epoch"] if epoch == start["epoch"] else 0
         # each process takes its own slice of every global batch (DDP), so the global batch is cfg.batch_size

@@ -10,7 +10,7 @@ Convolutions Help Transformers See Better").
 Shape: `conv 3x3 -> ReLU -> max-pool 2` per entry of `channels`, and beside them the raw image
 average-pooled to the same resolution (its 3 colour channels are concatenated to the conv features).
 Why the raw path: trained first on shape questions (the curriculum that makes shape learnable,
-`--focus-qtypes shape`), the convolutions become colour-invariant, and colour questions then took
+`--curriculum shape:600`), the convolutions become colour-invariant, and colour questions then took
 1,200 more steps to recover (99% after 2,200 steps of the mix); with the pooled colours beside them the
 projection reads colour directly, as a plain linear patch projection does. The patch projection then
 reads the stem's feature map with kernel = stride = patch_size / 2**len(channels), so the token grid is the
