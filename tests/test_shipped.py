@@ -12,10 +12,7 @@ from workbench.models.io import load_checkpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher"]
-# the easy-VQA student waits for an easy-VQA teacher that meets its 97% target (issue 2): distilled now, it
-# would have to be distilled again (about 35 minutes a run here)
-NOT_SHIPPED = {"easy-vqa-student": "not distilled yet: it waits for the easy-VQA teacher to reach 97% (README "
-               "'Open gap: easy-VQA'); then: workbench rebuild --only easy-vqa-student"}  # fmt: skip
+NOT_SHIPPED: dict[str, str] = {}  # a student listed here is an expected absence (a strict xfail says why)
 STUDENTS = [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED[name])) if name in NOT_SHIPPED else name
     for name in (f"{task}-student" for task in SHIPPED_STUDENTS)
@@ -103,7 +100,7 @@ DIDE = ASSETS / "results" / "dide.json"
                 "encoder with DiDE's concat head after 3,000 steps - see README 'Distillation (DiDE)'",
             ),
         ),
-        pytest.param("easy-vqa", marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED["easy-vqa-student"])),
+        "easy-vqa",
     ],
 )
 def test_dide_student_within_1_5_points_of_its_teacher(task):
