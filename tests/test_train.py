@@ -162,6 +162,8 @@ def test_curriculum_rejects_unknown_question_types(tmp_path):
 
     with pytest.raises(WorkbenchError, match="not question types"):
         train(_cfg(tmp_path / "bad", curriculum=[[["shape"], 2]]), progress=False)
+    with pytest.raises(WorkbenchError, match="depends on its scene"):  # ve types need the rendered scene
+        train(_cfg(tmp_path / "ve", dataset="shapes-ve", curriculum=[[["relation"], 2]]), progress=False)
 
 
 def test_curriculum_phases_parse_from_the_command_line():

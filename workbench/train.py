@@ -97,7 +97,7 @@ def curriculum_order(dataset, phases, batch_size: int, seed: int) -> list[int]:
     qtype_of = getattr(dataset, "qtype", None)
     if phases and qtype_of is None:
         raise WorkbenchError(f"{type(dataset).__name__} cannot tell question types without building examples; "
-                             "--curriculum works on easy-vqa and shapes-vqa")  # fmt: skip
+                             "--curriculum works on easy-vqa, shapes-vqa and shapes-itm")  # fmt: skip
     order: list[int] = []
     for k, (qtypes, steps) in enumerate(phases):
         unknown = set(qtypes) - set(dataset.qtypes)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw
 
+from workbench.errors import WorkbenchError
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -456,10 +458,14 @@ class ShapesDataset:
         return self._gallery
 
     def qtype(self, i: int) -> str:
-        """Example i's question type; rendered only where the type depends on the scene (ve, nlvr)."""
+        """Example i's question type without rendering it (the training curriculum filters on it). Only VQA
+        and ITM fix the type by index; a ve / nlvr type depends on the generated scene."""
         if self.task == "vqa":
             return VQA_TYPES[i % len(VQA_TYPES)]
-        return self[i].qtype
+        if self.task == "itm":
+            return ITM_TYPES[i % len(ITM_TYPES)]
+        raise WorkbenchError(f"shapes-{self.task}: an example's question type depends on its scene; "
+                             "a --curriculum needs shapes-vqa, shapes-itm or easy-vqa")  # fmt: skip
 
     def __getitem__(self, i: int) -> Example:
         if not 0 <= i < self.size:

@@ -80,8 +80,6 @@ def for_task(model: nn.Module, num_images: int, num_labels: int) -> nn.Module:
     model = getattr(model, "module", model)
     d = model.classifier[0].in_features // model.num_images
     if isinstance(model, FusionTeacher) and num_images != model.num_images:
-        from workbench.models.fusion import fusion_config
-
         c = model.config
         config = fusion_config(
             c.vocab_size, c.image_size, c.patch_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
