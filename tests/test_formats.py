@@ -379,3 +379,45 @@ def test_easy_vqa_split_is_disjoint_flipped_and_knows_qtypes_without_images():
             if answer in ("circle", "rectangle", "triangle")
             else "colour"
         )
+
+
+def test_easy_vqa_yes_no_tags_agree_with_the_images_own_colour_and_shape_questions():
+    """The curriculum's tags say whether the colour / shape a yes/no question asks about is in the image; check
+    them against what the same image's "what color" / "what shape" questions answer."""
+    from workbench.data import load_dataset
+    from workbench.data.easy_vqa import TAGS
+
+    train = load_dataset("easy-vqa", "train")
+    assert train.curriculum_tags == TAGS
+    truth: dict[int, set[str]] = {}
+    for q, label, image, qtype in train.items:
+        if qtype in ("colour", "shape") and q in ("what color is the shape?", "what shape is in the image?"):
+            truth.setdefault(image, set()).add(train.labels[label])
+    checked = {tag: 0 for tag in TAGS}
+    for k, (q, _, image, qtype) in enumerate(train.items):
+        if qtype != "yes/no" or image not in truth:
+            continue
+        tags = train.tags(4 * k + 3)  # every flip of a question carries its tags
+        assert tags[0] == "yes/no" and tags[1] in TAGS
+        words = set(q.rstrip("?").split())
+        asked = words & {
+            "red",
+            "green",
+            "blue",
+            "black",
+            "gray",
+            "yellow",
+            "teal",
+            "brown",
+            "circle",
+            "rectangle",
+            "triangle",
+        }
+        assert len(asked) == 1, q
+        present = bool(asked & truth[image])
+        if present or len(truth[image]) == 2:  # an absent attribute is known only when both of the image's are
+            assert tags[1].endswith("present" if present else "absent"), (q, truth[image], tags)
+            checked[tags[1]] += 1
+    assert min(checked.values()) > 100, checked
+    others = [4 * k for k, item in enumerate(train.items) if item[3] != "yes/no"]
+    assert others and all(train.tags(i) == (train.qtype(i),) for i in others)  # no finer kind outside yes/no

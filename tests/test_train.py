@@ -171,6 +171,40 @@ def test_curriculum_phases_parse_from_the_command_line():
     from workbench.train import parse_curriculum
 
     assert parse_curriculum(["shape:600", "shape,colour:400"]) == [[["shape"], 600], [["shape", "colour"], 400]]
-    for bad in ("shape", "shape:", ":5", "shape:0", "shape:x"):
-        with pytest.raises(WorkbenchError, match="expected QTYPE"):
+    assert parse_curriculum(["colour-present,colour-absent:800:balanced"]) == [
+        [["colour-present", "colour-absent"], 800, "balanced"]
+    ]
+    for bad in ("shape", "shape:", ":5", "shape:0", "shape:x", "shape:5:fast", "shape:balanced"):
+        with pytest.raises(WorkbenchError, match="expected NAME"):
             parse_curriculum([bad])
+
+
+class _Tagged:
+    """A stand-in dataset: 9 common examples and 1 rare one, all of question type "q"."""
+
+    qtypes, curriculum_tags = ("q",), ("common", "rare")
+
+    def __len__(self):
+        return 10
+
+    def qtype(self, i):
+        return "q"
+
+    def tags(self, i):
+        return ("q", "rare" if i == 7 else "common")
+
+
+def test_balanced_curriculum_phase_draws_its_tags_in_turn():
+    from workbench.errors import WorkbenchError
+    from workbench.train import curriculum_order
+
+    balanced = curriculum_order(_Tagged(), [[["common", "rare"], 2, "balanced"]], batch_size=4, seed=0)
+    assert len(balanced) == 8 and balanced[1::2] == [7, 7, 7, 7]  # the rare example on every other draw
+    assert 7 not in balanced[0::2] and len(set(balanced[0::2])) == 4
+    plain = curriculum_order(_Tagged(), [[["common", "rare"], 2]], batch_size=4, seed=0)
+    assert plain.count(7) == 1 and len(set(plain)) == 8  # in proportion: the rare one once
+    assert curriculum_order(_Tagged(), [[["q"], 1]], batch_size=4, seed=0) == plain[:4]  # tags include the qtype
+    with pytest.raises(WorkbenchError, match="unknown mode"):
+        curriculum_order(_Tagged(), [[["rare"], 1, "shuffled"]], batch_size=4, seed=0)
+    with pytest.raises(WorkbenchError, match="not question types or tags"):
+        curriculum_order(_Tagged(), [[["absent"], 1]], batch_size=4, seed=0)

@@ -92,33 +92,51 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def curriculum_order(dataset, phases, batch_size: int, seed: int) -> list[int]:
-    """The curriculum's batches: for each phase (qtypes, steps), `steps` batches of only the examples whose
-    question type is in `qtypes`, in an order seeded like the epochs' (repeated when the subset is small)."""
+    """The curriculum's batches: for each phase `[names, steps]`, `steps` batches of only the examples that
+    carry one of `names` (a question type, or a finer tag the dataset defines in `curriculum_tags`), in an order
+    seeded like the epochs' (repeated when the subset is small). A phase `[names, steps, "balanced"]` draws its
+    names in turn, so a rare kind gets as many examples as a common one."""
     qtype_of = getattr(dataset, "qtype", None)
     if phases and qtype_of is None:
         raise WorkbenchError(f"{type(dataset).__name__} cannot tell question types without building examples; "
                              "--curriculum works on easy-vqa, shapes-vqa and shapes-itm")  # fmt: skip
+    tags_of = getattr(dataset, "tags", None) or (lambda i: (qtype_of(i),))
+    known = (*dataset.qtypes, *getattr(dataset, "curriculum_tags", ())) if phases else ()
     order: list[int] = []
-    for k, (qtypes, steps) in enumerate(phases):
-        unknown = set(qtypes) - set(dataset.qtypes)
+    for k, (names, steps, *mode) in enumerate(phases):
+        unknown = set(names) - set(known)
         if unknown:
-            raise WorkbenchError(f"--curriculum {sorted(unknown)}: not question types of this dataset {dataset.qtypes}")
-        pool = [i for i in epoch_order(len(dataset), seed, -1 - k) if qtype_of(i) in qtypes]
-        if not pool:
-            raise WorkbenchError(f"--curriculum: no training example has a question type in {list(qtypes)}")
+            raise WorkbenchError(f"--curriculum {sorted(unknown)}: not question types or tags of this dataset {known}")
+        if mode not in ([], ["balanced"]):
+            raise WorkbenchError(f"--curriculum phase {names}:{steps}: unknown mode {mode} (only 'balanced')")
+        shuffled = epoch_order(len(dataset), seed, -1 - k)
         need = steps * batch_size
-        order += (pool * (need // len(pool) + 1))[:need]
+        if mode:  # one pool per name, drawn in turn
+            pools = [[i for i in shuffled if name in tags_of(i)] for name in names]
+        else:
+            wanted = set(names)
+            pools = [[i for i in shuffled if wanted.intersection(tags_of(i))]]
+        for name, pool in zip(names, pools):
+            if not pool:
+                raise WorkbenchError(f"--curriculum: no training example carries {name if mode else list(names)}")
+        order += [pools[j % len(pools)][(j // len(pools)) % len(pools[j % len(pools)])] for j in range(need)]
     return order
 
 
 def parse_curriculum(phases: list[str]) -> list:
-    """`["shape:600", "shape,colour:400"]` -> `[[["shape"], 600], [["shape", "colour"], 400]]`."""
+    """`["shape:600", "colour-present,colour-absent:800:balanced"]` ->
+    `[[["shape"], 600], [["colour-present", "colour-absent"], 800, "balanced"]]`."""
     out = []
     for phase in phases:
-        qtypes, _, steps = phase.rpartition(":")
-        if not qtypes or not steps.isdigit() or int(steps) <= 0:
-            raise WorkbenchError(f"--curriculum phase {phase!r}: expected QTYPE[,QTYPE...]:STEPS, e.g. shape:600")
-        out.append([qtypes.split(","), int(steps)])
+        head, _, mode = phase.rpartition(":")
+        if mode != "balanced":
+            head, mode = phase, ""
+        names, _, steps = head.rpartition(":")
+        if not names or not steps.isdigit() or int(steps) <= 0:
+            raise WorkbenchError(
+                f"--curriculum phase {phase!r}: expected NAME[,NAME...]:STEPS[:balanced], e.g. shape:600"
+            )
+        out.append([names.split(","), int(steps), *([mode] if mode else [])])
     return out
 
 

@@ -9,6 +9,8 @@ so resumed runs see exactly the same data.
 
 from __future__ import annotations
 
+import re
+
 from PIL import Image
 
 from workbench.data.shapes import Example
@@ -19,6 +21,21 @@ QTYPES = ("shape", "colour", "yes/no")
 # after 3,200 steps): the answer to three of the four other question kinds does not need shape, and it is
 # learned only when it is nearly all of the gradient (README "easy-VQA: what it took").
 CURRICULUM = [[["shape"], 600], [["shape", "colour"], 400]]
+
+
+# Finer kinds a curriculum phase may name (`TrainConfig.curriculum`): the yes/no questions split by what they ask
+# about and whether it is in the image. "Is there a red shape?" has the asked colour present in 1 of 8 questions,
+# so a model answering "absent" to every colour question is right 7 times in 8 (README "easy-VQA: what it took").
+TAGS = ("colour-present", "colour-absent", "shape-present", "shape-absent")
+_NEGATED = re.compile(r"\b(not|no)\b")
+
+
+def _tag(question: str, answer: str) -> str:
+    """A yes/no question's kind: is the colour (or shape) it asks about in the image? Read from the question and
+    its gold answer alone: "is there not a red shape?" -> "no" means red is there."""
+    about = "colour" if " shape" in question else "shape"  # the templates: "a red shape" / "a circle"
+    present = (answer == "yes") != bool(_NEGATED.search(question))
+    return f"{about}-{'present' if present else 'absent'}"
 
 
 def _qtype(answer: str, shapes: set[str]) -> str:
@@ -37,6 +54,7 @@ class EasyVQADataset:
             raise ValueError(f"easy-VQA has splits train / val / test, not {split!r}")
         self.labels: tuple[str, ...] = tuple(easy_vqa.get_answers())
         self.qtypes = QTYPES
+        self.curriculum_tags = TAGS
         if split == "test":
             qs, answers, ids = easy_vqa.get_test_questions()
             paths = easy_vqa.get_test_image_paths()
@@ -48,6 +66,7 @@ class EasyVQADataset:
             qs, answers, ids = zip(*[(q, a, i) for q, a, i in zip(qs, answers, ids) if keep(i)])
         shapes = {"circle", "rectangle", "triangle"}
         self.items = [(q, self.labels.index(a), i, _qtype(a, shapes)) for q, a, i in zip(qs, answers, ids)]
+        self._tags = [(qt, _tag(q, self.labels[a])) if qt == "yes/no" else (qt,) for q, a, _, qt in self.items]
         if size is not None:
             self.items = self.items[:size]
         self.paths = paths
@@ -60,6 +79,10 @@ class EasyVQADataset:
     def qtype(self, i: int) -> str:
         """Example i's question type, without loading its image (the training curriculum filters on it)."""
         return self.items[i // self.flips][3]
+
+    def tags(self, i: int) -> tuple[str, ...]:
+        """Example i's question type and, for yes/no questions, its finer kind (`TAGS`), for the curriculum."""
+        return self._tags[i // self.flips]
 
     def __getitem__(self, i: int) -> Example:
         if not 0 <= i < len(self):
