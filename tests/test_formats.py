@@ -417,6 +417,7 @@ def test_easy_vqa_yes_no_tags_agree_with_the_images_own_colour_and_shape_questio
         present = bool(asked & truth[image])
         if present or len(truth[image]) == 2:  # an absent attribute is known only when both of the image's are
             assert tags[1].endswith("present" if present else "absent"), (q, truth[image], tags)
+            assert tags[1].startswith("not-") == (" not " in q or " no " in q), (q, tags)
             checked[tags[1]] += 1
     assert min(checked.values()) > 100, checked
     others = [4 * k for k, item in enumerate(train.items) if item[3] != "yes/no"]

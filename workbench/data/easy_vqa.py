@@ -24,18 +24,23 @@ CURRICULUM = [[["shape"], 600], [["shape", "colour"], 400]]
 
 
 # Finer kinds a curriculum phase may name (`TrainConfig.curriculum`): the yes/no questions split by what they ask
-# about and whether it is in the image. "Is there a red shape?" has the asked colour present in 1 of 8 questions,
-# so a model answering "absent" to every colour question is right 7 times in 8 (README "easy-VQA: what it took").
-TAGS = ("colour-present", "colour-absent", "shape-present", "shape-absent")
+# about, whether it is in the image, and whether the question is negated ("not-": "is there not a red shape?").
+# The asked colour is present in 1 question in 8, so "not there" is right 7 times in 8; and a negated question
+# flips the answer, so a match feature helps one half and hurts the other until negation is learned too
+# (README "easy-VQA: what it took").
+TAGS = tuple(
+    f"{neg}{about}-{where}" for neg in ("", "not-") for about in ("colour", "shape") for where in ("present", "absent")
+)
 _NEGATED = re.compile(r"\b(not|no)\b")
 
 
 def _tag(question: str, answer: str) -> str:
-    """A yes/no question's kind: is the colour (or shape) it asks about in the image? Read from the question and
-    its gold answer alone: "is there not a red shape?" -> "no" means red is there."""
+    """A yes/no question's kind: is the colour (or shape) it asks about in the image, is the question negated?
+    Read from the question and its gold answer alone: "is there not a red shape?" -> "no" means red is there."""
     about = "colour" if " shape" in question else "shape"  # the templates: "a red shape" / "a circle"
-    present = (answer == "yes") != bool(_NEGATED.search(question))
-    return f"{about}-{'present' if present else 'absent'}"
+    negated = bool(_NEGATED.search(question))
+    present = (answer == "yes") != negated
+    return f"{'not-' if negated else ''}{about}-{'present' if present else 'absent'}"
 
 
 def _qtype(answer: str, shapes: set[str]) -> str:
