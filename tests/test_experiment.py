@@ -12,13 +12,23 @@ from workbench.distill.experiment import GRID, Run, claim, collect, release, res
 
 
 def test_grid_has_three_seeds_of_each_recipe_on_shapes_vqa_and_one_layer_ablation():
-    vqa = [r for r in GRID if r.task == "shapes-vqa" and r.layers == (-1,)]
+    vqa = [r for r in GRID if r.task == "shapes-vqa" and r.layers == (-1,) and r.text_layers is None]
     for recipe in ("none", "kd", "dide", "dide-pt"):
         assert sorted(r.seed for r in vqa if r.recipe == recipe) == [0, 1, 2]
     assert any(r.layers != (-1,) for r in GRID)
     for task in ("shapes-vqa", "shapes-ve", "easy-vqa", "shapes-nlvr"):  # every recipe on every task
         assert {r.recipe for r in GRID if r.task == task} == {"none", "kd", "dide", "dide-pt"}
     assert len({(r.task, r.name) for r in GRID}) == len(GRID)  # every run has its own folder
+
+
+def test_the_fast_students_run_has_a_one_layer_text_tower_its_own_folder_and_row(tmp_path):
+    from workbench.distill.experiment import FAST_STUDENT
+
+    assert FAST_STUDENT in GRID
+    cfg = FAST_STUDENT.config(tmp_path, tmp_path / "assets")
+    assert cfg.size == {"text_layers": 1} and cfg.recipe == "dide" and cfg.max_steps == 3000
+    assert FAST_STUDENT.name == "dide-text1-seed0" and FAST_STUDENT.variant == "dide (text tower 1 layer)"
+    assert Run("shapes-vqa", "dide").config(tmp_path, tmp_path).size == {}  # the default takes the teacher's depth
 
 
 def test_a_claimed_run_is_skipped_and_a_dead_workers_lock_is_taken_over(tmp_path):

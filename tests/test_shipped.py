@@ -15,7 +15,7 @@ TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shap
 NOT_SHIPPED: dict[str, str] = {}  # a student listed here is an expected absence (a strict xfail says why)
 STUDENTS = [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED[name])) if name in NOT_SHIPPED else name
-    for name in (f"{task}-student" for task in SHIPPED_STUDENTS)
+    for name in [*(f"{task}-student" for task in SHIPPED_STUDENTS), "shapes-vqa-student-fast"]
 ]
 
 
@@ -78,7 +78,7 @@ def test_shipped_student_is_a_dide_dual_encoder_of_its_shipped_teacher(name):
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
     assert meta["kind"] == "dual" and meta["recipe"] == "dide"
     teacher = Path(meta["train_config"]["teacher"])
-    assert teacher.name == name.replace("-student", "-teacher")
+    assert teacher.name == name.removesuffix("-fast").replace("-student", "-teacher")
     teacher_meta = json.loads((ASSETS / teacher.name / "workbench.json").read_text())
     assert meta["labels"] == teacher_meta["labels"] and meta["dataset"] == teacher_meta["dataset"]
 
@@ -128,3 +128,38 @@ def test_dide_beats_none_on_relational_types_by_more_than_the_seed_spread(qtype)
     assert len(rows["dide"]["runs"]) >= 3 and len(rows["none"]["runs"]) >= 3
     dide, none = rows["dide"]["per_type"][qtype], rows["none"]["per_type"][qtype]
     assert dide["mean"] - none["mean"] > dide["std"] + none["std"]
+
+
+def _speed() -> dict:
+    return json.loads((ASSETS / "results" / "speed.json").read_text())
+
+
+def test_shipped_speed_results_are_the_readmes_and_measure_the_shipped_pair():
+    from workbench.bench import speed_table
+    from workbench.report import read_section
+
+    speed = _speed()
+    readme = (ASSETS.parent / "README.md").read_text()
+    assert read_section(readme, "speed") == speed_table(speed).strip()  # the README table is the command's output
+    assert speed["models"]["teacher"]["path"] == "assets/shapes-vqa-teacher"
+    assert speed["models"]["student"]["path"] == "assets/shapes-vqa-student-fast"
+    student = load_checkpoint(ASSETS / "shapes-vqa-student-fast").model
+    assert student.text_config.num_hidden_layers == speed["models"]["student"]["text_layers"] == 1
+
+
+def test_cached_student_batch_32_reaches_70_percent_of_its_flop_ratio():
+    assert _speed()["ratios"]["32"]["student_cached_fraction_of_flop_ratio"] >= 0.7
+
+
+def test_student_retrieval_1000_by_1000_is_500_times_faster():
+    (entry,) = [e for e in _speed()["retrieval"]["entries"] if e["n_images"] == 1000]
+    assert entry["speedup"] >= 500
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured 4.2x (teacher 1.49 ms, cached one-layer student 0.35 ms per query, torch.compile, 1 thread); "
+    "the target of issue 5 is 5x - see README 'Speed'",
+)
+def test_cached_student_is_5_times_faster_than_the_teacher_at_batch_1():
+    assert _speed()["ratios"]["1"]["student_cached_speedup"] >= 5

@@ -211,13 +211,13 @@ STUDENTS = ("shapes-vqa", "shapes-ve", "easy-vqa", "shapes-nlvr")
 
 
 def cmd_rebuild(args) -> None:
-    from workbench.distill.experiment import Run, run_grid
+    from workbench.distill.experiment import FAST_STUDENT, Run, run_grid
     from workbench.train import TrainConfig, train
 
-    names = args.only or [*DEFAULTS, *(f"{t}-student" for t in STUDENTS)]
+    names = args.only or [*DEFAULTS, *(f"{t}-student" for t in STUDENTS), "shapes-vqa-student-fast"]
     for name in names:
-        if name.endswith("-student"):
-            run = Run(name.removesuffix("-student"), "dide")
+        if "-student" in name:
+            run = FAST_STUDENT if name == "shapes-vqa-student-fast" else Run(name.removesuffix("-student"), "dide")
             root = Path(args.runs) / "dide"
             print(f"== distilling the {run.task} student into {root / run.task / run.name}")
             run_grid(root, Path(args.assets), runs=(run,), progress=not args.no_progress)
@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         nargs="*",
-        choices=[*DEFAULTS, *(f"{t}-student" for t in STUDENTS)],
+        choices=[*DEFAULTS, *(f"{t}-student" for t in STUDENTS), "shapes-vqa-student-fast"],
         help="rebuild only these (e.g. shapes-vqa shapes-vqa-student)",
     )
     p.add_argument("--runs", default="runs", help="where the training runs go")

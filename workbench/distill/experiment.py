@@ -44,16 +44,20 @@ class Run:
     recipe: str  # none | kd | dide | dide-pt
     seed: int = 0
     layers: tuple[int, ...] = (-1,)
+    text_layers: int | None = None  # a shallower student text tower (the speed ablation); None: the teacher's
 
     @property
     def variant(self) -> str:
-        """Row name in the table: the recipe, plus the distilled layers when not the default."""
-        return self.recipe if self.layers == (-1,) else f"{self.recipe} (layers {','.join(map(str, self.layers))})"
+        """Row name in the table: the recipe, plus the distilled layers / text depth when not the default."""
+        notes = [f"layers {','.join(map(str, self.layers))}"] if self.layers != (-1,) else []
+        notes += [f"text tower {self.text_layers} layer{'s' * (self.text_layers > 1)}"] if self.text_layers else []
+        return f"{self.recipe} ({'; '.join(notes)})" if notes else self.recipe
 
     @property
     def name(self) -> str:
         layers = "" if self.layers == (-1,) else "-layers" + "_".join(str(x) for x in self.layers)
-        return f"{self.recipe}{layers}-seed{self.seed}"
+        text = f"-text{self.text_layers}" if self.text_layers else ""
+        return f"{self.recipe}{layers}{text}-seed{self.seed}"
 
     def config(self, root: Path, assets: Path) -> TrainConfig:
         return TrainConfig(
@@ -63,8 +67,14 @@ class Run:
             seed=self.seed,
             recipe=self.recipe,
             teacher=str(assets / f"{self.task}-teacher"),
+            size={"text_layers": self.text_layers} if self.text_layers else {},
             **TASK_RUN.get(self.task, STUDENT_RUN),
         )
+
+
+# the speed ablation, shipped as assets/shapes-vqa-student-fast: a one-layer text tower, so a query against
+# cached image features runs one transformer layer and the head (issue 5's batch-1 latency target)
+FAST_STUDENT = Run("shapes-vqa", "dide", text_layers=1)
 
 
 def _grid() -> tuple[Run, ...]:
@@ -78,6 +88,7 @@ def _grid() -> tuple[Run, ...]:
     runs += [Run(vqa, "dide", 0, (0, 1, 2, 3))]  # ablation: every layer instead of the last
     runs += [Run(t, r) for t in ("shapes-ve", "easy-vqa", "shapes-nlvr") for r in ("none", "kd")]
     runs += [Run(t, "dide-pt") for t in ("shapes-ve", "easy-vqa", "shapes-nlvr")]  # every recipe on every task
+    runs += [FAST_STUDENT]
     return tuple(runs)
 
 
