@@ -422,3 +422,22 @@ def test_easy_vqa_yes_no_tags_agree_with_the_images_own_colour_and_shape_questio
     assert min(checked.values()) > 100, checked
     others = [4 * k for k, item in enumerate(train.items) if item[3] != "yes/no"]
     assert others and all(train.tags(i) == (train.qtype(i),) for i in others)  # no finer kind outside yes/no
+
+
+def test_easy_vqa_colour_matching_phases_draw_present_and_absent_colours_in_turn():
+    """The README's colour-matching probe: the shipped curriculum, then balanced colour and yes/no phases."""
+    from workbench.data import load_dataset
+    from workbench.data.easy_vqa import CURRICULUM, TAGS
+    from workbench.train import curriculum_order
+
+    phases = [*CURRICULUM, [["colour-present", "colour-absent"], 500, "balanced"], [list(TAGS), 300, "balanced"]]
+    train = load_dataset("easy-vqa", "train")
+    order = curriculum_order(train, phases, batch_size=64, seed=0)
+    assert len(order) == 64 * sum(phase[1] for phase in phases)
+    assert order[: 64 * 1000] == curriculum_order(train, CURRICULUM, 64, 0)  # the students' phases come first
+    colour = order[64 * 1000 : 64 * 1500]
+    assert [train.tags(i)[1] for i in colour[:4]] == ["colour-present", "colour-absent"] * 2
+    present = sum(train.tags(i)[1] == "colour-present" for i in colour)
+    assert present == len(colour) // 2  # half, where the training questions have 1 in 8
+    last = [train.tags(i)[-1] for i in order[64 * 1500 :]]
+    assert {tag: last.count(tag) for tag in set(last)} == {tag: 64 * 300 // 8 for tag in train.curriculum_tags}

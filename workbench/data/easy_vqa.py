@@ -16,13 +16,6 @@ from PIL import Image
 from workbench.data.shapes import Example
 
 QTYPES = ("shape", "colour", "yes/no")
-# The training curriculum of every easy-VQA model we train (`TrainConfig.curriculum`): shape questions alone,
-# then shape and colour, then the full mix. In the mix from the start, shape questions stayed near chance (46%
-# after 3,200 steps): the answer to three of the four other question kinds does not need shape, and it is
-# learned only when it is nearly all of the gradient (README "easy-VQA: what it took").
-CURRICULUM = [[["shape"], 600], [["shape", "colour"], 400]]
-
-
 # Finer kinds a curriculum phase may name (`TrainConfig.curriculum`): the yes/no questions split by what they ask
 # about, whether it is in the image, and whether the question is negated ("not-": "is there not a red shape?").
 # The asked colour is present in 1 question in 8, so "not there" is right 7 times in 8; and a negated question
@@ -32,6 +25,13 @@ TAGS = tuple(
     f"{neg}{about}-{where}" for neg in ("", "not-") for about in ("colour", "shape") for where in ("present", "absent")
 )
 _NEGATED = re.compile(r"\b(not|no)\b")
+
+
+# The training curriculum of every easy-VQA model we train (`TrainConfig.curriculum`): shape questions alone,
+# then shape and colour, then the full mix. In the mix from the start, shape questions stayed near chance (46%
+# after 3,200 steps): the answer to three of the four other question kinds does not need shape, and it is
+# learned only when it is nearly all of the gradient (README "easy-VQA: what it took").
+CURRICULUM = [[["shape"], 600], [["shape", "colour"], 400]]
 
 
 def _tag(question: str, answer: str) -> str:
