@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli import STUDENTS as SHIPPED_STUDENTS
+from workbench.cli import STUDENT_NAMES, _student_run
 from workbench.data import Collator, load_dataset
 from workbench.evaluate import evaluate
 from workbench.models.io import load_checkpoint
@@ -15,7 +15,7 @@ TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shap
 NOT_SHIPPED: dict[str, str] = {}  # a student listed here is an expected absence (a strict xfail says why)
 STUDENTS = [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED[name])) if name in NOT_SHIPPED else name
-    for name in [*(f"{task}-student" for task in SHIPPED_STUDENTS), "shapes-vqa-student-fast"]
+    for name in STUDENT_NAMES
 ]
 
 
@@ -78,7 +78,7 @@ def test_shipped_student_is_a_dide_dual_encoder_of_its_shipped_teacher(name):
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
     assert meta["kind"] == "dual" and meta["recipe"] == "dide"
     teacher = Path(meta["train_config"]["teacher"])
-    assert teacher.name == name.removesuffix("-fast").replace("-student", "-teacher")
+    assert teacher.name == f"{_student_run(name).task}-teacher"
     teacher_meta = json.loads((ASSETS / teacher.name / "workbench.json").read_text())
     assert meta["labels"] == teacher_meta["labels"] and meta["dataset"] == teacher_meta["dataset"]
 

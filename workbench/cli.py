@@ -208,16 +208,25 @@ MAD_RECIPES = ("mad", "mad-naive", "mad-no-select", "mad-no-conf")
 
 # shipped students: the dide seed-0 runs of the DiDE grid (`workbench experiment dide` shares them)
 STUDENTS = ("shapes-vqa", "shapes-ve", "easy-vqa", "shapes-nlvr")
+# every shipped student folder: one per task, and the one-layer-text-tower student of the Speed section
+STUDENT_NAMES = (*(f"{t}-student" for t in STUDENTS), "shapes-vqa-student-fast")
+
+
+def _student_run(name: str):
+    """The DiDE grid run a shipped student folder is copied from."""
+    from workbench.distill.experiment import FAST_STUDENT, Run
+
+    return FAST_STUDENT if name == "shapes-vqa-student-fast" else Run(name.removesuffix("-student"), "dide")
 
 
 def cmd_rebuild(args) -> None:
-    from workbench.distill.experiment import FAST_STUDENT, Run, run_grid
+    from workbench.distill.experiment import run_grid
     from workbench.train import TrainConfig, train
 
-    names = args.only or [*DEFAULTS, *(f"{t}-student" for t in STUDENTS), "shapes-vqa-student-fast"]
+    names = args.only or [*DEFAULTS, *STUDENT_NAMES]
     for name in names:
-        if "-student" in name:
-            run = FAST_STUDENT if name == "shapes-vqa-student-fast" else Run(name.removesuffix("-student"), "dide")
+        if name in STUDENT_NAMES:
+            run = _student_run(name)
             root = Path(args.runs) / "dide"
             print(f"== distilling the {run.task} student into {root / run.task / run.name}")
             run_grid(root, Path(args.assets), runs=(run,), progress=not args.no_progress)
@@ -590,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         nargs="*",
-        choices=[*DEFAULTS, *(f"{t}-student" for t in STUDENTS), "shapes-vqa-student-fast"],
+        choices=[*DEFAULTS, *STUDENT_NAMES],
         help="rebuild only these (e.g. shapes-vqa shapes-vqa-student)",
     )
     p.add_argument("--runs", default="runs", help="where the training runs go")

@@ -119,7 +119,9 @@ def curriculum_order(dataset, phases, batch_size: int, seed: int) -> list[int]:
         for name, pool in zip(names, pools):
             if not pool:
                 raise WorkbenchError(f"--curriculum: no training example carries {name if mode else list(names)}")
-        order += [pools[j % len(pools)][(j // len(pools)) % len(pools[j % len(pools)])] for j in range(need)]
+        for j in range(need):  # pools in turn; each pool repeats when it runs out
+            pool = pools[j % len(pools)]
+            order.append(pool[(j // len(pools)) % len(pool)])
     return order
 
 

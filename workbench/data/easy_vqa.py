@@ -71,9 +71,9 @@ class EasyVQADataset:
             qs, answers, ids = zip(*[(q, a, i) for q, a, i in zip(qs, answers, ids) if keep(i)])
         shapes = {"circle", "rectangle", "triangle"}
         self.items = [(q, self.labels.index(a), i, _qtype(a, shapes)) for q, a, i in zip(qs, answers, ids)]
-        self._tags = [(qt, _tag(q, self.labels[a])) if qt == "yes/no" else (qt,) for q, a, _, qt in self.items]
         if size is not None:
             self.items = self.items[:size]
+        self._tags = [(qt, _tag(q, self.labels[a])) if qt == "yes/no" else (qt,) for q, a, _, qt in self.items]
         self.paths = paths
         self.flips = 4 if (split == "train" if augment is None else augment) else 1
         self._cache: dict[int, Image.Image] = {}
