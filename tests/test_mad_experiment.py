@@ -10,7 +10,18 @@ import torch
 from workbench.distill import mad_experiment as mx
 from workbench.distill.experiment import claim, release
 from workbench.distill.mad import MAD_VARIANTS
-from workbench.distill.mad_experiment import BUDGETS, GRID, ROWS, SETTINGS, TASKS, Run, checks, collect, results_table
+from workbench.distill.mad_experiment import (
+    BUDGETS,
+    GRID,
+    ROWS,
+    SEEDS,
+    SETTINGS,
+    TASKS,
+    Run,
+    checks,
+    collect,
+    results_table,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -74,6 +85,8 @@ def test_select_and_the_cli_lists_every_setting():
     picked = mx.select(GRID, tasks=["shapes-ve"], settings=["low10"], seeds=[1])
     assert len(picked) == len(ROWS) and {(r.task, r.setting, r.seed) for r in picked} == {("shapes-ve", "low10", 1)}
     assert mx.select(GRID) == GRID
+    nones = mx.select(GRID, settings=["low1"], rows=["none"])
+    assert len(nones) == len(TASKS) * len(SEEDS) and {r.row for r in nones} == {"none"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from workbench.cli import main as cli
 from workbench.data import Collator, load_dataset
+from workbench.errors import WorkbenchError
 from workbench.evaluate import evaluate
 from workbench.models.io import load_checkpoint
 from workbench.train import HardLabels, TrainConfig, train
@@ -208,3 +209,34 @@ def test_balanced_curriculum_phase_draws_its_tags_in_turn():
         curriculum_order(_Tagged(), [[["rare"], 1, "shuffled"]], batch_size=4, seed=0)
     with pytest.raises(WorkbenchError, match="not question types or tags"):
         curriculum_order(_Tagged(), [[["absent"], 1]], batch_size=4, seed=0)
+
+
+def test_warm_start_copies_what_fits_and_starts_the_image_front_end_fresh(tmp_path, tokenizer):
+    """The easy-VQA stem model can start from a 16-px-patch teacher: the text side and the transformer are
+    copied, the conv stem, patch projection, image positions and the answer layer of another label set not."""
+    from workbench.data.shapes import VQA_ANSWERS
+    from workbench.data.vocab import build_tokenizer
+    from workbench.models import create_model
+    from workbench.models.io import save_checkpoint
+    from workbench.train import build_model_and_tokenizer, warm_start
+
+    source = create_model("fusion", len(tokenizer), len(VQA_ANSWERS), **TINY)
+    save_checkpoint(source, tokenizer, tmp_path / "src", {"task": "vqa", "labels": list(VQA_ANSWERS)})
+    size = dict(TINY, patch_size=8, conv_stem=[8, 16])
+    cfg = _cfg(tmp_path / "run", dataset="easy-vqa", size=size, warm_start=str(tmp_path / "src"))
+    model, _ = build_model_and_tokenizer(cfg, tuple(f"answer{i}" for i in range(13)))
+    src, got = source.state_dict(), model.state_dict()
+    ANSWERS = tuple(f"answer{i}" for i in range(13))  # another label set (easy-VQA has 13 answers)
+    copied = [k for k in got if k in src and src[k].shape == got[k].shape]
+    assert any(".encoder.layer.1." in k for k in copied) and any("word_embeddings" in k for k in copied)
+    for k in copied:
+        torch.testing.assert_close(got[k], src[k], rtol=0, atol=0, msg=k)
+    fresh = warm_start(create_model("fusion", len(tokenizer), len(ANSWERS), **size), tokenizer, tmp_path / "src")
+    assert {"vilt.embeddings.patch_embeddings.projection.weight", "vilt.embeddings.position_embeddings"} <= set(fresh)
+    assert "classifier.3.weight" in fresh and any(k.startswith("stem.") for k in fresh)
+    assert not any(".encoder." in k for k in fresh)
+    # a checkpoint that reads other token ids cannot be a starting point
+    other = build_tokenizer()
+    other.add_tokens(["zzzunseen"])
+    with pytest.raises(WorkbenchError, match="vocabulary differs"):
+        warm_start(create_model("fusion", len(other), len(ANSWERS), **size), other, tmp_path / "src")

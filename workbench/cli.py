@@ -82,6 +82,12 @@ def _add_train_args(
     p.add_argument(
         "--init-from", default=None, help="start from this checkpoint's weights (a new head if its labels differ)"
     )
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        help="build the model from the size options, then copy every weight of this checkpoint whose name and "
+        "shape fit (e.g. another image front end: the text side and transformer come from the checkpoint)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
@@ -115,6 +121,7 @@ def _train_config(args, model: str):
         save_every=args.save_every,
         log_every=args.log_every,
         init_from=args.init_from,
+        warm_start=getattr(args, "warm_start", None),
         max_steps=args.max_steps,
         curriculum=parse_curriculum(args.curriculum),
         size=size,
@@ -307,7 +314,7 @@ def cmd_experiment_mad(args) -> None:
     out = assets / "results" / "mad.json"
     previous = mx.read_previous(out)
     if not args.collect:  # fails before any training if the MAE teacher (assets/shapes-mae) is missing
-        runs = mx.select(mx.GRID, args.tasks, args.settings, args.seeds)
+        runs = mx.select(mx.GRID, args.tasks, args.settings, args.seeds, args.recipes)
         mx.run_grid(root, assets, runs, progress=not args.no_progress, previous=previous)
     results = mx.collect(root, previous=previous)
     mx.write_results(mx.document(results), out)
@@ -435,7 +442,12 @@ def _add_mcad_grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seeds", type=int, nargs="+", default=None, help="mcad, mad: only these seeds (default: the grid's)"
     )
-    p.add_argument("--recipes", nargs="+", default=None, help="mcad: only these recipes")
+    p.add_argument(
+        "--recipes",
+        nargs="+",
+        default=None,
+        help="mcad: only these recipes; mad: only these rows (none, mad-naive, mad, ...)",
+    )
     p.add_argument("--dual-teacher", default=None, help="mcad: use this dual teacher (ours or a CLIP folder)")
     p.add_argument("--fusion-teacher", default=None, help="mcad: use this image-text matching fusion teacher")
     p.add_argument("--results", default=None, help="mcad: results JSON (default: ASSETS/results/mcad.json)")

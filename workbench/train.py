@@ -61,6 +61,9 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (tests, probes)
     recipe: str = "hard"
     init_from: str | None = None  # start from a checkpoint folder (e.g. a pre-trained student)
+    # build the model from `size`, then copy from this checkpoint every weight whose name and shape fit (the
+    # text side and the transformer when only the image front end differs; see `warm_start`)
+    warm_start: str | None = None
     teacher: str | None = None  # distillation: the teacher's folder (its tokenizer is used too)
     size: dict = field(default_factory=dict)  # model size overrides (hidden_size, num_layers, ...)
     recipe_args: dict = field(default_factory=dict)
@@ -254,7 +257,24 @@ def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
     # a student must read token ids exactly as its teacher does
     tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer()
     model = create_model(cfg.model, len(tokenizer), len(labels), num_images(cfg.dataset), **cfg.size)
+    if cfg.warm_start:
+        warm_start(model, tokenizer, cfg.warm_start)
     return model, tokenizer
+
+
+def warm_start(model: nn.Module, tokenizer, folder: str) -> list[str]:
+    """Copy into `model` every weight of the checkpoint in `folder` whose name and shape match; returns the
+    names of those left as initialised. Unlike `init_from` the architecture comes from this run's config, so
+    a model with another image front end (a conv stem, another patch size) can start from a teacher that
+    already learned to read questions and compare them with image tokens; what does not fit (the patch
+    projection, image positions, the answer layer of another label set) starts fresh."""
+    ck = load_checkpoint(folder)
+    if ck.tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise WorkbenchError(f"cannot warm-start from {folder}: its tokenizer's vocabulary differs from this run's")
+    source, target = ck.model.state_dict(), model.state_dict()
+    fits = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
+    model.load_state_dict(fits, strict=False)
+    return sorted(set(target) - set(fits))
 
 
 def centre_on_data(model: nn.Module, dataset, collator: Collator, n: int = 256) -> None:

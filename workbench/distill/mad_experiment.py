@@ -139,12 +139,15 @@ def _grid() -> tuple[Run, ...]:
 GRID = _grid()
 
 
-def select(runs=GRID, tasks=None, settings=None, seeds=None) -> tuple[Run, ...]:
-    """The runs of `runs` on these tasks / settings / seeds (None or empty: all), in grid order."""
+def select(runs=GRID, tasks=None, settings=None, seeds=None, rows=None) -> tuple[Run, ...]:
+    """The runs of `runs` on these tasks / settings / seeds / rows (None or empty: all), in grid order."""
     return tuple(
         r
         for r in runs
-        if (not tasks or r.task in tasks) and (not settings or r.setting in settings) and (not seeds or r.seed in seeds)
+        if (not tasks or r.task in tasks)
+        and (not settings or r.setting in settings)
+        and (not seeds or r.seed in seeds)
+        and (not rows or r.row in rows)
     )
 
 
