@@ -441,3 +441,43 @@ def test_easy_vqa_colour_matching_phases_draw_present_and_absent_colours_in_turn
     assert present == len(colour) // 2  # half, where the training questions have 1 in 8
     last = [train.tags(i)[-1] for i in order[64 * 1500 :]]
     assert {tag: last.count(tag) for tag in set(last)} == {tag: 64 * 300 // 8 for tag in train.curriculum_tags}
+
+
+def test_evaluate_reports_easy_vqa_yes_no_kinds_for_a_model_that_always_says_no():
+    """Accuracy per yes/no kind, checked by hand: always answering "no" is right exactly when the asked thing
+    is absent (plain question) or present (negated question)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from workbench.data import Collator, load_dataset
+    from workbench.data.vocab import build_tokenizer
+    from workbench.evaluate import evaluate, format_metrics
+
+    val = load_dataset("easy-vqa", "val")
+    no = val.labels.index("no")
+
+    class AlwaysNo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask, pixel_values):
+            return SimpleNamespace(
+                logits=torch.nn.functional.one_hot(torch.full((len(input_ids),), no), len(val.labels)).float()
+            )
+
+    n = 1200
+    metrics = evaluate(AlwaysNo(), val, Collator(build_tokenizer(), image_size=64), batch_size=100, limit=n)
+    kinds = metrics["per_tag"]
+    expected = {"colour-absent": 1.0, "colour-present": 0.0, "not-colour-absent": 0.0, "not-colour-present": 1.0}
+    expected |= {k.replace("colour", "shape"): v for k, v in expected.items()}
+    assert {k: m["accuracy"] for k, m in kinds.items()} == expected
+    counts = {}
+    for i in range(n):
+        for tag in val.tags(i)[1:]:
+            counts[tag] = counts.get(tag, 0) + 1
+    assert {k: m["n"] for k, m in kinds.items()} == counts and sum(counts.values()) == metrics["per_type"]["yes/no"][
+        "n"
+    ]
+    assert "not-colour-present" in format_metrics(metrics)

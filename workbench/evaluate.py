@@ -36,13 +36,19 @@ def evaluate(
     progress: bool = False,
     return_predictions: bool = False,
 ) -> dict:
-    """{"accuracy", "n", "per_type": {qtype: {"accuracy", "n"}}} on the first `limit` examples."""
+    """{"accuracy", "n", "per_type": {qtype: {"accuracy", "n"}}} on the first `limit` examples; and
+    "per_tag" for datasets whose examples carry finer tags than their question type (`dataset.tags(i)`,
+    e.g. easy-VQA's yes/no kinds: is the asked colour in the image? a negated question?)."""
     was_training = model.training
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     correct: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
+    tag_correct: dict[str, int] = defaultdict(int)
+    tag_total: dict[str, int] = defaultdict(int)
+    tags = getattr(dataset, "tags", None)
     predictions = []
+    seen = 0  # examples scored so far (= the next one's index)
     it = batches(dataset, collator, batch_size, list(range(n)))
     for batch in tqdm(it, total=-(-n // batch_size), desc="eval", disable=not progress, leave=False):
         logits = predict(model, batch)
@@ -53,6 +59,11 @@ def evaluate(
         ):
             total[qtype] += 1
             correct[qtype] += int(p == y)
+            for tag in tags(seen) if tags else ():
+                if tag != qtype:
+                    tag_total[tag] += 1
+                    tag_correct[tag] += int(p == y)
+            seen += 1
             if return_predictions:
                 predictions.append({"text": text, "qtype": qtype, "label": y, "pred": p, "confidence": conf})
     model.train(was_training)
@@ -62,6 +73,10 @@ def evaluate(
         "n": n_all,
         "per_type": {q: {"accuracy": correct[q] / total[q], "n": total[q]} for q in sorted(total)},
     }
+    if tag_total:
+        result["per_tag"] = {
+            t: {"accuracy": tag_correct[t] / tag_total[t], "n": tag_total[t]} for t in sorted(tag_total)
+        }
     if return_predictions:
         result["predictions"] = predictions
     return result
@@ -71,6 +86,8 @@ def format_metrics(metrics: dict) -> str:
     lines = [f"accuracy {100 * metrics['accuracy']:.2f}% (n={metrics['n']})"]
     for q, m in metrics["per_type"].items():
         lines.append(f"  {q:<14} {100 * m['accuracy']:6.2f}%  (n={m['n']})")
+    for t, m in metrics.get("per_tag", {}).items():
+        lines.append(f"    {t:<20} {100 * m['accuracy']:6.2f}%  (n={m['n']})")
     return "\n".join(lines)
 
 
