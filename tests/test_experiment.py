@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def test_a_claimed_run_is_skipped_and_a_dead_workers_lock_is_taken_over(tmp_path
     assert run_dir.with_name("dide-seed0.lock").read_text() == str(os.getpid())
 
 
-def _fake_run(root, run: Run, accuracy: float, relation: float):
+def _fake_run(root, run: Run, accuracy: float, relation: float, teacher: str | None = None):
     meta = {
         "metrics": {
             "test": {
@@ -53,6 +54,7 @@ def _fake_run(root, run: Run, accuracy: float, relation: float):
         },
         "train_seconds": 600,
         "steps": 3000,
+        **({"teacher_fingerprint": teacher} if teacher else {}),
     }
     out = root / run.task / run.name / "model"
     out.mkdir(parents=True)
@@ -123,3 +125,31 @@ def test_a_dide_pt_runs_minutes_include_its_matching_stage(tmp_path):
     (stage1 / "workbench.json").write_text(json.dumps({"train_seconds": 300}))
     row = collect(tmp_path, tmp_path / "assets", [run])["shapes-vqa"]["rows"]["dide-pt"]
     assert row["runs"][0]["minutes"] == 15.0
+
+
+def test_students_of_a_since_rebuilt_teacher_are_set_aside_and_rerun(tmp_path, monkeypatch):
+    """A student records its teacher's fingerprint; after the teacher is rebuilt its row no longer counts,
+    and the grid runs it again (its old folder kept aside)."""
+    from workbench.models.io import weights_fingerprint
+
+    calls = []
+    monkeypatch.setattr("workbench.distill.run.distill", lambda cfg, *a, **k: calls.append(cfg.out))
+    assets = tmp_path / "assets"
+    (assets / "easy-vqa-teacher").mkdir(parents=True)
+    (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"old weights")
+    old = weights_fingerprint(assets / "easy-vqa-teacher")
+    runs = (Run("easy-vqa", "none", 0), Run("easy-vqa", "dide", 0), Run("easy-vqa", "kd", 0))
+    _fake_run(tmp_path, runs[0], 0.9, 0.9, teacher=old)
+    _fake_run(tmp_path, runs[1], 0.9, 0.9, teacher=old)
+    _fake_run(tmp_path, runs[2], 0.8, 0.8)  # from before fingerprints: cannot be told apart, counts
+    previous = collect(tmp_path, assets, runs)
+    assert set(previous["easy-vqa"]["rows"]) == {"none", "dide", "kd"}
+    assert previous["easy-vqa"]["rows"]["none"]["runs"][0]["teacher_fingerprint"] == old
+
+    (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"new weights")
+    assert weights_fingerprint(assets / "easy-vqa-teacher") != old
+    assert set(collect(tmp_path, assets, runs, previous=previous)["easy-vqa"]["rows"]) == {"kd"}
+    shutil.rmtree(tmp_path / "easy-vqa" / "none-seed0")  # a run only the results file remembers
+    experiment.run_grid(tmp_path, assets, runs, progress=False, previous=previous)
+    assert calls == [str(tmp_path / "easy-vqa" / "none-seed0"), str(tmp_path / "easy-vqa" / "dide-seed0")]
+    assert (tmp_path / "easy-vqa" / f"dide-seed0.teacher-{old}" / "model" / "workbench.json").exists()

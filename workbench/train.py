@@ -34,7 +34,7 @@ from workbench.data.vocab import build_tokenizer
 from workbench.errors import CheckpointError, WorkbenchError
 from workbench.evaluate import evaluate, format_metrics
 from workbench.models import create_model, for_task, image_size
-from workbench.models.io import load_checkpoint, save_checkpoint, write_json_atomic
+from workbench.models.io import load_checkpoint, save_checkpoint, weights_fingerprint, write_json_atomic
 
 TASK_OF = {"easy-vqa": "vqa", "shapes-vqa": "vqa", "shapes-ve": "ve", "shapes-nlvr": "nlvr", "shapes-itm": "itm"}
 
@@ -461,6 +461,10 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
         "steps": global_step,
         "num_processes": accelerator.num_processes,
     }
+    if (
+        cfg.teacher and (Path(cfg.teacher) / "model.safetensors").exists()
+    ):  # so results tables can tell students of a since-rebuilt teacher (distill/experiment.py)
+        meta["teacher_fingerprint"] = weights_fingerprint(cfg.teacher)
     if accelerator.is_main_process:
         save_checkpoint(final, tokenizer, out / "model", meta)
         write_json_atomic(out / "test_metrics.json", test)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from workbench.data.easy_vqa import CURRICULUM as EASY_VQA_CURRICULUM
 from workbench.distill.recipes import DistillWeights
+from workbench.models.io import weights_fingerprint
 from workbench.train import TrainConfig
 
 # One budget for every student (the issue: a default student distils in at most 20 minutes here).
@@ -153,7 +154,12 @@ def run_grid(
             continue
         cfg = run.config(root, assets)
         out = Path(cfg.out)
-        if is_done(out) or _recorded(previous, run) or not claim(out):
+        fingerprint = teacher_fingerprint(assets, run.task)
+        done = _measured(out)
+        if done is not None and _current(done, fingerprint) is None:
+            # distilled from a teacher since rebuilt: kept aside, and the run starts over
+            out.rename(out.with_name(f"{out.name}.teacher-{done['teacher_fingerprint']}"))
+        if is_done(out) or _current(_recorded(previous, run), fingerprint) or not claim(out):
             continue
         try:
             print(f"== {run.task} / {run.name}")
@@ -192,7 +198,22 @@ def _measured(run_dir: Path) -> dict | None:
         "n": meta["metrics"]["test"]["n"],
         "minutes": round(seconds / 60, 1),
         "steps": meta.get("steps"),
+        **({"teacher_fingerprint": meta["teacher_fingerprint"]} if "teacher_fingerprint" in meta else {}),
     }
+
+
+def teacher_fingerprint(assets: Path, task: str) -> str | None:
+    folder = Path(assets) / f"{task}-teacher"
+    return weights_fingerprint(folder) if (folder / "model.safetensors").exists() else None
+
+
+def _current(record: dict | None, fingerprint: str | None) -> dict | None:
+    """`record` if its student was distilled from the teacher now in assets/, else None. Runs from before
+    fingerprints were recorded count (they cannot be told apart)."""
+    if record is None:
+        return None
+    seen = record.get("teacher_fingerprint")
+    return record if seen is None or fingerprint is None or seen == fingerprint else None
 
 
 def _recorded(previous: dict | None, run: Run) -> dict | None:
@@ -209,7 +230,9 @@ def collect(root: Path, assets: Path, runs=GRID, previous: dict | None = None) -
     so the table grows across sessions; a run folder present now always wins."""
     results: dict = {}
     for run in runs:
-        measured = _measured(Path(run.config(root, assets).out)) or _recorded(previous, run)
+        fingerprint = teacher_fingerprint(assets, run.task)  # students of another teacher do not count
+        measured = _current(_measured(Path(run.config(root, assets).out)), fingerprint)
+        measured = measured or _current(_recorded(previous, run), fingerprint)
         if measured is None:
             continue
         task = results.setdefault(run.task, {"teacher": _teacher(assets, run.task), "rows": {}})
@@ -230,7 +253,11 @@ def _teacher(assets: Path, task: str) -> dict | None:
     if not path.exists():
         return None
     test = json.loads(path.read_text())["metrics"]["test"]
-    return {"accuracy": test["accuracy"], "per_type": {q: m["accuracy"] for q, m in test["per_type"].items()}}
+    return {
+        "accuracy": test["accuracy"],
+        "per_type": {q: m["accuracy"] for q, m in test["per_type"].items()},
+        "fingerprint": teacher_fingerprint(assets, task),
+    }
 
 
 def _checks(task: str, entry: dict) -> dict:

@@ -10,6 +10,7 @@ A folder with no `workbench.json` whose config says `model_type: vilt` (e.g.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,6 +100,15 @@ def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -
         if tmp.exists():
             shutil.rmtree(tmp)
     return path
+
+
+def weights_fingerprint(folder: str | Path) -> str:
+    """A short hash of a checkpoint's weights file: which teacher a student was distilled from."""
+    digest = hashlib.sha256()
+    with open(Path(folder) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _read_json(path: Path) -> dict:
