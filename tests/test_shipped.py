@@ -8,7 +8,7 @@ import pytest
 from workbench.cli import STUDENT_NAMES, _student_run
 from workbench.data import Collator, load_dataset
 from workbench.evaluate import evaluate
-from workbench.models.io import load_checkpoint
+from workbench.models.io import load_checkpoint, weights_fingerprint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher"]
@@ -81,6 +81,8 @@ def test_shipped_student_is_a_dide_dual_encoder_of_its_shipped_teacher(name):
     assert teacher.name == f"{_student_run(name).task}-teacher"
     teacher_meta = json.loads((ASSETS / teacher.name / "workbench.json").read_text())
     assert meta["labels"] == teacher_meta["labels"] and meta["dataset"] == teacher_meta["dataset"]
+    if "teacher_fingerprint" in meta:  # recorded since 2026-12-01: distilled from the teacher shipped now
+        assert meta["teacher_fingerprint"] == weights_fingerprint(ASSETS / teacher.name)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,9 +12,16 @@ def teacher_table(assets: str | Path) -> str:
     rows = []
     for meta_path in sorted(Path(assets).glob("*/workbench.json")):
         meta = json.loads(meta_path.read_text())
+        size_mb = sum(p.stat().st_size for p in meta_path.parent.iterdir()) / 2**20
+        if meta.get("kind") == "mae":  # MAD's vision teacher: images only, no task, measured by reconstruction
+            s = meta["settings"]
+            rows.append(
+                f"| `{meta_path.parent.name}` | shapes images | mae | - | masked-patch MSE {meta['final_loss']:.3f} | "
+                f"{meta['steps']} steps x {s['batch_size']}, {meta['train_seconds'] / 60:.1f} min | {size_mb:.1f} MB |"
+            )
+            continue
         test = meta["metrics"]["test"]
         cfg = meta.get("train_config", {})
-        size_mb = sum(p.stat().st_size for p in meta_path.parent.iterdir()) / 2**20
         per_type = ", ".join(f"{q} {100 * m['accuracy']:.1f}" for q, m in test["per_type"].items())
         minutes = meta.get("train_seconds", 0) / 60
         rows.append(
