@@ -138,18 +138,18 @@ def test_students_of_a_since_rebuilt_teacher_are_set_aside_and_rerun(tmp_path, m
     (assets / "easy-vqa-teacher").mkdir(parents=True)
     (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"old weights")
     old = weights_fingerprint(assets / "easy-vqa-teacher")
-    runs = (Run("easy-vqa", "none", 0), Run("easy-vqa", "dide", 0), Run("easy-vqa", "kd", 0))
-    _fake_run(tmp_path, runs[0], 0.9, 0.9, teacher=old)
+    runs = (Run("easy-vqa", "none", 0), Run("easy-vqa", "kd", 0), Run("easy-vqa", "dide", 0))
+    _fake_run(tmp_path, runs[0], 0.8, 0.8)  # `none` records no fingerprint: it learns nothing from the teacher
     _fake_run(tmp_path, runs[1], 0.9, 0.9, teacher=old)
-    _fake_run(tmp_path, runs[2], 0.8, 0.8)  # from before fingerprints: cannot be told apart, counts
+    _fake_run(tmp_path, runs[2], 0.9, 0.9, teacher=old)
     previous = collect(tmp_path, assets, runs)
     assert set(previous["easy-vqa"]["rows"]) == {"none", "dide", "kd"}
-    assert previous["easy-vqa"]["rows"]["none"]["runs"][0]["teacher_fingerprint"] == old
+    assert previous["easy-vqa"]["rows"]["kd"]["runs"][0]["teacher_fingerprint"] == old
 
     (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"new weights")
     assert weights_fingerprint(assets / "easy-vqa-teacher") != old
-    assert set(collect(tmp_path, assets, runs, previous=previous)["easy-vqa"]["rows"]) == {"kd"}
-    shutil.rmtree(tmp_path / "easy-vqa" / "none-seed0")  # a run only the results file remembers
+    assert set(collect(tmp_path, assets, runs, previous=previous)["easy-vqa"]["rows"]) == {"none"}
+    shutil.rmtree(tmp_path / "easy-vqa" / "kd-seed0")  # a run only the results file remembers
     experiment.run_grid(tmp_path, assets, runs, progress=False, previous=previous)
-    assert calls == [str(tmp_path / "easy-vqa" / "none-seed0"), str(tmp_path / "easy-vqa" / "dide-seed0")]
+    assert calls == [str(tmp_path / "easy-vqa" / "kd-seed0"), str(tmp_path / "easy-vqa" / "dide-seed0")]
     assert (tmp_path / "easy-vqa" / f"dide-seed0.teacher-{old}" / "model" / "workbench.json").exists()

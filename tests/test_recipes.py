@@ -85,6 +85,10 @@ def test_distill_cli_writes_a_student_with_the_teachers_tokenizer(tmp_path, toke
     meta = json.loads((tmp_path / "student" / "model" / "workbench.json").read_text())
     assert meta["kind"] == "dual" and meta["recipe"] == "dide"
     assert meta["train_config"]["teacher"] == str(tmp_path / "teacher")
+    # which teacher it learned from, so the results grid can tell when that teacher has been rebuilt
+    from workbench.models.io import weights_fingerprint
+
+    assert meta["teacher_fingerprint"] == weights_fingerprint(tmp_path / "teacher")
     log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_accuracy" in x for x in log)
 

@@ -461,9 +461,10 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
         "steps": global_step,
         "num_processes": accelerator.num_processes,
     }
-    if (
-        cfg.teacher and (Path(cfg.teacher) / "model.safetensors").exists()
-    ):  # so results tables can tell students of a since-rebuilt teacher (distill/experiment.py)
+    # so results tables can tell students of a since-rebuilt teacher (distill/experiment.py); `none` takes only
+    # the teacher's tokenizer and size, so a rebuilt teacher does not make it stale
+    learns_from_teacher = getattr(recipe, "name", "hard") not in ("hard", "none")
+    if learns_from_teacher and cfg.teacher and (Path(cfg.teacher) / "model.safetensors").exists():
         meta["teacher_fingerprint"] = weights_fingerprint(cfg.teacher)
     if accelerator.is_main_process:
         save_checkpoint(final, tokenizer, out / "model", meta)
