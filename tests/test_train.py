@@ -218,20 +218,19 @@ def test_warm_start_copies_what_fits_and_starts_the_image_front_end_fresh(tmp_pa
     from workbench.data.vocab import build_tokenizer
     from workbench.models import create_model
     from workbench.models.io import save_checkpoint
-    from workbench.train import build_model_and_tokenizer, warm_start
+    from workbench.train import warm_start
 
     source = create_model("fusion", len(tokenizer), len(VQA_ANSWERS), **TINY)
     save_checkpoint(source, tokenizer, tmp_path / "src", {"task": "vqa", "labels": list(VQA_ANSWERS)})
     size = dict(TINY, patch_size=8, conv_stem=[8, 16])
-    cfg = _cfg(tmp_path / "run", dataset="easy-vqa", size=size, warm_start=str(tmp_path / "src"))
-    model, _ = build_model_and_tokenizer(cfg, tuple(f"answer{i}" for i in range(13)))
+    model = create_model("fusion", len(tokenizer), 13, **size)  # another label set (easy-VQA has 13 answers)
+    warm_start(model, tokenizer, tmp_path / "src")
     src, got = source.state_dict(), model.state_dict()
-    ANSWERS = tuple(f"answer{i}" for i in range(13))  # another label set (easy-VQA has 13 answers)
     copied = [k for k in got if k in src and src[k].shape == got[k].shape]
     assert any(".encoder.layer.1." in k for k in copied) and any("word_embeddings" in k for k in copied)
     for k in copied:
         torch.testing.assert_close(got[k], src[k], rtol=0, atol=0, msg=k)
-    fresh = warm_start(create_model("fusion", len(tokenizer), len(ANSWERS), **size), tokenizer, tmp_path / "src")
+    fresh = warm_start(create_model("fusion", len(tokenizer), 13, **size), tokenizer, tmp_path / "src")
     assert {"vilt.embeddings.patch_embeddings.projection.weight", "vilt.embeddings.position_embeddings"} <= set(fresh)
     assert "classifier.3.weight" in fresh and any(k.startswith("stem.") for k in fresh)
     assert not any(".encoder." in k for k in fresh)
@@ -239,4 +238,20 @@ def test_warm_start_copies_what_fits_and_starts_the_image_front_end_fresh(tmp_pa
     other = build_tokenizer()
     other.add_tokens(["zzzunseen"])
     with pytest.raises(WorkbenchError, match="vocabulary differs"):
-        warm_start(create_model("fusion", len(other), len(ANSWERS), **size), other, tmp_path / "src")
+        warm_start(create_model("fusion", len(other), 13, **size), other, tmp_path / "src")
+
+
+def test_a_warm_start_from_the_same_architecture_is_the_source_itself(tmp_path):
+    """Everything fits, so nothing is fresh: in particular the data-dependent init of the patch projection runs
+    before the copy and does not overwrite the source's trained bias (one step at learning rate 0)."""
+    src = train(_cfg(tmp_path / "src", epochs=1, train_size=64, max_steps=2), progress=False)
+    assert src["steps"] == 2
+    train(
+        _cfg(tmp_path / "run", epochs=1, max_steps=1, lr=0.0, warm_start=str(tmp_path / "src" / "model")),
+        progress=False,
+    )
+    a = load_file(tmp_path / "src" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)

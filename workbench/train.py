@@ -257,8 +257,6 @@ def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
     # a student must read token ids exactly as its teacher does
     tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer()
     model = create_model(cfg.model, len(tokenizer), len(labels), num_images(cfg.dataset), **cfg.size)
-    if cfg.warm_start:
-        warm_start(model, tokenizer, cfg.warm_start)
     return model, tokenizer
 
 
@@ -316,6 +314,8 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     collator = Collator.for_model(model, tokenizer)
     if not cfg.init_from and not (resume and saved):
         centre_on_data(model, train_set, collator)
+        if cfg.warm_start:  # after the data-dependent init, so a copied image front end keeps its trained bias
+            warm_start(model, tokenizer, cfg.warm_start)
 
     if hasattr(recipe, "attach"):
         # a recipe's own trainable parts (MAD's feature projections) ride on the model, so the optimizer, the
