@@ -124,7 +124,7 @@ def _train_config(args, model: str):
         save_every=args.save_every,
         log_every=args.log_every,
         init_from=args.init_from,
-        warm_start=getattr(args, "warm_start", None),
+        warm_start=args.warm_start,
         max_steps=args.max_steps,
         curriculum=parse_curriculum(args.curriculum),
         size=size,

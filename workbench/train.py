@@ -464,8 +464,8 @@ def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = 
     # so results tables can tell students of a since-rebuilt teacher (distill/experiment.py); `none` takes only
     # the teacher's tokenizer and size, so a rebuilt teacher does not make it stale
     learns_from_teacher = getattr(recipe, "name", "hard") not in ("hard", "none")
-    if learns_from_teacher and cfg.teacher and (Path(cfg.teacher) / "model.safetensors").exists():
-        meta["teacher_fingerprint"] = weights_fingerprint(cfg.teacher)
+    if learns_from_teacher and cfg.teacher and (fingerprint := weights_fingerprint(cfg.teacher)):
+        meta["teacher_fingerprint"] = fingerprint
     if accelerator.is_main_process:
         save_checkpoint(final, tokenizer, out / "model", meta)
         write_json_atomic(out / "test_metrics.json", test)

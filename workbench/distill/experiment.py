@@ -149,12 +149,12 @@ def run_grid(
     from workbench.distill.run import distill
 
     finished = []
+    runs = [run for run in runs if not tasks or run.task in tasks]
+    fingerprints = teacher_fingerprints(assets, runs)
     for run in runs:
-        if tasks and run.task not in tasks:
-            continue
         cfg = run.config(root, assets)
         out = Path(cfg.out)
-        fingerprint = teacher_fingerprint(assets, run.task)
+        fingerprint = fingerprints[run.task]
         done = _measured(out)
         if done is not None and _current(done, fingerprint) is None:
             # distilled from a teacher since rebuilt: kept aside, and the run starts over
@@ -202,9 +202,9 @@ def _measured(run_dir: Path) -> dict | None:
     }
 
 
-def teacher_fingerprint(assets: Path, task: str) -> str | None:
-    folder = Path(assets) / f"{task}-teacher"
-    return weights_fingerprint(folder) if (folder / "model.safetensors").exists() else None
+def teacher_fingerprints(assets: Path, runs) -> dict[str, str | None]:
+    """{task: fingerprint of assets/<task>-teacher now}, each teacher hashed once."""
+    return {task: weights_fingerprint(Path(assets) / f"{task}-teacher") for task in {r.task for r in runs}}
 
 
 def _current(record: dict | None, fingerprint: str | None) -> dict | None:
@@ -229,13 +229,16 @@ def collect(root: Path, assets: Path, runs=GRID, previous: dict | None = None) -
     A run whose folder is gone keeps the figures `previous` (the last `dide.json`) recorded for it,
     so the table grows across sessions; a run folder present now always wins."""
     results: dict = {}
+    fingerprints = teacher_fingerprints(assets, runs)  # students of another teacher do not count
     for run in runs:
-        fingerprint = teacher_fingerprint(assets, run.task)  # students of another teacher do not count
+        fingerprint = fingerprints[run.task]
         measured = _current(_measured(Path(run.config(root, assets).out)), fingerprint)
         measured = measured or _current(_recorded(previous, run), fingerprint)
         if measured is None:
             continue
-        task = results.setdefault(run.task, {"teacher": _teacher(assets, run.task), "rows": {}})
+        if run.task not in results:  # the teacher's figures, read once per task
+            results[run.task] = {"teacher": _teacher(assets, run.task, fingerprint), "rows": {}}
+        task = results[run.task]
         row = task["rows"].setdefault(run.variant, {"seeds": [], "runs": []})
         row["seeds"].append(run.seed)
         row["runs"].append({"seed": run.seed, **measured})
@@ -248,7 +251,7 @@ def collect(root: Path, assets: Path, runs=GRID, previous: dict | None = None) -
     return results
 
 
-def _teacher(assets: Path, task: str) -> dict | None:
+def _teacher(assets: Path, task: str, fingerprint: str | None) -> dict | None:
     path = assets / f"{task}-teacher" / "workbench.json"
     if not path.exists():
         return None
@@ -256,7 +259,7 @@ def _teacher(assets: Path, task: str) -> dict | None:
     return {
         "accuracy": test["accuracy"],
         "per_type": {q: m["accuracy"] for q, m in test["per_type"].items()},
-        "fingerprint": teacher_fingerprint(assets, task),
+        "fingerprint": fingerprint,
     }
 
 

@@ -102,8 +102,11 @@ def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -
     return path
 
 
-def weights_fingerprint(folder: str | Path) -> str:
-    """A short hash of a checkpoint's weights file: which teacher a student was distilled from."""
+def weights_fingerprint(folder: str | Path) -> str | None:
+    """A short hash of a checkpoint's weights file (which teacher a student was distilled from), or None for a
+    folder without `model.safetensors`."""
+    if not (Path(folder) / "model.safetensors").exists():
+        return None
     digest = hashlib.sha256()
     with open(Path(folder) / "model.safetensors", "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
