@@ -231,3 +231,31 @@ def test_student_ranking_returns_the_best_images(ranker):
     texts = images[[3, 7, 11]] + 0.01  # each text sits next to one image
     top = _rank(texts, images, k=5, ranker=ranker)
     assert top.shape == (3, 5) and top[:, 0].tolist() == [3, 7, 11]
+
+
+def test_onnx_runtime_gives_the_eager_logits(pair):
+    """The ONNX Runtime path (`workbench bench --runtime onnx`) answers as the eager models do, padding included."""
+    from workbench.onnx_runtime import onnx_call
+
+    teacher, student = (load_model(p).model.eval() for p in pair)
+    ids, mask, px = _batch(teacher.config.vocab_size)
+    with torch.inference_mode():
+        cached = student.encode_image(px[:, 0])
+        want_t = teacher(ids, mask, px).logits
+        want_s = student(ids, mask, image_states=[cached]).logits
+    got_t = onnx_call(teacher, lambda m, i, a, p: m(i, a, p).logits, (ids, mask, px))()[0]
+    got_s = onnx_call(student, lambda m, i, a, c: m(i, a, image_states=[c]).logits, (ids, mask, cached))()[0]
+    assert got_t.shape == tuple(want_t.shape) and got_s.shape == tuple(want_s.shape)
+    assert torch.allclose(torch.from_numpy(got_t), want_t, atol=1e-4)
+    assert torch.allclose(torch.from_numpy(got_s), want_s, atol=1e-4)
+    assert not torch.allclose(want_s[0], want_s[1])  # different questions: a constant graph would not pass
+
+
+def test_benchmark_times_both_models_in_onnx_runtime(pair):
+    results = benchmark_pair(
+        *pair, batch_sizes=(1,), retrieval_sizes=(2,), min_run_time=0.01, n_examples=2, threads=1, runtime="onnx"
+    )
+    assert results["settings"]["runtime"] == "onnx"
+    assert all(results["paths"][name]["batches"]["1"]["median_s"] > 0 for name in PATHS)
+    with pytest.raises(ValueError, match="runtime"):
+        benchmark_pair(*pair, batch_sizes=(1,), runtime="tensorrt")

@@ -211,6 +211,22 @@ def test_balanced_curriculum_phase_draws_its_tags_in_turn():
         curriculum_order(_Tagged(), [[["absent"], 1]], batch_size=4, seed=0)
 
 
+def test_oversampling_draws_a_tagged_example_k_times_per_epoch():
+    from workbench.errors import WorkbenchError
+    from workbench.train import epoch_order, parse_oversample, sampled_order
+
+    assert sampled_order(_Tagged(), {}, seed=0, epoch=0) == epoch_order(10, 0, 0)
+    order = sampled_order(_Tagged(), {"rare": 4}, seed=0, epoch=0)
+    assert len(order) == 13 and order.count(7) == 4 and sorted(set(order)) == list(range(10))
+    assert order != sampled_order(_Tagged(), {"rare": 4}, seed=0, epoch=1)  # reshuffled every epoch
+    assert parse_oversample(["rare:4", "q:2"]) == {"rare": 4, "q": 2}
+    for bad in ("rare", "rare:0", ":3", "rare:x"):
+        with pytest.raises(WorkbenchError, match="expected TAG:K"):
+            parse_oversample([bad])
+    with pytest.raises(WorkbenchError, match="not tags of this dataset"):
+        sampled_order(_Tagged(), {"absent": 2}, seed=0, epoch=0)
+
+
 def test_warm_start_copies_what_fits_and_starts_the_image_front_end_fresh(tmp_path, tokenizer):
     """The easy-VQA stem model can start from a 16-px-patch teacher: the text side and the transformer are
     copied, the conv stem, patch projection, image positions and the answer layer of another label set not."""

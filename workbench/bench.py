@@ -27,6 +27,9 @@ depend on the allocator or on other processes, unlike RSS.
 
 All model calls run under `torch.inference_mode()`, with fused (SDPA) attention in both models
 (`attn_implementation = "sdpa"` for the run: the teacher's own fused path, HF's for the towers).
+`runtime="compile"` times `torch.compile`d models; `runtime="onnx"` times both models exported to ONNX
+Runtime (`workbench.onnx_runtime`), where per-operator overhead is a few microseconds instead of
+PyTorch's ~16 us, which is what decides batch 1.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from workbench.models.fusion import FusionTeacher
 from workbench.models.io import Checkpoint, load_checkpoint, write_json_atomic
 
 FORMAT_VERSION = 1
+RUNTIMES = ("eager", "compile", "onnx")
+RUNTIME_LABELS = {"eager": "in eager PyTorch", "compile": "`torch.compile`d", "onnx": "in ONNX Runtime (exported)"}
 PATHS = ("teacher", "student", "student_cached")
 PATH_LABELS = {
     "teacher": "fusion teacher",
@@ -265,15 +270,15 @@ def machine_info(threads: int, device: torch.device) -> dict:
 
 
 def _path_calls(tm: FusionTeacher, sm: DualStudent, t_in: _Inputs, s_in: _Inputs, b: int):
-    """{path: (model, call, inputs)} for a batch of `b`, where `call(m)` runs the batch on `m` (the
-    model or its compiled form); and the batch's token counts."""
+    """{path: (model, fn, inputs)} for a batch of `b`, where `fn(m, *inputs)` runs the batch on `m` (the model or
+    its compiled form) and returns the logits; and the batch's token counts."""
     ids, mask, pixels = t_in.batch(0, b)
     s_ids, s_mask, s_pixels = s_in.batch(0, b)
-    cached = [sm.encode_image(s_pixels[:, j]) for j in range(s_pixels.shape[1])]
+    cached = tuple(sm.encode_image(s_pixels[:, j]) for j in range(s_pixels.shape[1]))
     calls = {
-        "teacher": (tm, lambda m: m(ids, mask, pixels).logits, (ids, mask, pixels)),
-        "student": (sm, lambda m: m(s_ids, s_mask, s_pixels).logits, (s_ids, s_mask, s_pixels)),
-        "student_cached": (sm, lambda m: m(s_ids, s_mask, image_states=cached).logits, (s_ids, s_mask, cached)),
+        "teacher": (tm, lambda m, i, a, p: m(i, a, p).logits, (ids, mask, pixels)),
+        "student": (sm, lambda m, i, a, p: m(i, a, p).logits, (s_ids, s_mask, s_pixels)),
+        "student_cached": (sm, lambda m, i, a, *c: m(i, a, image_states=list(c)).logits, (s_ids, s_mask, *cached)),
     }
     tokens = {
         "text_mean": float(mask.sum(1).float().mean()),
@@ -285,23 +290,33 @@ def _path_calls(tm: FusionTeacher, sm: DualStudent, t_in: _Inputs, s_in: _Inputs
     return calls, tokens
 
 
-def _cell(model, runner, call, inputs, b: int, threads: int, min_run_time: float, label: str) -> dict:
-    """One latency / throughput cell: `call(m)` runs a batch of `b` on `m` (the timed `runner`, or
-    the plain `model` for FLOPs and memory)."""
-
-    @torch.inference_mode()
-    def timed():
-        return call(runner)
-
+def _cell(model, fn, inputs, timed: Callable[[], object], b: int, threads: int, min_run_time: float, label: str):
+    """One latency / throughput cell: `timed()` is the call to time (the eager, compiled or ONNX Runtime form of
+    `fn(model, *inputs)`, a batch of `b`); FLOPs and memory are counted on the plain `model`."""
     m = _time(timed, threads, min_run_time, label)
     return {
         "batch_size": b,
         **_timing(m),
         "per_example_ms": 1000 * m.median / b,
         "throughput_per_s": b / m.median,
-        "flops_per_example": count_flops(model, lambda: call(model)) / b,
-        "peak_memory_bytes": peak_memory(lambda: call(model), model, inputs),
+        "flops_per_example": count_flops(model, lambda: fn(model, *inputs)) / b,
+        "peak_memory_bytes": peak_memory(lambda: fn(model, *inputs), model, inputs),
     }
+
+
+def _timed_call(runtime: str, model: nn.Module, runner: nn.Module, fn, inputs, threads: int):
+    """The zero-argument call a cell times: `fn` on the compiled `runner` (or the model itself), or through
+    ONNX Runtime."""
+    if runtime == "onnx":
+        from workbench.onnx_runtime import onnx_call
+
+        return onnx_call(model, fn, inputs, threads)
+
+    @torch.inference_mode()
+    def timed():
+        return fn(runner, *inputs)
+
+    return timed
 
 
 def _model_info(ck: Checkpoint) -> dict:
@@ -393,7 +408,7 @@ def benchmark_pair(
     n_examples: int = 64,
     top_k: int = 10,
     ranker: str = "auto",
-    compile_models: bool = False,
+    runtime: str = "eager",
     device: str | None = None,
     progress: bool | Callable[[str], None] = False,
 ) -> dict:
@@ -402,9 +417,10 @@ def benchmark_pair(
     `threads`: CPU threads for every timed call (default: torch's current setting). `min_run_time`:
     seconds spent timing each latency / throughput cell. `budget_s`: the longest a single retrieval
     run may be predicted to take and still be run (beyond it the teacher is extrapolated).
-    `ranker`: "matmul", "faiss" (needs faiss-cpu) or "auto" (faiss if installed). `compile_models`: time
-    `torch.compile`d models for the three latency / throughput paths (FLOPs and memory are always
-    measured on the plain models). `progress`: True for a tqdm bar, or a callable taking a message.
+    `ranker`: "matmul", "faiss" (needs faiss-cpu) or "auto" (faiss if installed). `runtime`: how the three latency /
+    throughput paths run: "eager", "compile" (`torch.compile`, static shapes) or "onnx" (each model exported
+    and run in ONNX Runtime, CPU; `workbench.onnx_runtime`); FLOPs and memory are always measured on the plain
+    eager models. `progress`: True for a tqdm bar, or a callable taking a message.
     """
     t_ck, s_ck = _resolve(teacher, "fusion", device), _resolve(student, "dual", device)
     tm, sm = t_ck.model.eval(), s_ck.model.eval()
@@ -412,6 +428,8 @@ def benchmark_pair(
         raise TypeError("benchmark_pair takes a fusion teacher and a dual student")
     if not batch_sizes:
         raise ValueError("batch_sizes is empty")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: one of {RUNTIMES}")
     threads = threads or torch.get_num_threads()
     dev = next(tm.parameters()).device
     if ranker == "auto":
@@ -462,16 +480,16 @@ def benchmark_pair(
     # fused attention, said explicitly: "auto" would decide per call, which torch.compile cannot trace
     old_attention = tm.attn_implementation, sm.attn_implementation
     tm.attn_implementation = sm.attn_implementation = "sdpa"
-    run_t = torch.compile(tm, dynamic=False) if compile_models else tm
-    run_s = torch.compile(sm, dynamic=False) if compile_models else sm
+    run_t = torch.compile(tm, dynamic=False) if runtime == "compile" else tm
+    run_s = torch.compile(sm, dynamic=False) if runtime == "compile" else sm
     try:
         with torch.inference_mode():
             for b in batch_sizes:
                 calls, tokens_b = _path_calls(tm, sm, t_in, s_in, b)
                 tokens = tokens_b if b == max(batch_sizes) else tokens
-                for name, (model, call, inputs) in calls.items():
-                    runner = run_t if model is tm else run_s
-                    cell = _cell(model, runner, call, inputs, b, threads, min_run_time, f"{name} batch {b}")
+                for name, (model, fn, inputs) in calls.items():
+                    timed = _timed_call(runtime, model, run_t if model is tm else run_s, fn, inputs, threads)
+                    cell = _cell(model, fn, inputs, timed, b, threads, min_run_time, f"{name} batch {b}")
                     paths[name]["batches"][str(b)] = cell
                     step(f"{name} b={b}: {cell['per_example_ms']:.3f} ms/example")
             retrieval = _retrieval(
@@ -504,7 +522,7 @@ def benchmark_pair(
             "budget_s": budget_s,
             "examples": len(examples),
             "inputs": source,
-            "compiled": compile_models,
+            "runtime": runtime,
             "inference_mode": True,
             "attention": attention,
         },
@@ -644,9 +662,11 @@ def speed_table(results: dict) -> str:
             t, s = (_fmt_time(e[x]["median_s"]) + _mark(e[x]) for x in ("teacher", "student"))
             lines.append(f"| {e['n_images']} x {e['n_texts']} | {t} | {s} | {e['speedup']:,.0f}x{_mark(e)} |")
     m = results["machine"]
+    runtime = results["settings"].get("runtime", "compile" if results["settings"].get("compiled") else "eager")
     lines += [
         "",
         f"Measured on {m['cpu']} ({m['threads']} thread(s), {m['device']}), torch {m['torch']}, "
-        f"{results['created']}; median of timed blocks, FLOPs from `torch.utils.flop_counter`.",
+        f"{results['created']}; both models run {RUNTIME_LABELS[runtime]}; median of timed blocks, FLOPs from "
+        "`torch.utils.flop_counter`.",
     ]
     return "\n".join(lines)

@@ -83,6 +83,14 @@ def _add_train_args(
         "shape:600 shape,colour:400 (what the easy-VQA teacher needs to learn shape)",
     )
     p.add_argument(
+        "--oversample",
+        nargs="+",
+        default=[],
+        metavar="TAG:K",
+        help="draw every training example with this question type or tag K times per epoch (same number of steps), "
+        "e.g. not-colour-present:4 for easy-VQA's rarest yes/no kind",
+    )
+    p.add_argument(
         "--init-from", default=None, help="start from this checkpoint's weights (a new head if its labels differ)"
     )
     p.add_argument(
@@ -96,7 +104,7 @@ def _add_train_args(
 
 
 def _train_config(args, model: str):
-    from workbench.train import TrainConfig, parse_curriculum
+    from workbench.train import TrainConfig, parse_curriculum, parse_oversample
 
     size = {
         k: v
@@ -127,6 +135,7 @@ def _train_config(args, model: str):
         warm_start=args.warm_start,
         max_steps=args.max_steps,
         curriculum=parse_curriculum(args.curriculum),
+        oversample=parse_oversample(args.oversample),
         size=size,
     )
 
@@ -361,7 +370,7 @@ def cmd_bench(args) -> None:
         args.teacher,
         args.student,
         threads=args.threads,
-        compile_models=args.compile,
+        runtime="compile" if args.compile else args.runtime,
         device=args.device,
         progress=not args.no_progress,
         **settings,
@@ -668,7 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--budget-s", type=float, default=None, help="longest predicted retrieval run still measured (default 60)"
     )
-    p.add_argument("--compile", action="store_true", help="time torch.compile'd models (slow to compile)")
+    p.add_argument(
+        "--runtime",
+        choices=("eager", "compile", "onnx"),
+        default="eager",
+        help="how the latency / throughput paths run: eager PyTorch, torch.compile (slow to compile), or both models "
+        "exported to ONNX Runtime (CPU; the lowest per-call overhead, used for the shipped table)",
+    )
+    p.add_argument("--compile", action="store_true", help="the same as --runtime compile")
     p.add_argument("--device", default="cpu")
     p.add_argument("--readme", default=None, help="also write the tables into this README's speed section")
     p.add_argument("--no-progress", action="store_true")
