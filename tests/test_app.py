@@ -32,7 +32,10 @@ ENDPOINTS = {
     "/retrieve",
 }
 GALLERY = 40  # the Retrieval tab's gallery in these tests
-TINY_BENCH = {"quick": dict(batch_sizes=(1, 2), retrieval_sizes=(4,), min_run_time=0.01, budget_s=0.5, n_examples=4)}
+TINY_BENCH = {
+    "quick": dict(batch_sizes=(1, 2), retrieval_sizes=(4,), min_run_time=0.01, budget_s=0.5, n_examples=4),
+    "onnx": dict(batch_sizes=(1,), retrieval_sizes=(4,), min_run_time=0.01, budget_s=0.5, n_examples=4, runtime="onnx"),
+}
 
 
 def _free_port() -> int:
@@ -189,6 +192,9 @@ def test_speed_runs_the_benchmark(served):
     client, _ = served
     plot, table = client.predict(VQA, "quick", api_name="/speed")
     assert plot is not None and "fusion teacher" in table and "image features cached" in table
+    assert "in eager PyTorch" in table
+    plot, table = client.predict(VQA, "onnx", api_name="/speed")
+    assert plot is not None and "both models run in ONNX Runtime" in table
     with pytest.raises(Exception, match="No student"):
         client.predict(VE, "quick", api_name="/speed")
 
