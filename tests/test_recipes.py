@@ -127,16 +127,17 @@ def test_dide_pt_runs_a_matching_stage_then_fine_tunes_from_it(tmp_path, tokeniz
     teacher = _tiny_teacher(tmp_path, tokenizer)
     args = ["distill", "--teacher", str(teacher), "--recipe", "dide-pt", "--pretrain-steps", "3"]
     args += ["--out", str(tmp_path / "s"), "--train-size", "64", "--val-size", "16", "--test-size", "16"]
-    args += ["--batch-size", "16", "--no-progress", "--curriculum", "counting:2"]
+    args += ["--batch-size", "16", "--no-progress", "--curriculum", "counting:2", "--oversample", "relation:2"]
     assert cli(args) == 0
     stage1 = json.loads((tmp_path / "s" / "pretrain" / "model" / "workbench.json").read_text())
-    # the task's curriculum is the fine-tuning's: the captions have no "counting" questions
-    assert stage1["train_config"]["curriculum"] == []
+    # the task's curriculum and oversampling are the fine-tuning's: the captions have no "counting" questions
+    assert stage1["train_config"]["curriculum"] == [] and stage1["train_config"]["oversample"] == {}
     final = json.loads((tmp_path / "s" / "model" / "workbench.json").read_text())
     assert stage1["dataset"] == "shapes-itm" and stage1["steps"] == 3
     assert stage1["train_config"]["recipe_args"]["weights"]["soft"] == 0.0  # the teacher has no matching head
     assert final["recipe"] == "dide-pt" and final["dataset"] == "shapes-vqa"
     assert final["train_config"]["curriculum"] == [[["counting"], 2]] and final["steps"] == 2 + 64 // 16
+    assert final["train_config"]["oversample"] == {"relation": 2}
     assert final["train_config"]["init_from"] == str(tmp_path / "s" / "pretrain" / "model")
     log = [json.loads(x) for x in (tmp_path / "s" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert all("soft" not in x for x in log)

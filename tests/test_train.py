@@ -223,7 +223,7 @@ def test_oversampling_draws_a_tagged_example_k_times_per_epoch():
     for bad in ("rare", "rare:0", ":3", "rare:x"):
         with pytest.raises(WorkbenchError, match="expected TAG:K"):
             parse_oversample([bad])
-    with pytest.raises(WorkbenchError, match="not tags of this dataset"):
+    with pytest.raises(WorkbenchError, match="not question types or tags of this dataset"):
         sampled_order(_Tagged(), {"absent": 2}, seed=0, epoch=0)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from workbench.data.easy_vqa import CURRICULUM as EASY_VQA_CURRICULUM
+from workbench.data.easy_vqa import OVERSAMPLE as EASY_VQA_OVERSAMPLE
 from workbench.errors import WorkbenchError
 
 # The shipped defaults: dataset -> (model, out folder, training settings). `workbench rebuild`
@@ -31,7 +32,7 @@ DEFAULTS = {
         size={"patch_size": 8, "conv_stem": [16, 32]},
         curriculum=EASY_VQA_CURRICULUM,
         warm_start="shapes-vqa-teacher",
-        oversample={"not-colour-present": 4},
+        oversample=EASY_VQA_OVERSAMPLE,
     ),
     # curriculum: starts from the shapes-vqa teacher (from scratch, "same row / column" relations stayed
     # at 57% after 6,000 steps; from the VQA teacher they are at 100% by step 2,000)

@@ -102,11 +102,14 @@ def sampled_order(dataset, oversample: dict, seed: int, epoch: int) -> list[int]
     """One epoch's shuffled example order, with the examples carrying a tag of `oversample` drawn k times."""
     if not oversample:
         return epoch_order(len(dataset), seed, epoch)
-    tags_of = getattr(dataset, "tags", None)
+    qtype_of = getattr(dataset, "qtype", None)
+    tags_of = getattr(dataset, "tags", None) or (qtype_of and (lambda i: (qtype_of(i),)))
     known = set(getattr(dataset, "curriculum_tags", ())) | set(getattr(dataset, "qtypes", ()))
     unknown = set(oversample) - known
     if tags_of is None or unknown:
-        raise WorkbenchError(f"--oversample {sorted(unknown or oversample)}: not tags of this dataset {sorted(known)}")
+        raise WorkbenchError(
+            f"--oversample {sorted(unknown or oversample)}: not question types or tags of this dataset {sorted(known)}"
+        )
     pool = [i for i in range(len(dataset)) for _ in range(max([oversample.get(t, 1) for t in tags_of(i)] or [1]))]
     return [pool[j] for j in epoch_order(len(pool), seed, epoch)]
 

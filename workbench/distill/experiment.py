@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.data.easy_vqa import CURRICULUM as EASY_VQA_CURRICULUM
+from workbench.data.easy_vqa import OVERSAMPLE as EASY_VQA_OVERSAMPLE
 from workbench.distill.recipes import DistillWeights
 from workbench.models.io import weights_fingerprint
 from workbench.train import TrainConfig
@@ -34,7 +35,16 @@ STUDENT_RUN = dict(
 )
 # easy-VQA has 34,700 training questions (x4 flips), the whole test split; every recipe gets the teacher's
 # curriculum (shape questions first: without it the teacher never learned shape), within the same 3,000 steps
-TASK_RUN = {"easy-vqa": dict(STUDENT_RUN, train_size=None, test_size=None, curriculum=EASY_VQA_CURRICULUM)}
+# easy-VQA students see the data as the teacher did: the curriculum, and the rarest yes/no kind drawn 4 times
+TASK_RUN = {
+    "easy-vqa": dict(
+        STUDENT_RUN,
+        train_size=None,
+        test_size=None,
+        curriculum=EASY_VQA_CURRICULUM,
+        oversample=EASY_VQA_OVERSAMPLE,
+    )
+}
 # question types that need relations between objects or positions (the ones a dual encoder finds hard)
 RELATIONAL = {"shapes-vqa": ("relation", "comparison", "position"), "shapes-ve": ("relation",)}
 

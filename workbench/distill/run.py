@@ -126,7 +126,8 @@ def _pretrain_config(cfg: TrainConfig, steps: int, weights: DistillWeights) -> T
         val_size=min(cfg.val_size, 600),
         test_size=600,
         init_from=None,
-        curriculum=[],  # the task's curriculum names the task's question types, not the captions'
+        curriculum=[],  # the task's curriculum and oversampling name the task's question types, not the captions'
+        oversample={},
         recipe_args={"weights": asdict(replace(weights, hard=1.0, soft=0.0)), "layers": cfg.recipe_args["layers"]},
     )
 
