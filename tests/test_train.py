@@ -139,6 +139,33 @@ class RecordQtypes(HardLabels):
         return super().loss(model, batch)
 
 
+class RecordDraws(HardLabels):
+    """Hard labels that count each question type drawn and note the thread count training runs with."""
+
+    def __init__(self):
+        self.counts, self.threads = {}, set()
+
+    def loss(self, model, batch):
+        for q in batch.qtypes:
+            self.counts[q] = self.counts.get(q, 0) + 1
+        self.threads.add(torch.get_num_threads())
+        return super().loss(model, batch)
+
+
+def test_oversampled_type_is_drawn_more_in_an_epoch_of_the_same_length_on_the_threads_asked(tmp_path):
+    before = torch.get_num_threads()
+    want = 1 if before > 1 else 2  # not torch's current setting, so the test sees the switch
+    plain, more = RecordDraws(), RecordDraws()
+    kw = dict(epochs=1, train_size=640)
+    a = train(_cfg(tmp_path / "plain", **kw), recipe=plain, progress=False)
+    b = train(_cfg(tmp_path / "more", oversample={"counting": 4}, threads=want, **kw), recipe=more, progress=False)
+    assert a["steps"] == b["steps"] == 640 // 32 and sum(more.counts.values()) == 640
+    share = {k: r.counts.get("counting", 0) / 640 for k, r in (("plain", plain), ("more", more))}
+    assert share["plain"] < 0.25 and share["more"] > 0.35  # 1 type in 6 -> 4 in 9
+    assert more.threads == {want} and torch.get_num_threads() == before  # the run's threads, then torch's again
+    assert load_checkpoint(tmp_path / "more" / "model").meta["train_config"]["oversample"] == {"counting": 4}
+
+
 def test_curriculum_opens_with_only_the_focused_types_and_resumes_inside_it(tmp_path):
     kw = dict(epochs=1, train_size=320, curriculum=[[["counting", "relation"], 3], [["position"], 1]], save_every=2)
     rec = RecordQtypes()

@@ -94,6 +94,7 @@ def _add_train_args(
         help="draw every training example with this question type or tag K times per epoch (same number of steps), "
         "e.g. not-colour-present:4 for easy-VQA's rarest yes/no kind",
     )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the run (default: torch's setting)")
     p.add_argument(
         "--init-from", default=None, help="start from this checkpoint's weights (a new head if its labels differ)"
     )
@@ -140,6 +141,7 @@ def _train_config(args, model: str):
         max_steps=args.max_steps,
         curriculum=parse_curriculum(args.curriculum),
         oversample=parse_oversample(args.oversample),
+        threads=args.threads,
         size=size,
     )
 

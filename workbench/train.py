@@ -75,6 +75,9 @@ class TrainConfig:
     # the other examples are drawn a little less). easy-VQA: "is there not a red shape?" with red in the image
     # is 1 question in 32, and with a 7-to-1 "yes" prior among negated colour questions it stayed unlearned
     oversample: dict = field(default_factory=dict)
+    # CPU threads for this run (None: torch's setting). The sums of a step differ with the thread count, and a
+    # run that must escape a saddle can land differently (README "easy-VQA: what it took")
+    threads: int | None = None
 
 
 class HardLabels:
@@ -314,6 +317,17 @@ def centre_on_data(model: nn.Module, dataset, collator: Collator, n: int = 256) 
 
 def train(cfg: TrainConfig, recipe=None, resume: bool = False, progress: bool = True) -> dict:
     """Train and write `<out>/model` (final checkpoint), `<out>/metrics.jsonl`, `<out>/test_metrics.json`."""
+    if not cfg.threads:
+        return _train(cfg, recipe, resume, progress)
+    old = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, recipe, resume, progress)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
     recipe = recipe or HardLabels()
     # a recipe may measure its own way (retrieval recipes: R@K, with "accuracy" = mean R@1 for these logs)
     evaluate_fn = getattr(recipe, "evaluate", evaluate)
