@@ -53,6 +53,7 @@ def test_easy_vqa_teacher_reaches_97_percent():
 
     config = meta["train_config"]
     assert config["oversample"] == DEFAULTS["easy-vqa"]["oversample"] and config["seed"] == 0
+    assert config["threads"] == DEFAULTS["easy-vqa"]["threads"]
 
 
 RELATIONAL = {"shapes-vqa-teacher": ("relation", "comparison"), "shapes-ve-teacher": ("relation",)}

@@ -23,8 +23,7 @@ DEFAULTS = {
     # chance), then with colour, then one epoch of everything. The text side and transformer start from the
     # shapes-vqa teacher (`warm_start`; the stem, patch projection and answers are new): from scratch the model
     # never learned to match a colour word against the image (94.7%; README "easy-VQA: what it took"). The
-    # rarest yes/no kind, "is there not a red shape?" with red there (1 question in 32, against a 7-to-1 "yes"
-    # among negated colour questions), is drawn 4 times per epoch: without it, it stayed at 27% (96.6% overall)
+    # rarest yes/no kind is oversampled (why: `data.easy_vqa.OVERSAMPLE`)
     "easy-vqa": dict(
         _COMMON,
         epochs=1,

@@ -72,8 +72,7 @@ class TrainConfig:
     # near chance)
     curriculum: list = field(default_factory=list)
     # {tag: k}: every epoch draws each training example carrying `tag` k times, in the same number of steps (so
-    # the other examples are drawn a little less). easy-VQA: "is there not a red shape?" with red in the image
-    # is 1 question in 32, and with a 7-to-1 "yes" prior among negated colour questions it stayed unlearned
+    # the other examples are drawn a little less); why easy-VQA needs it: `data.easy_vqa.OVERSAMPLE`
     oversample: dict = field(default_factory=dict)
     # CPU threads for this run (None: torch's setting). The sums of a step differ with the thread count, and a
     # run that must escape a saddle can land differently (README "easy-VQA: what it took")
@@ -101,19 +100,26 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def _tagger(dataset, option: str):
+    """(tags_of, known): example i's question type and finer tags without building the example, and every name
+    the dataset knows; for --curriculum and --oversample."""
+    qtype_of = getattr(dataset, "qtype", None)
+    if qtype_of is None:
+        raise WorkbenchError(f"{type(dataset).__name__} cannot tell question types without building examples; "
+                             f"{option} works on easy-vqa, shapes-vqa and shapes-itm")  # fmt: skip
+    tags_of = getattr(dataset, "tags", None) or (lambda i: (qtype_of(i),))
+    return tags_of, (*dataset.qtypes, *getattr(dataset, "curriculum_tags", ()))
+
+
 def sampled_order(dataset, oversample: dict, seed: int, epoch: int) -> list[int]:
     """One epoch's shuffled example order, with the examples carrying a tag of `oversample` drawn k times."""
     if not oversample:
         return epoch_order(len(dataset), seed, epoch)
-    qtype_of = getattr(dataset, "qtype", None)
-    tags_of = getattr(dataset, "tags", None) or (qtype_of and (lambda i: (qtype_of(i),)))
-    known = set(getattr(dataset, "curriculum_tags", ())) | set(getattr(dataset, "qtypes", ()))
-    unknown = set(oversample) - known
-    if tags_of is None or unknown:
-        raise WorkbenchError(
-            f"--oversample {sorted(unknown or oversample)}: not question types or tags of this dataset {sorted(known)}"
-        )
-    pool = [i for i in range(len(dataset)) for _ in range(max([oversample.get(t, 1) for t in tags_of(i)] or [1]))]
+    tags_of, known = _tagger(dataset, "--oversample")
+    unknown = set(oversample) - set(known)
+    if unknown:
+        raise WorkbenchError(f"--oversample {sorted(unknown)}: not question types or tags of this dataset {known}")
+    pool = [i for i in range(len(dataset)) for _ in range(max(oversample.get(t, 1) for t in tags_of(i)))]
     return [pool[j] for j in epoch_order(len(pool), seed, epoch)]
 
 
@@ -122,12 +128,9 @@ def curriculum_order(dataset, phases, batch_size: int, seed: int) -> list[int]:
     carry one of `names` (a question type, or a finer tag the dataset defines in `curriculum_tags`), in an order
     seeded like the epochs' (repeated when the subset is small). A phase `[names, steps, "balanced"]` draws its
     names in turn, so a rare kind gets as many examples as a common one."""
-    qtype_of = getattr(dataset, "qtype", None)
-    if phases and qtype_of is None:
-        raise WorkbenchError(f"{type(dataset).__name__} cannot tell question types without building examples; "
-                             "--curriculum works on easy-vqa, shapes-vqa and shapes-itm")  # fmt: skip
-    tags_of = getattr(dataset, "tags", None) or (lambda i: (qtype_of(i),))
-    known = (*dataset.qtypes, *getattr(dataset, "curriculum_tags", ())) if phases else ()
+    if not phases:
+        return []
+    tags_of, known = _tagger(dataset, "--curriculum")
     order: list[int] = []
     for k, (names, steps, *mode) in enumerate(phases):
         unknown = set(names) - set(known)

@@ -33,9 +33,9 @@ STUDENT_RUN = dict(
     test_size=3000,
     save_every=500,
 )
-# easy-VQA has 34,700 training questions (x4 flips), the whole test split; every recipe gets the teacher's
-# curriculum (shape questions first: without it the teacher never learned shape), within the same 3,000 steps
-# easy-VQA students see the data as the teacher did: the curriculum, and the rarest yes/no kind drawn 4 times
+# easy-VQA has 34,700 training questions (x4 flips), the whole test split; every recipe sees the data as the
+# teacher did, within the same 3,000 steps: its curriculum (shape questions first: without it the teacher never
+# learned shape) and the rarest yes/no kind drawn 4 times
 TASK_RUN = {
     "easy-vqa": dict(
         STUDENT_RUN,
