@@ -185,6 +185,72 @@ def test_curriculum_opens_with_only_the_focused_types_and_resumes_inside_it(tmp_
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
 
 
+class ScriptedAccuracy(RecordQtypes):
+    """Hard labels, but the batch accuracy an until= phase reads is scripted: 0 for the first `low` batches, then 1."""
+
+    def __init__(self, low=0, crash_at=None):
+        super().__init__(crash_at)
+        self.low = low
+
+    def loss(self, model, batch):
+        loss, logs = super().loss(model, batch)
+        return loss, {**logs, "accuracy": 0.0 if len(self.seen) <= self.low else 1.0}
+
+
+def test_gated_phase_ends_once_its_batches_are_learned_and_resumes_after_the_cut(tmp_path):
+    # two phases capped at 50 and 30 steps, each ending once 25 batches in a row average 90%; the run stops at 60
+    phases = [[["counting"], 50, "until=0.9"], [["position"], 30, "until=0.9"]]
+    kw = dict(epochs=2, train_size=320, max_steps=60, save_every=10, curriculum=phases)
+    rec = ScriptedAccuracy(low=10)
+    ref = train(_cfg(tmp_path / "ref", **kw), recipe=rec, progress=False)
+    # the first 10 batches at 0: the window of 25 holds at most 2 of them from step 33 on; the second phase is
+    # right at once and ends after one window; the steps left go to the mix, and the run still ends at 60
+    assert ref["steps"] == 60
+    assert all(s == {"counting"} for s in rec.seen[:33]) and all(s == {"position"} for s in rec.seen[33:58])
+    assert all(len(s) > 2 for s in rec.seen[58:])
+    records = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    ended = [(r["step"], r["phase"], r["phase_steps"], r["passed"]) for r in records if "phase" in r]
+    assert ended == [(33, 0, 33, True), (58, 1, 25, True)]
+    # a crash in the second phase (last checkpoint: step 40) resumes with the first phase's cut and the second's
+    # window, and ends exactly like the uninterrupted run
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "run", **kw), recipe=ScriptedAccuracy(low=10, crash_at=45), progress=False)
+    saved = json.loads((tmp_path / "run" / "state" / "state.json").read_text())["progress"]
+    assert saved["global_step"] == 40 and saved["gate"]["cut"] == {"0": 33} and len(saved["gate"]["recent"]) == 7
+    resumed = train(_cfg(tmp_path / "run", **kw), recipe=ScriptedAccuracy(low=-1), resume=True, progress=False)
+    assert resumed["steps"] == 60
+    a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_gated_phase_at_its_cap_moves_on_and_needs_a_recipe_that_reports_accuracy(tmp_path):
+    from workbench.train import PhaseGate
+
+    phases = [[["a"], 4, "until=0.5"], [["b"], 2]]
+    gate = PhaseGate(phases, window=3)
+    assert [gate.update(s, 0.0) for s in range(3)] == [None, None, None]
+    assert gate.update(3, 0.0) == {"phase": 0, "phase_steps": 4, "phase_accuracy": 0.0, "passed": False}
+    assert gate.steps() == [4, 2] and gate.phase_at(4) == (1, 0) and not gate.watching(4) and gate.phase_at(6) is None
+    passing = PhaseGate(phases, window=3)
+    assert passing.update(0, 0.0) is None and passing.update(1, 1.0) is None  # a window needs 3 batches
+    assert passing.update(2, 1.0) == {"phase": 0, "phase_steps": 3, "phase_accuracy": 0.6667, "passed": True}
+    assert passing.steps() == [3, 2] and passing.phase_at(3) == (1, 0)
+    assert passing.order([[10, 11, 12, 13], [20, 21]], batch_size=1) == [10, 11, 12, 20, 21]
+    again = PhaseGate(phases, window=3, **json.loads(json.dumps(passing.state())))  # the training state's JSON
+    assert again.steps() == [3, 2] and again.recent == []
+    kw = dict(epochs=1, train_size=320, curriculum=[[["counting"], 3, "until=0.9"]])
+
+    class NoAccuracy(HardLabels):
+        def loss(self, model, batch):
+            loss, logs = super().loss(model, batch)
+            return loss, {"ce": logs["ce"]}
+
+    with pytest.raises(WorkbenchError, match="reports no batch accuracy"):
+        train(_cfg(tmp_path / "none", **kw), recipe=NoAccuracy(), progress=False)
+
+
 def test_curriculum_rejects_unknown_question_types(tmp_path):
     from workbench.errors import WorkbenchError
 
@@ -202,8 +268,15 @@ def test_curriculum_phases_parse_from_the_command_line():
     assert parse_curriculum(["colour-present,colour-absent:800:balanced"]) == [
         [["colour-present", "colour-absent"], 800, "balanced"]
     ]
+    assert parse_curriculum(["shape:900:until=0.97", "a,b:5:balanced:until=0.9"]) == [
+        [["shape"], 900, "until=0.97"],
+        [["a", "b"], 5, "balanced", "until=0.9"],
+    ]
     for bad in ("shape", "shape:", ":5", "shape:0", "shape:x", "shape:5:fast", "shape:balanced"):
         with pytest.raises(WorkbenchError, match="expected NAME"):
+            parse_curriculum([bad])
+    for bad in ("shape:5:until=0", "shape:5:until=1.5", "shape:5:until=x"):
+        with pytest.raises(WorkbenchError, match="needs an accuracy"):
             parse_curriculum([bad])
 
 

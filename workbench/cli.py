@@ -86,7 +86,9 @@ def _add_train_args(
         default=[],
         metavar="QTYPES:STEPS",
         help="phases that open the first epoch, each training only on these question types, e.g. "
-        "shape:600 shape,colour:400 (what the easy-VQA teacher needs to learn shape)",
+        "shape:600 shape,colour:400 (what the easy-VQA teacher needs to learn shape); ':balanced' draws the "
+        "names in turn; ':until=0.97' makes STEPS a cap and ends the phase once 25 batches in a row average "
+        "that training accuracy (the steps left go to the mix; the run still ends at --max-steps)",
     )
     p.add_argument(
         "--oversample",

@@ -87,7 +87,8 @@ class HardLabels:
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
         logits = model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
         loss = nn.functional.cross_entropy(logits, batch.labels)
-        return loss, {"ce": loss.item()}
+        accuracy = (logits.argmax(-1) == batch.labels).float().mean().item()
+        return loss, {"ce": loss.item(), "accuracy": accuracy}
 
 
 def set_seed(seed: int) -> None:
@@ -123,51 +124,133 @@ def sampled_order(dataset, oversample: dict, seed: int, epoch: int) -> list[int]
     return [pool[j] for j in epoch_order(len(pool), seed, epoch)]
 
 
-def curriculum_order(dataset, phases, batch_size: int, seed: int) -> list[int]:
-    """The curriculum's batches: for each phase `[names, steps]`, `steps` batches of only the examples that
-    carry one of `names` (a question type, or a finer tag the dataset defines in `curriculum_tags`), in an order
-    seeded like the epochs' (repeated when the subset is small). A phase `[names, steps, "balanced"]` draws its
-    names in turn, so a rare kind gets as many examples as a common one."""
+def phase_modes(phase) -> tuple[bool, float | None]:
+    """A curriculum phase's modes: (balanced, gate). `[names, steps, "balanced", "until=0.95"]` -> (True, 0.95)."""
+    balanced, gate = False, None
+    for mode in phase[2:]:
+        if mode == "balanced":
+            balanced = True
+        elif isinstance(mode, str) and mode.startswith("until="):
+            try:
+                gate = float(mode.removeprefix("until="))
+            except ValueError:
+                gate = -1.0
+            if not 0 < gate <= 1:
+                raise WorkbenchError(f"--curriculum phase {phase[0]}:{phase[1]}: {mode} needs an accuracy in (0, 1]")
+        else:
+            raise WorkbenchError(
+                f"--curriculum phase {phase[0]}:{phase[1]}: unknown mode {mode!r} (only 'balanced' and 'until=ACC')"
+            )
+    return balanced, gate
+
+
+def curriculum_phases(dataset, phases, batch_size: int, seed: int) -> list[list[int]]:
+    """Each curriculum phase's examples, in order: for a phase `[names, steps]`, `steps` batches of only the
+    examples that carry one of `names` (a question type, or a finer tag the dataset defines in
+    `curriculum_tags`), in an order seeded like the epochs' (repeated when the subset is small). Mode
+    "balanced" draws the names in turn, so a rare kind gets as many examples as a common one; mode
+    "until=ACC" makes `steps` a cap: the phase ends once its batches are answered at ACC (`PhaseGate`)."""
     if not phases:
         return []
     tags_of, known = _tagger(dataset, "--curriculum")
-    order: list[int] = []
-    for k, (names, steps, *mode) in enumerate(phases):
+    out: list[list[int]] = []
+    for k, phase in enumerate(phases):
+        names, steps = phase[0], phase[1]
         unknown = set(names) - set(known)
         if unknown:
             raise WorkbenchError(f"--curriculum {sorted(unknown)}: not question types or tags of this dataset {known}")
-        if mode not in ([], ["balanced"]):
-            raise WorkbenchError(f"--curriculum phase {names}:{steps}: unknown mode {mode} (only 'balanced')")
+        balanced, _ = phase_modes(phase)
         shuffled = epoch_order(len(dataset), seed, -1 - k)
-        need = steps * batch_size
-        if mode:  # one pool per name, drawn in turn
+        if balanced:  # one pool per name, drawn in turn
             pools = [[i for i in shuffled if name in tags_of(i)] for name in names]
         else:
             wanted = set(names)
             pools = [[i for i in shuffled if wanted.intersection(tags_of(i))]]
         for name, pool in zip(names, pools):
             if not pool:
-                raise WorkbenchError(f"--curriculum: no training example carries {name if mode else list(names)}")
-        for j in range(need):  # pools in turn; each pool repeats when it runs out
-            pool = pools[j % len(pools)]
-            order.append(pool[(j // len(pools)) % len(pool)])
-    return order
+                raise WorkbenchError(f"--curriculum: no training example carries {name if balanced else list(names)}")
+        # pools in turn; each pool repeats when it runs out
+        out.append(
+            [pools[j % len(pools)][(j // len(pools)) % len(pools[j % len(pools)])] for j in range(steps * batch_size)]
+        )
+    return out
+
+
+def curriculum_order(dataset, phases, batch_size: int, seed: int) -> list[int]:
+    """All the curriculum's examples in order, every phase at its full number of steps."""
+    return [i for phase in curriculum_phases(dataset, phases, batch_size, seed) for i in phase]
+
+
+class PhaseGate:
+    """Ends a curriculum phase early once the model has learned what it teaches: when the mean accuracy on
+    the phase's own training batches over the last `window` steps reaches the phase's `until=ACC`.
+
+    Why: the easy-VQA teacher sits on a plateau in its shape phase whose length depends on the seed and the
+    thread count (escaping at step ~450 for seeds 0 and 1, after step 800 for seed 2): a fixed length is either
+    too short for some runs or wasted on the others. The steps a phase does not use go to the rest of the run
+    (set `max_steps`: the run still ends there, on the same learning-rate schedule). The gate reads the batches
+    just before each update, so it costs nothing; `cut` holds the steps of every phase that ended early, and is
+    saved in the training state so a resumed run rebuilds the same order."""
+
+    def __init__(self, phases, window: int = 25, cut: dict | None = None, recent: list | None = None):
+        self.limits = [phase_modes(p)[1] for p in phases]
+        self.planned = [p[1] for p in phases]
+        self.window = window
+        self.cut = {int(k): v for k, v in (cut or {}).items()}
+        self.recent = list(recent or [])
+
+    def steps(self) -> list[int]:
+        return [self.cut.get(k, n) for k, n in enumerate(self.planned)]
+
+    def phase_at(self, step: int) -> tuple[int, int] | None:
+        """(phase, step within it) of the epoch's `step`, or None once the phases are over."""
+        for k, n in enumerate(self.steps()):
+            if step < n:
+                return k, step
+            step -= n
+        return None
+
+    def watching(self, step: int) -> bool:
+        at = self.phase_at(step)
+        return at is not None and self.limits[at[0]] is not None
+
+    def update(self, step: int, accuracy: float) -> dict | None:
+        """Record the batch accuracy of the epoch's `step` (a gated phase's). When its phase ends here, a record
+        for metrics.jsonl: the phase, its steps, the window's mean accuracy, and whether it passed."""
+        k, inside = self.phase_at(step)
+        self.recent = (self.recent + [accuracy])[-self.window :]
+        mean = sum(self.recent) / len(self.recent)
+        passed = len(self.recent) == self.window and mean >= self.limits[k]
+        if not passed and inside + 1 < self.planned[k]:
+            return None
+        if inside + 1 < self.planned[k]:
+            self.cut[k] = inside + 1
+        self.recent = []  # the next phase starts its own window
+        return {"phase": k, "phase_steps": inside + 1, "phase_accuracy": round(mean, 4), "passed": passed}
+
+    def state(self) -> dict:
+        return {"cut": {str(k): v for k, v in self.cut.items()}, "recent": self.recent}
+
+    def order(self, phase_orders: list[list[int]], batch_size: int) -> list[int]:
+        return [i for order, n in zip(phase_orders, self.steps()) for i in order[: n * batch_size]]
 
 
 def parse_curriculum(phases: list[str]) -> list:
-    """`["shape:600", "colour-present,colour-absent:800:balanced"]` ->
-    `[[["shape"], 600], [["colour-present", "colour-absent"], 800, "balanced"]]`."""
+    """`["shape:600:until=0.95", "colour-present,colour-absent:800:balanced"]` ->
+    `[[["shape"], 600, "until=0.95"], [["colour-present", "colour-absent"], 800, "balanced"]]`."""
     out = []
     for phase in phases:
-        head, _, mode = phase.rpartition(":")
-        if mode != "balanced":
-            head, mode = phase, ""
-        names, _, steps = head.rpartition(":")
+        parts = phase.split(":")
+        modes = []
+        while len(parts) > 2 and (parts[-1] == "balanced" or parts[-1].startswith("until=")):
+            modes.insert(0, parts.pop())
+        names, steps = parts if len(parts) == 2 else ("", "")
         if not names or not steps.isdigit() or int(steps) <= 0:
             raise WorkbenchError(
-                f"--curriculum phase {phase!r}: expected NAME[,NAME...]:STEPS[:balanced], e.g. shape:600"
+                f"--curriculum phase {phase!r}: expected NAME[,NAME...]:STEPS[:balanced][:until=ACC], e.g. shape:600"
             )
-        out.append([names.split(","), int(steps), *([mode] if mode else [])])
+        out.append([names.split(","), int(steps), *modes])
+        phase_modes(out[-1])  # a bad until= fails here, before the run starts
     return out
 
 
@@ -371,8 +454,8 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
         recipe.attach(model)
 
     steps_per_epoch = len(train_set) // cfg.batch_size
-    focus = curriculum_order(train_set, cfg.curriculum, cfg.batch_size, cfg.seed)
-    total_steps = steps_per_epoch * cfg.epochs + len(focus) // cfg.batch_size
+    phase_orders = curriculum_phases(train_set, cfg.curriculum, cfg.batch_size, cfg.seed)
+    total_steps = steps_per_epoch * cfg.epochs + sum(p[1] for p in cfg.curriculum)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     decay, no_decay = [], []
@@ -388,6 +471,7 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
     if resume and saved:
         start = load_state(saved, model, optimizer, scheduler)
         accelerator.print(f"resuming from {saved} at epoch {start['epoch']} step {start['step_in_epoch']}")
+    gate = PhaseGate(cfg.curriculum, **start.get("gate", {}))
     if accelerator.is_main_process and "log_bytes" in start and log_path.exists():
         # drop the records written after the checkpoint (all of them when starting afresh): they are redone
         with open(log_path, "r+b") as f:
@@ -413,6 +497,7 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
                     "global_step": global_step,
                     "log_bytes": log_bytes,  # metrics.jsonl up to this checkpoint (a resumed run truncates to it)
                     "done": done,  # max_steps reached and validated: only the test evaluation is left
+                    "gate": gate.state(),  # curriculum phases that ended early (the epoch's order depends on them)
                 },
             )
         accelerator.wait_for_everyone()
@@ -420,21 +505,24 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
     done, val = False, None
     for epoch in range(start["epoch"], cfg.epochs if not start.get("done") else 0):
         order = sampled_order(train_set, cfg.oversample, cfg.seed, epoch)[: steps_per_epoch * cfg.batch_size]
-        if epoch == 0:
-            order = focus + order  # the curriculum's phases open the first epoch
+        if epoch == 0:  # the curriculum's phases open the first epoch
+            mix = order
+            order = gate.order(phase_orders, cfg.batch_size) + mix
         steps_this_epoch = len(order) // cfg.batch_size
         first = start["step_in_epoch"] if epoch == start["epoch"] else 0
         # each process takes its own slice of every global batch (DDP), so the global batch is cfg.batch_size
         per_proc = cfg.batch_size // accelerator.num_processes
         bar = tqdm(
-            range(first, steps_this_epoch),
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             disable=not progress or not accelerator.is_main_process,
             initial=first,
             total=steps_this_epoch,
         )
         model.train()
-        for step in bar:
+        step = first - 1
+        while step + 1 < steps_this_epoch:
+            step += 1
+            bar.update(step + 1 - bar.n)
             lo = step * cfg.batch_size + accelerator.process_index * per_proc
             batch = collator([train_set[i] for i in order[lo : lo + per_proc]]).to(accelerator.device)
             loss, logs = recipe.loss(model, batch)
@@ -445,6 +533,17 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             global_step += 1
+            if epoch == 0 and gate.watching(step):
+                if "accuracy" not in logs:
+                    name = getattr(recipe, "name", recipe)
+                    raise WorkbenchError(f"recipe {name!r} reports no batch accuracy: it cannot use until= phases")
+                acc = accelerator.reduce(torch.tensor(float(logs["accuracy"]), device=accelerator.device), "mean")
+                if ended := gate.update(step, acc.item()):
+                    order = gate.order(phase_orders, cfg.batch_size) + mix
+                    steps_this_epoch = len(order) // cfg.batch_size
+                    bar.total = steps_this_epoch
+                    if accelerator.is_main_process:
+                        _append(log_path, {"step": global_step, "epoch": epoch, **ended})
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if cfg.log_every and global_step % cfg.log_every == 0:
