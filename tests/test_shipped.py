@@ -9,6 +9,7 @@ from workbench.cli import STUDENT_NAMES, _student_run
 from workbench.data import Collator, load_dataset
 from workbench.evaluate import evaluate
 from workbench.models.io import load_checkpoint, weights_fingerprint
+from workbench.train import TrainConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher"]
@@ -167,3 +168,21 @@ def test_shipped_speed_table_is_the_one_the_readme_describes():
     speed = _speed()  # README "Speed": both models in ONNX Runtime, one thread, batches 1 to 128
     assert speed["settings"]["runtime"] == "onnx"
     assert speed["machine"]["threads"] == 1 and speed["settings"]["batch_sizes"] == [1, 8, 32, 128]
+
+
+def test_readme_easy_vqa_command_is_the_shipped_recipe():
+    """The README's `workbench train` line for easy-VQA trains what `workbench rebuild --only easy-vqa` does."""
+    import shlex
+
+    from workbench.cli import DEFAULTS, _train_config, build_parser
+
+    readme = (ASSETS.parent / "README.md").read_text().replace("\\\n", " ")
+    (line,) = [
+        x for x in readme.splitlines() if x.startswith(".venv/bin/workbench train --dataset easy-vqa --out runs/easy ")
+    ]
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    readme_cfg = _train_config(args, "fusion")
+    rebuild_cfg = TrainConfig(
+        dataset="easy-vqa", out=args.out, **dict(DEFAULTS["easy-vqa"], warm_start=args.warm_start)
+    )
+    assert readme_cfg == rebuild_cfg
