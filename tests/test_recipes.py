@@ -1,5 +1,6 @@
 """DiDE recipe: gradients reach both student towers and never the teacher; losses are finite."""
 
+import pytest
 import torch
 
 from workbench.data import Collator, load_dataset
@@ -23,6 +24,21 @@ def test_dide_gradients_reach_both_towers_not_the_teacher(tokenizer):
     k_image = student.image_tower.layers[-1].attention.k_proj.weight.grad
     assert q_text is not None and q_text.abs().sum() > 0
     assert k_image is not None and k_image.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["none", "kd", "dide"])
+def test_recipes_report_the_students_batch_accuracy_for_until_phases(name, tokenizer):
+    data = load_dataset("shapes-vqa", "val", 8)
+    batch = Collator(tokenizer, 64)([data[i] for i in range(8)])
+    torch.manual_seed(0)
+    teacher = create_model("fusion", len(tokenizer), len(data.labels), **TINY)
+    student = create_model("dual", len(tokenizer), len(data.labels), **TINY)
+    _, logs = make_recipe(name, teacher).loss(student, batch)
+    with torch.no_grad():
+        top = student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.argmax(-1)
+    assert logs["accuracy"] == (top == batch.labels).float().mean().item()  # the gold labels, not the teacher's
+    batch.labels = top  # every answer right
+    assert make_recipe(name, teacher).loss(student, batch)[1]["accuracy"] == 1.0
 
 
 def test_attention_term_alone_trains_the_virtual_cross_attention(tokenizer):

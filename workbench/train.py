@@ -87,8 +87,12 @@ class HardLabels:
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
         logits = model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
         loss = nn.functional.cross_entropy(logits, batch.labels)
-        accuracy = (logits.argmax(-1) == batch.labels).float().mean().item()
-        return loss, {"ce": loss.item(), "accuracy": accuracy}
+        return loss, {"ce": loss.item(), "accuracy": batch_accuracy(logits, batch.labels)}
+
+
+def batch_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of the batch whose top answer is the gold label (logged; `until=` curriculum phases read it)."""
+    return (logits.argmax(-1) == labels).float().mean().item()
 
 
 def set_seed(seed: int) -> None:

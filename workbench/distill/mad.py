@@ -60,7 +60,7 @@ from workbench.distill.probe import (
 from workbench.errors import WorkbenchError
 from workbench.models.fusion import FusionTeacher
 from workbench.models.unimodal import TextTeacher, VisionTeacher, student_offsets
-from workbench.train import TrainConfig, train
+from workbench.train import TrainConfig, batch_accuracy, train
 
 # ----------------------------------------------------------------------------------------------
 # pure functions
@@ -297,7 +297,7 @@ class MADRecipe:
         finally:
             hook.remove()
         ce = nn.functional.cross_entropy(out.logits, batch.labels)
-        logs = {"ce": ce.item()}
+        logs = {"ce": ce.item(), "accuracy": batch_accuracy(out.logits, batch.labels)}
 
         t, grid = out.text_len, out.grid
         p = grid[0] * grid[1]

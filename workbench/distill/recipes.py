@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from workbench.distill import losses
+from workbench.train import batch_accuracy
 
 
 @dataclass
@@ -55,7 +56,7 @@ class NoDistill(Recipe):
     def loss(self, student, batch):
         logits = student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
         loss = nn.functional.cross_entropy(logits, batch.labels)
-        return loss, {"ce": loss.item()}
+        return loss, {"ce": loss.item(), "accuracy": batch_accuracy(logits, batch.labels)}
 
 
 class SoftLabels(Recipe):
@@ -64,7 +65,8 @@ class SoftLabels(Recipe):
     def label_terms(self, student_logits, teacher_logits, labels) -> tuple[torch.Tensor, dict]:
         """Soft-label KD, plus cross-entropy on the gold label when its weight is not zero."""
         w = self.weights
-        total, logs = student_logits.new_zeros(()), {}
+        # the student's batch accuracy on the gold labels: logged, and read by `until=` curriculum phases
+        total, logs = student_logits.new_zeros(()), {"accuracy": batch_accuracy(student_logits, labels)}
         if w.soft:  # off in dide-pt's first stage, where the teacher has no head for the task
             soft = losses.soft_label_kd(student_logits, teacher_logits, w.temperature)
             total, logs["soft"] = total + w.soft * soft, soft.item()
