@@ -27,7 +27,7 @@ TAGS = tuple(
 _NEGATED = re.compile(r"\b(not|no)\b")
 
 
-# The training curriculum of every easy-VQA model we train (`TrainConfig.curriculum`): shape questions alone,
+# The students' curriculum (`distill.experiment.TASK_RUN`; the teacher's until 2026-12-01): shape questions alone,
 # then shape and colour, then the full mix. In the mix from the start, shape questions stayed near chance (46%
 # after 3,200 steps): the answer to three of the four other question kinds does not need shape, and it is
 # learned only when it is nearly all of the gradient (README "easy-VQA: what it took").
@@ -44,8 +44,8 @@ OVERSAMPLE = {"not-colour-present": 4}
 #   shape plateau lasts 400-800 steps depending on the seed (seed 2 left it after step 800, and never learned
 #   shape in a 600-step phase); the steps a fast run does not need go to the mix;
 # - every yes/no kind in which the asked thing is present drawn 4 times, the rarer absent shape kinds twice:
-#   each kind is then 1 question in 8-10 of the mix (the four present kinds are 1 in 32 each); each failed run
-#   had missed a different present kind
+#   each kind is then 1 question in 8-10 of the mix (the four present kinds are 1 in 32 each); the failed runs
+#   ended with a present kind at 4-78% (seed 1: colour present; two threads: negated present shape)
 TEACHER_CURRICULUM = [[["shape"], 1000, "until=0.97"], [["shape", "colour"], 500, "until=0.95"]]
 TEACHER_OVERSAMPLE = {
     "colour-present": 4,
