@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.data.easy_vqa import TEACHER_CURRICULUM as EASY_VQA_CURRICULUM
-from workbench.data.easy_vqa import TEACHER_OVERSAMPLE as EASY_VQA_OVERSAMPLE
+from workbench.data.easy_vqa import TEACHER_CURRICULUM as EASY_VQA_TEACHER_CURRICULUM
+from workbench.data.easy_vqa import TEACHER_OVERSAMPLE as EASY_VQA_TEACHER_OVERSAMPLE
 from workbench.errors import WorkbenchError
 
 # The shipped defaults: dataset -> (model, out folder, training settings). `workbench rebuild`
@@ -20,10 +20,10 @@ DEFAULTS = {
     "shapes-vqa": dict(_SHAPES, epochs=4),
     # 3,600 training images (x4 flips); 8-pixel patches: at 16 px shape questions crawled (53% after 3 epochs).
     # Shape needs a conv stem and a curriculum: shape questions alone first (in the full mix they stayed near
-    # chance), then with colour, then one epoch of everything. The text side and transformer start from the
+    # chance), then with colour, then everything. The text side and transformer start from the
     # shapes-vqa teacher (`warm_start`; the stem, patch projection and answers are new): from scratch the model
     # never learned to match a colour word against the image (94.7%; README "easy-VQA: what it took"). The
-    # rarest yes/no kind is oversampled (why: `data.easy_vqa.OVERSAMPLE`)
+    # rare yes/no kinds are oversampled (why: `data.easy_vqa.TEACHER_OVERSAMPLE`)
     "easy-vqa": dict(
         _COMMON,
         # the curriculum's phases end once learned (`data.easy_vqa.TEACHER_CURRICULUM`); the steps they leave go
@@ -33,9 +33,9 @@ DEFAULTS = {
         warmup_steps=100,  # seed 2's shape phase passed its gate at step 770 with this, at 869 with 300
         val_size=2000,
         size={"patch_size": 8, "conv_stem": [16, 32]},
-        curriculum=EASY_VQA_CURRICULUM,
+        curriculum=EASY_VQA_TEACHER_CURRICULUM,
         warm_start="shapes-vqa-teacher",
-        oversample=EASY_VQA_OVERSAMPLE,
+        oversample=EASY_VQA_TEACHER_OVERSAMPLE,
         # pinned, so a rebuild is deterministic (the step's floating-point sums depend on the thread count)
         threads=2,
     ),

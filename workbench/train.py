@@ -135,11 +135,9 @@ def phase_modes(phase) -> tuple[bool, float | None]:
         if mode == "balanced":
             balanced = True
         elif isinstance(mode, str) and mode.startswith("until="):
-            try:
-                gate = float(mode.removeprefix("until="))
-            except ValueError:
-                gate = -1.0
-            if not 0 < gate <= 1:
+            value = mode.removeprefix("until=")
+            gate = float(value) if value.replace(".", "", 1).isdigit() else None
+            if gate is None or not 0 < gate <= 1:
                 raise WorkbenchError(f"--curriculum phase {phase[0]}:{phase[1]}: {mode} needs an accuracy in (0, 1]")
         else:
             raise WorkbenchError(
@@ -173,10 +171,11 @@ def curriculum_phases(dataset, phases, batch_size: int, seed: int) -> list[list[
         for name, pool in zip(names, pools):
             if not pool:
                 raise WorkbenchError(f"--curriculum: no training example carries {name if balanced else list(names)}")
-        # pools in turn; each pool repeats when it runs out
-        out.append(
-            [pools[j % len(pools)][(j // len(pools)) % len(pools[j % len(pools)])] for j in range(steps * batch_size)]
-        )
+        order = []
+        for j in range(steps * batch_size):  # pools in turn; each pool repeats when it runs out
+            pool = pools[j % len(pools)]
+            order.append(pool[(j // len(pools)) % len(pool)])
+        out.append(order)
     return out
 
 
