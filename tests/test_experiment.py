@@ -32,6 +32,17 @@ def test_the_fast_students_run_has_a_one_layer_text_tower_its_own_folder_and_row
     assert Run("shapes-vqa", "dide").config(tmp_path, tmp_path).size == {}  # the default takes the teacher's depth
 
 
+def test_the_budget_ablation_changes_only_max_steps_and_has_its_own_folder_and_row(tmp_path):
+    long = Run("shapes-ve", "dide", steps=9000)
+    assert long in GRID
+    assert long.name == "dide-steps9000-seed0" and long.variant == "dide (9,000 steps)"
+    cfg, default = long.config(tmp_path, tmp_path), Run("shapes-ve", "dide").config(tmp_path, tmp_path)
+    assert cfg.max_steps == 9000 and default.max_steps == 3000
+    assert {k: v for k, v in vars(cfg).items() if k not in ("max_steps", "out")} == {
+        k: v for k, v in vars(default).items() if k not in ("max_steps", "out")
+    }
+
+
 def test_a_claimed_run_is_skipped_and_a_dead_workers_lock_is_taken_over(tmp_path):
     run_dir = tmp_path / "shapes-vqa" / "dide-seed0"
     assert claim(run_dir)
