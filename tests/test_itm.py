@@ -35,3 +35,19 @@ def test_itm_pairs():
             assert old[0][field] != new[0][field]
             assert [x for j, x in enumerate(old[0]) if j != field] == [x for j, x in enumerate(new[0]) if j != field]
     assert kinds["match"] == 150 and kinds["colour swap"] == kinds["shape swap"] == kinds["position swap"] == 50
+
+
+def test_itm_mixed_keeps_the_swaps_and_adds_other_scenes_captions_as_negatives():
+    mixed, swaps = load_dataset("shapes-itm-mixed", "train", 240), load_dataset("shapes-itm", "train", 240)
+    kinds = [mixed[i].qtype for i in range(len(mixed))]
+    assert kinds.count("match") == 120 and kinds.count("other scene") == 60
+    assert kinds.count("colour swap") == kinds.count("shape swap") == kinds.count("position swap") == 20
+    gallery = {caption(swaps.scene(i)) for i in range(len(swaps))}  # every scene an index shows as its own
+    for i, kind in enumerate(kinds):
+        e = mixed[i]
+        assert e.label == int(kind == "match") and mixed.qtype(i) == kind
+        assert e.meta["scene"] == mixed.scene(i)  # the image is always the index's own scene
+        if kind == "other scene":  # a real caption of a different scene, never one shown as an image
+            other = _objects(e.text)
+            assert e.text != caption(e.meta["scene"]) and e.text not in gallery and 2 <= len(other) <= 6
+    assert mixed.labels == swaps.labels  # a model trained on either scores "match" the same way

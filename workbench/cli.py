@@ -49,7 +49,14 @@ DEFAULTS = {
 
 def _add_train_args(
     p: argparse.ArgumentParser,
-    datasets: tuple[str, ...] = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm"),
+    datasets: tuple[str, ...] = (
+        "easy-vqa",
+        "shapes-vqa",
+        "shapes-ve",
+        "shapes-nlvr",
+        "shapes-itm",
+        "shapes-itm-mixed",
+    ),
     default: str = "shapes-vqa",
 ) -> None:
     p.add_argument("--dataset", default=default, choices=list(datasets), help="training data")

@@ -36,7 +36,14 @@ from workbench.evaluate import evaluate, format_metrics
 from workbench.models import create_model, for_task, image_size
 from workbench.models.io import load_checkpoint, save_checkpoint, weights_fingerprint, write_json_atomic
 
-TASK_OF = {"easy-vqa": "vqa", "shapes-vqa": "vqa", "shapes-ve": "ve", "shapes-nlvr": "nlvr", "shapes-itm": "itm"}
+TASK_OF = {
+    "easy-vqa": "vqa",
+    "shapes-vqa": "vqa",
+    "shapes-ve": "ve",
+    "shapes-nlvr": "nlvr",
+    "shapes-itm": "itm",
+    "shapes-itm-mixed": "itm",
+}
 
 
 @dataclass
@@ -111,7 +118,7 @@ def _tagger(dataset, option: str):
     qtype_of = getattr(dataset, "qtype", None)
     if qtype_of is None:
         raise WorkbenchError(f"{type(dataset).__name__} cannot tell question types without building examples; "
-                             f"{option} works on easy-vqa, shapes-vqa and shapes-itm")  # fmt: skip
+                             f"{option} works on easy-vqa, shapes-vqa and shapes-itm(-mixed)")  # fmt: skip
     tags_of = getattr(dataset, "tags", None) or (lambda i: (qtype_of(i),))
     return tags_of, (*dataset.qtypes, *getattr(dataset, "curriculum_tags", ()))
 

@@ -10,7 +10,7 @@ from workbench.data.shapes import Example, ShapesConfig, ShapesDataset
 
 # Default sizes: shapes scenes are generated on access, so "size" is how many distinct scenes.
 DEFAULT_SIZES = {"train": 120_000, "val": 2_000, "test": 3_000, "compositional": 3_000}
-DATASETS = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm", "shapes-retrieval")
+DATASETS = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm", "shapes-itm-mixed", "shapes-retrieval")
 
 
 def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):

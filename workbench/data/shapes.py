@@ -48,6 +48,14 @@ ITM_LABELS = ("mismatch", "match")
 # half the pairs match; the other half are hard negatives: the caption of the same scene with one
 # attribute of one object changed
 ITM_TYPES = ("match", "colour swap", "match", "shape swap", "match", "position swap")
+# shapes-itm-mixed, the MCAD fusion teacher's data: half of the negatives are another scene's caption. Trained on
+# one-attribute swaps alone, a matcher learns "a match unless some word is off" and ranks a true caption first
+# among 20 random ones only about half the time; a retrieval re-ranker must also tell scenes apart
+ITM_MIXED_TYPES = (
+    *("match", "colour swap", "match", "other scene"),
+    *("match", "shape swap", "match", "other scene"),
+    *("match", "position swap", "match", "other scene"),
+)
 OCCLUDER_RGB = (90, 90, 90)
 
 
@@ -414,7 +422,7 @@ def caption(scene: Scene) -> str:
 class ShapesDataset:
     """Map-style dataset of `Example`s for one task and split; rendering happens on access."""
 
-    tasks = ("vqa", "ve", "nlvr", "retrieval", "itm")
+    tasks = ("vqa", "ve", "nlvr", "retrieval", "itm", "itm-mixed")
 
     def __init__(self, task: str, split: str, size: int, cfg: ShapesConfig = ShapesConfig()):
         if task not in self.tasks:
@@ -428,6 +436,7 @@ class ShapesDataset:
             "nlvr": NLVR_LABELS,
             "retrieval": (),
             "itm": ITM_LABELS,
+            "itm-mixed": ITM_LABELS,
         }[task]
         self.qtypes: tuple[str, ...] = {
             "vqa": VQA_TYPES,
@@ -435,6 +444,7 @@ class ShapesDataset:
             "nlvr": ("both", "exactly one", "more"),
             "retrieval": ("caption",),
             "itm": ITM_TYPES,
+            "itm-mixed": ITM_MIXED_TYPES,
         }[task]
 
     def __len__(self) -> int:
@@ -462,8 +472,8 @@ class ShapesDataset:
         and ITM fix the type by index; a ve / nlvr type depends on the generated scene."""
         if self.task == "vqa":
             return VQA_TYPES[i % len(VQA_TYPES)]
-        if self.task == "itm":
-            return ITM_TYPES[i % len(ITM_TYPES)]
+        if self.task.startswith("itm"):
+            return self.qtypes[i % len(self.qtypes)]
         raise WorkbenchError(f"shapes-{self.task}: an example's question type depends on its scene; "
                              "a --curriculum needs shapes-vqa, shapes-itm or easy-vqa")  # fmt: skip
 
@@ -489,10 +499,15 @@ class ShapesDataset:
                     text, label, kind = out
                     return Example([render(scene, size)], text, VE_LABELS.index(label), kind, {"scene": scene})
             raise RuntimeError(f"could not make a {want} hypothesis for example {i}")  # pragma: no cover
-        if self.task == "itm":
-            scene = self.scene(i)
-            kind = ITM_TYPES[i % len(ITM_TYPES)]
-            text = caption(scene) if kind == "match" else caption(perturb(scene, kind, rng))
+        if self.task.startswith("itm"):
+            scene, kind = self.scene(i), self.qtype(i)
+            if kind == "match":
+                text = caption(scene)
+            elif kind == "other scene":  # salts 1-3 draw scenes no index uses as its own (i * 4)
+                other = next(o for o in (self.scene(i, salt=k) for k in (1, 2, 3)) if caption(o) != caption(scene))
+                text = caption(other)
+            else:
+                text = caption(perturb(scene, kind, rng))
             return Example([render(scene, size)], text, int(kind == "match"), kind, {"scene": scene})
         if self.task == "nlvr":
             want = bool(i % 2)
