@@ -32,15 +32,18 @@ def test_the_fast_students_run_has_a_one_layer_text_tower_its_own_folder_and_row
     assert Run("shapes-vqa", "dide").config(tmp_path, tmp_path).size == {}  # the default takes the teacher's depth
 
 
-def test_the_budget_ablation_changes_only_max_steps_and_has_its_own_folder_and_row(tmp_path):
-    long = Run("shapes-ve", "dide", steps=9000)
+def test_the_budget_ablation_runs_longer_on_fresh_examples_and_has_its_own_folder_and_row(tmp_path):
+    long = Run("shapes-ve", "dide", steps=7500)
     assert long in GRID
-    assert long.name == "dide-steps9000-seed0" and long.variant == "dide (9,000 steps)"
+    assert long.name == "dide-steps7500-seed0" and long.variant == "dide (7,500 steps)"
     cfg, default = long.config(tmp_path, tmp_path), Run("shapes-ve", "dide").config(tmp_path, tmp_path)
-    assert cfg.max_steps == 9000 and default.max_steps == 3000
-    assert {k: v for k, v in vars(cfg).items() if k not in ("max_steps", "out")} == {
-        k: v for k, v in vars(default).items() if k not in ("max_steps", "out")
-    }
+    assert (cfg.max_steps, default.max_steps) == (7500, 3000)
+    # one epoch must hold the steps (a 192,000-example epoch would end the run at 3,000)
+    assert cfg.epochs == default.epochs == 1 and cfg.train_size == 7500 * cfg.batch_size > default.train_size
+    same = ("dataset", "recipe", "teacher", "lr", "warmup_steps", "batch_size", "seed", "size", "test_size")
+    assert all(getattr(cfg, k) == getattr(default, k) for k in same)
+    with pytest.raises(ValueError, match="generated dataset"):
+        Run("easy-vqa", "dide", steps=7500).config(tmp_path, tmp_path)
 
 
 def test_a_claimed_run_is_skipped_and_a_dead_workers_lock_is_taken_over(tmp_path):
