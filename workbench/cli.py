@@ -759,7 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipes = ["clip", "clipkd", "affinity", "mcad", "mcad-nofused", "mcad-nofeat"]
     p.add_argument("--recipe", default="mcad", choices=recipes)
     p.add_argument("--dual-teacher", default=None, help="our dual checkpoint or a Hugging Face CLIP folder")
-    p.add_argument("--fusion-teacher", default=None, help="fusion teacher trained on shapes-itm (mcad, mcad-nofeat)")
+    p.add_argument(
+        "--fusion-teacher", default=None, help="fusion teacher trained on shapes-itm-mixed (mcad, mcad-nofeat)"
+    )
     p.add_argument("--embed-dim", type=int, default=None, help="embedding width (default: the dual teacher's, or 128)")
     p.add_argument("--contrastive", type=float, default=None, help="weight of the contrastive loss (recipe default)")
     p.add_argument("--kl", type=float, default=None, help="weight of the row + column KL distillation")
@@ -785,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="gallery images (default: shapes 1000, Karpathy all)")
     p.add_argument("--karpathy", default=None, help="folder with dataset_coco.json (COCO-Karpathy) instead of shapes")
     p.add_argument("--images-root", default=None, help="Karpathy: where the image folders are (default: --karpathy)")
-    p.add_argument("--rerank", default=None, help="fusion teacher (shapes-itm) re-ranking the top-k")
+    p.add_argument("--rerank", default=None, help="fusion teacher (shapes-itm-mixed) re-ranking the top-k")
     p.add_argument("--rerank-k", type=int, default=10)
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"], help="search index")
     p.add_argument("--out", default=None, help="JSON file (default: CHECKPOINT/retrieval-DATASET-SPLIT.json)")

@@ -12,7 +12,7 @@
 * Ranks are 1-based. Image->text: the rank of the best-ranked of the image's captions (the usual
   COCO / Flickr protocol). Ties count against the model (a gallery item scoring exactly the gold's
   score ranks ahead of it), so a collapsed model that scores everything alike gets rank N, not 1.
-* `FusionMatcher` turns a fusion teacher trained on image-text matching (`shapes-itm`) into
+* `FusionMatcher` turns a fusion teacher trained on image-text matching (`shapes-itm-mixed`) into
   log P(match) scores for (image, caption) pairs: the single-stream signal MCAD injects, and a
   re-ranker of a dual encoder's top-k (`evaluate_retrieval(..., rerank=matcher)`).
 """
@@ -382,7 +382,7 @@ class FusionMatcher:
         if "match" not in labels:
             raise ValueError(
                 f"the fusion teacher's labels {list(labels)[:5]} have no 'match': it must be an image-text "
-                "matching model (train one with `workbench train --dataset shapes-itm`)"
+                "matching model (train one with `workbench train --dataset shapes-itm-mixed`)"
             )
         self.model = model.eval().requires_grad_(False)
         if hasattr(model, "attn_implementation"):

@@ -221,7 +221,9 @@ def distill_retrieval(
         dual = DualEncoder(ck.model, ck.tokenizer)
     if needs_fusion(weights):
         if not fusion_teacher:
-            raise WorkbenchError(f"recipe {cfg.recipe!r} needs --fusion-teacher (a fusion model trained on shapes-itm)")
+            raise WorkbenchError(
+                f"recipe {cfg.recipe!r} needs --fusion-teacher (a fusion model trained on shapes-itm-mixed)"
+            )
         fusion = FusionMatcher.load(fusion_teacher)
     size = dict(cfg.size)
     if dual is not None:
