@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.data import DATASETS
 from workbench.data.easy_vqa import TEACHER_CURRICULUM as EASY_VQA_TEACHER_CURRICULUM
 from workbench.data.easy_vqa import TEACHER_OVERSAMPLE as EASY_VQA_TEACHER_OVERSAMPLE
 from workbench.errors import WorkbenchError
@@ -49,14 +50,7 @@ DEFAULTS = {
 
 def _add_train_args(
     p: argparse.ArgumentParser,
-    datasets: tuple[str, ...] = (
-        "easy-vqa",
-        "shapes-vqa",
-        "shapes-ve",
-        "shapes-nlvr",
-        "shapes-itm",
-        "shapes-itm-mixed",
-    ),
+    datasets: tuple[str, ...] = tuple(d for d in DATASETS if d != "shapes-retrieval"),  # retrieval: distill-retrieval
     default: str = "shapes-vqa",
 ) -> None:
     p.add_argument("--dataset", default=default, choices=list(datasets), help="training data")
