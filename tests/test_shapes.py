@@ -33,7 +33,7 @@ from workbench.data.shapes import (
 )
 
 # per split (a third of it for val / test); every task of ShapesDataset.tasks needs an entry
-N_EXAMPLES = {"vqa": 900, "ve": 450, "nlvr": 300, "retrieval": 300, "itm": 300, "itm-mixed": 360}
+N_EXAMPLES = {"vqa": 900, "ve": 450, "nlvr": 300, "retrieval": 300, "itm": 300}
 LABEL_SPLITS = ("train", "compositional")
 SPLITS = ("train", "val", "test", "compositional")
 N_SCENES = 2000

@@ -6,7 +6,7 @@ Every dataset is a map-style sequence of `Example`s with `.labels` (answer names
 from __future__ import annotations
 
 from workbench.data.collate import Batch, Collator, image_to_tensor
-from workbench.data.shapes import Example, ShapesConfig, ShapesDataset
+from workbench.data.shapes import ITM_MIXED_TYPES, Example, ShapesConfig, ShapesDataset
 
 # Default sizes: shapes scenes are generated on access, so "size" is how many distinct scenes.
 DEFAULT_SIZES = {"train": 120_000, "val": 2_000, "test": 3_000, "compositional": 3_000}
@@ -19,8 +19,11 @@ def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):
         from workbench.data.easy_vqa import EasyVQADataset
 
         return EasyVQADataset(split, size)
+    size = size or DEFAULT_SIZES.get(split)
+    if name == "shapes-itm-mixed":  # the matching task with other scenes' captions among the negatives
+        return ShapesDataset("itm", split, size, ShapesConfig(seed=seed), itm_kinds=ITM_MIXED_TYPES)
     if name.startswith("shapes-") and name in DATASETS:
-        return ShapesDataset(name.split("-", 1)[1], split, size or DEFAULT_SIZES[split], ShapesConfig(seed=seed))
+        return ShapesDataset(name.split("-", 1)[1], split, size, ShapesConfig(seed=seed))
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 

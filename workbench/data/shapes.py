@@ -422,9 +422,12 @@ def caption(scene: Scene) -> str:
 class ShapesDataset:
     """Map-style dataset of `Example`s for one task and split; rendering happens on access."""
 
-    tasks = ("vqa", "ve", "nlvr", "retrieval", "itm", "itm-mixed")
+    tasks = ("vqa", "ve", "nlvr", "retrieval", "itm")
 
-    def __init__(self, task: str, split: str, size: int, cfg: ShapesConfig = ShapesConfig()):
+    def __init__(
+        self, task: str, split: str, size: int, cfg: ShapesConfig = ShapesConfig(), itm_kinds: tuple = ITM_TYPES
+    ):
+        """`itm_kinds`: the cycle of matching-pair kinds (ITM_TYPES; ITM_MIXED_TYPES for shapes-itm-mixed)."""
         if task not in self.tasks:
             raise ValueError(f"unknown shapes task {task!r}; expected one of {self.tasks}")
         if split not in SPLITS:
@@ -436,15 +439,13 @@ class ShapesDataset:
             "nlvr": NLVR_LABELS,
             "retrieval": (),
             "itm": ITM_LABELS,
-            "itm-mixed": ITM_LABELS,
         }[task]
         self.qtypes: tuple[str, ...] = {
             "vqa": VQA_TYPES,
             "ve": ("existence", "counting", "relation"),
             "nlvr": ("both", "exactly one", "more"),
             "retrieval": ("caption",),
-            "itm": ITM_TYPES,
-            "itm-mixed": ITM_MIXED_TYPES,
+            "itm": itm_kinds,
         }[task]
 
     def __len__(self) -> int:
@@ -472,7 +473,7 @@ class ShapesDataset:
         and ITM fix the type by index; a ve / nlvr type depends on the generated scene."""
         if self.task == "vqa":
             return VQA_TYPES[i % len(VQA_TYPES)]
-        if self.task.startswith("itm"):
+        if self.task == "itm":
             return self.qtypes[i % len(self.qtypes)]
         raise WorkbenchError(f"shapes-{self.task}: an example's question type depends on its scene; "
                              "a --curriculum needs shapes-vqa, shapes-itm or easy-vqa")  # fmt: skip
@@ -499,7 +500,7 @@ class ShapesDataset:
                     text, label, kind = out
                     return Example([render(scene, size)], text, VE_LABELS.index(label), kind, {"scene": scene})
             raise RuntimeError(f"could not make a {want} hypothesis for example {i}")  # pragma: no cover
-        if self.task.startswith("itm"):
+        if self.task == "itm":
             scene, kind = self.scene(i), self.qtype(i)
             if kind == "match":
                 text = caption(scene)
