@@ -76,7 +76,14 @@ def test_interrupted_run_resumes_from_saved_step_and_matches(tmp_path):
     assert state["progress"]["epoch"] == 1 and state["progress"]["step_in_epoch"] == 9
     with pytest.raises(FileExistsError):
         train(_cfg(tmp_path / "run", save_every=7), progress=False)  # refuses to overwrite without resume
+    # the time spent before the crash counts: pretend it was 1000 s, and the resumed run's clock starts there
+    state["progress"]["train_seconds"] = 1000.0
+    (tmp_path / "run" / "state" / "state.json").write_text(json.dumps(state))
     resumed = train(_cfg(tmp_path / "run", save_every=7), resume=True, progress=False)
+    meta = json.loads((tmp_path / "run" / "model" / "workbench.json").read_text())
+    assert 1000 <= meta["train_seconds"] < 1000 + 600
+    elapsed = [json.loads(line)["elapsed_s"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert elapsed[-1] >= 1000 and elapsed == sorted(elapsed)
     assert resumed["steps"] == ref["steps"] == 80
     a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
     b = load_file(tmp_path / "run" / "model" / "model.safetensors")

@@ -491,7 +491,8 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
         recipe.prepare(accelerator, model)
 
     global_step = start["global_step"]
-    t0 = time.time()
+    # training time accumulates over resumes (kept in the checkpoint), so a resumed run reports its whole cost
+    t0 = time.time() - start.get("train_seconds", 0.0)
 
     def checkpoint(epoch: int, step_in_epoch: int, done: bool = False) -> None:
         if accelerator.is_main_process:
@@ -508,6 +509,7 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
                     "log_bytes": log_bytes,  # metrics.jsonl up to this checkpoint (a resumed run truncates to it)
                     "done": done,  # max_steps reached and validated: only the test evaluation is left
                     "gate": gate.state(),  # curriculum phases that ended early (the epoch's order depends on them)
+                    "train_seconds": round(time.time() - t0, 1),
                 },
             )
         accelerator.wait_for_everyone()
