@@ -160,6 +160,23 @@ def test_fusion_reranking_fixes_the_order_within_the_top_k_only():
     assert t_ranks.tolist() == [1] + [n] * (n - 1)
 
 
+class _ConfidentMatcher(_OracleMatcher):
+    """Every pair a near-certain match, the gold a little more certain (log P 1e-6 closer to 0)."""
+
+    def log_match(self, pixels, texts):
+        idx = ((pixels[:, 0, 0, 0] + 1) * 127.5).round().long().tolist()
+        return torch.tensor([-1e-7 if t == f"c{i}" else -2e-6 for i, t in zip(idx, texts)], dtype=torch.float64)
+
+
+def test_fusion_reranking_keeps_near_certain_scores_apart():
+    # a confident matcher's log-probabilities differ by far less than float32 resolves next to the lift
+    n = 5
+    g = Gallery(n, lambda j: Image.new("RGB", (8, 8), (j, 0, 0)), [f"c{j}" for j in range(n)], list(range(n)))
+    sim = -torch.eye(n)  # the dual encoder puts every gold image last
+    t_ranks, i_ranks = rerank_ranks(sim, g, _ConfidentMatcher(), k=n)
+    assert t_ranks.tolist() == [1] * n and i_ranks.tolist() == [1] * n
+
+
 def test_fusion_matcher_needs_a_matching_head_and_scores_pairs(tokenizer):
     from workbench.data.shapes import ITM_LABELS
 
@@ -174,7 +191,7 @@ def test_fusion_matcher_needs_a_matching_head_and_scores_pairs(tokenizer):
     g = m.pair_log_match(pixels, texts, pairs)
     assert torch.isnan(g[~pairs]).all() and (g[pairs] <= 0).all()
     direct = m.log_match(pixels[[0, 3]], [texts[3], texts[0]])
-    torch.testing.assert_close(g[[0, 3], [3, 0]], direct)
+    torch.testing.assert_close(g[[0, 3], [3, 0]], direct.float())  # float64 scores, float32 in the matrix
 
 
 # ---------------------------------------------------------------------------------------- CLIP
