@@ -37,12 +37,13 @@ def test_itm_pairs():
     assert kinds["match"] == 150 and kinds["colour swap"] == kinds["shape swap"] == kinds["position swap"] == 50
 
 
-def test_itm_mixed_keeps_the_swaps_and_adds_other_scenes_captions_as_negatives():
+def test_itm_mixed_keeps_the_swaps_and_adds_other_and_partial_scenes_as_negatives():
     mixed, swaps = load_dataset("shapes-itm-mixed", "train", 240), load_dataset("shapes-itm", "train", 240)
     kinds = [mixed[i].qtype for i in range(len(mixed))]
-    assert kinds.count("match") == 120 and kinds.count("other scene") == 60
-    assert kinds.count("colour swap") == kinds.count("shape swap") == kinds.count("position swap") == 20
+    assert kinds.count("match") == 120 and kinds.count("partial scene") == 60 and kinds.count("other scene") == 30
+    assert kinds.count("colour swap") == kinds.count("shape swap") == kinds.count("position swap") == 10
     gallery = {caption(swaps.scene(i)) for i in range(len(swaps))}  # every scene an index shows as its own
+    wrong_at = set()
     for i, kind in enumerate(kinds):
         e = mixed[i]
         assert e.label == int(kind == "match") and mixed.qtype(i) == kind
@@ -50,4 +51,11 @@ def test_itm_mixed_keeps_the_swaps_and_adds_other_scenes_captions_as_negatives()
         if kind == "other scene":  # a real caption of a different scene, never one shown as an image
             other = _objects(e.text)
             assert e.text != caption(e.meta["scene"]) and e.text not in gallery and 2 <= len(other) <= 6
+        if kind == "partial scene":  # some of the scene's objects (never none, never all), the rest not in it
+            truth, named = _objects(caption(e.meta["scene"])), _objects(e.text)
+            kept = [o for o in named if o in truth]
+            assert 1 <= len(kept) < len(truth) and len(set(named)) == len(named) <= len(truth)
+            assert e.text != caption(e.meta["scene"]) and len(named) > len(kept)
+            wrong_at |= {j for j, o in enumerate(named) if o not in truth}
+    assert {0, 1, 2} <= wrong_at  # the wrong objects are anywhere in the sentence, not only after the first
     assert mixed.labels == swaps.labels  # a model trained on either scores "match" the same way

@@ -20,7 +20,7 @@ def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):
 
         return EasyVQADataset(split, size)
     size = size or DEFAULT_SIZES.get(split)
-    if name == "shapes-itm-mixed":  # the matching task with other scenes' captions among the negatives
+    if name == "shapes-itm-mixed":  # the matching task with other and partial scenes' captions among the negatives
         return ShapesDataset("itm", split, size, ShapesConfig(seed=seed), itm_kinds=ITM_MIXED_TYPES)
     if name.startswith("shapes-") and name in DATASETS:
         return ShapesDataset(name.split("-", 1)[1], split, size, ShapesConfig(seed=seed))

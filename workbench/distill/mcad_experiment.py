@@ -3,8 +3,9 @@
 `workbench experiment mcad` builds whatever is missing, in order:
 
 1. the fusion teacher with an image-text matching head: the shipped shapes-vqa teacher fine-tuned
-   on `shapes-itm-mixed` (its encoder already reads colours, shapes and positions; half the negatives
-   are one-attribute swaps, half another scene's caption, so it learns to rank as well as to spot a swap);
+   on `shapes-itm-mixed` (its encoder already reads colours, shapes and positions; the negatives are
+   one-attribute swaps, other scenes' captions and partial scenes, so it learns to rank as well as to spot
+   a swap, and must check every object named);
 2. the dual teacher: our dual encoder at a larger size, trained with the `clip` recipe;
 3. the teachers' own retrieval numbers on the test gallery: the dual teacher alone, and with the
    fusion teacher re-ranking its top-k (shows the matching score is usable for ranking);
@@ -36,7 +37,9 @@ PRESETS: dict[str, dict] = {
     # Measured with the smoke run: 150 matching steps leave the fusion teacher at chance (56%), so it gets
     # 4,000 (cheap next to the rest), on shapes-itm-mixed: on one-attribute swaps alone it ended at 69.4% and
     # ranked a true caption first among 20 for 53 of 100 scenes; with other scenes' captions as half the
-    # negatives, 87.0% and 92 of 100 (README). The dual teacher (256 x 6) costs ~2.4x a student step per sample.
+    # negatives, 87.0% and 92 of 100, but it checked mostly the first object named and lowered the dual
+    # teacher's R@1 when re-ranking its top 10 (99.5 -> 96.0 image->text); hence the partial scenes in
+    # shapes-itm-mixed (data/shapes.py). The dual teacher (256 x 6) costs ~2.4x a student step per sample.
     # Measured 2026-12-01: after 1,000 steps of 128 the dual teacher already retrieves at R@1 99.5 / 98.3 (i->t /
     # t->i, 1,000-image test gallery), so it stops there (the grid's teacher was the 1,000-step checkpoint of a
     # run scheduled for 3,000 steps, its learning rate not yet annealed; a rebuild anneals over the 1,000). One
@@ -438,7 +441,7 @@ def results_table(results: dict) -> str:
     if itm and itm.get("accuracy") is not None:
         per = ", ".join(f"{q} {100 * v:.1f}" for q, v in itm["per_type"].items())
         notes.append(
-            f"Fusion teacher (image-text matching; negatives: one-swap, other scene): "
+            f"Fusion teacher (image-text matching; negatives: one-attribute swaps, other and partial scenes): "
             f"{100 * itm['accuracy']:.1f}% ({per})."
         )
     checks = results.get("checks", {})
