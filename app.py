@@ -103,6 +103,9 @@ RETRIEVAL_BUILD = (
     "`cp -r runs/mcad/teachers/fusion-itm/model assets/shapes-itm-teacher`"
 )
 RETRIEVAL_GALLERY = 300  # shapes test scenes in the Retrieval tab's gallery (`python app.py --gallery-size`)
+# the gallery the MCAD student is tested on: each scene beside three variants with one object changed, so the
+# results show whether a model tells "a red circle at top left" from "a red square at top left"
+RETRIEVAL_DATA = "shapes-retrieval-hard"
 RETRIEVAL_MAX_K = 24
 ERROR_HEADERS = ["#", "type", "question", "gold", "teacher", "student", "attention KL"]
 EXAMPLE_COUNT = 6
@@ -647,7 +650,7 @@ def build_app(
         from workbench.data import load_dataset
         from workbench.retrieval import gallery_from
 
-        ret_gallery = gallery_from(load_dataset("shapes-retrieval", "test", gallery_size))
+        ret_gallery = gallery_from(load_dataset(RETRIEVAL_DATA, "test", gallery_size))
     ret_index: dict[str, GalleryIndex] = {}  # "index": built on the first query
     ret_lock = threading.Lock()
     sizes = {}
@@ -670,7 +673,8 @@ def build_app(
             ]
         else:
             lines = [
-                f"Text → images over a gallery of **{ret_gallery.n_images} shapes test scenes**. The dual student "
+                f"Text → images over a gallery of **{ret_gallery.n_images} shapes test scenes**, in groups of four: "
+                "a scene and three copies with one object's colour, shape or place changed. The dual student "
                 f"{size_text('student')} embeds every gallery image once into an index (on the first query); a "
                 "query then costs one text encoding and one matrix product. Independent of the task / model pair "
                 "above."

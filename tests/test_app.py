@@ -283,7 +283,7 @@ def _retrieve(client, query: str, k: int = 8, rerank: bool = False):
 def captions():
     from workbench.retrieval import gallery_from
 
-    return gallery_from(load_dataset("shapes-retrieval", "test", GALLERY)).texts
+    return gallery_from(load_dataset(app_module.RETRIEVAL_DATA, "test", GALLERY)).texts
 
 
 def test_retrieve_ranks_gallery_images_by_descending_score_with_timings(served, captions):

@@ -108,13 +108,16 @@ def test_tiny_distill_retrieval_run_writes_a_student_with_retrieval_metrics(tmp_
     _cli("retrieval", str(tmp_path / "student" / "model"), "--size", "12", "--rerank", str(tmp_path / "fusion"),
          "--rerank-k", "3", "--out", str(out), "--no-progress")  # fmt: skip
     metrics = json.loads(out.read_text())
-    assert metrics["n_images"] == 12 and metrics["reranked"]["k"] == 3 and metrics["dataset"] == "shapes-retrieval"
+    assert metrics["n_images"] == 12 and metrics["reranked"]["k"] == 3 and metrics["dataset"] == "shapes-retrieval-hard"
 
 
-def test_distill_retrieval_refuses_other_datasets_and_missing_teachers(tmp_path):
+def test_distill_retrieval_refuses_other_datasets_and_missing_teachers(tmp_path, capsys):
     from workbench.cli import main
 
     assert main(["distill-retrieval", "--recipe", "clipkd", "--out", str(tmp_path / "s"), "--no-progress"]) == 2
+    # the hard gallery's groups of 4 near-duplicates are batched whole
+    args = ["distill-retrieval", "--recipe", "clip", "--batch-size", "6", "--train-size", "24", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "g")]) == 2 and "multiple of 4" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["distill-retrieval", "--dataset", "shapes-vqa", "--out", str(tmp_path / "s")])
 

@@ -97,6 +97,33 @@ def test_shapes_gallery_has_one_unique_caption_per_image():
         gallery_from(load_dataset("shapes-vqa", "test", 4))
 
 
+def test_hard_gallery_comes_in_groups_of_a_scene_and_its_one_attribute_variants():
+    import re
+
+    from workbench.data.shapes import RETRIEVAL_VARIANTS, caption
+    from workbench.train import sampled_order
+
+    data = load_dataset("shapes-retrieval-hard", "test", 80)
+    g, scenes = data.group_size, data.gallery()
+    assert g == 1 + len(RETRIEVAL_VARIANTS) == 4 and load_dataset("shapes-retrieval", "test", 8).group_size == 1
+    texts = gallery_from(data).texts
+    assert len(texts) == len(set(texts)) == 80  # every caption names exactly one image
+
+    def objects(text):
+        return set(re.findall(r"a (small|large) (\w+) (circle|square|triangle) at ([a-z ]+?)(?:,|\.)", text))
+
+    for k in range(0, 80, g):
+        base = objects(caption(scenes[k]))
+        for j, kind in enumerate(RETRIEVAL_VARIANTS, start=1):
+            variant = objects(texts[k + j])
+            assert len(variant) == len(base)  # one object changed (a colour swap may exchange two objects' colours)
+            assert len(base - variant) in ((1, 2) if kind == "colour swap" else (1,)), (kind, texts[k], texts[k + j])
+    # training keeps a group together: a shuffled order of whole groups
+    order = sampled_order(load_dataset("shapes-retrieval-hard", "train", 400), {}, seed=0, epoch=1)
+    assert sorted(order) == list(range(400)) and order != list(range(400))
+    assert all(order[i : i + g] == list(range(order[i], order[i] + g)) and order[i] % g == 0 for i in range(0, 400, g))
+
+
 def _karpathy(root, n_images=4):
     images = []
     for i in range(n_images):

@@ -50,7 +50,7 @@ DEFAULTS = {
 
 def _add_train_args(
     p: argparse.ArgumentParser,
-    datasets: tuple[str, ...] = tuple(d for d in DATASETS if d != "shapes-retrieval"),  # retrieval: distill-retrieval
+    datasets: tuple[str, ...] = tuple(d for d in DATASETS if not d.startswith("shapes-retrieval")),  # distill-retrieval
     default: str = "shapes-vqa",
 ) -> None:
     p.add_argument("--dataset", default=default, choices=list(datasets), help="training data")
@@ -447,7 +447,7 @@ def cmd_retrieval(args) -> None:
 
         data, name = KarpathyCaptions(args.karpathy, args.split, images_root=args.images_root), "coco-karpathy"
     else:
-        data, name = load_dataset("shapes-retrieval", args.split, args.size or 1000), "shapes-retrieval"
+        data, name = load_dataset(args.dataset, args.split, args.size or 1000), args.dataset
     matcher = FusionMatcher.load(args.rerank, device=args.device) if args.rerank else None
     metrics = evaluate_retrieval(
         DualEncoder(ck.model, ck.tokenizer), data, limit=args.size if args.karpathy else None,
@@ -765,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, help="distillation temperature")
     p.add_argument("--fusion-topk", type=int, default=None, help="fusion-scored pairs: top-k per row/column (0: all)")
     p.add_argument("--feature-loss", default=None, choices=["cosine", "mse"])
-    _add_train_args(p, datasets=("shapes-retrieval",), default="shapes-retrieval")
+    _add_train_args(p, datasets=("shapes-retrieval", "shapes-retrieval-hard"), default="shapes-retrieval-hard")
     p.set_defaults(func=cmd_distill_retrieval)
 
     p = sub.add_parser(
@@ -779,6 +779,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="dual encoder folder: ours (kind dual) or a Hugging Face CLIP folder")
     p.add_argument("--split", default="test", help="shapes: train/val/test/compositional; Karpathy: train/val/test")
     p.add_argument("--size", type=int, default=None, help="gallery images (default: shapes 1000, Karpathy all)")
+    p.add_argument(
+        "--dataset",
+        default="shapes-retrieval-hard",
+        choices=["shapes-retrieval-hard", "shapes-retrieval"],
+        help="shapes gallery: in groups of a scene and three one-attribute variants (hard), or random scenes",
+    )
     p.add_argument("--karpathy", default=None, help="folder with dataset_coco.json (COCO-Karpathy) instead of shapes")
     p.add_argument("--images-root", default=None, help="Karpathy: where the image folders are (default: --karpathy)")
     p.add_argument("--rerank", default=None, help="fusion teacher (shapes-itm-mixed) re-ranking the top-k")

@@ -124,7 +124,17 @@ def _tagger(dataset, option: str):
 
 
 def sampled_order(dataset, oversample: dict, seed: int, epoch: int) -> list[int]:
-    """One epoch's shuffled example order, with the examples carrying a tag of `oversample` drawn k times."""
+    """One epoch's shuffled example order, with the examples carrying a tag of `oversample` drawn k times.
+
+    A dataset with `group_size` g > 1 (shapes-retrieval-hard: a scene and its one-attribute variants) is
+    shuffled by whole groups of g consecutive examples, so a batch (a multiple of g) holds every group it
+    touches: its in-batch negatives include the near-duplicates the test gallery holds.
+    """
+    g = getattr(dataset, "group_size", 1)
+    if g > 1:
+        if oversample:
+            raise WorkbenchError("--oversample works on question types, not on grouped retrieval data")
+        return [k * g + j for k in epoch_order(len(dataset) // g, seed, epoch) for j in range(g)]
     if not oversample:
         return epoch_order(len(dataset), seed, epoch)
     tags_of, known = _tagger(dataset, "--oversample")
@@ -450,6 +460,9 @@ def _train(cfg: TrainConfig, recipe, resume: bool, progress: bool) -> dict:
             f"{accelerator.num_processes} processes"
         )
     train_set = load_dataset(cfg.dataset, "train", cfg.train_size)
+    if cfg.batch_size % (g := getattr(train_set, "group_size", 1)):
+        raise WorkbenchError(f"{cfg.dataset} batches whole groups of {g} near-duplicates: --batch-size must be a "
+                             f"multiple of {g}")  # fmt: skip
     val_set = load_dataset(cfg.dataset, "val", cfg.val_size)
     model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
     collator = Collator.for_model(model, tokenizer)

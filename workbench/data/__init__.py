@@ -10,7 +10,8 @@ from workbench.data.shapes import ITM_MIXED_TYPES, Example, ShapesConfig, Shapes
 
 # Default sizes: shapes scenes are generated on access, so "size" is how many distinct scenes.
 DEFAULT_SIZES = {"train": 120_000, "val": 2_000, "test": 3_000, "compositional": 3_000}
-DATASETS = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm", "shapes-itm-mixed", "shapes-retrieval")
+DATASETS = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm", "shapes-itm-mixed", "shapes-retrieval",
+            "shapes-retrieval-hard")  # fmt: skip
 
 
 def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):
@@ -22,6 +23,8 @@ def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):
     size = size or DEFAULT_SIZES.get(split)
     if name == "shapes-itm-mixed":  # the matching task with other and partial scenes' captions among the negatives
         return ShapesDataset("itm", split, size, ShapesConfig(seed=seed), itm_kinds=ITM_MIXED_TYPES)
+    if name == "shapes-retrieval-hard":  # the gallery in groups of a scene and three one-attribute variants
+        return ShapesDataset("retrieval", split, size, ShapesConfig(seed=seed), retrieval_groups=True)
     if name.startswith("shapes-") and name in DATASETS:
         return ShapesDataset(name.split("-", 1)[1], split, size, ShapesConfig(seed=seed))
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")

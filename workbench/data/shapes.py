@@ -61,6 +61,9 @@ ITM_MIXED_TYPES = (
     *("match", "shape swap", "match", "partial scene", "match", "other scene", "match", "partial scene"),
     *("match", "position swap", "match", "partial scene", "match", "other scene", "match", "partial scene"),
 )
+# shapes-retrieval-hard: each gallery scene comes with these variants (one object changed), so R@1 measures
+# binding every attribute to its object; on random scenes alone a 1.75 M-parameter student reached R@1 99.9
+RETRIEVAL_VARIANTS = ("colour swap", "shape swap", "position swap")
 OCCLUDER_RGB = (90, 90, 90)
 
 
@@ -445,14 +448,22 @@ class ShapesDataset:
     tasks = ("vqa", "ve", "nlvr", "retrieval", "itm")
 
     def __init__(
-        self, task: str, split: str, size: int, cfg: ShapesConfig = ShapesConfig(), itm_kinds: tuple = ITM_TYPES
+        self,
+        task: str,
+        split: str,
+        size: int,
+        cfg: ShapesConfig = ShapesConfig(),
+        itm_kinds: tuple = ITM_TYPES,
+        retrieval_groups: bool = False,
     ):
-        """`itm_kinds`: the cycle of matching-pair kinds (ITM_TYPES; ITM_MIXED_TYPES for shapes-itm-mixed)."""
+        """`itm_kinds`: the cycle of matching-pair kinds (ITM_TYPES; ITM_MIXED_TYPES for shapes-itm-mixed).
+        `retrieval_groups`: the retrieval gallery in groups of near-duplicates (shapes-retrieval-hard)."""
         if task not in self.tasks:
             raise ValueError(f"unknown shapes task {task!r}; expected one of {self.tasks}")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         self.task, self.split, self.size, self.cfg = task, split, size, cfg
+        self.retrieval_groups = retrieval_groups
         self.labels: tuple[str, ...] = {
             "vqa": VQA_ANSWERS,
             "ve": VE_LABELS,
@@ -471,21 +482,33 @@ class ShapesDataset:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def group_size(self) -> int:
+        """Examples per group of near-duplicates (the training order keeps a group together): retrieval-hard 4."""
+        return 1 + len(RETRIEVAL_VARIANTS) if self.task == "retrieval" and self.retrieval_groups else 1
+
     def scene(self, i: int, occluder: bool = False, salt: int = 0) -> Scene:
         return make_scene(self.split, i * 4 + salt, self.cfg, occluder=occluder)
 
     def gallery(self) -> list[Scene]:
-        """Retrieval: `size` distinct scenes (duplicate layouts skipped), built once."""
+        """Retrieval: `size` distinct scenes (duplicate layouts skipped), built once. With `retrieval_groups`,
+        consecutive groups of `group_size`: a scene, then the same scene with one object's colour, shape or
+        cell changed (`perturb`), so a caption's image must be told from images that differ in one word."""
         if not hasattr(self, "_gallery"):
             seen: set[str] = set()
             scenes, j = [], 0
             while len(scenes) < self.size:
                 scene = self.scene(j)
+                group = [scene]
+                if self.retrieval_groups:
+                    rng = _rng(self.split, j, self.cfg.seed, salt=11)
+                    group += [perturb(scene, kind, rng) for kind in RETRIEVAL_VARIANTS]
                 j += 1
-                if scene_key(scene.objects) not in seen:
-                    seen.add(scene_key(scene.objects))
-                    scenes.append(scene)
-            self._gallery = scenes
+                keys = [scene_key(s.objects) for s in group]
+                if len(set(keys)) == len(keys) and not seen.intersection(keys):
+                    seen.update(keys)
+                    scenes.extend(group)
+            self._gallery = scenes[: self.size]
         return self._gallery
 
     def qtype(self, i: int) -> str:

@@ -45,7 +45,7 @@ from workbench.errors import WorkbenchError
 from workbench.retrieval import DualEncoder, FusionMatcher, evaluate_retrieval, format_retrieval, loop_metrics
 from workbench.train import TrainConfig, train
 
-RETRIEVAL_DATASETS = ("shapes-retrieval",)
+RETRIEVAL_DATASETS = ("shapes-retrieval", "shapes-retrieval-hard")
 
 
 @dataclass
