@@ -435,7 +435,8 @@ def results_table(results: dict) -> str:
     if len(lines) == 2:
         return "(no finished runs yet)"
     notes = [
-        f"\nTest gallery: {n_images} shapes scenes, one caption each. R@1 = mean of image->text and text->image "
+        f"\nTest gallery: {n_images} shapes scenes ({RETRIEVAL_DATA}: groups of a scene and three one-attribute "
+        "variants), one caption each. R@1 = mean of image->text and text->image "
         "R@1; mean ± sample std over seeds. Index: embedding the whole gallery once; query: one caption encoded "
         "and searched (batch 1, median)."
     ]
