@@ -51,9 +51,9 @@ ITM_TYPES = ("match", "colour swap", "match", "shape swap", "match", "position s
 # shapes-itm-mixed, the MCAD fusion teacher's data; half the pairs match, and the negatives are of three sorts:
 # - one-attribute swaps (a quarter): trained on these alone, a matcher learns "a match unless some word is off"
 #   and ranks a true caption first among 20 random ones only about half the time;
-# - another scene's caption (a quarter): with swaps and these alone, the matcher learnt to check the first object
-#   named (a random scene's first object almost never matches) and gave P(match) ~0.8 to any caption opening
-#   like the true one; re-ranking a dual teacher's top 10 with it cost 4.5 points of R@1 (measured 2026-12-01);
+# - another scene's caption (a quarter): with swaps and these alone, re-ranking a dual teacher's top 10 with the
+#   matcher cost 3.5 points of R@1 (measured 2026-12-01), and in the failures we read the wrong caption mostly
+#   shared the true one's first object (a random scene's first object almost never matches);
 # - a partial scene (half): the caption of the scene with a random non-empty subset of its objects (never all)
 #   replaced by another scene's, so any object named can be the wrong one.
 ITM_MIXED_TYPES = (
