@@ -13,6 +13,19 @@ def test_readme_results_table_matches_the_shipped_checkpoints():
     assert read_section(readme, "results") == expected, "run: workbench report --readme README.md"
 
 
+def test_a_retrieval_checkpoint_row_says_its_score_is_r_at_1(tmp_path):
+    import json
+
+    per = {"i2t R@1": {"accuracy": 0.9, "n": 8}, "t2i R@1": {"accuracy": 0.8, "n": 8}}
+    for name, test in (("ret", {"accuracy": 0.85, "n": 8, "r1": 0.85, "per_type": per}),
+                       ("vqa", {"accuracy": 0.85, "n": 8, "per_type": {"counting": {"accuracy": 0.85}}})):  # fmt: skip
+        (tmp_path / name).mkdir()
+        meta = {"dataset": name, "kind": "dual", "metrics": {"test": test}, "steps": 2, "train_seconds": 60}
+        (tmp_path / name / "workbench.json").write_text(json.dumps(meta))
+    ret, vqa = teacher_table(tmp_path).splitlines()[2:]
+    assert "| R@1 85.00 (n=8) | i2t R@1 90.0, t2i R@1 80.0 |" in ret and "| 85.00 (n=8) | counting 85.0 |" in vqa
+
+
 def test_readme_opens_with_the_two_commands():
     lines = [x for x in (ROOT / "README.md").read_text().splitlines() if x.strip()]
     block = lines[lines.index("```bash") + 1 : lines.index("```")]

@@ -24,8 +24,10 @@ def teacher_table(assets: str | Path) -> str:
         cfg = meta.get("train_config", {})
         per_type = ", ".join(f"{q} {100 * m['accuracy']:.1f}" for q, m in test["per_type"].items())
         minutes = meta.get("train_seconds", 0) / 60
+        # a retrieval student logs mean R@1 as its "accuracy" (per type: each direction's R@1); say so
+        score = ("R@1 " if "r1" in test else "") + f"{100 * test['accuracy']:.2f}"
         rows.append(
-            f"| `{meta_path.parent.name}` | {meta['dataset']} | {meta['kind']} | {100 * test['accuracy']:.2f} "
+            f"| `{meta_path.parent.name}` | {meta['dataset']} | {meta['kind']} | {score} "
             f"(n={test['n']}) | {per_type} | {meta.get('steps', '?')} steps x {cfg.get('batch_size', '?')}, "
             f"{minutes:.1f} min | {size_mb:.1f} MB |"
         )
