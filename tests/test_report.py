@@ -45,6 +45,18 @@ def test_readme_dide_table_is_the_one_made_from_the_results_file():
     )
 
 
+def test_readme_mcad_table_is_the_one_made_from_the_results_file():
+    import json
+
+    from workbench.distill.mcad_experiment import results_table
+
+    results = json.loads((ROOT / "assets" / "results" / "mcad.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert read_section(readme, "mcad") == results_table(results).strip(), (
+        "run: workbench experiment mcad --collect --readme README.md"
+    )
+
+
 def test_readme_faithfulness_table_is_the_one_made_from_the_results_file():
     import json
 

@@ -12,7 +12,8 @@ from workbench.models.io import load_checkpoint, weights_fingerprint
 from workbench.train import TrainConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher"]
+# (shapes-itm-teacher: the MCAD grid's image-text matching teacher, which re-ranks in the app's Retrieval tab)
+TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher", "shapes-itm-teacher"]
 NOT_SHIPPED: dict[str, str] = {}  # a student listed here is an expected absence (a strict xfail says why)
 STUDENTS = [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED[name])) if name in NOT_SHIPPED else name
@@ -56,6 +57,29 @@ def test_easy_vqa_teacher_reaches_97_percent():
     assert config["seed"] == 0
     for key, value in DEFAULTS["easy-vqa"].items():
         assert (Path(config[key]).name if key == "warm_start" else config[key]) == value, key
+
+
+def test_shipped_retrieval_student_is_an_mcad_student_whose_recorded_r_at_1_reproduces():
+    from workbench.models.clip import load_dual_encoder
+    from workbench.retrieval import DualEncoder, evaluate_retrieval
+
+    folder = ASSETS / "shapes-retrieval-student"
+    for f in ("config.json", "model.safetensors", "workbench.json", "tokenizer.json"):
+        assert (folder / f).exists(), f
+    assert sum(p.stat().st_size for p in folder.iterdir()) / 2**20 < 8
+    ck = load_dual_encoder(folder)
+    meta = ck.meta
+    assert meta["recipe"] == "mcad" and meta["dataset"] == "shapes-retrieval-hard" and meta["kind"] == "dual"
+    args = meta["train_config"]["recipe_args"]
+    assert args["fusion_teacher"] and args["dual_teacher"] and args["weights"]["alpha"] > 0
+    recorded = meta["metrics"]["test"]
+    # the whole recorded gallery (1,000 images embed in seconds), so the numbers must match, not just be close
+    got = evaluate_retrieval(
+        DualEncoder(ck.model, ck.tokenizer), load_dataset(meta["dataset"], "test", 1000), timing=False
+    )
+    assert recorded["n_images"] == got["n_images"] == 1000
+    for d in ("i2t", "t2i"):
+        assert abs(got[d]["R@1"] - recorded[d]["R@1"]) <= 0.002, (d, got[d], recorded[d])
 
 
 RELATIONAL = {"shapes-vqa-teacher": ("relation", "comparison"), "shapes-ve-teacher": ("relation",)}
