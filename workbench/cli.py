@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.data import DATASETS
+from workbench.data import DATASETS, RETRIEVAL_DATASETS
 from workbench.data.easy_vqa import TEACHER_CURRICULUM as EASY_VQA_TEACHER_CURRICULUM
 from workbench.data.easy_vqa import TEACHER_OVERSAMPLE as EASY_VQA_TEACHER_OVERSAMPLE
 from workbench.errors import WorkbenchError
@@ -50,7 +50,7 @@ DEFAULTS = {
 
 def _add_train_args(
     p: argparse.ArgumentParser,
-    datasets: tuple[str, ...] = tuple(d for d in DATASETS if not d.startswith("shapes-retrieval")),  # distill-retrieval
+    datasets: tuple[str, ...] = tuple(d for d in DATASETS if d not in RETRIEVAL_DATASETS),  # distill-retrieval
     default: str = "shapes-vqa",
 ) -> None:
     p.add_argument("--dataset", default=default, choices=list(datasets), help="training data")
@@ -765,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, help="distillation temperature")
     p.add_argument("--fusion-topk", type=int, default=None, help="fusion-scored pairs: top-k per row/column (0: all)")
     p.add_argument("--feature-loss", default=None, choices=["cosine", "mse"])
-    _add_train_args(p, datasets=("shapes-retrieval", "shapes-retrieval-hard"), default="shapes-retrieval-hard")
+    _add_train_args(p, datasets=RETRIEVAL_DATASETS, default=RETRIEVAL_DATASETS[0])
     p.set_defaults(func=cmd_distill_retrieval)
 
     p = sub.add_parser(
@@ -781,8 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="gallery images (default: shapes 1000, Karpathy all)")
     p.add_argument(
         "--dataset",
-        default="shapes-retrieval-hard",
-        choices=["shapes-retrieval-hard", "shapes-retrieval"],
+        default=RETRIEVAL_DATASETS[0],
+        choices=RETRIEVAL_DATASETS,
         help="shapes gallery: in groups of a scene and three one-attribute variants (hard), or random scenes",
     )
     p.add_argument("--karpathy", default=None, help="folder with dataset_coco.json (COCO-Karpathy) instead of shapes")

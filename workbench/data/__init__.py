@@ -12,6 +12,7 @@ from workbench.data.shapes import ITM_MIXED_TYPES, Example, ShapesConfig, Shapes
 DEFAULT_SIZES = {"train": 120_000, "val": 2_000, "test": 3_000, "compositional": 3_000}
 DATASETS = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm", "shapes-itm-mixed", "shapes-retrieval",
             "shapes-retrieval-hard")  # fmt: skip
+RETRIEVAL_DATASETS = ("shapes-retrieval-hard", "shapes-retrieval")  # galleries: the first is the default
 
 
 def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):
@@ -35,6 +36,8 @@ def num_images(name: str) -> int:
 
 
 __all__ = [
+    "DATASETS",
+    "RETRIEVAL_DATASETS",
     "Batch",
     "Collator",
     "Example",

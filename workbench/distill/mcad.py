@@ -40,12 +40,11 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from workbench.data import RETRIEVAL_DATASETS
 from workbench.distill import losses
 from workbench.errors import WorkbenchError
 from workbench.retrieval import DualEncoder, FusionMatcher, evaluate_retrieval, format_retrieval, loop_metrics
 from workbench.train import TrainConfig, train
-
-RETRIEVAL_DATASETS = ("shapes-retrieval", "shapes-retrieval-hard")
 
 
 @dataclass
