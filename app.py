@@ -103,9 +103,6 @@ RETRIEVAL_BUILD = (
     "`cp -r runs/mcad/teachers/fusion-itm/model assets/shapes-itm-teacher`"
 )
 RETRIEVAL_GALLERY = 300  # shapes test scenes in the Retrieval tab's gallery (`python app.py --gallery-size`)
-# the gallery the MCAD student is tested on: each scene beside three variants with one object changed, so the
-# results show whether a model tells "a red circle at top left" from "a red square at top left"
-RETRIEVAL_DATA = "shapes-retrieval-hard"
 RETRIEVAL_MAX_K = 24
 ERROR_HEADERS = ["#", "type", "question", "gold", "teacher", "student", "attention KL"]
 EXAMPLE_COUNT = 6
@@ -186,6 +183,17 @@ class RetrievalModels:
     student: Checkpoint | None = None
     fusion: Checkpoint | None = None
     note: str = ""
+
+
+def retrieval_gallery_name(student) -> str:
+    """The test gallery the student was trained for (its checkpoint records it); a student without a shapes
+    retrieval dataset (a CLIP folder, a Karpathy-trained one) gets the default, the hard gallery: each scene
+    beside three variants with one object changed, so the results show whether a model tells "a red circle at
+    top left" from "a red square at top left"."""
+    from workbench.data import RETRIEVAL_DATASETS
+
+    name = student.meta.get("dataset") if student is not None else None
+    return name if name in RETRIEVAL_DATASETS else RETRIEVAL_DATASETS[0]
 
 
 def load_retrieval(student: Path | None = None, fusion: Path | None = None, assets: Path = ASSETS) -> RetrievalModels:
@@ -650,7 +658,7 @@ def build_app(
         from workbench.data import load_dataset
         from workbench.retrieval import gallery_from
 
-        ret_gallery = gallery_from(load_dataset(RETRIEVAL_DATA, "test", gallery_size))
+        ret_gallery = gallery_from(load_dataset(retrieval_gallery_name(ret_student), "test", gallery_size))
     ret_index: dict[str, GalleryIndex] = {}  # "index": built on the first query
     ret_lock = threading.Lock()
     sizes = {}

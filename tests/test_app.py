@@ -4,6 +4,7 @@ the Retrieval tab a dual student and an image-text matching fusion teacher."""
 
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ ENDPOINTS = {
     "/retrieve",
 }
 GALLERY = 40  # the Retrieval tab's gallery in these tests
+STUDENT_GALLERY = "shapes-retrieval"  # what the tests' retrieval student records as its data
 TINY_BENCH = {
     "quick": dict(batch_sizes=(1, 2), retrieval_sizes=(4,), min_run_time=0.01, budget_s=0.5, n_examples=4),
     "onnx": dict(batch_sizes=(1,), retrieval_sizes=(4,), min_run_time=0.01, budget_s=0.5, n_examples=4, runtime="onnx"),
@@ -57,7 +59,9 @@ def _tiny_retrieval(root: Path, tokenizer) -> "app_module.RetrievalModels":
     """A random dual student and a random image-text matching fusion teacher, saved and loaded back as the
     app loads shipped ones."""
     student = create_model("dual", len(tokenizer), 0, hidden_size=32, num_layers=2, num_heads=2, embed_dim=16)
-    save_checkpoint(student, tokenizer, root / "retrieval-student", {"task": "retrieval", "labels": []})
+    # the random-scene gallery, not the default: the app must serve the gallery its student records
+    meta = {"task": "retrieval", "labels": [], "dataset": STUDENT_GALLERY}
+    save_checkpoint(student, tokenizer, root / "retrieval-student", meta)
     _tiny(root, tokenizer, "itm-teacher", "fusion", ITM_LABELS, "itm")
     models = app_module.load_retrieval(root / "retrieval-student", root / "itm-teacher")
     assert models.student is not None and models.fusion is not None and not models.note
@@ -283,7 +287,17 @@ def _retrieve(client, query: str, k: int = 8, rerank: bool = False):
 def captions():
     from workbench.retrieval import gallery_from
 
-    return gallery_from(load_dataset(app_module.RETRIEVAL_DATA, "test", GALLERY)).texts
+    return gallery_from(load_dataset(STUDENT_GALLERY, "test", GALLERY)).texts
+
+
+def test_retrieval_gallery_is_the_one_the_student_records():
+    from workbench.data import RETRIEVAL_DATASETS
+
+    name = app_module.retrieval_gallery_name
+    assert name(SimpleNamespace(meta={"dataset": "shapes-retrieval"})) == "shapes-retrieval"
+    for meta in ({}, {"dataset": "shapes-vqa"}, {"dataset": None}):  # CLIP folders, odd checkpoints: the default
+        assert name(SimpleNamespace(meta=meta)) == RETRIEVAL_DATASETS[0] == "shapes-retrieval-hard"
+    assert name(None) == "shapes-retrieval-hard"
 
 
 def test_retrieve_ranks_gallery_images_by_descending_score_with_timings(served, captions):
