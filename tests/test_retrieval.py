@@ -15,9 +15,11 @@ from workbench.retrieval import (
     FusionMatcher,
     Gallery,
     ImageIndex,
+    compare_misses,
     evaluate_retrieval,
     gallery_from,
     i2t_ranks,
+    r1_misses,
     ranks_from_embeddings,
     recall_summary,
     rerank_ranks,
@@ -54,6 +56,18 @@ def test_image_to_text_takes_each_images_best_caption_and_skips_images_without_o
     # image 0: its captions score 0.1 and 0.8; the best (0.8) is first; image 1: caption 2 (0.6) behind caption 0
     assert i2t_ranks(sim, t2i).tolist() == [1, 2]  # image 2 has no caption: not ranked
     assert t2i_ranks(sim, t2i).tolist() == [2, 1, 2]  # caption 2: image 0 (0.7) ahead of its image (0.6)
+
+
+def test_r1_misses_name_the_gallery_items_and_two_models_misses_compare():
+    # captions 0, 1 of image 0, caption 2 of image 2 (image 1 has none, so i2t ranks follow images 0 and 2)
+    t_ranks, i_ranks = torch.tensor([1, 3, 2]), torch.tensor([1, 4])
+    mine = r1_misses(t_ranks, i_ranks, [0, 0, 2])
+    assert mine == {"t2i": [1, 2], "i2t": [2]}  # i2t: image 2, not position 1
+    theirs = {"t2i": [0, 2], "i2t": []}
+    assert compare_misses(mine, theirs) == {
+        "t2i": {"this": 2, "other": 2, "both": 1, "only_this": 1, "only_other": 1},
+        "i2t": {"this": 1, "other": 0, "both": 0, "only_this": 1, "only_other": 0},
+    }
 
 
 def test_a_collapsed_model_gets_the_worst_rank_not_the_best():
@@ -323,3 +337,27 @@ def test_retrieval_cli_reads_karpathy_files_from_a_local_path(tmp_path, tokenize
     assert main([*args, "--no-progress"]) == 0
     m = json.loads(out.read_text())
     assert m["dataset"] == "coco-karpathy" and m["n_images"] == 4 and m["n_texts"] == 8 and m["query_ms"]["total"] > 0
+    # the misses are the queries R@1 counts against the model
+    assert len(m["misses"]["t2i"]) == round((1 - m["t2i"]["R@1"]) * 8)
+    assert len(m["misses"]["i2t"]) == round((1 - m["i2t"]["R@1"]) * 4)
+
+
+def test_retrieval_cli_compares_two_models_misses(tmp_path, tokenizer, capsys):
+    from workbench.cli import main
+    from workbench.models.io import save_checkpoint
+
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model("dual", len(tokenizer), 0, **TINY)
+        save_checkpoint(model, tokenizer, tmp_path / f"dual{seed}", {"task": "retrieval", "labels": []})
+    base = ["retrieval", str(tmp_path / "dual0"), "--size", "12", "--no-progress"]
+    assert main([*base, "--compare", str(tmp_path / "dual0"), "--out", str(tmp_path / "self.json")]) == 0
+    same = json.loads((tmp_path / "self.json").read_text())
+    n = len(same["misses"]["t2i"])
+    assert n > 0  # an untrained model misses most of 12
+    assert same["compared"]["misses"]["t2i"] == {"this": n, "other": n, "both": n, "only_this": 0, "only_other": 0}
+    assert "R@1 misses against" in capsys.readouterr().out
+    assert main([*base, "--compare", str(tmp_path / "dual1"), "--out", str(tmp_path / "other.json")]) == 0
+    other = json.loads((tmp_path / "other.json").read_text())["compared"]
+    assert other["misses"]["t2i"]["this"] == n and other["misses"]["t2i"]["both"] <= n
+    assert main([*base, "--compare", str(tmp_path / "missing")]) == 2  # a wrong folder: a clear error, no work

@@ -439,7 +439,14 @@ def cmd_retrieval(args) -> None:
     from workbench.data import load_dataset
     from workbench.models.clip import load_dual_encoder
     from workbench.models.io import write_json_atomic
-    from workbench.retrieval import DualEncoder, FusionMatcher, evaluate_retrieval, format_retrieval
+    from workbench.retrieval import (
+        DualEncoder,
+        FusionMatcher,
+        compare_misses,
+        evaluate_retrieval,
+        format_retrieval,
+        gallery_from,
+    )
 
     ck = load_dual_encoder(args.checkpoint, device=args.device)
     if args.karpathy:
@@ -448,12 +455,21 @@ def cmd_retrieval(args) -> None:
         data, name = KarpathyCaptions(args.karpathy, args.split, images_root=args.images_root), "coco-karpathy"
     else:
         data, name = load_dataset(args.dataset, args.split, args.size or 1000), args.dataset
+    other = load_dual_encoder(args.compare, device=args.device) if args.compare else None  # fail before the work
     matcher = FusionMatcher.load(args.rerank, device=args.device) if args.rerank else None
+    gallery = gallery_from(data, args.size if args.karpathy else None)
     metrics = evaluate_retrieval(
-        DualEncoder(ck.model, ck.tokenizer), data, limit=args.size if args.karpathy else None,
-        backend=args.backend, rerank=matcher, rerank_k=args.rerank_k, progress=not args.no_progress,
+        DualEncoder(ck.model, ck.tokenizer), gallery, backend=args.backend, rerank=matcher, rerank_k=args.rerank_k,
+        progress=not args.no_progress,
     )  # fmt: skip
     metrics.update({"checkpoint": str(args.checkpoint), "dataset": name, "split": args.split})
+    if other is not None:
+        theirs = evaluate_retrieval(DualEncoder(other.model, other.tokenizer), gallery, timing=False)
+        metrics["compared"] = {
+            "checkpoint": str(args.compare),
+            "r1": theirs["r1"],
+            "misses": compare_misses(metrics["misses"], theirs["misses"]),
+        }
     print(format_retrieval(metrics))
     out = Path(args.out) if args.out else None
     if out is None:
@@ -789,6 +805,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-root", default=None, help="Karpathy: where the image folders are (default: --karpathy)")
     p.add_argument("--rerank", default=None, help="fusion teacher (shapes-itm-mixed) re-ranking the top-k")
     p.add_argument("--rerank-k", type=int, default=10)
+    p.add_argument(
+        "--compare",
+        default=None,
+        help="a second dual encoder (e.g. the teacher): which R@1 misses the two share and which only one makes",
+    )
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"], help="search index")
     p.add_argument("--out", default=None, help="JSON file (default: CHECKPOINT/retrieval-DATASET-SPLIT.json)")
     p.add_argument("--device", default="cpu")

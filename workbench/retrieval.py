@@ -338,6 +338,31 @@ def recall_summary(ranks: torch.Tensor, ks: Sequence[int] = KS) -> dict:
     return out
 
 
+def r1_misses(t_ranks: torch.Tensor, i_ranks: torch.Tensor, text_to_image: Sequence[int]) -> dict:
+    """The queries whose gold is not first: {"t2i": caption indices, "i2t": image indices}, for error analysis
+    (which captions and images does the student get wrong that its teacher gets right?)."""
+    images = sorted({int(j) for j in text_to_image})  # i2t ranks follow the captioned images in order
+    return {
+        "t2i": torch.nonzero(t_ranks > 1).flatten().tolist(),
+        "i2t": [images[j] for j in torch.nonzero(i_ranks > 1).flatten().tolist()],
+    }
+
+
+def compare_misses(this: dict, other: dict) -> dict:
+    """Two models' `r1_misses` on one gallery, per direction: how many each misses, both, only one of them."""
+    out = {}
+    for d in ("t2i", "i2t"):
+        a, b = set(this[d]), set(other[d])
+        out[d] = {
+            "this": len(a),
+            "other": len(b),
+            "both": len(a & b),
+            "only_this": len(a - b),
+            "only_other": len(b - a),
+        }
+    return out
+
+
 def ranks_from_embeddings(
     text_emb: torch.Tensor, image_emb: torch.Tensor, text_to_image: Sequence[int], chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -511,6 +536,7 @@ def evaluate_retrieval(
     params = retrieval_parameters(model)
     result = {
         **scores_from_ranks(t_ranks, i_ranks, ks),
+        "misses": r1_misses(t_ranks, i_ranks, gallery.text_to_image),
         "n_images": gallery.n_images,
         "n_texts": len(gallery.texts),
         "index": {
@@ -565,6 +591,15 @@ def format_retrieval(metrics: dict) -> str:
             f"  fusion re-rank of the top {r['k']}: R@1 i2t {100 * r['i2t']['R@1']:.1f}"
             f"  t2i {100 * r['t2i']['R@1']:.1f}"
         )
+    if "compared" in metrics:
+        c = metrics["compared"]
+        lines.append(f"  R@1 misses against {c['checkpoint']} (R@1 {100 * c['r1']:.1f}):")
+        for d, name in (("i2t", "image->text"), ("t2i", "text->image")):
+            m = c["misses"][d]
+            lines.append(
+                f"    {name:<12} this {m['this']}, other {m['other']}; both {m['both']}, only this {m['only_this']},"
+                f" only other {m['only_other']}"
+            )
     idx = metrics["index"]
     lines.append(f"  index: {idx['backend']}, built in {idx['seconds']:.3g} s ({idx['images_per_s']:g} images/s)")
     if "query_ms" in metrics:
@@ -579,12 +614,14 @@ __all__ = [
     "FusionMatcher",
     "Gallery",
     "GalleryIndex",
+    "compare_misses",
     "ImageIndex",
     "evaluate_retrieval",
     "format_retrieval",
     "gallery_from",
     "i2t_ranks",
     "loop_metrics",
+    "r1_misses",
     "ranks_from_embeddings",
     "recall_summary",
     "rerank_ranks",
