@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="distill a fusion teacher into a dual-encoder student, or unimodal teachers into a fusion student (MAD)",
         description="Train a dual-encoder student from a fusion teacher. Recipes: none (hard labels only), "
         "kd (soft labels), dide (soft labels + text-to-image and image-to-text attention distillation, "
-        "DESIGN.md section 5), dide-pt (an image-text matching stage on shapes captions with attention "
+        "workbench/distill/recipes.py), dide-pt (an image-text matching stage on shapes captions with attention "
         "distillation, then dide). The student takes the teacher's tokenizer, width, depth, heads and patch size. "
         "MAD recipes (mad, mad-naive, mad-no-select, mad-no-conf; workbench/distill/mad.py) train a fusion "
         "student on the task while distilling frozen unimodal teachers' token features into it (--text-teacher, "
