@@ -1,6 +1,6 @@
 """The MAD results grid (workbench/distill/mad_experiment.py): the grid as data, resumable runs, statistics,
-the acceptance check and the table, on faked finished runs; plus two tiny real runs (the `shift` path and
-`none` = MAD at feature weight 0)."""
+the acceptance check and the table, on faked finished runs; plus two tiny real runs (a `full` run tested on
+the compositional split too, and `none` = MAD at feature weight 0)."""
 
 import json
 
@@ -46,20 +46,28 @@ def test_grid_has_three_seeds_of_every_row_at_low1_on_both_tasks_first():
     assert [r.task for r in first] == ["shapes-vqa"] * 15 + ["shapes-ve"] * 15
     assert all(r.setting == "low1" for r in first)
     assert {r.row for r in GRID[: len(ROWS)]} == set(ROWS)  # seed 0 of every row before any second seed
-    assert [s for s in dict.fromkeys(r.setting for r in GRID)] == ["low1", "low10", "shift", "full"]
+    assert [s for s in dict.fromkeys(r.setting for r in GRID)] == ["low1", "low10", "full"]
     assert len(GRID) == len(TASKS) * len(SETTINGS) * len(ROWS) * 3
 
 
 def test_every_run_has_its_own_folder(tmp_path):
     folders = {r.folder(tmp_path) for r in GRID}
     assert len(folders) == len(GRID)
-    assert Run("shapes-ve", "shift", "mad", 2).folder(tmp_path) == tmp_path / "shapes-ve" / "shift" / "mad-seed2"
+    assert Run("shapes-ve", "full", "mad", 2).folder(tmp_path) == tmp_path / "shapes-ve" / "full" / "mad-seed2"
 
 
 def test_budgets_are_the_protocols_data_sizes_and_reach_their_step_counts():
     assert BUDGETS["low1"]["train_size"] == 1280 and BUDGETS["low10"]["train_size"] == 12_800
-    assert BUDGETS["full"]["train_size"] == BUDGETS["shift"]["train_size"] == 128_000
-    assert mx.TEST_SPLIT == {"low1": "test", "low10": "test", "shift": "compositional", "full": "test"}
+    assert BUDGETS["full"]["train_size"] == 128_000
+    assert BUDGETS["full"]["max_steps"] * BUDGETS["full"]["batch_size"] == 128_000  # every pair seen once
+    # the table's row groups: every setting on the test split, and the full runs on the shifted domain
+    assert mx.VIEWS == {
+        "low1": ("low1", "test"),
+        "low10": ("low10", "test"),
+        "full": ("full", "test"),
+        "shift": ("full", "compositional"),
+    }
+    assert mx.EXTRA_SPLITS == {"full": ("compositional",)}
     for budget in BUDGETS.values():
         assert budget["batch_size"] == 64
         # enough epochs for max_steps (the loop stops at whichever comes first)
@@ -103,9 +111,9 @@ def _fake_run(root, run: Run, accuracy: float, relation: float = 0.5, compositio
     out = run.folder(root) / "model"
     out.mkdir(parents=True)
     (out / "workbench.json").write_text(json.dumps(meta))
-    if mx.TEST_SPLIT[run.setting] != "test":
+    for split in mx.EXTRA_SPLITS.get(run.setting, ()):
         shifted = dict(test, accuracy=accuracy if compositional is None else compositional)
-        mx.eval_path(run, root).write_text(json.dumps(shifted))
+        mx.eval_path(run, root, split).write_text(json.dumps(shifted))
 
 
 def _low1(task, row, seeds=(0, 1, 2)):
@@ -128,19 +136,26 @@ def test_collect_gives_mean_and_sample_std_over_seeds(tmp_path):
     assert none["runs"][0]["probe"] == {"examples": 1280} and none["runs"][0]["minutes"] == 4.0
 
 
-def test_shift_rows_report_the_compositional_split_and_keep_in_domain(tmp_path):
-    runs = [Run("shapes-ve", "shift", "mad", s) for s in (0, 1)]
+def test_full_runs_fill_the_full_rows_in_domain_and_the_shift_rows_on_the_compositional_split(tmp_path):
+    runs = [Run("shapes-ve", "full", "mad", s) for s in (0, 1)]
     _fake_run(tmp_path, runs[0], 0.80, compositional=0.60)
     _fake_run(tmp_path, runs[1], 0.90, compositional=0.70)
-    unevaluated = Run("shapes-ve", "shift", "none", 0)
+    unevaluated = Run("shapes-ve", "full", "none", 0)
     _fake_run(tmp_path, unevaluated, 0.9)
-    mx.eval_path(unevaluated, tmp_path).unlink()  # trained, not yet tested on the compositional split
+    mx.eval_path(unevaluated, tmp_path, "compositional").unlink()  # trained, not yet tested on the shift
     assert not mx.finished(unevaluated, tmp_path)
-    row = collect(tmp_path)["shapes-ve"]["shift"]
-    assert set(row) == {"mad"}
-    assert row["mad"]["accuracy"]["mean"] == pytest.approx(0.65)
-    assert row["mad"]["in_domain"]["mean"] == pytest.approx(0.85)
-    assert "65.0 ± 7.1 (in-domain 85.0 ± 7.1)" in results_table(collect(tmp_path))
+    results = collect(tmp_path)["shapes-ve"]
+    assert list(results) == ["full", "shift"] and set(results["full"]) == set(results["shift"]) == {"mad"}
+    assert (
+        results["full"]["mad"]["accuracy"]["mean"] == pytest.approx(0.85) and "in_domain" not in results["full"]["mad"]
+    )
+    assert results["shift"]["mad"]["accuracy"]["mean"] == pytest.approx(0.65)
+    assert results["shift"]["mad"]["in_domain"]["mean"] == pytest.approx(0.85)
+    table = results_table(collect(tmp_path))
+    assert "| `mad` | 2 | 65.0 ± 7.1 (in-domain 85.0 ± 7.1) |" in table and "| `mad` | 2 | 85.0 ± 7.1 |" in table
+    # from the results file alone (folders gone), both views come back
+    previous = json.loads(json.dumps(collect(tmp_path)))
+    assert collect(tmp_path / "gone", previous=previous)["shapes-ve"] == previous["shapes-ve"]
 
 
 def test_previous_results_survive_missing_folders_and_present_folders_win(tmp_path):
@@ -205,9 +220,9 @@ def test_table_says_not_run_for_missing_cells(tmp_path):
     assert "| `mad` | 0 | not run | | | |" in lines
     assert sum("**low1**" in line for line in lines) == 2  # a row group per task
     ve = table.split("| shapes-ve |", 1)[1]
-    assert ve.count("| not run |") == len(SETTINGS) * len(ROWS)
+    assert ve.count("| not run |") == len(mx.VIEWS) * len(ROWS)
     assert "pending" in table
-    assert results_table({}).count("| not run |") == len(TASKS) * len(SETTINGS) * len(ROWS)
+    assert results_table({}).count("| not run |") == len(TASKS) * len(mx.VIEWS) * len(ROWS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,17 +294,19 @@ def test_cli_collects_into_the_results_file_and_the_readme_and_fails_early_witho
 # two tiny real runs
 
 
-def test_a_shift_run_trains_then_tests_on_the_compositional_split(tmp_path, monkeypatch):
-    tiny = dict(BUDGETS["shift"], train_size=24, epochs=1, max_steps=3, batch_size=8, warmup_steps=1)
-    monkeypatch.setitem(BUDGETS, "shift", dict(tiny, val_size=8, test_size=16, save_every=0))
-    run = Run("shapes-vqa", "shift", "none")
+def test_a_full_run_trains_then_tests_on_the_compositional_split_too(tmp_path, monkeypatch):
+    tiny = dict(BUDGETS["full"], train_size=24, epochs=1, max_steps=3, batch_size=8, warmup_steps=1)
+    monkeypatch.setitem(BUDGETS, "full", dict(tiny, val_size=8, test_size=16, save_every=0))
+    run = Run("shapes-vqa", "full", "none")
     mx.train_run(run, tmp_path, tmp_path / "assets", progress=False)
     assert mx.finished(run, tmp_path)
-    shifted = json.loads(mx.eval_path(run, tmp_path).read_text())
+    shifted = json.loads(mx.eval_path(run, tmp_path, "compositional").read_text())
     assert shifted["split"] == "compositional" and shifted["n"] == 16
-    row = collect(tmp_path, (run,))["shapes-vqa"]["shift"]["none"]
+    results = collect(tmp_path, (run,))["shapes-vqa"]
+    row = results["shift"]["none"]
     assert row["accuracy"]["mean"] == shifted["accuracy"] and "in_domain" in row
     assert row["runs"][0]["steps"] == 3
+    assert results["full"]["none"]["accuracy"]["mean"] == row["in_domain"]["mean"]
 
 
 def test_none_is_mad_at_feature_weight_zero(tmp_path):

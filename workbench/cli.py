@@ -331,7 +331,7 @@ def cmd_experiment(args) -> None:
 
 
 # MAD grid settings (workbench/distill/mad_experiment.py: SETTINGS; listed here so --help does not import torch)
-MAD_SETTINGS = ("low1", "low10", "shift", "full")
+MAD_SETTINGS = ("low1", "low10", "full")
 
 
 def cmd_experiment_mad(args) -> None:
@@ -605,8 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
         "into ASSETS/results/dide.json. Start it in several terminals to run runs in parallel: each run is "
         "claimed with a lock file, and an interrupted run resumes from its last checkpoint. `mcad`: the "
         "retrieval grid (workbench/distill/mcad_experiment.py). `mad`: the MAD protocol "
-        "(workbench/distill/mad_experiment.py: shapes-vqa and shapes-ve; settings low1, low10, shift, full; rows "
-        "none, mad-naive, mad, mad-no-select, mad-no-conf; 3 seeds) into ASSETS/results/mad.json; it needs "
+        "(workbench/distill/mad_experiment.py: shapes-vqa and shapes-ve; settings low1, low10, full, the full "
+        "runs also tested on the compositional split; rows none, mad-naive, mad, mad-no-select, mad-no-conf; "
+        "3 seeds) into ASSETS/results/mad.json; it needs "
         "the MAE vision teacher ASSETS/shapes-mae (`workbench pretrain-mae --out assets/shapes-mae`).",
     )
     p.add_argument("name", choices=["dide", "mcad", "mad"], help="which grid")
