@@ -15,7 +15,7 @@ The protocol (issue 7, DESIGN.md §5) on `TASKS` = shapes-vqa and shapes-ve:
   hold a (colour, shape) pair that never occurs in training and whose questions mention it
   (`load_dataset(task, "compositional")`; the in-domain test accuracy is kept beside it, as `in_domain`).
   The paper's domain-shift protocol is exactly this (train on the source domain, test on the shifted one),
-  so the two settings share their 30 runs instead of training 30 more (5 CPU-hours here).
+  so the two settings share their 30 runs instead of training 30 more (~5 CPU-hours here, estimated).
 * Rows (`ROWS`): `none` is the same fusion student (same size, tokenizer, data, order, steps, optimiser)
   on the task loss alone, trained by the plain loop (`workbench.train.train` with hard labels): MAD's
   objective is CE + feature_weight * feature loss, so `none` is MAD at feature weight 0 — the projections
@@ -80,14 +80,18 @@ BUDGETS: dict[str, dict] = {
     "full": dict(_COMMON, train_size=PAIRS, epochs=1, max_steps=2000, warmup_steps=200, val_size=600, save_every=500),
 }
 SETTINGS = tuple(BUDGETS)
-# splits a setting's runs are tested on after training, besides the normal test split (in the model folder)
-EXTRA_SPLITS = {"full": ("compositional",)}
 # the table's row groups: (the setting whose runs, the split they are tested on); table order
 VIEWS = {
     "low1": ("low1", "test"),
     "low10": ("low10", "test"),
     "full": ("full", "test"),
     "shift": ("full", "compositional"),
+}
+# splits a setting's runs are tested on after training, besides the normal test split (in the model folder):
+# derived from VIEWS, so a new view cannot go without its evaluation
+EXTRA_SPLITS = {
+    setting: tuple(split for s, split in VIEWS.values() if s == setting and split != "test")
+    for setting in dict.fromkeys(s for s, split in VIEWS.values() if split != "test")
 }
 VIEW_LABELS = {
     "low1": "1% of the pairs (1,280), 600 steps",
@@ -259,7 +263,8 @@ def _measured(run: Run, root: Path) -> dict:
     folder = run.folder(root)
     meta = json.loads((folder / "model" / "workbench.json").read_text())
     in_domain = meta["metrics"]["test"]
-    probe = folder / "probe.json"
+    probe_file = folder / "probe.json"  # how good the confidence source was (held-out accuracy of the probe)
+    probe = json.loads(probe_file.read_text()) if probe_file.exists() else None
     out = {}
     for view in _views_of(run):
         split = VIEWS[view][1]
@@ -273,8 +278,8 @@ def _measured(run: Run, root: Path) -> dict:
         }
         if split != "test":
             record["in_domain"] = in_domain["accuracy"]
-        if probe.exists():  # how good the confidence source was (held-out accuracy of the linear probe)
-            record["probe"] = json.loads(probe.read_text())
+        if probe is not None:
+            record["probe"] = probe
         out[view] = record
     return out
 
