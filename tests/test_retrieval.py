@@ -366,6 +366,21 @@ def test_retrieval_cli_compares_two_models_misses(tmp_path, tokenizer, capsys):
     assert same["compared"]["misses"]["t2i"] == {"this": n, "other": n, "both": n, "only_this": 0, "only_other": 0}
     assert "R@1 misses against" in capsys.readouterr().out
     assert main([*base, "--compare", str(tmp_path / "dual1"), "--out", str(tmp_path / "other.json")]) == 0
-    other = json.loads((tmp_path / "other.json").read_text())["compared"]
-    assert other["misses"]["t2i"]["this"] == n and other["misses"]["t2i"]["both"] <= n
+    other = json.loads((tmp_path / "other.json").read_text())["compared"]["misses"]
+    # the second model alone: the comparison must be the set arithmetic of the two models' own miss lists
+    assert (
+        main(["retrieval", str(tmp_path / "dual1"), "--size", "12", "--no-progress", "--out", str(tmp_path / "1.json")])
+        == 0
+    )
+    own = json.loads((tmp_path / "1.json").read_text())["misses"]
+    for d in ("t2i", "i2t"):
+        a, b = set(same["misses"][d]), set(own[d])
+        assert other[d] == {
+            "this": len(a),
+            "other": len(b),
+            "both": len(a & b),
+            "only_this": len(a - b),
+            "only_other": len(b - a),
+        }
+    assert set(same["misses"]["t2i"]) != set(own["t2i"])  # two different random models: the check above is not trivial
     assert main([*base, "--compare", str(tmp_path / "missing")]) == 2  # a wrong folder: a clear error, no work
