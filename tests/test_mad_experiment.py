@@ -210,6 +210,28 @@ def test_checks_pending_with_one_seed(tmp_path):
     assert vqa["status"].startswith("pending")
 
 
+def test_margin_per_setting_for_every_view_and_only_low1_decides_acceptance(tmp_path):
+    _checks_for(tmp_path, (0.50, 0.52, 0.54), (0.40, 0.41, 0.42))  # low1: +11.0, spread 3.0
+    for s, (mad, none, mad_shift, none_shift) in enumerate([(0.80, 0.81, 0.60, 0.50), (0.82, 0.79, 0.62, 0.52)]):
+        _fake_run(tmp_path, Run("shapes-vqa", "full", "mad", s), mad, compositional=mad_shift)
+        _fake_run(tmp_path, Run("shapes-vqa", "full", "none", s), none, compositional=none_shift)
+    _fake_run(tmp_path, Run("shapes-vqa", "low10", "mad", 0), 0.70)
+    _fake_run(tmp_path, Run("shapes-vqa", "low10", "none", 0), 0.65)
+    c = checks(collect(tmp_path))
+    views = c["mad_minus_none_points"]["shapes-vqa"]
+    assert list(views) == list(mx.VIEWS)
+    assert views["low1"] == c["mad_minus_none_low1_points"]["shapes-vqa"]
+    assert views["low10"]["value"] == pytest.approx(5.0) and views["low10"]["met"] is None  # one seed: no spread
+    # full: mad 0.81 ± 0.01414, none 0.80 ± 0.01414 -> +1.0 within 2.83; shift: +10.0, spread 2.83
+    assert views["full"]["value"] == pytest.approx(1.0) and views["full"]["spread"] == pytest.approx(2.83)
+    assert views["full"]["met"] is False
+    assert views["shift"]["value"] == pytest.approx(10.0) and views["shift"]["met"] is True
+    assert c["mad_minus_none_points"]["shapes-ve"]["full"]["status"] == "pending (not run)"
+    line = "MAD minus none per setting (shapes-vqa, overall, points): low1 +11.00 (spread 3.00), "
+    line += "low10 +5.00 (one seed), full +1.00 (spread 2.83), shift +10.00 (spread 2.83)."
+    assert line in results_table(collect(tmp_path))
+
+
 def test_table_says_not_run_for_missing_cells(tmp_path):
     for run, acc in zip(_low1("shapes-vqa", "none"), (0.40, 0.42, 0.44)):
         _fake_run(tmp_path, run, acc, 0.3)
