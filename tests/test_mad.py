@@ -221,6 +221,33 @@ def test_gradients_reach_the_student_and_projections_never_the_teachers(name, ti
     assert not any(k.startswith("mad_projections") for k in student.state_dict())
 
 
+def test_image_cache_gives_the_teachers_features_and_runs_it_once_per_image(tiny_teachers, tokenizer):
+    data, batch = _batch(tokenizer)
+    student = create_model("fusion", len(tokenizer), len(data.labels), **TINY)
+    plain = _recipe("mad-naive", tiny_teachers, tokenizer, data)
+    cached = _recipe("mad-naive", tiny_teachers, tokenizer, data)
+    cached.image_cache_size = 6  # room for 6 of the batch's 8 images
+    seen = []
+    cached.vision.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].shape[0]))
+    pixels = batch.pixel_values[:, 0]
+    want, want_mask = plain.vision(pixels, (4, 4))
+    for _ in range(2):
+        got, mask = cached.image_features(pixels, (4, 4))
+        torch.testing.assert_close(got, want)
+        assert torch.equal(mask, want_mask)
+    assert seen == [8, 2] and len(cached.image_cache) == 6  # full: the 2 it could not keep are computed again
+    shuffled = torch.flip(pixels, [0])  # same images, another order: all from the cache but those 2
+    torch.testing.assert_close(cached.image_features(shuffled, (4, 4))[0], torch.flip(want, [0]))
+    assert seen == [8, 2, 2]
+    assert cached.image_features(pixels, (2, 2))[0].shape == (8, 4, want.shape[-1])  # the grid is in the key
+    for recipe in (plain, cached):
+        recipe.attach(student)
+    torch.manual_seed(0)
+    a = plain.loss(student, batch)[0]
+    torch.manual_seed(0)
+    torch.testing.assert_close(cached.loss(student, batch)[0], a)
+
+
 def test_selecting_every_patch_is_the_no_selection_loss(tiny_teachers, tokenizer):
     data, batch = _batch(tokenizer)
     torch.manual_seed(0)
@@ -329,6 +356,21 @@ def test_distill_cli_mad_with_minilm(tiny_teachers, tmp_path):
     assert main([*argv, *missing]) == 2
     # a dide recipe still needs --teacher
     assert main(["distill", "--recipe", "dide", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_run_caches_teacher_image_features_only_when_it_sees_the_pairs_again(epochs, tiny_teachers, tmp_path):
+    from workbench.distill.mad import distill_mad
+    from workbench.train import TrainConfig
+
+    cfg = TrainConfig(
+        dataset="shapes-vqa", out=str(tmp_path / "run"), train_size=32, val_size=16, test_size=16, batch_size=16,
+        epochs=epochs, warmup_steps=1, size=dict(hidden_size=32, num_layers=2, num_heads=2), recipe="mad-naive",
+    )  # fmt: skip
+    config = mad_config("mad-naive", text_teacher=None, vision_teacher=str(tiny_teachers / "mae"))
+    result = distill_mad(cfg, config, progress=False)
+    assert result["steps"] == 2 * epochs
+    assert result["cached_images"] == (32 if epochs > 1 else 0)  # every training image, once
 
 
 def test_the_cli_lists_every_mad_variant():

@@ -105,10 +105,18 @@ def fit_probe(
     return probe.eval().requires_grad_(False)
 
 
+def _pixel_bytes(pixels: torch.Tensor) -> bytes:
+    return pixels.detach().float().cpu().contiguous().numpy().tobytes()
+
+
 def example_key(text: str, pixels: torch.Tensor) -> bytes:
     """Identity of a (text, image) pair: a hash of the text and the image tensor's bytes ([3, H, W])."""
-    data = pixels.detach().float().cpu().contiguous().numpy().tobytes()
-    return hashlib.blake2b(text.encode() + b"\0" + data, digest_size=16).digest()
+    return hashlib.blake2b(text.encode() + b"\0" + _pixel_bytes(pixels), digest_size=16).digest()
+
+
+def image_key(pixels: torch.Tensor) -> bytes:
+    """Identity of an image: a hash of its tensor's bytes ([3, H, W])."""
+    return hashlib.blake2b(_pixel_bytes(pixels), digest_size=16).digest()
 
 
 class ConfidenceProbe:
@@ -175,6 +183,7 @@ __all__ = [
     "fit_confidence_probe",
     "fit_probe",
     "fold_of",
+    "image_key",
     "pooled_features",
     "probe_accuracy",
     "standardise_tokens",
