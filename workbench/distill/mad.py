@@ -399,10 +399,10 @@ def distill_mad(cfg: TrainConfig, config: MADConfig | None = None, resume: bool 
     text, vision = load_teachers(config)
     tokenizer = load_checkpoint(cfg.init_from).tokenizer if cfg.init_from else build_tokenizer()
     cfg = replace(cfg, model="fusion", teacher=None, recipe_args={"mad": asdict(config)})
-    probe_data = load_dataset(cfg.dataset, "train", cfg.train_size) if config.confidence else None
+    pairs = load_dataset(cfg.dataset, "train", cfg.train_size)  # the shapes sets render lazily: cheap
+    probe_data = pairs if config.confidence else None
     # several passes over the pairs (low-shot): the vision teacher runs once per image, then its cache serves
-    pairs = len(load_dataset(cfg.dataset, "train", cfg.train_size))  # the shapes sets render lazily: cheap
-    cache = pairs if cfg.epochs > 1 and vision is not None else 0
+    cache = len(pairs) if cfg.epochs > 1 and vision is not None else 0
     recipe = MADRecipe(cfg.recipe, text, vision, tokenizer, config, probe_data=probe_data, image_cache_size=cache)
     result = train(cfg, recipe=recipe, resume=resume, progress=progress)
     if recipe.probe_info:  # how good the confidence source was: in-sample and held-out accuracy
