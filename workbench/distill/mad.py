@@ -262,15 +262,15 @@ class MADRecipe:
         if not self.image_cache_size:
             return self.vision(pixel_values, grid)
         keys = [(grid, image_key(p)) for p in pixel_values]
-        missing = [i for i, key in enumerate(keys) if key not in self.image_cache]
+        found = [self.image_cache.get(key) for key in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
         if missing:
-            feats, _ = self.vision(pixel_values[missing], grid)
-            for i, f in zip(missing, feats):
+            for i, f in zip(missing, self.vision(pixel_values[missing], grid)[0]):
+                found[i] = f
                 if len(self.image_cache) < self.image_cache_size:
                     self.image_cache[keys[i]] = f
-        fresh = dict(zip(missing, feats)) if missing else {}
-        feats = torch.stack([fresh[i] if i in fresh else self.image_cache[key] for i, key in enumerate(keys)])
-        return feats, torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)
+        feats = torch.stack(found)
+        return feats, torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)  # as VisionTeacher's
 
     @staticmethod
     def pooled(targets: dict) -> torch.Tensor:
