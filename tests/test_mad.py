@@ -373,6 +373,69 @@ def test_a_run_caches_teacher_image_features_only_when_it_sees_the_pairs_again(e
     assert result["cached_images"] == (32 if epochs > 1 else 0)  # every training image, once
 
 
+def test_image_features_survive_a_round_trip_through_a_file_and_a_bad_file_is_ignored(tmp_path):
+    from workbench.distill.mad import load_image_features, save_image_features
+
+    torch.manual_seed(0)
+    cache = {((4, 4), bytes([i]) * 16): torch.randn(16, 8) for i in range(3)}
+    cache[(None, bytes([9]) * 16)] = torch.randn(64, 8)  # the teacher's own grid
+    path = tmp_path / "features.safetensors"
+    save_image_features(cache, path)
+    back = load_image_features(path)
+    assert back.keys() == cache.keys()
+    for key, f in cache.items():
+        assert torch.equal(back[key], f)
+    assert [p.name for p in tmp_path.iterdir()] == ["features.safetensors"]  # no temporary file left
+    path.write_bytes(path.read_bytes()[:100])  # cut short
+    with pytest.warns(UserWarning, match="unreadable teacher-feature cache"):
+        assert load_image_features(path) == {}
+
+
+def test_the_teacher_digest_follows_weights_and_normalisation(tiny_teachers):
+    from workbench.distill.mad import teacher_digest
+
+    a, b = VisionTeacher.from_folder(tiny_teachers / "mae"), VisionTeacher.from_folder(tiny_teachers / "mae")
+    assert teacher_digest(a) == teacher_digest(b)
+    b.std.mul_(2)  # same weights, another input normalisation: other features
+    assert teacher_digest(a) != teacher_digest(b)
+    b = VisionTeacher.from_folder(tiny_teachers / "mae")
+    with torch.no_grad():
+        next(b.parameters()).add_(1e-3)
+    assert teacher_digest(a) != teacher_digest(b)
+
+
+def test_a_feature_cache_folder_spares_the_next_run_the_vision_teacher(tiny_teachers, tmp_path, monkeypatch):
+    from workbench.distill.mad import distill_mad
+    from workbench.models.io import load_checkpoint
+    from workbench.train import TrainConfig
+
+    calls = []
+    patch_states = VisionTeacher.patch_states
+    monkeypatch.setattr(VisionTeacher, "patch_states", lambda self, x: calls.append(len(x)) or patch_states(self, x))
+    config = mad_config("mad", text_teacher=None, vision_teacher=str(tiny_teachers / "mae"))
+    cache = tmp_path / "features"
+
+    def run(name):
+        cfg = TrainConfig(
+            dataset="shapes-vqa", out=str(tmp_path / name), train_size=32, val_size=16, test_size=16, batch_size=16,
+            epochs=1, warmup_steps=1, size=dict(hidden_size=32, num_layers=2, num_heads=2), recipe="mad",
+        )  # fmt: skip
+        calls.clear()
+        return distill_mad(cfg, config, progress=False, feature_cache=cache), list(calls)
+
+    first, first_calls = run("first")  # one pass: the probe and the two steps see all 32 images
+    assert first["stored_images"] == 0 and first["cached_images"] == 32 and sum(first_calls) > 0
+    [file] = cache.iterdir()
+    saved = file.stat().st_mtime_ns
+    second, second_calls = run("second")
+    assert second["stored_images"] == 32 and second["cached_images"] == 0
+    assert second_calls == []  # the teacher never ran
+    assert file.stat().st_mtime_ns == saved  # nothing new: not rewritten
+    one, two = load_checkpoint(tmp_path / "first" / "model"), load_checkpoint(tmp_path / "second" / "model")
+    for (name, w1), w2 in zip(one.model.state_dict().items(), two.model.state_dict().values()):
+        assert torch.equal(w1, w2), name  # the same features: the same student, bit for bit
+
+
 def test_the_cli_lists_every_mad_variant():
     from workbench.cli import MAD_RECIPES
 

