@@ -457,8 +457,8 @@ def distill_mad(
 
     `feature_cache`: a folder where the vision teacher's features of the training images are kept between
     runs (`<teacher digest>.safetensors`, 8 KB an image for the shipped MAE): every run of a grid on one task
-    sees the same images, so only the first pays for the teacher (a third of an uncached MAD step on the
-    CPU). Without it, a run caches in memory only when it passes over its pairs more than once."""
+    sees the same images, so only the first pays for the teacher (about a quarter of an uncached MAD step on
+    the CPU). Without it, a run caches in memory only when it passes over its pairs more than once."""
     from workbench.data.vocab import build_tokenizer
     from workbench.models.io import load_checkpoint, write_json_atomic
 
