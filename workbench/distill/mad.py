@@ -470,12 +470,13 @@ def distill_mad(
     cfg = replace(cfg, model="fusion", teacher=None, recipe_args={"mad": asdict(config)})
     pairs = load_dataset(cfg.dataset, "train", cfg.train_size)  # the shapes sets render lazily: cheap
     probe_data = pairs if config.confidence else None
-    cache_file = (
-        Path(feature_cache) / f"{teacher_digest(vision)}.safetensors" if feature_cache and vision is not None else None
-    )
+    cache_file = None
+    if feature_cache and vision is not None:
+        cache_file = Path(feature_cache) / f"{teacher_digest(vision)}.safetensors"
     stored = load_image_features(cache_file) if cache_file is not None and cache_file.exists() else {}
     # several passes over the pairs (low-shot) or a cache file: the vision teacher runs once per image
-    cache = len(stored) + len(pairs) if (cfg.epochs > 1 or cache_file is not None) and vision is not None else 0
+    keep = vision is not None and (cfg.epochs > 1 or cache_file is not None)
+    cache = len(stored) + len(pairs) if keep else 0
     recipe = MADRecipe(cfg.recipe, text, vision, tokenizer, config, probe_data=probe_data, image_cache_size=cache)
     recipe.image_cache.update(stored)
     result = train(cfg, recipe=recipe, resume=resume, progress=progress)
