@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from workbench.viz import patch_maps_side_by_side, top_answers_bar, training_curves
+from workbench.viz import experiment_grid_bars, patch_maps_side_by_side, top_answers_bar, training_curves
 
 
 def test_patch_maps_share_one_colour_scale():
@@ -47,3 +47,28 @@ def test_training_curves_two_traces():
     fig = training_curves(records)
     assert [list(t.x) for t in fig.data] == [[50, 100], [100]]
     assert fig.data[1].yaxis == "y2"
+
+
+def test_experiment_grid_bars_one_panel_per_task_and_gaps_for_unrun_rows():
+    def cell(mean, std, seeds):
+        return {"seeds": seeds, "accuracy": {"mean": mean, "std": std, "values": []}}
+
+    results = {
+        "shapes-vqa": {"low1": {"none": cell(0.5, 0.01, [0, 1]), "mad": cell(0.6, 0.02, [0, 1])}},
+        "shapes-ve": {
+            "low1": {"none": cell(0.7, None, [0]), "mad": cell(0.8, 0.03, [0, 1])},
+            "full": {"none": {"seeds": [], "accuracy": {"mean": None, "std": None}}, "mad": cell(0.9, 0.0, [0, 1])},
+        },
+    }
+    fig = experiment_grid_bars(results, title="MAD")
+    assert [a.text for a in fig.layout.annotations] == ["shapes-vqa", "shapes-ve"]
+    assert [(t.name, t.xaxis) for t in fig.data] == [("none", "x"), ("mad", "x"), ("none", "x2"), ("mad", "x2")]
+    assert [bool(t.showlegend) for t in fig.data] == [True, True, False, False]  # one legend entry a row
+    ve_none, ve_mad = fig.data[2], fig.data[3]
+    assert list(ve_none.x) == ["low1", "full"]
+    assert list(ve_none.y) == [0.7, None]  # not run: no bar
+    assert list(ve_none.error_y.array) == [0.0, None]  # one seed: no spread
+    assert list(ve_mad.y) == [0.8, 0.9] and list(ve_mad.error_y.array) == [0.03, 0.0]
+    assert ve_none.hovertext[1] == "none, full: not run"
+    assert ve_mad.hovertext[0] == "mad, low1: 80.0% ± 3.0% (2 seeds)"
+    assert fig.data[0].marker.color == fig.data[2].marker.color  # a row keeps its colour across panels

@@ -297,6 +297,43 @@ def accuracy_by_type_bar(per_type: dict[str, dict], models: tuple[str, ...] = ("
     return fig
 
 
+def experiment_grid_bars(results: dict, title: str = "") -> go.Figure:
+    """An experiment's results file (`assets/results/mad.json` "results": {task: {setting: {row: {"seeds",
+    "accuracy": {"mean", "std"}}}}}) as one panel per task: test accuracy per setting, one bar per row with
+    the seed spread (sample std) as error bar. Rows without runs get no bar, so a partly run grid shows as such."""
+    tasks = list(results)
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True)
+    rows = list(dict.fromkeys(r for t in tasks for s in results[t].values() for r in s))
+    colours = dict(zip(rows, ("#9d9da1", "#f58518", "#4c78a8", "#54a24b", "#b279a2", "#e45756")))
+    for col, task in enumerate(tasks, start=1):
+        settings = list(results[task])
+        for row in rows:
+            cells = [results[task][s].get(row, {}) for s in settings]
+            acc = [c["accuracy"]["mean"] if c.get("seeds") else None for c in cells]
+            std = [(c["accuracy"]["std"] or 0.0) if c.get("seeds") else None for c in cells]
+            hover = [
+                f"{row}, {s}: {a:.1%} ± {e:.1%} ({len(c['seeds'])} seeds)" if a is not None else f"{row}, {s}: not run"
+                for s, c, a, e in zip(settings, cells, acc, std)
+            ]
+            fig.add_bar(
+                x=settings,
+                y=acc,
+                error_y=dict(type="data", array=std),
+                name=row,
+                legendgroup=row,
+                showlegend=col == 1,
+                marker_color=colours.get(row),
+                hovertext=hover,
+                hoverinfo="text",
+                row=1,
+                col=col,
+            )
+    fig.update_layout(barmode="group", title=title, height=380, legend=dict(orientation="h", y=-0.15))
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title="test accuracy", row=1, col=1)
+    return fig
+
+
 SPEED_COLOURS = {"teacher": "#e45756", "student": "#4c78a8", "student_cached": "#54a24b"}
 
 
