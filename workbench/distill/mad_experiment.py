@@ -396,8 +396,9 @@ def _fmt(summary: dict) -> str:
     return f"{mean:.1f}" if summary.get("std") is None else f"{mean:.1f} ± {100 * summary['std']:.1f}"
 
 
-def _margins(measured: dict, task: str) -> str:
-    """ "low1 +2.28 (spread 1.68), low10 ..." for one task: does the gain shrink as pairs grow?"""
+def margins_line(measured: dict, task: str) -> str:
+    """ "low1 +2.28 (spread 1.68), low10 ..." for one task from `checks(...)` (or a results file's "checks"):
+    does the gain shrink as pairs grow? The README table and notebook 05 print it."""
     parts = []
     for view, c in measured["mad_minus_none_points"][task].items():
         if c["value"] is None:
@@ -441,7 +442,7 @@ def results_table(results: dict, tasks: tuple[str, ...] = TASKS) -> str:
             spread = "no spread yet" if c["spread"] is None else f"seed spread {c['spread']:.2f}"
             note = f"{c['value']:+.2f} points ({spread}) — {c['status']}"
         lines.append(f"\nMAD minus none at 1% ({task}, overall): {note}.")
-        lines.append(f"MAD minus none per setting ({task}, overall, points): " + _margins(measured, task) + ".")
+        lines.append(f"MAD minus none per setting ({task}, overall, points): " + margins_line(measured, task) + ".")
         blocks.append("\n".join(lines))
     verdict = {True: "met", False: "NOT met", None: "pending"}[measured["any_task"]]
     blocks.append(
