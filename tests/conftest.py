@@ -1,7 +1,17 @@
+"""Shared fixtures. Tests live in three tiers, one folder each (and a marker of the same name):
+`unit` (pure functions, tiny models, seconds: `make test-fast`), `integration` (tiny training runs, the CLI,
+experiments) and `e2e` (notebooks, the browser, distributed runs, the shipped checkpoints). `make test` runs all."""
+
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+# pytest works from any directory: paths such as `assets/...` are the repository's
+os.chdir(ROOT)
+os.environ.setdefault("WORKBENCH_ASSETS", str(ROOT / "assets"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,3 +39,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))

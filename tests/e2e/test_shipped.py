@@ -11,7 +11,7 @@ from workbench.evaluate import evaluate
 from workbench.models.io import load_checkpoint, weights_fingerprint
 from workbench.train import TrainConfig
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # (shapes-itm-teacher: the MCAD grid's image-text matching teacher, which re-ranks in the app's Retrieval tab)
 TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher", "shapes-itm-teacher"]
 NOT_SHIPPED: dict[str, str] = {}  # a student listed here is an expected absence (a strict xfail says why)

@@ -382,7 +382,7 @@ def test_readme_mad_section_is_the_table_of_the_results_file():
 
     from workbench.report import read_section
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     section = read_section((root / "README.md").read_text(), "mad")
     path = root / "assets" / "results" / "mad.json"
     if not path.exists():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from workbench.report import read_section, teacher_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_results_table_matches_the_shipped_checkpoints():
