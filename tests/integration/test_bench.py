@@ -223,11 +223,11 @@ def test_cli_bench_help(capsys):
 
 @pytest.mark.parametrize("ranker", ["matmul", "faiss"])
 def test_student_ranking_returns_the_best_images(ranker):
-    from workbench.bench import _rank
+    from workbench.bench.retrieval_speed import rank
 
     images = torch.nn.functional.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
     texts = images[[3, 7, 11]] + 0.01  # each text sits next to one image
-    top = _rank(texts, images, k=5, ranker=ranker)
+    top = rank(texts, images, k=5, ranker=ranker)
     assert top.shape == (3, 5) and top[:, 0].tolist() == [3, 7, 11]
 
 

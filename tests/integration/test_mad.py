@@ -1,7 +1,8 @@
-"""MAD (workbench/distill/mad.py): token selection, confidence weights, the feature loss on hand-made
+"""MAD (workbench/methods/mad.py, its losses in workbench/losses.py): token selection, confidence weights, the feature loss on hand-made
 tensors, the confidence probe, gradients, and a tiny end-to-end run."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,16 +10,12 @@ from safetensors import safe_open
 from transformers import BertConfig, BertModel, ViTMAEForPreTraining
 
 from workbench.data import Collator, load_dataset
-from workbench.distill.mad import (
-    MAD_VARIANTS,
-    MADRecipe,
-    confidence_weights,
-    feature_distill_loss,
-    mad_config,
-    select_image_tokens,
-)
-from workbench.distill.probe import example_key, fit_confidence_probe, fit_probe, fold_of, pooled_features
+from workbench.losses import confidence_weights, select_image_tokens
+from workbench.losses import token_feature_distill as feature_distill_loss
 from workbench.mae import mae_config
+from workbench.methods import get_method, method_names
+from workbench.methods.mad import MADObjective as MADRecipe
+from workbench.methods.mad_probe import example_key, fit_confidence_probe, fit_probe, fold_of, pooled_features
 from workbench.models import create_model
 from workbench.models.unimodal import TextTeacher, VisionTeacher
 
@@ -124,7 +121,7 @@ def test_masked_tokens_contribute_nothing():
     assert (s.grad[~mask] == 0).all() and (s.grad[mask] != 0).any()
     with pytest.raises(ValueError, match="shapes differ"):
         feature_distill_loss(s, t[:, :4], mask)
-    with pytest.raises(ValueError, match="unknown feature loss"):
+    with pytest.raises(ValueError, match="unknown token feature loss"):
         feature_distill_loss(s, t, mask, kind="l1")
 
 
@@ -195,10 +192,10 @@ def _batch(tokenizer, n=8, dataset="shapes-vqa"):
 
 def _recipe(name, root, tokenizer, data, **kw):
     text, vision = TextTeacher.from_folder(root / "text"), VisionTeacher.from_folder(root / "mae")
-    return MADRecipe(name, text, vision, tokenizer, mad_config(name, **kw), probe_data=data)
+    return MADRecipe(name, text, vision, tokenizer, get_method(name).config(**kw), probe_data=data)
 
 
-@pytest.mark.parametrize("name", sorted(MAD_VARIANTS))
+@pytest.mark.parametrize("name", method_names(student="fusion"))
 def test_gradients_reach_the_student_and_projections_never_the_teachers(name, tiny_teachers, tokenizer):
     data, batch = _batch(tokenizer)
     student = create_model("fusion", len(tokenizer), len(data.labels), **TINY)
@@ -360,21 +357,21 @@ def test_distill_cli_mad_with_minilm(tiny_teachers, tmp_path):
 
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_a_run_caches_teacher_image_features_only_when_it_sees_the_pairs_again(epochs, tiny_teachers, tmp_path):
-    from workbench.distill.mad import distill_mad
+    from workbench.methods import distill
     from workbench.train import TrainConfig
 
     cfg = TrainConfig(
         dataset="shapes-vqa", out=str(tmp_path / "run"), train_size=32, val_size=16, test_size=16, batch_size=16,
         epochs=epochs, warmup_steps=1, size=dict(hidden_size=32, num_layers=2, num_heads=2), recipe="mad-naive",
     )  # fmt: skip
-    config = mad_config("mad-naive", text_teacher=None, vision_teacher=str(tiny_teachers / "mae"))
-    result = distill_mad(cfg, config, progress=False)
+    config = get_method("mad-naive").config(text_teacher=None, vision_teacher=str(tiny_teachers / "mae"))
+    result = distill(cfg, config, progress=False)
     assert result["steps"] == 2 * epochs
     assert result["cached_images"] == (32 if epochs > 1 else 0)  # every training image, once
 
 
 def test_image_features_survive_a_round_trip_through_a_file_and_a_bad_file_is_ignored(tmp_path):
-    from workbench.distill.mad import load_image_features, save_image_features
+    from workbench.methods.mad_features import load_image_features, save_image_features
 
     torch.manual_seed(0)
     cache = {((4, 4), bytes([i]) * 16): torch.randn(16, 8) for i in range(3)}
@@ -392,7 +389,7 @@ def test_image_features_survive_a_round_trip_through_a_file_and_a_bad_file_is_ig
 
 
 def test_the_teacher_digest_follows_weights_and_normalisation(tiny_teachers):
-    from workbench.distill.mad import teacher_digest
+    from workbench.methods.mad_features import teacher_digest
 
     a, b = VisionTeacher.from_folder(tiny_teachers / "mae"), VisionTeacher.from_folder(tiny_teachers / "mae")
     assert teacher_digest(a) == teacher_digest(b)
@@ -405,14 +402,14 @@ def test_the_teacher_digest_follows_weights_and_normalisation(tiny_teachers):
 
 
 def test_a_feature_cache_folder_spares_the_next_run_the_vision_teacher(tiny_teachers, tmp_path, monkeypatch):
-    from workbench.distill.mad import distill_mad
+    from workbench.methods import distill
     from workbench.models.io import load_checkpoint
     from workbench.train import TrainConfig
 
     calls = []
     patch_states = VisionTeacher.patch_states
     monkeypatch.setattr(VisionTeacher, "patch_states", lambda self, x: calls.append(len(x)) or patch_states(self, x))
-    config = mad_config("mad", text_teacher=None, vision_teacher=str(tiny_teachers / "mae"))
+    config = get_method("mad").config(text_teacher=None, vision_teacher=str(tiny_teachers / "mae"))
     cache = tmp_path / "features"
 
     def run(name):
@@ -421,7 +418,7 @@ def test_a_feature_cache_folder_spares_the_next_run_the_vision_teacher(tiny_teac
             epochs=1, warmup_steps=1, size=dict(hidden_size=32, num_layers=2, num_heads=2), recipe="mad",
         )  # fmt: skip
         calls.clear()
-        return distill_mad(cfg, config, progress=False, feature_cache=cache), list(calls)
+        return distill(cfg, replace(config, feature_cache=str(cache)), progress=False), list(calls)
 
     first, first_calls = run("first")  # one pass: the probe and the two steps see all 32 images
     assert first["stored_images"] == 0 and first["cached_images"] == 32 and sum(first_calls) > 0
@@ -434,12 +431,6 @@ def test_a_feature_cache_folder_spares_the_next_run_the_vision_teacher(tiny_teac
     one, two = load_checkpoint(tmp_path / "first" / "model"), load_checkpoint(tmp_path / "second" / "model")
     for (name, w1), w2 in zip(one.model.state_dict().items(), two.model.state_dict().values()):
         assert torch.equal(w1, w2), name  # the same features: the same student, bit for bit
-
-
-def test_the_cli_lists_every_mad_variant():
-    from workbench.cli import MAD_RECIPES
-
-    assert MAD_RECIPES == tuple(MAD_VARIANTS)
 
 
 def test_probe_is_not_thrown_by_float_noise_on_a_near_constant_channel():

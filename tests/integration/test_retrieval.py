@@ -101,9 +101,9 @@ def test_index_search_is_the_top_k_of_the_matrix_product():
 
 
 def test_auto_index_switches_to_faiss_for_large_galleries(monkeypatch):
-    import workbench.retrieval as retrieval
+    import workbench.retrieval.index as index
 
-    monkeypatch.setattr(retrieval, "FAISS_AUTO_MIN", 40)
+    monkeypatch.setattr(index, "FAISS_AUTO_MIN", 40)
     gallery = torch.nn.functional.normalize(torch.randn(50, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
     assert ImageIndex(gallery, backend="auto").backend == "faiss"
     assert ImageIndex(gallery[:39], backend="auto").backend == "torch"

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from workbench.distill import losses
+from workbench import losses
 
 
 def test_attention_kl_by_hand():
@@ -79,3 +79,26 @@ def test_student_cross_scores_pair_the_towers():
     t2i, i2t = losses.student_cross_scores((qt, kt), (qi, ki))
     torch.testing.assert_close(t2i, qt @ ki.transpose(-1, -2) / 2)
     torch.testing.assert_close(i2t, qi @ kt.transpose(-1, -2) / 2)
+
+
+def test_vqa_bce_is_the_mean_binary_cross_entropy_times_the_number_of_answers():
+    # one question, two answers: logits (0, ln 3), targets (1, 0.3) -> sigmoids (1/2, 3/4)
+    logits = torch.tensor([[0.0, math.log(3.0)]])
+    targets = torch.tensor([[1.0, 0.3]])
+    per_answer = [-math.log(0.5), -(0.3 * math.log(0.75) + 0.7 * math.log(0.25))]
+    expected = sum(per_answer) / 2 * 2  # mean over batch x answers, times 2 answers
+    assert losses.vqa_bce(logits, targets).item() == pytest.approx(expected, rel=1e-6)
+    # a question whose answers are all outside the vocabulary (zero targets) still counts: BCE towards 0
+    zero = losses.vqa_bce(torch.zeros(1, 4), torch.zeros(1, 4)).item()
+    assert zero == pytest.approx(4 * math.log(2.0), rel=1e-6)
+
+
+def test_multilabel_soft_kd_targets_the_teachers_sigmoids_times_the_number_of_answers():
+    student = torch.tensor([[0.0, 0.0, 0.0]])
+    teacher = torch.tensor([[0.0, math.log(3.0), -math.log(3.0)]])  # sigmoids 1/2, 3/4, 1/4
+    # BCE(p=1/2 for every student logit) = ln 2 whatever the target: mean ln 2, times 3 answers
+    assert losses.soft_label_kd_multilabel(student, teacher).item() == pytest.approx(3 * math.log(2.0), rel=1e-6)
+    # a student equal to its teacher sits at the minimum: the target's entropy, summed over answers
+    h = lambda p: -(p * math.log(p) + (1 - p) * math.log(1 - p))  # noqa: E731
+    got = losses.soft_label_kd_multilabel(teacher, teacher).item()
+    assert got == pytest.approx(h(0.5) + h(0.75) + h(0.25), rel=1e-6)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from workbench.distill import losses
+from workbench import losses
 
 LOG3 = math.log(3.0)
 KL_34 = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # KL((3/4, 1/4) || (1/2, 1/2))
@@ -39,15 +39,15 @@ def test_affinity_kl_rows_and_columns_by_hand():
         losses.affinity_kl(torch.zeros(2, 3), torch.zeros(2, 2))
 
 
-def test_feature_distill_cosine_and_mse_by_hand():
+def test_embedding_distill_cosine_and_squared_l2_by_hand():
     s = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     t = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    assert losses.feature_distill(s, t, "cosine").item() == pytest.approx((1 + 0) / 2)
-    assert losses.feature_distill(s, t, "mse").item() == pytest.approx((2 + 0) / 2)  # ||(1,-1)||^2 = 2
+    assert losses.embedding_distill(s, t, "cosine").item() == pytest.approx((1 + 0) / 2)
+    assert losses.embedding_distill(s, t, "squared-l2").item() == pytest.approx((2 + 0) / 2)  # ||(1,-1)||^2 = 2
     with pytest.raises(ValueError, match="embed_dim"):
-        losses.feature_distill(torch.zeros(2, 3), torch.zeros(2, 2))
-    with pytest.raises(ValueError, match="unknown feature loss"):
-        losses.feature_distill(s, t, "l1")
+        losses.embedding_distill(torch.zeros(2, 3), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="unknown embedding loss"):
+        losses.embedding_distill(s, t, "l1")
 
 
 def test_fusion_pair_mask_is_the_diagonal_plus_top_k_of_rows_and_columns():
@@ -128,6 +128,6 @@ def test_losses_send_finite_gradients_to_the_student_only():
     z = losses.fused_teacher_logits(10 * t_img @ t_txt.T, g)
     u, w = losses.modified_teacher_features(t_img, t_txt, z)
     total = losses.clip_contrastive(s) + sum(losses.affinity_kl(s, z, 2.0))
-    total = total + losses.feature_distill(s_img, u) + losses.feature_distill(s_txt, w, "mse")
+    total = total + losses.embedding_distill(s_img, u) + losses.embedding_distill(s_txt, w, "squared-l2")
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(s_img.grad).all() and s_img.grad.abs().sum() > 0

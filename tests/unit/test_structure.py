@@ -189,7 +189,9 @@ def test_no_long_functions(files):
 
 
 def test_no_long_modules(files):
-    long = [f"{_rel(p)}: {n} lines" for p in files.values() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    long = [
+        f"{_rel(p)}: {n} lines" for p in files.values() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
     assert not long, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(long)
 
 

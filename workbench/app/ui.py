@@ -20,6 +20,11 @@ TEXT_LABELS = {"vqa": "question", "ve": "hypothesis", "nlvr": "statement about t
 # images the app sends out (the default WebP is lossy)
 IMAGE_INPUT = dict(type="filepath", image_mode=None, format="png", sources=["upload", "clipboard"])
 EXAMPLE_COUNT = 6  # example texts offered under a text box
+# event options: events that only repeat a public endpoint for the UI stay out of the API; Ask events share
+# one queue; Attention and Errors use the analysis copies of the models, one event at a time
+PRIVATE = dict(api_visibility="private")
+ASK_QUEUE = dict(concurrency_id="ask")
+ANALYSIS_QUEUE = dict(concurrency_id="analysis", concurrency_limit=1)
 
 
 @contextlib.contextmanager

@@ -49,7 +49,12 @@ def empty_paths(tm: FusionTeacher, sm: DualStudent) -> dict[str, dict]:
         "student_cached": params["student_cached"] * next(sm.parameters()).element_size(),
     }
     return {
-        name: {"label": PATH_LABELS[name], "parameters": params[name], "weight_bytes": weight_bytes[name], "batches": {}}
+        name: {
+            "label": PATH_LABELS[name],
+            "parameters": params[name],
+            "weight_bytes": weight_bytes[name],
+            "batches": {},
+        }
         for name in PATHS
     }
 
@@ -149,4 +154,10 @@ def model_info(ck: Checkpoint) -> dict:
         v, t = m.vision_config, m.text_config
         size = dict(hidden_size=t.hidden_size, image_layers=v.num_hidden_layers, text_layers=t.num_hidden_layers)
         size.update(heads=t.num_attention_heads, image_size=v.image_size, patch_size=v.patch_size)
-    return {"path": str(ck.path), "kind": m.kind, "task": ck.meta.get("task"), "parameters": count_parameters(m), **size}
+    return {
+        "path": str(ck.path),
+        "kind": m.kind,
+        "task": ck.meta.get("task"),
+        "parameters": count_parameters(m),
+        **size,
+    }

@@ -26,7 +26,7 @@ def rank(text_emb: torch.Tensor, image_emb: torch.Tensor, k: int, ranker: str) -
 
 
 def choose_ranker(ranker: str) -> str:
-    """"auto" -> "faiss" when faiss is installed, else "matmul"; any other value unchanged."""
+    """ "auto" -> "faiss" when faiss is installed, else "matmul"; any other value unchanged."""
     if ranker != "auto":
         return ranker
     try:

@@ -4,7 +4,7 @@
 float, str, bool, Literal, tuples / lists of those, each optionally `| None`); a field of another type
 (a dict, a free list) needs an `Option` that says how to read it, or is left out. Every option's argparse
 default is SUPPRESS: `given(args, ...)` then returns only the flags the user typed, which override the
-dataclass defaults, a command's own defaults and a `--config` file, in that order (`merge`).
+dataclass defaults, a command's own defaults or a `--config` file (`build`).
 
 Help text comes from, first found: the command's `Option.help`, the field's `metadata["help"]`, or the
 comment at the end of the field's line in the dataclass source (the table the dataclass already is).
@@ -146,7 +146,7 @@ def given(args: argparse.Namespace, dests: dict[str, str], options: dict[str, Op
     return out
 
 
-def _tuples(cls: type, values: dict) -> dict:
+def as_declared(cls: type, values: dict) -> dict:
     """Lists given for tuple-typed fields (JSON and nargs give lists) as tuples, so configs compare equal."""
     hints = typing.get_type_hints(cls)
     tuples = {n for n, h in hints.items() if typing.get_origin(_optional(h)[0]) is tuple}
@@ -155,12 +155,12 @@ def _tuples(cls: type, values: dict) -> dict:
 
 def build(cls: type, flags: dict, *, file: str | Path | None = None, defaults: dict | None = None) -> Any:
     """A `cls` from a saved config file (else from the command's `defaults`), then the typed `flags` on top."""
-    base = read_config(file, cls) if file else cls(**_tuples(cls, defaults or {}))
+    base = read_config(file, cls) if file else cls(**as_declared(cls, defaults or {}))
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(flags) - names)
     if unknown:
         raise WorkbenchError(f"{cls.__name__} has no field {', '.join(unknown)}")
-    return dataclasses.replace(base, **_tuples(cls, flags))
+    return dataclasses.replace(base, **as_declared(cls, flags))
 
 
 def read_config(path: str | Path, cls: type) -> Any:
@@ -180,6 +180,6 @@ def read_config(path: str | Path, cls: type) -> Any:
     if not isinstance(data, dict):
         raise WorkbenchError(f"{path} holds no {cls.__name__} (a JSON object of its fields)")
     try:
-        return cls(**_tuples(cls, data))
+        return cls(**as_declared(cls, data))
     except TypeError as e:  # a field this version does not know
         raise WorkbenchError(f"{path} is not a {cls.__name__}: {e}") from e

@@ -88,6 +88,8 @@ class MADConfig:
     probe_steps: int = 200
     text_teacher: str | None = "minilm"  # "minilm" (the package), a folder, or None
     vision_teacher: str | None = "assets/shapes-mae"  # a folder, or None
+    # a folder keeping the vision teacher's features of the training images between runs (see `run_mad`)
+    feature_cache: str | None = None
 
 
 class MADObjective:
@@ -302,7 +304,6 @@ def run_mad(
     config: MADConfig,
     resume: bool = False,
     progress: bool = True,
-    feature_cache: str | Path | None = None,
 ):
     """Train a fusion student `cfg.out/model` with MAD variant `cfg.recipe` (a key of `MAD_VARIANTS`).
 
@@ -312,7 +313,7 @@ def run_mad(
     confidence probe only sees those pairs. The MAD settings and teachers go into the checkpoint's
     train_config (`recipe_args`); the confidence probe's accuracies go to `cfg.out/probe.json`.
 
-    `feature_cache`: a folder where the vision teacher's features of the training images are kept between
+    `config.feature_cache`: a folder where the vision teacher's features of the training images are kept between
     runs (`<teacher digest>.safetensors`, 8 KB an image for the shipped MAE): every run of a grid on one task
     sees the same images, so only the first pays for the teacher (about a quarter of an uncached MAD step on
     the CPU). Without it, a run caches in memory only when it passes over its pairs more than once."""
@@ -327,8 +328,8 @@ def run_mad(
     pairs = load_dataset(cfg.dataset, "train", cfg.train_size)  # the shapes sets render lazily: cheap
     probe_data = pairs if config.confidence else None
     cache_file = None
-    if feature_cache and vision is not None:
-        cache_file = Path(feature_cache) / f"{teacher_digest(vision)}.safetensors"
+    if config.feature_cache and vision is not None:
+        cache_file = Path(config.feature_cache) / f"{teacher_digest(vision)}.safetensors"
     stored = load_image_features(cache_file) if cache_file is not None and cache_file.exists() else {}
     # several passes over the pairs (low-shot) or a cache file: the vision teacher runs once per image
     keep = vision is not None and (cfg.epochs > 1 or cache_file is not None)

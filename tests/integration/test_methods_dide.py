@@ -1,13 +1,22 @@
-"""DiDE recipe: gradients reach both student towers and never the teacher; losses are finite."""
+"""DiDE and the label baselines through the method registry: gradients reach both student towers and never the
+teacher; the attention term trains the virtual cross-attention; runs size the student like the teacher."""
 
 import pytest
 import torch
 
 from workbench.data import Collator, load_dataset
-from workbench.distill.recipes import make_recipe
+from workbench.methods import get_method
+from workbench.methods.dide import DiDEObjective
+from workbench.methods.labels import LabelObjective
 from workbench.models import create_model
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
+
+
+def make_recipe(name, teacher, **overrides):
+    """The objective a method's run trains with (`none` learns from no teacher)."""
+    cls = DiDEObjective if name.startswith("dide") else LabelObjective
+    return cls(name, get_method(name).config(**overrides), teacher if name != "none" else None)
 
 
 def test_dide_gradients_reach_both_towers_not_the_teacher(tokenizer):
@@ -43,14 +52,12 @@ def test_recipes_report_the_students_batch_accuracy_for_until_phases(name, token
 
 def test_attention_term_alone_trains_the_virtual_cross_attention(tokenizer):
     """With only the attention KL, a few steps bring the student's maps closer to the teacher's."""
-    from workbench.distill.recipes import DistillWeights
-
     torch.manual_seed(0)
     data = load_dataset("shapes-vqa", "val", 32)
     batch = Collator(tokenizer, 64)([data[i] for i in range(32)])
     teacher = create_model("fusion", len(tokenizer), len(data.labels), **TINY)
     student = create_model("dual", len(tokenizer), len(data.labels), **TINY)
-    recipe = make_recipe("dide", teacher, weights=DistillWeights(soft=0.0))
+    recipe = make_recipe("dide", teacher, soft=0.0)
     opt = torch.optim.Adam(student.parameters(), 3e-3)
     first = None
     for _ in range(30):
@@ -120,7 +127,7 @@ def _tiny_teacher(tmp_path, tokenizer, **size):
 
 def test_student_takes_the_teachers_size_and_patch_grid(tmp_path, tokenizer):
     """Maps are compared key by key: an 8-pixel teacher needs an 8-pixel student (64 patches each)."""
-    from workbench.distill.run import distill
+    from workbench.methods import distill
     from workbench.models.io import load_checkpoint
     from workbench.train import TrainConfig
 
@@ -150,7 +157,7 @@ def test_dide_pt_runs_a_matching_stage_then_fine_tunes_from_it(tmp_path, tokeniz
     assert stage1["train_config"]["curriculum"] == [] and stage1["train_config"]["oversample"] == {}
     final = json.loads((tmp_path / "s" / "model" / "workbench.json").read_text())
     assert stage1["dataset"] == "shapes-itm" and stage1["steps"] == 3
-    assert stage1["train_config"]["recipe_args"]["weights"]["soft"] == 0.0  # the teacher has no matching head
+    assert stage1["train_config"]["recipe_args"]["soft"] == 0.0  # the teacher has no matching head
     assert final["recipe"] == "dide-pt" and final["dataset"] == "shapes-vqa"
     assert final["train_config"]["curriculum"] == [[["counting"], 2]] and final["steps"] == 2 + 64 // 16
     assert final["train_config"]["oversample"] == {"relation": 2}
@@ -178,7 +185,8 @@ def test_a_shallower_text_tower_is_distilled_from_the_teachers_last_layer(tmp_pa
 
 def test_dide_pt_from_a_two_image_stem_teacher_matches_on_one_image_then_fine_tunes_on_two(tmp_path, tokenizer):
     """The NLVR teacher reads two images; the matching stage's captions have one (it crashed before)."""
-    from workbench.distill.run import distill, one_image_view
+    from workbench.methods import distill
+    from workbench.methods.dide import one_image_view
     from workbench.models import create_model, for_task
     from workbench.models.io import load_checkpoint, save_checkpoint
     from workbench.train import TrainConfig
@@ -196,6 +204,6 @@ def test_dide_pt_from_a_two_image_stem_teacher_matches_on_one_image_then_fine_tu
         dataset="shapes-nlvr", out=str(tmp_path / "s"), teacher=str(tmp_path / "teacher"), recipe="dide-pt",
         train_size=32, val_size=16, test_size=16, batch_size=16, max_steps=2,
     )  # fmt: skip
-    distill(cfg, progress=False, pretrain_steps=2)
+    distill(cfg, get_method("dide-pt").config(pretrain_steps=2), progress=False)
     student = load_checkpoint(tmp_path / "s" / "model").model
     assert student.num_images == 2 and student.stem is not None

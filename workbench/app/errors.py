@@ -1,0 +1,180 @@
+"""The Errors tab: where teacher and student answer differently on the first `errors_n` examples of the
+test split (`workbench.evaluate.compare_models`, computed on first use per pair, then kept); a row opens
+its example in Ask or Attention.
+
+Public endpoints: /errors, /open_example."""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from workbench import viz
+from workbench.app.ask import AskTab
+from workbench.app.attention import AttentionTab
+from workbench.app.state import AppState
+from workbench.app.ui import ANALYSIS_QUEUE, PRIVATE, dataset_of, user_errors
+from workbench.models.io import Checkpoint
+
+ERRORS_N = 600  # test examples compared (100 per shapes question type)
+ERROR_HEADERS = ["#", "type", "question", "gold", "teacher", "student", "attention KL"]
+NO_STUDENT = "No student is shipped for this task yet: nothing to compare the teacher with."
+
+
+def table_rows(rows: list[dict]) -> list[list]:
+    """Compared examples (`workbench.evaluate.compare_models` rows) as rows under ERROR_HEADERS."""
+    return [
+        [
+            r["index"],
+            r["qtype"],
+            r["text"],
+            r["gold"],
+            f"{r['teacher_answer']} ({r['teacher_confidence']:.0%})",
+            f"{r['student_answer']} ({r['student_confidence']:.0%})",
+            None if r["kl"] != r["kl"] else round(r["kl"], 3),
+        ]
+        for r in rows
+    ]
+
+
+class ErrorsTab:
+    """The Errors tab's components, callbacks and events; it opens examples into the Ask tab's inputs
+    (switching `tabs`) and then answers and explains them."""
+
+    def __init__(self, state: AppState, ask_tab: AskTab, attention_tab: AttentionTab, tabs: gr.Tabs, errors_n: int):
+        self.state, self.ask_tab, self.attention_tab, self.tabs = state, ask_tab, attention_tab, tabs
+        self.errors_n = errors_n
+        self.rows: dict[str, tuple[list[dict], Path]] = {}  # pair -> (compared rows, their CSV)
+        self.export_dir = Path(tempfile.mkdtemp(prefix="workbench-app-"))
+
+    def layout(self) -> None:
+        teacher, _ = self.state.pairs[self.state.names[0]]
+        gr.Markdown(
+            f"Where teacher and student answer differently on the first {self.errors_n} examples of the test "
+            "split (computed on first use, then kept). Clicking a row opens the example."
+        )
+        with gr.Row():
+            self.qtype = gr.Dropdown(["all", *teacher.meta.get("qtypes", [])], value="all", label="question type")
+            self.wrong = gr.Radio(
+                [("any", "any"), ("student wrong", "student"), ("teacher wrong", "teacher")], value="any", label="show"
+            )
+            self.target = gr.Radio(["Ask", "Attention"], value="Attention", label="open a row in")
+            self.find_btn = gr.Button("Find disagreements", variant="primary", elem_id="find-errors")
+        self.summary = gr.Markdown(elem_id="errors-summary")
+        self.table = gr.Dataframe(
+            headers=ERROR_HEADERS,
+            interactive=False,
+            wrap=True,
+            max_height=420,
+            column_widths=["6%", "11%", "41%", "9%", "13%", "13%", "7%"],
+            elem_id="errors-table",
+        )
+        with gr.Row():
+            self.plot = gr.Plot(label="accuracy and agreement by type", elem_id="errors-plot")
+            with gr.Column():
+                self.file = gr.File(label="every compared example (CSV)")
+                self.open_index = gr.Number(label="test example #", precision=0, minimum=0)
+                self.open_btn = gr.Button("Open example")
+
+    def wire(self, tab: gr.Tab) -> None:
+        inputs = [self.ask_tab.pair, self.qtype, self.wrong]
+        outputs = [self.summary, self.plot, self.table, self.file, self.qtype]
+        self.find_btn.click(self.errors, inputs, outputs, api_name="errors", **ANALYSIS_QUEUE)
+        tab.select(self.errors, inputs, outputs, api_name="errors_on_tab", **ANALYSIS_QUEUE, **PRIVATE)
+        self.qtype.input(self.errors, inputs, outputs, api_name="errors_by_type", **ANALYSIS_QUEUE, **PRIVATE)
+        self.wrong.input(self.errors, inputs, outputs, api_name="errors_by_who", **ANALYSIS_QUEUE, **PRIVATE)
+        a = self.ask_tab
+        opened = [a.image, a.image2, a.question, a.source_info, self.tabs]
+        pair, target = a.pair, self.target
+        by_index = self.open_btn.click(self.open_example, [pair, self.open_index, target], opened, api_name="open_example")
+        by_row = self.table.select(self.open_row, [pair, target], opened, api_name="open_row", **PRIVATE)
+        for dep, name in ((by_index, "index"), (by_row, "row")):
+            self.attention_tab.explain_after(a.then_ask(dep, f"ask_after_open_{name}"), f"explain_after_open_{name}")
+
+    @property
+    def reset_outputs(self) -> list:
+        return [self.qtype, self.summary, self.plot, self.table]
+
+    def reset(self, teacher: Checkpoint) -> tuple:
+        """Updates of `reset_outputs` for a new pair: its question types, nothing compared yet."""
+        return gr.update(choices=["all", *teacher.meta.get("qtypes", [])], value="all"), "", None, None
+
+    def compared(self, pair_name: str, progress) -> tuple[list[dict], Path]:
+        """(the pair's compared test examples, their CSV), computed on first use."""
+        from workbench.data import Collator
+        from workbench.evaluate import compare_models, export_rows
+
+        teacher, student = self.state.pair(pair_name, analysis=True)
+        if student is None:
+            raise gr.Error(NO_STUDENT)
+        if pair_name not in self.rows:
+            progress(0, desc=f"comparing teacher and student on {self.errors_n} test examples")
+            rows = compare_models(
+                teacher.model,
+                student.model,
+                self.state.dataset(teacher, self.errors_n),
+                Collator.for_model(teacher.model, teacher.tokenizer),
+                student_collator=Collator.for_model(student.model, student.tokenizer),
+                progress=True,  # a tqdm bar, which gr.Progress(track_tqdm=True) shows
+            )
+            slug = "".join(c if c.isalnum() else "-" for c in pair_name).strip("-")
+            self.rows[pair_name] = rows, export_rows(rows, self.export_dir / f"{slug}-teacher-vs-student.csv")
+        return self.rows[pair_name]
+
+    @user_errors
+    def errors(self, pair_name: str, qtype: str, wrong: str, progress=gr.Progress(track_tqdm=True)):
+        """Examples of the test split where teacher and student answer differently (computed once)."""
+        from workbench.evaluate import accuracy_by_type, disagreements
+
+        rows, csv = self.compared(pair_name, progress)
+        teacher, _ = self.state.pair(pair_name, analysis=True)
+        stats = accuracy_by_type(rows)
+        all_dis = disagreements(rows)
+        shown = disagreements(
+            rows, None if qtype in (None, "", "all") else qtype, None if wrong in (None, "", "any") else wrong
+        )
+        o = stats["overall"]
+        summary = (
+            f"{o['n']} test examples of `{dataset_of(teacher)}`: teacher {o['teacher']:.1%}, "
+            f"student {o['student']:.1%}, same answer {o['agree']:.1%}. **{len(all_dis)} disagreements**, "
+            f"{len(shown)} shown (most confident student first). Click a row to open it."
+        )
+        types = ["all", *stats["per_type"]]
+        return (
+            summary,
+            viz.accuracy_by_type_bar(stats["per_type"], models=("teacher", "student", "agree")),
+            {"headers": ERROR_HEADERS, "data": table_rows(shown)},
+            str(csv),
+            gr.update(choices=types, value=qtype if qtype in types else "all"),
+        )
+
+    @user_errors
+    def open_example(self, pair_name: str, index, target: str = "Ask"):
+        """Test example `index` (a row of the Errors table) into the inputs; switch to `target`."""
+        teacher, _ = self.state.pair(pair_name)
+        data = self.state.dataset(teacher, self.errors_n)
+        if index is None or not 0 <= int(index) < len(data):
+            raise gr.Error(f"No test example #{index}; the Errors tab compares examples 0 to {len(data) - 1}.")
+        ex = data[int(index)]
+        info = f"test example #{int(index)} · {html.escape(ex.qtype)} · gold answer: **{data.labels[ex.label]}**"
+        second = ex.images[1] if len(ex.images) > 1 else None
+        tab = "attention" if str(target).lower() == "attention" else "ask"
+        return ex.images[0], second, self.state.suggest(ex.text), info, gr.Tabs(selected=tab)
+
+    def open_row(self, pair_name: str, target: str, evt: gr.SelectData):
+        """A click in the Errors table: open that row's example (the row's first cell is its index)."""
+        if not evt.row_value:
+            raise gr.Error("Click a row of the table.")
+        return self.open_example(pair_name, int(evt.row_value[0]), target)
+
+
+def build(state: AppState, ask_tab: AskTab, attention_tab: AttentionTab, tabs: gr.Tabs, errors_n: int) -> ErrorsTab:
+    """The Errors tab (inside the app's `gr.Tabs`), its components and events."""
+    tab = ErrorsTab(state, ask_tab, attention_tab, tabs, errors_n)
+    with gr.Tab("Errors", id="errors") as page:
+        tab.layout()
+    tab.wire(page)
+    return tab

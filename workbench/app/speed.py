@@ -1,0 +1,84 @@
+"""The Speed tab: `workbench.bench.benchmark_pair` live on copies of the pair's models, with a progress
+bar: per-query latency and throughput of the teacher, the student end to end and with its image
+features cached, and retrieval over N images x N texts.
+
+Public endpoint: /speed."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from workbench import viz
+from workbench.app.state import AppState, copy_checkpoint
+from workbench.app.ui import num_images, user_errors
+
+# settings for `workbench.bench.benchmark_pair` by name ("quick": None, the bench's own QUICK)
+BENCH_SETTINGS = {
+    "quick": None,
+    "standard": dict(batch_sizes=(1, 8, 32), retrieval_sizes=(10, 40, 160), min_run_time=0.2, budget_s=3.0),
+}
+# both models exported to ONNX Runtime (`workbench bench --runtime onnx`, the README table): lower per-call
+# overhead, so batch 1 shows the dual encoder's advantage; exporting adds a few seconds per batch size
+BENCH_SETTINGS["standard, ONNX Runtime"] = dict(BENCH_SETTINGS["standard"], runtime="onnx")
+NO_STUDENT = "No student is shipped for this task yet: nothing to compare the teacher with."
+
+
+class SpeedTab:
+    """The Speed tab's components, callback and event. `settings`: benchmark settings by name."""
+
+    def __init__(self, state: AppState, pair: gr.Dropdown, settings: dict | None = None):
+        self.state, self.pair = state, pair
+        self.settings = dict(settings or BENCH_SETTINGS)
+
+    def layout(self) -> None:
+        gr.Markdown(
+            "Per-query latency (batch 1) and throughput of the teacher, the student end to end and the "
+            "student with its image features cached, plus retrieval over N images x N texts; "
+            "`torch.utils.benchmark` on copies of the models, in PyTorch or with both models exported to "
+            "ONNX Runtime. Background work on the machine slows "
+            "every path."
+        )
+        with gr.Row():
+            self.choice = gr.Radio(list(self.settings), value="quick", label="settings", elem_id="settings")
+            self.run_btn = gr.Button("Run benchmark", variant="primary", elem_id="run-speed")
+        self.plot = gr.Plot(label="speed", elem_id="speed-plot")
+        self.table = gr.Markdown(elem_id="speed-table")
+
+    def wire(self) -> None:
+        outputs = [self.plot, self.table]
+        self.run_btn.click(self.speed, [self.pair, self.choice], outputs, api_name="speed", concurrency_limit=1)
+
+    @user_errors
+    def speed(self, pair_name: str, settings: str, progress=gr.Progress()):
+        """`workbench.bench.benchmark_pair` on copies of the pair's models, with a progress bar."""
+        from workbench.bench import PATHS, QUICK, benchmark_pair, speed_table
+
+        teacher, student = self.state.pair(pair_name)
+        if student is None:
+            raise gr.Error(NO_STUDENT)
+        if settings not in self.settings:
+            raise gr.Error(f"Unknown settings {settings!r}; choose one of {list(self.settings)}.")
+        cfg = dict(self.settings[settings] or QUICK)
+        retrieval = len(cfg.get("retrieval_sizes", ())) if num_images(teacher) == 1 else 0
+        total = len(PATHS) * len(cfg.get("batch_sizes", (1,))) + 2 * retrieval
+        done = [0]
+
+        def step(message: str) -> None:
+            done[0] += 1
+            progress((done[0], total), desc=message)
+
+        progress(0, desc="copying the models and preparing inputs")
+        result = benchmark_pair(copy_checkpoint(teacher), copy_checkpoint(student), progress=step, **cfg)
+        load = result["machine"].get("load_average_1min_at_start")
+        note = f"\n\nLoad average when the run started: {load} (other work on the machine slows every path)."
+        fig = viz.speed_bars(result).update_layout(width=None, autosize=True)  # as wide as the tab
+        return fig, speed_table(result) + (note if load is not None else "")
+
+
+def build(state: AppState, pair: gr.Dropdown, settings: dict | None = None) -> SpeedTab:
+    """The Speed tab (inside the app's `gr.Tabs`), its components and event."""
+    tab = SpeedTab(state, pair, settings)
+    with gr.Tab("Speed", id="speed"):
+        tab.layout()
+    tab.wire()
+    return tab

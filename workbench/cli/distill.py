@@ -1,0 +1,44 @@
+"""`workbench distill`: a student trained by one of the registered answer-task methods (DiDE, MAD, baselines)."""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli.common import add_method_options, add_train_options, method_config, method_list, train_config
+
+NAME = "distill"
+HELP = "distill a fusion teacher into a dual-encoder student, or unimodal teachers into a fusion student (MAD)"
+DEFAULT_RECIPE = "dide"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    from workbench.data import DATASETS, RETRIEVAL_DATASETS
+    from workbench.methods import method_names
+
+    names = method_names(task="answer")
+    p = sub.add_parser(
+        NAME,
+        help=HELP,
+        description="Train a student with a registered method (workbench/methods/): "
+        + method_list(names)
+        + ". A dual student takes its fusion teacher's (--teacher) tokenizer, width, depth, heads and patch "
+        "size; a fusion (MAD) student learns from frozen unimodal teachers instead (--text-teacher, "
+        "--vision-teacher; no --teacher). Low-shot runs: --train-size 1280 (1%) or 12800 (10%).",
+    )
+    add_method_options(p, names, DEFAULT_RECIPE)
+    datasets = [d for d in DATASETS if d not in RETRIEVAL_DATASETS]  # retrieval: `workbench distill-retrieval`
+    add_train_options(
+        p,
+        skip=("model", "recipe"),
+        choices={"dataset": datasets},
+        sizes=("hidden_size", "num_layers", "num_heads", "patch_size", "conv_stem", "text_layers", "image_layers"),
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    from workbench.methods import distill
+
+    cfg, config = method_config(args, train_config(args))
+    distill(cfg, config, resume=args.resume, progress=not args.no_progress)

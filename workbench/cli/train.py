@@ -1,0 +1,33 @@
+"""`workbench train`: a fusion teacher or a dual student on hard labels."""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli.common import add_train_options, train_config
+
+NAME = "train"
+HELP = "train a fusion teacher or a dual student on hard labels"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    from workbench.data import DATASETS, RETRIEVAL_DATASETS
+    from workbench.models import MODELS
+
+    p = sub.add_parser(
+        NAME,
+        help=HELP,
+        description="Train a model on hard labels with accelerate (runs under `accelerate launch` too). Writes "
+        "OUT/train_config.json, OUT/metrics.jsonl, an atomic checkpoint OUT/state each epoch, and the final "
+        "checkpoint OUT/model. The shipped teachers' settings are in workbench/configs/teachers.py.",
+    )
+    datasets = [d for d in DATASETS if d not in RETRIEVAL_DATASETS]  # retrieval: `workbench distill-retrieval`
+    add_train_options(p, skip=("recipe", "teacher"), choices={"model": list(MODELS), "dataset": datasets})
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    from workbench.train import train
+
+    train(train_config(args), resume=args.resume, progress=not args.no_progress)
