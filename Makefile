@@ -1,11 +1,13 @@
 # Two entry points for a fresh machine:  make demo  |  make test
+# While editing: make test-fast (the unit tier, < 1 min) | make lab (JupyterLab on notebooks/)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 PORT ?= 7860
+LAB_PORT ?= 8888
 
-.PHONY: setup demo test lint rebuild clean
+.PHONY: setup demo test test-fast lab lint rebuild clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,7 +16,7 @@ $(BIN)/python:
 # torch first, pinned: the CPU wheel on this machine's disk is used instead of a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "torch==$(TORCH_VERSION)" || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,lab]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -27,6 +29,15 @@ test: setup
 	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -q chromium)
 	$(BIN)/ruff check workbench tests app.py scripts
 	$(BIN)/python -m pytest -q -ra tests
+
+# the unit tier only: pure functions and tiny models, under a minute (tests/unit)
+test-fast: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+# JupyterLab from the venv, rooted at notebooks/ (open the printed URL; LAB_PORT=... to change the port);
+# Jupyter refuses to run as root unless told to, as in a container
+lab: setup
+	$(BIN)/jupyter lab notebooks/ --no-browser --port $(LAB_PORT) $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 lint: setup
 	$(BIN)/ruff check --fix workbench tests app.py scripts

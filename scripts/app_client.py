@@ -1,5 +1,6 @@
 """Shared by scripts/latency.py and scripts/load_test.py: start `python app.py` (optional), ask it
-through `gradio_client`, summarise timings."""
+through `gradio_client`, summarise timings. The sample images are those of the assets directory the app
+serves: `assets` where a function takes it, else $WORKBENCH_ASSETS, else the repository's assets/."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "assets" / "samples"
+
+
+def assets_dir(assets: str | Path | None = None) -> Path:
+    """The assets directory the app serves (as `python app.py --assets` and $WORKBENCH_ASSETS choose it)."""
+    return Path(assets or os.environ.get("WORKBENCH_ASSETS") or ROOT / "assets")
 
 
 def free_port() -> int:
@@ -23,12 +28,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def queries(pair: str = "shapes VQA") -> list[tuple[str, str]]:
+def queries(pair: str = "shapes VQA", assets: str | Path | None = None) -> list[tuple[str, str]]:
     """(image path, question) for every shipped sample of the pair's kind, each question."""
-    entries = json.loads((SAMPLES / "samples.json").read_text())
+    samples = assets_dir(assets) / "samples"
+    entries = json.loads((samples / "samples.json").read_text())
     source = "easy-vqa" if pair.startswith("easy") else "shapes"
     key = "hypotheses" if "entailment" in pair else "questions"
-    return [(str(SAMPLES / e["file"]), q) for e in entries if e["source"] == source for q in e[key]]
+    return [(str(samples / e["file"]), q) for e in entries if e["source"] == source for q in e[key]]
 
 
 def ask(client, pair: str, image: str, question: str, timeout: float = 60.0) -> tuple[float, float, float]:
@@ -79,14 +85,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 class LaunchedApp:
-    """`python app.py --port P` in a subprocess, stopped (by its own pid) on exit; `startup_s` is the
-    time from starting the process to the first successful /ask, `startup_cpu_s` the CPU time the app
-    used until then."""
+    """`python app.py --port P [--assets DIR]` in a subprocess, stopped (by its own pid) on exit;
+    `startup_s` is the time from starting the process to the first successful /ask, `startup_cpu_s` the
+    CPU time the app used until then."""
 
-    def __init__(self, port: int | None = None, pair: str = "shapes VQA", timeout: float = 120.0):
+    def __init__(
+        self, port: int | None = None, pair: str = "shapes VQA", timeout: float = 120.0, assets: str | None = None
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.pair, self.timeout = pair, timeout
+        self.pair, self.timeout, self.assets = pair, timeout, assets
 
     def __enter__(self) -> LaunchedApp:
         from gradio_client import Client
@@ -94,15 +102,18 @@ class LaunchedApp:
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
         self.log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would block the app
         start = time.perf_counter()
+        command = [sys.executable, str(ROOT / "app.py"), "--port", str(self.port)]
+        if self.assets:
+            command += ["--assets", str(self.assets)]
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--port", str(self.port)],
+            command,
             cwd=ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        image, question = queries(self.pair)[0]
+        image, question = queries(self.pair, self.assets)[0]
         while True:  # a cheap poll of the port (a gradio Client per attempt would take CPU from the app)
             self._check(start)
             try:

@@ -2,6 +2,7 @@
 
     python scripts/load_test.py --launch          # start `python app.py`, 20 clients x 10 queries
     python scripts/load_test.py --url http://127.0.0.1:7860/ --clients 20 --queries 10 --deadline 120
+    python scripts/load_test.py --launch --assets DIR   # the app on another assets directory
 
 Every client is its own `gradio_client.Client` (its own session) in its own thread; each query
 uploads a sample image and asks a question. Reports failures and p50 / p95 / max latency; exits 1
@@ -21,10 +22,12 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from app_client import LaunchedApp, ask, cpu_seconds, queries, summary
 
 
-def client_run(url: str, pair: str, n: int, offset: int, stop: threading.Event) -> tuple[list[float], list[str]]:
+def client_run(
+    url: str, pair: str, n: int, offset: int, stop: threading.Event, assets: str | None = None
+) -> tuple[list[float], list[str]]:
     from gradio_client import Client
 
-    work = queries(pair)
+    work = queries(pair, assets)
     times, failures = [], []
     try:
         client = Client(url, verbose=False)
@@ -42,11 +45,11 @@ def client_run(url: str, pair: str, n: int, offset: int, stop: threading.Event) 
     return times, failures
 
 
-def run(url: str, clients: int, n: int, pair: str, deadline: float) -> dict:
+def run(url: str, clients: int, n: int, pair: str, deadline: float, assets: str | None = None) -> dict:
     stop = threading.Event()
     started = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=clients)
-    futures = [pool.submit(client_run, url, pair, n, 7 * c, stop) for c in range(clients)]
+    futures = [pool.submit(client_run, url, pair, n, 7 * c, stop, assets) for c in range(clients)]
     done, pending = wait(futures, timeout=deadline)
     stop.set()
     pool.shutdown(wait=True, cancel_futures=True)
@@ -77,17 +80,22 @@ def main() -> int:
     p.add_argument("--queries", type=int, default=10)
     p.add_argument("--deadline", type=float, default=120.0, help="seconds the whole run may take")
     p.add_argument("--pair", default="shapes VQA")
+    p.add_argument(
+        "--assets",
+        help="assets directory of the app (with --launch) and of the sample images "
+        "(default: $WORKBENCH_ASSETS, else the repo's assets/)",
+    )
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     load = round(os.getloadavg()[0], 2)
     if args.launch:
-        with LaunchedApp(pair=args.pair) as app:
+        with LaunchedApp(pair=args.pair, assets=args.assets) as app:
             cpu = cpu_seconds(app.proc.pid)
-            result = run(app.url, args.clients, args.queries, args.pair, args.deadline)
+            result = run(app.url, args.clients, args.queries, args.pair, args.deadline, args.assets)
             cpu = cpu_seconds(app.proc.pid) - cpu
             result["app_cpu_ms_per_query"] = round(1000 * cpu / max(result["ok"], 1), 1)
     else:
-        result = run(args.url, args.clients, args.queries, args.pair, args.deadline)
+        result = run(args.url, args.clients, args.queries, args.pair, args.deadline, args.assets)
     result["load_average_1min"] = load
     lat = result["latency"]
     print(

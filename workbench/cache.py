@@ -1,4 +1,4 @@
-"""A bounded cache of image features keyed by image content (DESIGN.md §7).
+"""A bounded cache of image features keyed by image content (docs/design.md, "Speed").
 
 A dual student's image tower depends on the image only, so its output can be reused for every
 question about the same image. The key is the SHA-256 of the preprocessed pixel tensor (its bytes,

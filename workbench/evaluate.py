@@ -10,13 +10,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from workbench.data.collate import Batch, Collator
+from workbench.data.collate import Batch, Collator, batches
 
-
-def batches(dataset, collator: Collator, batch_size: int, indices: list[int] | None = None):
-    indices = list(range(len(dataset))) if indices is None else indices
-    for start in range(0, len(indices), batch_size):
-        yield collator([dataset[i] for i in indices[start : start + batch_size]])
+__all__ = [  # `batches` lives with the collator; re-exported here, where it was first
+    "accuracy_by_type",
+    "batches",
+    "compare_models",
+    "confusion_matrix",
+    "disagreements",
+    "evaluate",
+    "export_rows",
+    "format_metrics",
+    "predict",
+    "write_metrics",
+]
 
 
 @torch.inference_mode()

@@ -3,8 +3,10 @@
 `pretrain_mae(out, steps, ...)` trains `transformers.ViTMAEForPreTraining` and writes `out/` as a Hugging
 Face folder (`config.json`, `model.safetensors`, `preprocessor_config.json`) plus `workbench.json`
 (kind "mae", steps, final reconstruction loss, settings, time). `VisionTeacher.from_folder(out)` loads it.
-While it runs, `out/state/` holds the training state (safetensors + JSON, as `workbench.train`); `resume`
-continues exactly (step s always sees the same scenes), and the state is removed once the folder is final.
+Training runs through the workbench's one trainer (`workbench.train.Trainer`) with an MAE objective: step s
+takes scenes s*B .. (s+1)*B - 1. While it runs, `out/state/` holds the training state (safetensors + JSON);
+`resume` continues exactly (step s always sees the same scenes), and the state is removed once the folder is
+final.
 
 What is ours (MAD pre-trains its vision teacher on ImageNet; we have no such data and no network):
 
@@ -26,18 +28,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from workbench.data.collate import image_to_tensor
 from workbench.data.shapes import ShapesConfig, make_scene, render
 from workbench.models.io import write_json_atomic
-from workbench.train import _lr_lambda, latest_state, load_state, save_state, set_seed
+from workbench.train.config import TrainConfig
+from workbench.train.plan import StreamPlan
+from workbench.train.state import latest_state
+from workbench.train.trainer import Trainer
 
 DATA_SEED_OFFSET = 1000  # MAE scenes: generator seed 1000 + seed (the task data use 0)
 MAE_DEFAULTS = dict(
@@ -103,6 +106,43 @@ def _write_folder(model: ViTMAEForPreTraining, out: Path, meta: dict) -> None:
             f.chmod(0o644)
 
 
+class MAEObjective:
+    """MAE's reconstruction loss (mean squared error on the masked patches); the batch is a tensor of scenes."""
+
+    name = "mae"
+
+    def loss(self, model: ViTMAEForPreTraining, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return model(pixel_values=batch).loss, {}  # masks drawn from torch's RNG, restored on resume
+
+
+class SceneBatches:
+    """`make_batch` for the trainer: ids are scene numbers, consecutive within a batch (`StreamPlan`), so step s
+    always sees the same scenes."""
+
+    def __init__(self, image_size: int, seed: int):
+        self.image_size, self.seed = image_size, seed
+
+    def __call__(self, ids: range) -> torch.Tensor:
+        return scene_images(ids.start, len(ids), self.image_size, self.seed)
+
+
+def mae_optimizer(model: ViTMAEForPreTraining, cfg: MAEConfig) -> torch.optim.AdamW:
+    """AdamW as MAE: betas 0.9 / 0.95, no weight decay on biases, norms and the mask / [CLS] tokens."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in params if p.ndim >= 2 and "token" not in n]
+    other = [p for n, p in params if not (p.ndim >= 2 and "token" not in n)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def loop_config(cfg: MAEConfig, out: Path) -> TrainConfig:
+    """The trainer's settings for a pre-training run: one epoch of `steps` steps, no metrics.jsonl."""
+    return TrainConfig(model="mae", dataset="shapes-scenes", out=str(out), recipe="mae", epochs=1,
+                       batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                       warmup_steps=cfg.warmup_steps, grad_clip=1.0, seed=cfg.seed, save_every=cfg.save_every,
+                       log_every=0)  # fmt: skip
+
+
 def pretrain_mae(
     out: str | Path,
     steps: int = 10_000,
@@ -113,7 +153,8 @@ def pretrain_mae(
     config: MAEConfig | None = None,
     **size,
 ) -> dict:
-    """Pre-train a ViTMAE on unlabelled shapes scenes into the folder `out` (module docstring).
+    """Pre-train a ViTMAE on unlabelled shapes scenes into the folder `out` (module docstring), with the
+    workbench's one trainer (`workbench.train.Trainer`).
 
     `size` overrides the architecture (`MAE_DEFAULTS` keys, e.g. hidden_size=32 for tests). Returns the
     workbench.json metadata."""
@@ -121,65 +162,34 @@ def pretrain_mae(
     cfg = MAEConfig(**{**asdict(cfg), "steps": steps, "batch_size": batch_size, "seed": seed})
     out = Path(out)
     state_dir = out / "state"
-    saved = latest_state(state_dir)
-    if (out / "workbench.json").exists() or (saved and not resume):
+    if (out / "workbench.json").exists() or (latest_state(state_dir) and not resume):
         raise FileExistsError(f"{out} already holds a MAE run; choose another --out (or --resume an unfinished one)")
     out.mkdir(parents=True, exist_ok=True)
 
-    set_seed(cfg.seed)
+    trainer = Trainer(loop_config(cfg, out), MAEObjective(), out, resume=resume, progress=progress)
     model = ViTMAEForPreTraining(mae_config(cfg.image_size, cfg.patch_size, cfg.mask_ratio, **size)).train()
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "token" not in n]
-    other = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "token" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.steps))
-    start = {"global_step": 0, "recent": [], "seconds": 0.0}
-    if resume and saved:
-        start = load_state(saved, model, optimizer, scheduler)
-    step, recent = start["global_step"], list(start["recent"])
-    t0 = time.time() - start["seconds"]
+    trainer.setup(model, mae_optimizer(model, cfg), StreamPlan(cfg.steps, cfg.batch_size),
+                  SceneBatches(cfg.image_size, cfg.seed))  # fmt: skip
+    trainer.fit()
 
-    def checkpoint() -> None:
-        save_state(
-            state_dir, model, optimizer, scheduler,
-            {"global_step": step, "recent": recent, "seconds": time.time() - t0},
-        )  # fmt: skip
-
-    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc="mae", disable=not progress)
-    for step_index in bar:
-        pixels = scene_images(step_index * cfg.batch_size, cfg.batch_size, cfg.image_size, cfg.seed)
-        loss = model(pixel_values=pixels).loss  # masks drawn from torch's RNG, restored on resume
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step = step_index + 1
-        recent = (recent + [loss.item()])[-50:]
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            checkpoint()
-    bar.close()
-
+    recent = trainer.recent
     meta = {
         "kind": "mae",
-        "steps": step,
+        "steps": trainer.global_step,
         # mean MSE on masked patches (pixels in [-1, 1]) over the last <= 50 steps
         "final_loss": round(sum(recent) / max(1, len(recent)), 6),
-        "train_seconds": round(time.time() - t0, 1),
+        "train_seconds": trainer.seconds(),
         "data": f"shapes train-split scenes, generator seed {DATA_SEED_OFFSET + cfg.seed}, images only",
         "settings": asdict(cfg),
         "size": {**MAE_DEFAULTS, **size},
     }
-    _write_folder(model, out, meta)
-    for leftover in (state_dir, state_dir.with_name("state.old")):
-        if leftover.exists():
-            shutil.rmtree(leftover)
+    if trainer.is_main:
+        _write_folder(trainer.final_model(), out, meta)
+        for leftover in (state_dir, state_dir.with_name("state.old")):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+    trainer.accelerator.wait_for_everyone()
     return meta
 
 
-__all__ = ["MAEConfig", "mae_config", "pretrain_mae", "scene_images"]
+__all__ = ["MAEConfig", "MAEObjective", "SceneBatches", "mae_config", "mae_optimizer", "pretrain_mae", "scene_images"]

@@ -1,7 +1,9 @@
 """The app through its API (gradio_client), every public endpoint, on tiny random models so it does
 not depend on training: a VQA pair, an entailment teacher with no student, a two-image NLVR pair, and for
-the Retrieval tab a dual student and an image-text matching fusion teacher."""
+the Retrieval tab a dual student and an image-text matching fusion teacher. The app is the package
+`workbench.app`; `app.py` at the root builds it on an assets directory."""
 
+import importlib.util
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
 
-import app as app_module
+import workbench.app as app_module
 from workbench.api import load_model
 from workbench.data import load_dataset
 from workbench.data.samples import write_samples
@@ -104,8 +106,14 @@ def _answer(text: str) -> str:
     return text.split("**")[1]
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def test_defining_the_app_writes_no_stub_file_into_the_repository():
-    assert not Path(app_module.__file__).with_suffix(".pyi").exists()  # Gradio's per-component .pyi
+    from workbench.app import ui  # defines the app's component subclass
+
+    assert not Path(ui.__file__).with_suffix(".pyi").exists()  # Gradio's per-component .pyi
+    assert not list(Path(app_module.__file__).parent.glob("*.pyi")) and not (ROOT / "app.pyi").exists()
 
 
 def test_every_function_is_an_api_endpoint(served):
@@ -412,3 +420,28 @@ def test_retrieval_teachers_are_not_offered_as_ask_pairs(tmp_path):
     for name in ("shapes-vqa-teacher", "shapes-itm-teacher", app_module.RETRIEVAL_STUDENT):
         (tmp_path / name).mkdir()
     assert list(app_module.shipped_pairs(tmp_path)) == ["shapes VQA"]
+
+
+def _shipped_layout(tmp_path: Path, tokenizer) -> Path:
+    """An assets directory laid out as the repository's: one VQA pair and the samples, no retrieval models."""
+    assets = tmp_path / "assets"
+    _tiny(assets, tokenizer, "shapes-vqa-teacher", "fusion", VQA_ANSWERS, "vqa")
+    _tiny(assets, tokenizer, "shapes-vqa-student", "dual", VQA_ANSWERS, "vqa")
+    write_samples(assets / "samples", n_shapes=2, n_easy=0)
+    return assets
+
+
+def test_app_py_defines_a_module_level_demo_on_the_assets_directory(tmp_path, tokenizer, monkeypatch):
+    """`gradio app.py` (reload mode) serves the module-level `demo`; imported, app.py builds it on
+    $WORKBENCH_ASSETS (what `python app.py --assets DIR` sets)."""
+    import gradio as gr
+
+    monkeypatch.setenv("WORKBENCH_ASSETS", str(_shipped_layout(tmp_path, tokenizer)))
+    spec = importlib.util.spec_from_file_location("app_under_test", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert isinstance(module.demo, gr.Blocks)
+    pair = next(b for b in module.demo.blocks.values() if getattr(b, "elem_id", None) == "pair")
+    assert [value for _, value in pair.choices] == ["shapes VQA"]
+    assert "No retrieval student is loaded" in _markdown(module.demo, "retrieval-models")
+    assert module.parse_args(["--assets", "elsewhere", "--port", "1"]).assets == "elsewhere"

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import app as app_module
-from workbench.api import ASSETS
+import workbench.app as app_module
 from workbench.data.samples import load_samples
 from workbench.data.shapes import ITM_LABELS, VQA_ANSWERS
 from workbench.models import create_model
@@ -45,7 +44,7 @@ def _retrieval_models(root: Path, tokenizer) -> "app_module.RetrievalModels":
 def url(tmp_path_factory, tokenizer):
     pairs = app_module.load_pairs(app_module.shipped_pairs())
     retrieval = _retrieval_models(tmp_path_factory.mktemp("retrieval"), tokenizer)
-    demo = app_module.build_app(pairs, load_samples(ASSETS / "samples"), retrieval=retrieval)
+    demo = app_module.build_app(pairs, load_samples(app_module.assets_dir() / "samples"), retrieval=retrieval)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

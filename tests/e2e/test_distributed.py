@@ -5,7 +5,10 @@ On a machine without GPUs `accelerate launch --multi_gpu --num_processes 2` star
 torchrun; each runs on the CPU and they talk over gloo (`--cpu` alone would start one process: accelerate
 only runs several CPU processes through mpirun).
 
-Tolerances (measured values in RELIABILITY.md):
+The same holds for gradient accumulation under DDP: 2 processes x 2 micro-batches of 4 step like one process
+on the whole batch of 16 (`TrainConfig.grad_accum`; the run is launched from its saved `train_config.json`).
+
+Tolerances (measured values in docs/reliability.md):
 - `kd`: the loss is a mean over examples, so the mean of the two half-batch losses (what DDP averages the
   gradients of, and what train.py all-reduces before logging) is the global batch's loss: only float
   summation order differs. Tolerance 1e-5 absolute.
@@ -63,6 +66,12 @@ def one_thread():
     torch.set_num_threads(old)
 
 
+def _launch(port: int) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(port)]  # fmt: skip
+
+
 @pytest.mark.parametrize("recipe", ["kd", "dide"])
 def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teacher, recipe, one_thread):
     # 30 steps of a global batch of 16 (8 per process), a loss record every step
@@ -70,9 +79,7 @@ def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teach
             "--train-size", "480", "--val-size", "32", "--test-size", "32", "--batch-size", "16",
             "--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--lr", "2e-3",
             "--warmup-steps", "5", "--log-every", "1", "--seed", "1", "--no-progress"]  # fmt: skip
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(_free_port()), "-m", "workbench.cli"]  # fmt: skip
+    launch = [*_launch(_free_port()), "-m", "workbench.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     two = tmp_path / "two"
     proc = subprocess.run([*launch, *args, "--out", str(two)], env=env, capture_output=True, text=True, timeout=300)
@@ -90,3 +97,33 @@ def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teach
     print(f"{recipe}: max |loss difference| {max(diffs):.2e}, max relative {diffs[worst] / abs(a[worst][1]):.2e}")
     for (step, x), (_, y) in zip(a, b):
         assert y == pytest.approx(x, **TOLERANCE[recipe]), f"step {step}: 1 process {x}, 2 processes {y}"
+
+
+TRAIN_FROM_CONFIG = """
+import sys
+from workbench.train import TrainConfig, train
+train(TrainConfig.from_json(sys.argv[1]), progress=False)
+"""
+
+
+def test_two_processes_accumulating_gradients_follow_the_single_process_trajectory(tmp_path, one_thread):
+    from workbench.train import TrainConfig, train
+
+    size = {"hidden_size": 32, "num_layers": 1, "num_heads": 2}
+    common = dict(dataset="shapes-vqa", epochs=1, train_size=160, val_size=32, test_size=32, batch_size=16,
+                  lr=2e-3, warmup_steps=2, log_every=1, seed=1, size=size)  # fmt: skip
+    two = TrainConfig(out=str(tmp_path / "two"), grad_accum=2, **common)
+    (tmp_path / "script.py").write_text(TRAIN_FROM_CONFIG)
+    two.to_json(tmp_path / "two.json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [*_launch(_free_port()), str(tmp_path / "script.py"), str(tmp_path / "two.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(TrainConfig(out=str(tmp_path / "one"), **common), progress=False)
+
+    meta = json.loads((tmp_path / "two" / "model" / "workbench.json").read_text())
+    assert meta["num_processes"] == 2 and meta["steps"] == 10 and meta["train_config"]["grad_accum"] == 2
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 11))
+    for (step, x), (_, y) in zip(a, b):
+        assert y == pytest.approx(x, abs=1e-5), f"step {step}: 1 process {x}, 2 processes x 2 micro-batches {y}"

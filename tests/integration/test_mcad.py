@@ -1,5 +1,5 @@
 """MCAD and the retrieval baselines: every recipe trains the student only, a tiny end-to-end run writes a
-checkpoint with retrieval metrics, and the grid collects seeds into a table with the issue's checks."""
+checkpoint with retrieval metrics. The MCAD grid's tests: tests/integration/test_experiments.py."""
 
 import json
 
@@ -8,7 +8,6 @@ import torch
 
 from workbench.data import Collator, load_dataset
 from workbench.data.shapes import ITM_LABELS
-from workbench.distill import mcad_experiment as mx
 from workbench.distill.mcad import RETRIEVAL_RECIPES, default_weights, make_retrieval_recipe
 from workbench.models import create_model
 from workbench.retrieval import DualEncoder, FusionMatcher
@@ -120,95 +119,3 @@ def test_distill_retrieval_refuses_other_datasets_and_missing_teachers(tmp_path,
     assert main([*args, "--out", str(tmp_path / "g")]) == 2 and "multiple of 4" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["distill-retrieval", "--dataset", "shapes-vqa", "--out", str(tmp_path / "s")])
-
-
-# ---------------------------------------------------------------------------------------- grid
-
-
-def test_grid_has_three_seeds_of_every_recipe_seed_zero_first():
-    assert [r.recipe for r in mx.GRID[: len(mx.RECIPES)]] == list(mx.RECIPES)
-    for recipe in mx.RECIPES:
-        assert sorted(r.seed for r in mx.GRID if r.recipe == recipe) == [0, 1, 2]
-    assert len({r.name for r in mx.GRID}) == len(mx.GRID)
-    with pytest.raises(ValueError, match="unknown retrieval recipes"):
-        mx.grid((0,), ("mcad", "dide"))
-    for preset in mx.PRESETS.values():  # the student is at most a quarter of the teacher (same vocabulary)
-        s, d = preset["student"]["size"], preset["dual"]["size"]
-        assert (s["hidden_size"] ** 2 * s["num_layers"]) * 4 <= d["hidden_size"] ** 2 * d["num_layers"]
-
-
-def _metrics(r1_i2t, r1_t2i, params, median=2.0):
-    d = lambda r1: {"R@1": r1, "R@5": min(1.0, r1 + 0.2), "R@10": min(1.0, r1 + 0.3), "median_rank": median,  # noqa: E731
-                    "mean_rank": 3.0, "n": 100}  # fmt: skip
-    return {"i2t": d(r1_i2t), "t2i": d(r1_t2i), "r1": (r1_i2t + r1_t2i) / 2, "n_images": 100, "n_texts": 100,
-            "params": params, "index": {"seconds": 0.5}, "query_ms": {"total": 2.0}}  # fmt: skip
-
-
-def _fake_student(root, run, r1, params=1_000_000):
-    out = root / "students" / run.name / "model"
-    out.mkdir(parents=True)
-    meta = {"metrics": {"test": _metrics(r1, r1, params)}, "train_seconds": 600, "steps": 3000}
-    (out / "workbench.json").write_text(json.dumps(meta))
-
-
-def test_collect_gives_mean_and_std_over_seeds_the_checks_and_a_table(tmp_path):
-    runs = mx.grid((0, 1, 2), ("clip", "mcad"))
-    for s, r1 in enumerate((0.50, 0.52, 0.54)):
-        _fake_student(tmp_path, mx.Run("clip", s), r1)
-    for s, r1 in enumerate((0.70, 0.71, 0.72)):
-        _fake_student(tmp_path, mx.Run("mcad", s), r1)
-    teachers = {
-        "dual": {**_metrics(0.8, 0.7, 5_000_000), "minutes": 90.0},
-        "dual+fusion": {**_metrics(0.9, 0.8, 0), "k": 10},
-        "fusion_itm": {"accuracy": 0.97, "per_type": {"match": 0.99, "position swap": 0.9}},
-    }
-    (tmp_path / "teachers").mkdir()
-    (tmp_path / "teachers" / "eval.json").write_text(json.dumps(teachers))
-    results = mx.collect(tmp_path, runs)
-    clip = results["rows"]["clip"]
-    assert clip["r1"]["mean"] == pytest.approx(0.52) and clip["r1"]["std"] == pytest.approx(0.02)
-    assert clip["i2t median_rank"]["mean"] == 2.0 and len(clip["runs"]) == 3
-    checks = results["checks"]
-    assert checks["mcad_minus_clip_r1_points"] == {
-        "value": pytest.approx(19.0),
-        "spread": pytest.approx(3.0),
-        "met": True,
-    }
-    assert checks["student_params_fraction_of_teacher"] == {"value": 0.2, "target": 0.25, "met": True}
-    assert checks["student_r1_fraction_of_teacher"]["value"] == pytest.approx(0.71 / 0.75, abs=1e-3)
-    assert checks["student_r1_fraction_of_teacher"]["met"] is True
-    assert checks["fusion_rerank_gain_r1_points"] == {"value": pytest.approx(10.0), "met": True}
-    table = mx.results_table(results)
-    assert "| student `mcad` | 3 | 71.0 ± 1.0 | 71.0 ± 1.0 | 91.0 ± 1.0 | 100.0 ± 0.0 | 2 ± 0.0 |" in table
-    assert "| teacher: dual (`clip`) | | 75.0 | 80.0 |" in table and "re-rank (top 10)" in table
-    assert "position swap 90.0" in table and "NOT met" not in table and "Test gallery: 100" in table
-    assert mx.results_table({"teachers": {}, "rows": {}, "checks": {}}) == "(no finished runs yet)"
-
-
-def test_one_seed_leaves_the_margin_check_pending(tmp_path):
-    _fake_student(tmp_path, mx.Run("clip", 0), 0.5)
-    _fake_student(tmp_path, mx.Run("mcad", 0), 0.4)
-    results = mx.collect(tmp_path, mx.grid((0,), ("clip", "mcad")))
-    assert results["checks"]["mcad_minus_clip_r1_points"]["met"] is None
-    assert "pending" in mx.results_table(results)
-
-
-def test_run_grid_waits_for_teachers_skips_finished_runs_and_releases_locks(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr("workbench.distill.mcad.distill_retrieval", lambda cfg, *a, **k: calls.append(cfg.out))
-    monkeypatch.setattr(mx, "evaluate_teachers", lambda *a, **k: None)
-    runs = mx.grid((0,), ("clip", "clipkd", "mcad"))
-    _fake_student(tmp_path, runs[0], 0.5)  # clip seed 0 is finished
-    # the dual teacher is given and ready; the fusion teacher is being built by another worker (claimed)
-    (tmp_path / "dual").mkdir()
-    (tmp_path / "dual" / "workbench.json").write_text("{}")
-    fusion_run = tmp_path / "teachers" / "fusion-itm"
-    assert mx.claim(fusion_run)
-    import os
-
-    fusion_run.with_name("fusion-itm.lock").write_text(str(os.getppid()))  # a live process that is not us
-    done = mx.run_grid(
-        tmp_path, tmp_path / "assets", "smoke", runs, dual_teacher=str(tmp_path / "dual"), progress=False
-    )
-    assert done == ["clipkd-seed0"] and calls == [str(tmp_path / "students" / "clipkd-seed0")]
-    assert not list((tmp_path / "students").glob("*.lock"))

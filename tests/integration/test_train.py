@@ -378,3 +378,165 @@ def test_a_warm_start_from_the_same_architecture_is_the_source_itself(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+
+
+# ---------------------------------------------------------------------------------------------- scale engineering
+
+
+class _Regression:
+    """A stand-in objective for the `Trainer` alone: least squares on the first 4 columns -> the last 2."""
+
+    name = "regression"
+
+    def loss(self, model, batch):
+        loss = torch.nn.functional.mse_loss(model(batch[:, :4]), batch[:, 4:])
+        return loss, {"mse": loss.item()}
+
+
+def _fit_linear(out, batch_size, grad_accum, steps=3):
+    """A tiny linear model trained by the `Trainer` with plain SGD (the update is lr x gradient, nothing else)."""
+    from workbench.train import StreamPlan, Trainer
+
+    data = torch.randn(batch_size * steps, 6, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(out=str(out), epochs=1, batch_size=batch_size, grad_accum=grad_accum, warmup_steps=0,
+                      grad_clip=0.0, log_every=1, seed=0)  # fmt: skip
+    trainer = Trainer(cfg, _Regression(), out, progress=False)
+    model = torch.nn.Linear(4, 2)
+    trainer.setup(model, torch.optim.SGD(model.parameters(), lr=0.1), StreamPlan(steps, batch_size),
+                  lambda ids: data[ids.start : ids.stop])  # fmt: skip
+    trainer.fit()
+    return trainer.final_model().state_dict()
+
+
+def test_gradient_accumulation_takes_the_same_step_as_the_whole_batch(tmp_path):
+    """batch_size is the global batch of one optimizer step: 2 micro-batches of 8 step like one batch of 16."""
+    whole = _fit_linear(tmp_path / "whole", batch_size=16, grad_accum=1)
+    accumulated = _fit_linear(tmp_path / "accumulated", batch_size=16, grad_accum=2)
+    halves = _fit_linear(tmp_path / "halves", batch_size=8, grad_accum=1)  # twice the steps on half batches
+    for k in whole:
+        torch.testing.assert_close(accumulated[k], whole[k], rtol=0, atol=1e-6, msg=k)
+    assert not torch.allclose(halves["weight"], whole["weight"])
+    # a real run: the same loss at every step (the weights drift apart only by float summation order)
+    kw = dict(epochs=1, train_size=320, val_size=32, test_size=32, batch_size=16, max_steps=6, log_every=1)
+    train(_cfg(tmp_path / "one", **kw), progress=False)
+    train(_cfg(tmp_path / "two", grad_accum=2, **kw), progress=False)
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(a) == len(b) == 6
+    assert a == pytest.approx(b, rel=0, abs=1e-5)
+
+
+def _losses(out) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def test_resume_mid_run_with_gradient_accumulation_is_exact(tmp_path):
+    kw = dict(epochs=2, train_size=320, val_size=32, test_size=32, grad_accum=2, save_every=5, log_every=1)
+    ref = train(_cfg(tmp_path / "ref", **kw), progress=False)
+    with pytest.raises(KeyboardInterrupt):  # two loss calls a step: dies in step 14, after the checkpoint at 10
+        train(_cfg(tmp_path / "run", **kw), recipe=CrashAt(2 * 13 + 1), progress=False)
+    assert json.loads((tmp_path / "run" / "state" / "state.json").read_text())["progress"]["global_step"] == 10
+    resumed = train(_cfg(tmp_path / "run", **kw), resume=True, progress=False)
+    assert resumed["steps"] == ref["steps"] == 20
+    a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _records(tmp_path / "run") == _records(tmp_path / "ref")  # metrics.jsonl cut back and redone
+
+
+def _records(out) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in lines]
+
+
+class RecordPrecision(HardLabels):
+    """Hard labels, noting whether autocast is on around the loss and what a teacher run inside returns."""
+
+    def __init__(self):
+        self.seen = set()
+        self.teacher = torch.nn.Linear(8, 8)
+
+    def loss(self, model, batch):
+        with torch.inference_mode():  # a frozen teacher, as the distillation objectives run theirs
+            teacher_out = self.teacher(torch.ones(2, 8))
+        self.seen.add((torch.is_autocast_enabled("cpu"), teacher_out.dtype))
+        return super().loss(model, batch)
+
+
+def test_bf16_training_runs_on_the_cpu_and_its_loss_decreases(tmp_path):
+    kw = dict(epochs=1, train_size=960, val_size=32, test_size=64, max_steps=30, log_every=1)
+    recipe = RecordPrecision()
+    result = train(_cfg(tmp_path / "bf16", mixed_precision="bf16", **kw), recipe=recipe, progress=False)
+    assert recipe.seen == {(True, torch.bfloat16)}  # the loss, teacher included, runs under bf16 autocast
+    losses = _losses(tmp_path / "bf16")
+    assert len(losses) == 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05, losses
+    weights = load_file(tmp_path / "bf16" / "model" / "model.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.float32}  # weights and optimizer stay fp32
+    assert 0 <= result["test"]["accuracy"] <= 1
+    assert TrainConfig.from_json(tmp_path / "bf16" / "train_config.json").mixed_precision == "bf16"
+    # the same process then trains in fp32 again (accelerate's process-wide precision is reset), and the
+    # bf16 run's losses were its own: close to fp32's, not equal
+    plain = RecordPrecision()
+    train(_cfg(tmp_path / "fp32", **kw), recipe=plain, progress=False)
+    assert plain.seen == {(False, torch.float32)}
+    fp32 = _losses(tmp_path / "fp32")
+    assert fp32 != losses and fp32 == pytest.approx(losses, abs=0.05)
+
+
+def test_dataloader_workers_feed_the_same_batches_in_the_same_order(tmp_path):
+    """num_workers > 0 builds the batches in other processes; the order, gated curriculum phases included, and
+    so the trained weights are the same as without workers."""
+    phases = [[["counting"], 40, "until=0.9"]]  # ends early, at step 25 (the first full window of 25 batches)
+    kw = dict(epochs=1, train_size=320, val_size=32, test_size=32, max_steps=30, grad_accum=2, curriculum=phases)
+    rec = {n: ScriptedAccuracy(low=3) for n in (0, 2)}
+    for n, recipe in rec.items():
+        train(_cfg(tmp_path / f"w{n}", num_workers=n, **kw), recipe=recipe, progress=False)
+    assert rec[0].seen == rec[2].seen and len(rec[0].seen) == 2 * 30
+    assert all(s == {"counting"} for s in rec[2].seen[:50]) and all(len(s) > 1 for s in rec[2].seen[50:])
+    assert _records(tmp_path / "w2") == _records(tmp_path / "w0")
+    assert [r["phase_steps"] for r in _records(tmp_path / "w2") if "phase" in r] == [25]
+    a = load_file(tmp_path / "w0" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "w2" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_scale_settings_that_cannot_work_fail_clearly(tmp_path, monkeypatch):
+    with pytest.raises(WorkbenchError, match="fp16 needs a GPU"):
+        train(_cfg(tmp_path / "fp16", mixed_precision="fp16"), progress=False)
+    with pytest.raises(WorkbenchError, match="divide evenly over 1 processes x 3 accumulated micro-batches"):
+        train(_cfg(tmp_path / "odd", grad_accum=3), progress=False)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # `accelerate launch --mixed_precision bf16`
+    with pytest.raises(WorkbenchError, match="pass --mixed-precision bf16"):
+        train(_cfg(tmp_path / "launcher"), progress=False)
+    for bad in (dict(mixed_precision="fp8"), dict(grad_accum=0), dict(num_workers=-1)):
+        with pytest.raises(WorkbenchError, match=next(iter(bad))):
+            TrainConfig(**bad)
+
+
+# ---------------------------------------------------------------------------------------------- configs as data
+
+
+def test_a_saved_train_config_loads_back(tmp_path):
+    from dataclasses import asdict
+
+    cfg = _cfg(tmp_path / "run", curriculum=[[["counting"], 3, "until=0.9"]], oversample={"counting": 2},
+               mixed_precision="bf16", grad_accum=2, num_workers=1, recipe_args={"weights": {"soft": 1.0}})  # fmt: skip
+    cfg.to_json(tmp_path / "train_config.json")
+    text = (tmp_path / "train_config.json").read_text()
+    assert text == json.dumps(asdict(cfg), indent=2)  # the format every run writes
+    assert TrainConfig.from_json(tmp_path / "train_config.json") == cfg
+    # a config saved before a field existed takes its default
+    old = {k: v for k, v in json.loads(text).items() if k not in ("mixed_precision", "grad_accum", "num_workers")}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert TrainConfig.from_json(tmp_path / "old.json").grad_accum == 1
+    # unknown keys: one error naming all of them
+    (tmp_path / "typo.json").write_text(json.dumps({**old, "lr_rate": 1e-3, "epoch": 2}))
+    with pytest.raises(WorkbenchError, match=r"unknown TrainConfig key\(s\) \['epoch', 'lr_rate'\]"):
+        TrainConfig.from_json(tmp_path / "typo.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(WorkbenchError, match="not valid JSON"):
+        TrainConfig.from_json(tmp_path / "bad.json")
+    with pytest.raises(WorkbenchError, match="cannot read"):
+        TrainConfig.from_json(tmp_path / "missing.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(WorkbenchError, match="expected a JSON object"):
+        TrainConfig.from_json(tmp_path / "list.json")

@@ -1,12 +1,15 @@
 """The Python API on good and bad inputs: every failure is an InputError with a clear message."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from workbench.api import ask, check_question, load_model, read_image
+from workbench.api import ask, assets_dir, load_model, shipped
 from workbench.data.shapes import VQA_ANSWERS
 from workbench.errors import InputError
+from workbench.inputs import check_question, read_image
 from workbench.models import create_model
 from workbench.models.io import save_checkpoint
 
@@ -83,3 +86,33 @@ def test_wrong_number_of_images(model):
 def test_unknown_shipped_name():
     with pytest.raises(InputError, match="no shipped asset"):
         load_model("no-such-teacher")
+
+
+def test_shipped_assets_follow_the_argument_then_the_environment_variable(model, tmp_path, monkeypatch):
+    """The shipped-asset lookup takes a directory (argument), else $WORKBENCH_ASSETS, else the repo's assets/."""
+    import workbench.api as api
+
+    mine = tmp_path / "mine"
+    (mine / "my-teacher").mkdir(parents=True)
+    monkeypatch.delenv("WORKBENCH_ASSETS", raising=False)
+    assert assets_dir() == api.REPO_ASSETS == Path(api.__file__).resolve().parent.parent / "assets"
+    monkeypatch.setenv("WORKBENCH_ASSETS", str(mine))
+    assert assets_dir() == mine and shipped("my-teacher") == mine / "my-teacher"
+    assert assets_dir(tmp_path) == tmp_path  # an argument wins over the variable
+    with pytest.raises(InputError, match="no shipped asset 'my-teacher'"):
+        shipped("my-teacher", tmp_path)
+    monkeypatch.setenv("WORKBENCH_ASSETS", "")  # set but empty: the default
+    assert assets_dir() == api.REPO_ASSETS
+
+
+def test_load_model_finds_a_shipped_name_in_the_assets_directory(model, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(model.path, tmp_path / "tiny-teacher")
+    monkeypatch.chdir(tmp_path.parent)  # the bare name is not a folder here
+    monkeypatch.setenv("WORKBENCH_ASSETS", str(tmp_path))
+    assert load_model("tiny-teacher", device="cpu").labels == list(VQA_ANSWERS)
+    monkeypatch.setenv("WORKBENCH_ASSETS", str(tmp_path / "elsewhere"))
+    with pytest.raises(InputError, match="no shipped asset"):
+        load_model("tiny-teacher")
+    assert load_model("tiny-teacher", device="cpu", assets=tmp_path).labels == list(VQA_ANSWERS)

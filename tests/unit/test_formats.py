@@ -6,10 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from workbench.data.files import DatasetFormatError, DatasetLayoutError, DatasetSplitError
 from workbench.data.formats import KarpathyCaptions, NLVR2Dataset, SNLIVEDataset, VQAv2Dataset
+from workbench.data.vqav2 import IGNORE_INDEX
 
 
 def _image(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
@@ -50,93 +53,135 @@ def _ann(qid: int, image_id: int, answer_type: str, mca: str, answers: list[str]
     }
 
 
+VQA_QUESTIONS = [
+    {"image_id": 1, "question": "how many dogs?", "question_id": 10},
+    {"image_id": 1, "question": "is it sunny?", "question_id": 11},
+    {"image_id": 2, "question": "is it a cat?", "question_id": 20},
+    {"image_id": 2, "question": "what colour is the car?", "question_id": 21},
+]
+VQA_ANNOTATIONS = [
+    _ann(10, 1, "number", "2", ["2"] * 4 + ["3"] + ["two"] * 5),
+    _ann(11, 1, "yes/no", "yes", ["yes"] * 10),
+    _ann(20, 2, "yes/no", "yes", ["no"] * 3 + ["yes"] * 7),
+    _ann(21, 2, "other", "blue", ["red"] * 2 + ["blue"] * 8),
+]
+
+
 @pytest.fixture
 def vqa_root(tmp_path: Path) -> Path:
-    questions = [
-        {"image_id": 1, "question": "how many dogs?", "question_id": 10},
-        {"image_id": 1, "question": "is it sunny?", "question_id": 11},
-        {"image_id": 2, "question": "is it a cat?", "question_id": 20},
-        {"image_id": 2, "question": "what colour is the car?", "question_id": 21},
-    ]
-    annotations = [
-        _ann(10, 1, "number", "2", ["2"] * 4 + ["3"] + ["two"] * 5),
-        _ann(11, 1, "yes/no", "yes", ["yes"] * 10),
-        _ann(20, 2, "yes/no", "yes", ["no"] * 3 + ["yes"] * 7),
-        _ann(21, 2, "other", "blue", ["red"] * 2 + ["blue"] * 8),
-    ]
-    _json(tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json", {"questions": questions})
-    _json(tmp_path / "v2_mscoco_val2014_annotations.json", {"annotations": annotations})
+    _json(tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json",
+          {"data_subtype": "val2014", "questions": VQA_QUESTIONS})  # fmt: skip
+    _json(tmp_path / "v2_mscoco_val2014_annotations.json", {"data_subtype": "val2014", "annotations": VQA_ANNOTATIONS})
     _image(tmp_path / "val2014" / "COCO_val2014_000000000001.jpg", (20, 10))
     _image(tmp_path / "val2014" / "COCO_val2014_000000000002.jpg", (12, 8), mode="L")
     return tmp_path
 
 
-def test_vqav2_default_vocabulary_is_top_answers_by_count_then_alphabet(vqa_root: Path) -> None:
-    ds = VQAv2Dataset(vqa_root, "val")
-    assert ds.labels == ("yes", "2", "blue")  # yes x2; "2" and "blue" x1, alphabetical
-    assert len(ds) == 4 and ds.skipped == 0
+def _row(vector, labels) -> dict:
+    return {labels[k]: pytest.approx(float(v)) for k, v in enumerate(vector) if v}
+
+
+def test_vqav2_default_vocabulary_is_vilts_rule(vqa_root: Path) -> None:
+    # ViLT: normalised multiple_choice_answers given at least min_count times, in order of first appearance
+    ds = VQAv2Dataset(vqa_root, "val", min_count=1)
+    assert ds.labels == ("2", "yes", "blue")
+    assert len(ds) == 4 and ds.unanswerable == 0
     assert [ds[i].text for i in range(4)] == [
         "how many dogs?",
         "is it sunny?",
         "is it a cat?",
         "what colour is the car?",
     ]
-    assert [ds[i].label for i in range(4)] == [1, 0, 0, 2]
-    assert [ds[i].qtype for i in range(4)] == ["number", "yes/no", "yes/no", "other"]
-    assert set(ds.qtypes) == {"yes/no", "number", "other"}
-    assert ds[0].meta["question_id"] == 10 and ds[3].meta["question_id"] == 21
-    assert ds[0].meta["soft_labels"] == {1: 1.0}  # 4 of 10 said "2"; "3" and "two" are not in the vocabulary
-    assert ds[2].meta["soft_labels"] == {0: 1.0}  # "no" is not in the vocabulary
-    assert ds[3].meta["soft_labels"] == {2: 1.0}
+    assert [ds[i].label for i in range(4)] == [0, 1, 1, 2]
+    assert [ds[i].qtype for i in range(4)] == [ds.qtype(i) for i in range(4)] == ["number", "yes/no", "yes/no", "other"]
+    assert ds.qtypes == ("yes/no", "number", "other")
+    assert ds[0].meta["question_id"] == 10 and ds[3].meta["image_id"] == 2
+    assert VQAv2Dataset(vqa_root, "val", min_count=2).labels == ("yes",)
+
+
+def test_vqav2_targets_are_vilts_scores_and_scores_the_official_accuracy(vqa_root: Path) -> None:
+    labels = ("yes", "2", "3", "no", "two")
+    ds = VQAv2Dataset(vqa_root, "val", labels=labels)
+    first = ds[0]  # "2" x4, "3" x1, "two" x5
+    assert _row(first.meta["targets"], labels) == {"2": 1.0, "3": 0.3, "two": 1.0}  # raw strings, ViLT's table
+    assert _row(first.meta["scores"], labels) == {"2": 1.0, "3": 0.3, "two": 1.0}  # "two" == "2": 9 of 10
+    assert first.label == 4  # the in-vocabulary answer most annotators gave ("two", 5 of them)
+    assert first.meta["targets"].dtype == np.float32 and first.meta["targets"].shape == (5,)
+    assert _row(ds[2].meta["targets"], labels) == {"yes": 1.0, "no": 0.9} and ds[2].label == 0
+    # "red" / "blue" are outside the vocabulary: kept, with zero targets and no gold label
+    assert not ds[3].meta["targets"].any() and not ds[3].meta["scores"].any() and ds[3].label == IGNORE_INDEX
+    assert len(ds) == 4 and ds.unanswerable == 1 and ds.skipped == 0
+    dropped = VQAv2Dataset(vqa_root, "val", labels=labels, drop_unanswerable=True)
+    assert (
+        len(dropped) == 3
+        and dropped.skipped == 1
+        and [dropped[i].meta["question_id"] for i in range(3)] == [10, 11, 20]
+    )
+    assert len(VQAv2Dataset(vqa_root, "val", labels=labels, size=2)) == 2
 
 
 def test_vqav2_images_are_rgb_and_lazy(vqa_root: Path) -> None:
-    ds = VQAv2Dataset(vqa_root, "val")
-    (vqa_root / "val2014" / "COCO_val2014_000000000002.jpg").unlink()  # not read until accessed
+    ds = VQAv2Dataset(vqa_root, "val", labels=["yes"])
+    missing = vqa_root / "val2014" / "COCO_val2014_000000000002.jpg"
+    missing.unlink()  # not read until accessed
     ex = ds[0]
     assert len(ex.images) == 1 and ex.images[0].size == (20, 10) and ex.images[0].mode == "RGB"
-    with pytest.raises(FileNotFoundError, match=_path_in(vqa_root / "val2014" / "COCO_val2014_000000000002.jpg")):
+    with pytest.raises(DatasetLayoutError, match=_path_in(missing)):
         ds[2]
+    (vqa_root / "val2014" / "COCO_val2014_000000000001.jpg").unlink()  # the first image: checked on load
+    with pytest.raises(DatasetLayoutError, match="COCO_val2014_000000000001.jpg"):
+        VQAv2Dataset(vqa_root, "val", labels=["yes"])
 
 
-def test_vqav2_soft_scores_with_given_answers(vqa_root: Path) -> None:
-    ds = VQAv2Dataset(vqa_root, "val", answers=["yes", "2", "3", "no"])
-    assert ds.labels == ("yes", "2", "3", "no")
-    soft = ds[0].meta["soft_labels"]
-    assert soft[1] == 1.0  # 4 of 10 said "2": min(1, 4 / 3)
-    assert soft[2] == pytest.approx(1 / 3)  # 1 of 10 said "3"
-    assert set(soft) == {1, 2}
-    assert ds[0].label == 1
-    # 7 "yes" and 3 "no" both score 1.0: the tie goes to the more frequent answer, "yes".
-    assert ds[2].meta["soft_labels"] == {0: 1.0, 3: 1.0} and ds[2].label == 0
-    # "red" / "blue" are out of the vocabulary: that question is skipped.
-    assert len(ds) == 3 and ds.skipped == 1
-    assert [ds[i].meta["question_id"] for i in range(3)] == [10, 11, 20]
+def test_vqav2_missing_annotations_file(vqa_root: Path) -> None:
+    (vqa_root / "v2_mscoco_val2014_annotations.json").unlink()
+    with pytest.raises(DatasetLayoutError) as e:
+        VQAv2Dataset(vqa_root, "val", labels=["yes"])
+    message = str(e.value)  # one error: what is missing, and every file the split needs
+    assert "missing " + str(vqa_root / "v2_mscoco_val2014_annotations.json") in message
+    assert "v2_OpenEnded_mscoco_val2014_questions.json" in message and "val2014/" in message
 
 
-def test_vqav2_label_is_highest_score(vqa_root: Path) -> None:
-    ds = VQAv2Dataset(vqa_root, "val", answers=["3", "red", "blue"])
-    assert ds[0].label == 0 and ds[0].meta["soft_labels"] == {0: pytest.approx(1 / 3)}
-    assert ds[1].meta["soft_labels"] == {1: pytest.approx(2 / 3), 2: 1.0} and ds[1].label == 2
-
-
-def test_vqav2_top_k_truncates(vqa_root: Path) -> None:
-    ds = VQAv2Dataset(vqa_root, "val", top_k=2)
-    assert ds.labels == ("yes", "2")
-    assert len(ds) == 3 and ds.skipped == 1
-
-
-def test_vqav2_missing_file(tmp_path: Path) -> None:
-    expected = tmp_path / "v2_OpenEnded_mscoco_train2014_questions.json"
-    with pytest.raises(FileNotFoundError, match=_path_in(expected)) as e:
+def test_vqav2_missing_everything_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetLayoutError) as e:
         VQAv2Dataset(tmp_path, "train")
+    for name in ("v2_OpenEnded_mscoco_train2014_questions.json", "v2_mscoco_train2014_annotations.json", "train2014"):
+        assert str(tmp_path / name) in str(e.value)
     assert "VQAv2" in str(e.value)
+
+
+def test_vqav2_wrong_split_name(vqa_root: Path) -> None:
+    with pytest.raises(DatasetSplitError, match="VQAv2 has no split 'validation'; its splits are train, val, test-dev"):
+        VQAv2Dataset(vqa_root, "validation")
+
+
+def test_vqav2_annotations_of_another_split(vqa_root: Path) -> None:
+    path = vqa_root / "v2_mscoco_val2014_annotations.json"
+    _json(path, {"data_subtype": "train2014", "annotations": VQA_ANNOTATIONS})
+    with pytest.raises(DatasetLayoutError, match=rf"{_path_in(path)} holds the train2014 data"):
+        VQAv2Dataset(vqa_root, "val", labels=["yes"])
+    # without data_subtype: the question ids tell
+    other = [dict(a, question_id=a["question_id"] + 1000) for a in VQA_ANNOTATIONS]
+    _json(path, {"annotations": other})
+    with pytest.raises(DatasetLayoutError, match="4 of the 4 questions .* have no annotation .* different splits"):
+        VQAv2Dataset(vqa_root, "val", labels=["yes"])
+
+
+def test_vqav2_test_dev_has_questions_only(vqa_root: Path) -> None:
+    _json(vqa_root / "v2_OpenEnded_mscoco_test-dev2015_questions.json",
+          {"data_subtype": "test-dev2015", "questions": VQA_QUESTIONS[:2]})  # fmt: skip
+    _image(vqa_root / "test2015" / "COCO_test2015_000000000001.jpg", (9, 7))
+    ds = VQAv2Dataset(vqa_root, "test-dev", min_count=1)  # the vocabulary from the val annotations
+    assert ds.labels == ("2", "yes", "blue") and len(ds) == 2
+    ex = ds[1]
+    assert ex.label == IGNORE_INDEX and ex.qtype == "unknown" and "targets" not in ex.meta
+    assert ex.images[0].size == (9, 7)
 
 
 def test_vqav2_bad_json(vqa_root: Path) -> None:
     path = vqa_root / "v2_mscoco_val2014_annotations.json"
     path.write_text(path.read_text()[:-5])
-    with pytest.raises(ValueError, match=_path_in(path)):
+    with pytest.raises(DatasetFormatError, match=_path_in(path)):
         VQAv2Dataset(vqa_root, "val")
 
 
@@ -146,14 +191,14 @@ def test_vqav2_missing_field(vqa_root: Path) -> None:
     del data["annotations"][1]["answer_type"]
     _json(path, data)
     with pytest.raises(ValueError, match=_path_in(path)):
-        VQAv2Dataset(vqa_root, "val")
+        VQAv2Dataset(vqa_root, "val", labels=["yes"])
 
 
 def test_vqav2_corrupt_image(vqa_root: Path) -> None:
     path = vqa_root / "val2014" / "COCO_val2014_000000000001.jpg"
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(ValueError, match=_path_in(path)):
-        VQAv2Dataset(vqa_root, "val")[0]
+    with pytest.raises(DatasetFormatError, match=_path_in(path)):
+        VQAv2Dataset(vqa_root, "val", labels=["yes"])[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,7 +235,15 @@ def test_snli_ve(snli_root: Path) -> None:
 def test_snli_ve_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=_path_in(tmp_path / "snli_ve_test.jsonl")) as e:
         SNLIVEDataset(tmp_path, "test")
-    assert "SNLI-VE" in str(e.value)
+    assert "SNLI-VE" in str(e.value) and str(tmp_path / "flickr30k_images") in str(e.value)  # one error, both
+
+
+def test_snli_ve_wrong_split_and_missing_first_image(snli_root: Path) -> None:
+    with pytest.raises(DatasetSplitError, match="SNLI-VE has no split 'val'; its splits are train, dev, test"):
+        SNLIVEDataset(snli_root, "val")
+    (snli_root / "flickr30k_images" / "100.jpg").unlink()
+    with pytest.raises(DatasetLayoutError, match=_path_in(snli_root / "flickr30k_images" / "100.jpg")):
+        SNLIVEDataset(snli_root, "dev")
 
 
 def test_snli_ve_bad_json_line(snli_root: Path) -> None:
@@ -264,11 +317,39 @@ def test_nlvr2_first_candidate_wins(tmp_path: Path) -> None:
 
 def test_nlvr2_missing_image_lists_candidates(tmp_path: Path) -> None:
     _jsonl(tmp_path / "train.json", _nlvr_rows("train", True))
-    ds = NLVR2Dataset(tmp_path, "train")
-    with pytest.raises(FileNotFoundError) as e:
-        ds[0]
+    with pytest.raises(DatasetLayoutError) as e:  # the first pair's left image is looked for on load
+        NLVR2Dataset(tmp_path, "train")
     for folder in ("images/train/7", "images/train", "train/7", "train"):
         assert str(tmp_path / folder / "train-850-0-img0.png") in str(e.value)
+    for prefix in ("train-850-0", "train-12-3"):  # with images, a missing one fails when the example is read
+        for k in (0, 1):
+            _image(tmp_path / "images" / "train" / f"{prefix}-img{k}.png", (4, 4))
+    (tmp_path / "images" / "train" / "train-12-3-img1.png").unlink()
+    ds = NLVR2Dataset(tmp_path, "train")
+    assert len(ds[0].images) == 2
+    with pytest.raises(DatasetLayoutError, match="train-12-3-img1.png not found"):
+        ds[2]
+
+
+def test_nlvr2_file_of_another_split_and_wrong_split_name(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "dev.json", _nlvr_rows("train", False))
+    with pytest.raises(DatasetLayoutError, match=rf"{_path_in(path)} holds pair 'train-850-0-0' of another split"):
+        NLVR2Dataset(tmp_path, "dev")
+    with pytest.raises(DatasetSplitError, match="NLVR2 has no split 'test'; its splits are train, dev, test1"):
+        NLVR2Dataset(tmp_path, "test")
+
+
+def test_nlvr2_and_snli_ve_labels_in_the_teachers_order(tmp_path: Path, snli_root: Path) -> None:
+    _jsonl(tmp_path / "dev.json", _nlvr_rows("dev", False))
+    for prefix in ("dev-850-0", "dev-12-3"):
+        for k in (0, 1):
+            _image(tmp_path / "dev" / f"{prefix}-img{k}.png", (4, 4))
+    ds = NLVR2Dataset(tmp_path, "dev", labels=["True", "False"])  # a teacher whose class 0 is "True"
+    assert ds.labels == ("True", "False") and [ds[i].label for i in range(3)] == [0, 1, 1]
+    ve = SNLIVEDataset(snli_root, "dev", labels=["contradiction", "entailment", "neutral"])
+    assert [ve[i].label for i in range(3)] == [1, 2, 0]
+    with pytest.raises(DatasetFormatError, match="classes"):
+        SNLIVEDataset(snli_root, "dev", labels=["yes", "no", "maybe"])
 
 
 def test_nlvr2_missing_file_and_bad_label(tmp_path: Path) -> None:

@@ -28,8 +28,9 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from workbench.api import MAX_IMAGE_PIXELS, ask, ask_cached, check_question, load_model, read_image
+from workbench.api import ask, ask_cached, load_model
 from workbench.errors import CheckpointError, InputError, WorkbenchError
+from workbench.inputs import MAX_IMAGE_PIXELS, check_question, read_image
 from workbench.models import create_model
 from workbench.models.io import save_checkpoint
 

@@ -1,21 +1,77 @@
-"""The README's results table is the one `workbench report` makes from the shipped checkpoints."""
+"""The documentation stays true to the shipped files.
 
+* docs/results.md: every generated section is what its generator makes of the shipped files (the
+  checkpoints' own `workbench.json`, `assets/results/*.json`);
+* README.md: a front page of at most 200 lines that opens with the two commands, whose headline numbers
+  are the results files';
+* README, docs/ and the notebooks link only to files inside the repository.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
 from pathlib import Path
+
+import pytest
 
 from workbench.report import read_section, teacher_table
 
 ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+RESULTS_PAGE = ROOT / "docs" / "results.md"
+RESULTS = ROOT / "assets" / "results"
+MAX_README_LINES = 200
 
 
-def test_readme_results_table_matches_the_shipped_checkpoints():
-    readme = (ROOT / "README.md").read_text()
-    expected = teacher_table(ROOT / "assets").strip()
-    assert read_section(readme, "results") == expected, "run: workbench report --readme README.md"
+def _json(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _table(module: str, function: str, *args) -> str:
+    return getattr(importlib.import_module(module), function)(*args)
+
+
+def _grid_table(name: str) -> str:
+    from workbench.experiments import get_grid, read_results, results_path, results_table
+
+    grid = get_grid(name)
+    return results_table(grid, read_results(results_path(grid, ROOT / "assets")))
+
+
+# section of docs/results.md -> (the table its generator makes from the shipped files, the command that
+# rewrites the section). The generators are imported lazily: a module that moves breaks one row, not the file.
+GRIDS = ("dide", "mad", "mcad")  # each experiment grid's table is the section of its name
+GENERATED = {
+    "results": (lambda: teacher_table(ROOT / "assets"), "workbench report"),
+    **{name: (lambda name=name: _grid_table(name), f"workbench experiment {name} --collect") for name in GRIDS},
+    "faithfulness": (
+        lambda: _table("workbench.explain.results", "faithfulness_table", _json("faithfulness")),
+        "workbench explain-results",
+    ),
+    "agreement": (
+        lambda: _table("workbench.explain.results", "agreement_table", _json("agreement")),
+        "workbench explain-results",
+    ),
+    "speed": (lambda: _table("workbench.bench", "speed_table", _json("speed")), "workbench bench ... (docs/usage.md)"),
+}
+
+
+def test_every_experiment_grid_has_its_section():
+    from workbench.experiments import grid_names
+
+    assert set(grid_names()) == set(GRIDS), "a new grid gets a section in docs/results.md and a row in GRIDS"
+
+
+@pytest.mark.parametrize("section", GENERATED)
+def test_results_page_section_is_what_its_generator_makes(section):
+    make, command = GENERATED[section]
+    expected = make().strip()
+    assert read_section(RESULTS_PAGE.read_text(), section) == expected, f"run: {command} --readme docs/results.md"
 
 
 def test_a_retrieval_checkpoint_row_says_its_score_is_r_at_1(tmp_path):
-    import json
-
     per = {"i2t R@1": {"accuracy": 0.9, "n": 8}, "t2i R@1": {"accuracy": 0.8, "n": 8}}
     for name, test in (("ret", {"accuracy": 0.85, "n": 8, "r1": 0.85, "per_type": per}),
                        ("vqa", {"accuracy": 0.85, "n": 8, "per_type": {"counting": {"accuracy": 0.85}}})):  # fmt: skip
@@ -26,56 +82,114 @@ def test_a_retrieval_checkpoint_row_says_its_score_is_r_at_1(tmp_path):
     assert "| R@1 85.00 (n=8) | i2t R@1 90.0, t2i R@1 80.0 |" in ret and "| 85.00 (n=8) | counting 85.0 |" in vqa
 
 
+# -- the README: a front page
+
+
+def test_readme_is_a_front_page_of_at_most_200_lines():
+    n = len(README.read_text().splitlines())
+    assert n <= MAX_README_LINES, f"README.md has {n} lines; move detail into docs/"
+
+
 def test_readme_opens_with_the_two_commands():
-    lines = [x for x in (ROOT / "README.md").read_text().splitlines() if x.strip()]
-    block = lines[lines.index("```bash") + 1 : lines.index("```")]
+    lines = [x for x in README.read_text().splitlines() if x.strip()]
+    assert lines[0].startswith("# ") and lines[1] == "```bash", "the first thing after the title is the two commands"
+    block = lines[2 : lines.index("```", 2)]
     assert [x.split("#")[0].strip() for x in block] == ["make demo", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_dide_table_is_the_one_made_from_the_results_file():
-    import json
-
-    from workbench.distill.experiment import results_table
-
-    results = json.loads((ROOT / "assets" / "results" / "dide.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    assert read_section(readme, "dide") == results_table(results).strip(), (
-        "run: workbench experiment dide --collect --readme README.md"
-    )
+def _pm(value: dict) -> str:
+    """A results file's {"mean", "std"} as the tables print it: percent, one decimal, ± std when there is one."""
+    mean = f"{100 * value['mean']:.1f}"
+    return mean if value.get("std") is None else f"{mean} ± {100 * value['std']:.1f}"
 
 
-def test_readme_mcad_table_is_the_one_made_from_the_results_file():
-    import json
-
-    from workbench.distill.mcad_experiment import results_table
-
-    results = json.loads((ROOT / "assets" / "results" / "mcad.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    assert read_section(readme, "mcad") == results_table(results).strip(), (
-        "run: workbench experiment mcad --collect --readme README.md"
-    )
+def _points(check: dict) -> str:
+    return f"{check['value']:+.1f} (seed spread {check['spread']:.1f})"
 
 
-def test_readme_faithfulness_table_is_the_one_made_from_the_results_file():
-    import json
+def headline_rows() -> dict[tuple[str, str], list[str]]:
+    """(method, the start of the task cell) -> the cells the README's headline row must hold, from the JSON."""
+    dide, mad, mcad, speed = _json("dide"), _json("mad"), _json("mcad"), _json("speed")
 
-    from workbench.explain.results import faithfulness_table
+    def dide_cells(task):
+        rows, teacher = dide[task]["rows"], dide[task]["teacher"]["accuracy"]
+        return [f"`dide` {_pm(rows['dide']['accuracy'])}", f"`none` {_pm(rows['none']['accuracy'])}",
+                f"{100 * teacher:.1f}"]  # fmt: skip
 
-    results = json.loads((ROOT / "assets" / "results" / "faithfulness.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    assert read_section(readme, "faithfulness") == faithfulness_table(results).strip(), (
-        "run: workbench explain-results --readme README.md"
-    )
+    def mad_cells(task, setting):
+        rows = mad["results"][task][setting]
+        check = mad["checks"]["mad_minus_none_points"][task][setting]
+        return [f"`mad` {_pm(rows['mad']['accuracy'])}", f"`none` {_pm(rows['none']['accuracy'])}", _points(check)]
+
+    rows, paths = mcad["rows"], speed["paths"]
+    vqa = {name: row["accuracy"] for name, row in dide["shapes-vqa"]["rows"].items()}
+    kd, gain = vqa["kd"], 100 * (vqa["dide"]["mean"] - vqa["none"]["mean"])
+    return {
+        ("DiDE", "shapes-vqa"): [*dide_cells("shapes-vqa"), f"`kd` {_pm(kd)}", f"({gain:+.1f})"],
+        ("DiDE", "easy-VQA"): dide_cells("easy-vqa"),
+        ("MAD", "shapes-ve, 1%"): mad_cells("shapes-ve", "low1"),
+        ("MAD", "shapes-ve, all pairs"): mad_cells("shapes-ve", "full"),
+        ("MAD", "shapes-vqa, 1%"): mad_cells("shapes-vqa", "low1"),
+        ("MCAD", "hard retrieval gallery"): [
+            f"`mcad` {_pm(rows['mcad']['r1'])}",
+            f"`clip` {_pm(rows['clip']['r1'])}",
+            f"{100 * mcad['teachers']['dual']['r1']:.1f}",
+            _points(mcad["checks"]["mcad_minus_clip_r1_points"]),
+        ],
+        ("speed", "shapes-vqa, batch 1"): [
+            f"{paths['student_cached']['batches']['1']['per_example_ms']:.3f}",
+            f"{paths['teacher']['batches']['1']['per_example_ms']:.3f}",
+            f"{speed['ratios']['1']['student_cached_speedup']:.1f}x faster",
+        ],
+    }
 
 
-def test_readme_agreement_table_is_the_one_made_from_the_results_file():
-    import json
+def test_readme_headline_numbers_are_the_results_files():
+    table = read_section(README.read_text(), "headline").splitlines()
+    for (method, task), cells in headline_rows().items():
+        (row,) = [r for r in table if r.startswith(f"| {method} | {task}")]
+        present = [c.strip() for c in row.split("|")]
+        missing = [c for c in cells if not any(c in p for p in present)]
+        assert not missing, f"README headline row {method} / {task}: {missing} not in {row}"
 
-    from workbench.explain.results import agreement_table
 
-    results = json.loads((ROOT / "assets" / "results" / "agreement.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    assert read_section(readme, "agreement") == agreement_table(results).strip(), (
-        "run: workbench explain-results --readme README.md"
-    )
+# -- links stay inside the repository
+
+
+def _documents() -> list[Path]:
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors of a Markdown file (lower case, punctuation dropped, spaces to hyphens)."""
+    heads = [line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#")]
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def _markdown(path: Path) -> str:
+    """A document's Markdown: the file, or a notebook's markdown cells."""
+    if path.suffix != ".ipynb":
+        return path.read_text()
+    cells = json.loads(path.read_text())["cells"]
+    return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def test_links_in_readme_docs_and_notebooks_point_at_files_and_headings_that_exist():
+    broken = []
+    for doc in [*_documents(), *sorted((ROOT / "notebooks").glob("*.ipynb"))]:
+        text = re.sub(r"```.*?```", "", _markdown(doc), flags=re.S)  # links inside code blocks are not links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            file, _, anchor = target.partition("#")
+            path = (doc.parent / file).resolve() if file else doc
+            if not path.exists() or (anchor and path.suffix == ".md" and anchor not in _anchors(path)):
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not broken
+
+
+def test_readme_docs_and_notebooks_name_no_file_outside_the_repository():
+    files = [*_documents(), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    outside = [str(p.relative_to(ROOT)) for p in files if re.search(r"DESIGN\.md|RELIABILITY\.md", p.read_text())]
+    assert not outside, "the design notes live in docs/ now"

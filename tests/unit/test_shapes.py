@@ -78,7 +78,7 @@ def pairs(scene: Scene) -> set[tuple[str, str]]:
 C = "(" + "|".join(COLOURS) + ")"
 S = "(" + "|".join(SHAPES) + ")"
 # "which is further left, the A or the B?": the word and the key it minimises (row 0 is the top, col 0 the left)
-# Only these two: mirror words ("further right", "lower") are not generated (see shapes._CHOICE_WORDS).
+# Only these two: mirror words ("further right", "lower") are not generated (see shapes.questions._CHOICE_WORDS).
 CHOICE_WORDS = {
     "further left": lambda o: o.col,
     "higher": lambda o: o.row,
@@ -421,15 +421,12 @@ def test_deterministic_across_processes():
     import subprocess
     import sys
 
-    import workbench.data.shapes as shapes
-
-    code = (  # load shapes.py alone (no torch import) in a fresh interpreter
-        "import importlib.util, sys, hashlib\n"
-        f"spec = importlib.util.spec_from_file_location('shapes_copy', {shapes.__file__!r})\n"
-        "m = importlib.util.module_from_spec(spec); sys.modules['shapes_copy'] = m; spec.loader.exec_module(m)\n"
+    code = (  # a fresh interpreter, with another hash seed
+        "import hashlib\n"
+        "from workbench.data.shapes import ShapesDataset\n"
         "h = hashlib.sha256()\n"
         "for task, split in [('vqa', 'train'), ('ve', 'compositional'), ('nlvr', 'test')]:\n"
-        "    ds = m.ShapesDataset(task, split, 12)\n"
+        "    ds = ShapesDataset(task, split, 12)\n"
         "    for i in range(12):\n"
         "        e = ds[i]\n"
         "        h.update(f'{e.text}|{e.label}|{e.qtype}'.encode())\n"

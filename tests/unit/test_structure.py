@@ -1,10 +1,12 @@
-"""The code's shape, checked with `ast` over `workbench/` and `app.py` (docs/ explains why these limits):
+"""The code's shape, checked with `ast` over `workbench/` and `app.py` (docs/design.md, "Module boundaries"):
 
-* no function (method, nested function, lambda excluded) longer than MAX_FUNCTION_LINES, counted from its
-  `def` line to its last line, decorators excluded, docstring and comments included;
+* no function or method (nested ones too; lambdas are expressions) longer than MAX_FUNCTION_LINES, counted
+  from its `def` line to its last line: decorators excluded, docstring and comments included;
 * no module longer than MAX_MODULE_LINES;
 * the library (`workbench/` minus `workbench.cli` and `workbench.app`) never imports the faces
   (`workbench.cli`, `workbench.app`, the root `app.py`);
+* the data layer (`workbench.data`) does not import the layers built on it (models, methods, training,
+  explanations, the API): a collator reads a model's sizes from the model, it does not import them;
 * no import cycle among the workbench modules and `app.py`. Every import statement counts, wherever it
   is (module level, inside a function, under `if TYPE_CHECKING`): a function-level import only delays a
   cycle, it does not remove it.
@@ -28,14 +30,20 @@ MAX_MODULE_LINES = 500
 FACES = ("workbench.cli", "workbench.app", "app")
 
 
+def python_files(root: Path = ROOT) -> list[Path]:
+    """Every Python file of workbench/, and the root app.py."""
+    return sorted((root / "workbench").rglob("*.py")) + [p for p in [root / "app.py"] if p.exists()]
+
+
 def source_files(root: Path = ROOT) -> dict[str, Path]:
-    """{dotted module name: file} for every module of workbench/ and the root app.py."""
+    """{dotted module name: file} for every module of workbench/ and the root app.py. Where a package and a
+    module share a name (`x/__init__.py` beside `x.py`), the package is what `import` finds."""
     files = {}
-    for path in sorted((root / "workbench").rglob("*.py")):
+    for path in python_files(root):
         parts = path.relative_to(root).with_suffix("").parts
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    if (root / "app.py").exists():
-        files["app"] = root / "app.py"
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if name not in files or path.name == "__init__.py":
+            files[name] = path
     return files
 
 
@@ -156,8 +164,13 @@ def _cycle_in(component: list[str], graph) -> list[str]:
     raise AssertionError(f"no cycle in component {component}")  # Tarjan only returns cyclic components
 
 
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    """Whether `module` is one of `packages` or inside one of them."""
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
 def is_face(module: str) -> bool:
-    return any(module == face or module.startswith(face + ".") for face in FACES)
+    return _within(module, FACES)
 
 
 # ------------------------------------------------------------------------------------------- the rules
@@ -177,9 +190,9 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def test_no_long_functions(files):
+def test_no_long_functions():
     long = []
-    for path in files.values():
+    for path in python_files():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
@@ -188,9 +201,9 @@ def test_no_long_functions(files):
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
 
 
-def test_no_long_modules(files):
+def test_no_long_modules():
     long = [
-        f"{_rel(p)}: {n} lines" for p in files.values() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+        f"{_rel(p)}: {n} lines" for p in python_files() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     ]
     assert not long, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(long)
 
@@ -204,6 +217,20 @@ def test_library_does_not_import_the_faces(files, graph):
         if is_face(module)
     ]
     assert not bad, "the library imports the app or the CLI:\n" + "\n".join(bad)
+
+
+ABOVE_DATA = ("workbench.models", "workbench.methods", "workbench.train", "workbench.explain", "workbench.api")
+
+
+def test_data_layer_does_not_import_the_layers_above_it(files, graph):
+    bad = [
+        f"{_rel(files[importer])}:{line} imports {module}"
+        for importer, edges in graph.items()
+        if _within(importer, ("workbench.data",))
+        for module, line in edges.items()
+        if _within(module, ABOVE_DATA)
+    ]
+    assert not bad, "the data layer imports the layers above it:\n" + "\n".join(bad)
 
 
 def test_no_import_cycles(files, graph):

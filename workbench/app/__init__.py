@@ -34,7 +34,7 @@ os.environ.setdefault("MPLBACKEND", "agg")
 
 from workbench.app.blocks import build_app  # noqa: E402
 from workbench.app.errors import ERROR_HEADERS, ERRORS_N  # noqa: E402
-from workbench.app.launch import preload, serve, shipped_demo  # noqa: E402
+from workbench.app.launch import preload, serve, shipped_demo, start_preload  # noqa: E402
 from workbench.app.loading import (  # noqa: E402
     RETRIEVAL_FUSION,
     RETRIEVAL_GALLERY,
@@ -73,5 +73,6 @@ __all__ = [
     "serve",
     "shipped_demo",
     "shipped_pairs",
+    "start_preload",
     "warm_up",
 ]

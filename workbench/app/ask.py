@@ -11,7 +11,7 @@ import random
 import gradio as gr
 
 from workbench import viz
-from workbench.api import ask, ask_cached, check_question
+from workbench.api import ask, ask_cached
 from workbench.app.state import AppState
 from workbench.app.ui import (
     ASK_QUEUE,
@@ -29,6 +29,7 @@ from workbench.app.ui import (
     teacher_head,
     user_errors,
 )
+from workbench.inputs import check_question
 from workbench.models.io import Checkpoint
 
 NO_STUDENT = "_no student shipped for this task yet_"

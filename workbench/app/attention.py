@@ -11,10 +11,11 @@ import time
 import gradio as gr
 
 from workbench import viz
-from workbench.api import ask, check_question
+from workbench.api import ask
 from workbench.app.ask import AskTab
 from workbench.app.state import AppState
 from workbench.app.ui import ANALYSIS_QUEUE, PRIVATE, read_inputs, user_errors
+from workbench.inputs import check_question
 
 # (label, `workbench.explain` method), in the order offered
 METHOD_CHOICES = [

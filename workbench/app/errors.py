@@ -89,7 +89,9 @@ class ErrorsTab:
         a = self.ask_tab
         opened = [a.image, a.image2, a.question, a.source_info, self.tabs]
         pair, target = a.pair, self.target
-        by_index = self.open_btn.click(self.open_example, [pair, self.open_index, target], opened, api_name="open_example")
+        by_index = self.open_btn.click(
+            self.open_example, [pair, self.open_index, target], opened, api_name="open_example"
+        )
         by_row = self.table.select(self.open_row, [pair, target], opened, api_name="open_row", **PRIVATE)
         for dep, name in ((by_index, "index"), (by_row, "row")):
             self.attention_tab.explain_after(a.then_ask(dep, f"ask_after_open_{name}"), f"explain_after_open_{name}")

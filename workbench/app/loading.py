@@ -1,20 +1,19 @@
 """The shipped assets the app serves: every teacher with its students (the task / model pairs of Ask,
 Attention, Speed and Errors), the Retrieval tab's models, and a warm-up query per model.
 
-The assets directory is an argument everywhere; without one it is `assets_dir()`: the library's lookup
-(`workbench.api.assets_dir`) where it exists, else the environment variable WORKBENCH_ASSETS, else the
-repository's `assets/`.
+The assets directory is an argument everywhere; without one it is the library's `workbench.api.assets_dir()`:
+the environment variable WORKBENCH_ASSETS (what `python app.py --assets DIR` sets), else the repository's
+`assets/`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from PIL import Image
 
-from workbench.api import ask, load_model
+from workbench.api import ask, assets_dir, load_model
 from workbench.errors import WorkbenchError
 from workbench.models.io import Checkpoint
 
@@ -38,20 +37,6 @@ RETRIEVAL_BUILD = (
     "`cp -r runs/mcad/teachers/fusion-itm/model assets/shapes-itm-teacher`"
 )
 RETRIEVAL_GALLERY = 300  # shapes test scenes in the Retrieval tab's gallery (`python app.py --gallery-size`)
-
-
-def assets_dir(path: str | Path | None = None) -> Path:
-    """`path` if given; else the library's assets directory (`workbench.api.assets_dir()` once it exists),
-    else $WORKBENCH_ASSETS, else the repository's `assets/` (`workbench.api.ASSETS`)."""
-    if path:
-        return Path(path)
-    import workbench.api as api
-
-    if callable(getattr(api, "assets_dir", None)):
-        return Path(api.assets_dir())
-    if os.environ.get("WORKBENCH_ASSETS"):
-        return Path(os.environ["WORKBENCH_ASSETS"])
-    return Path(api.ASSETS)
 
 
 def shipped_pairs(assets: str | Path | None = None) -> dict[str, tuple[Path, Path | None]]:

@@ -13,11 +13,11 @@ import gradio as gr
 from PIL import Image
 
 from workbench import viz
-from workbench.api import check_question
 from workbench.app.ask import pick_example
 from workbench.app.loading import RETRIEVAL_BUILD, RETRIEVAL_FUSION
 from workbench.app.state import RetrievalState
 from workbench.app.ui import EXAMPLE_COUNT, PRIVATE, user_errors
+from workbench.inputs import check_question
 
 RETRIEVAL_MAX_K = 24
 NO_STUDENT = f"No retrieval student is loaded. Build one with {RETRIEVAL_BUILD}, then restart the app."
@@ -128,7 +128,12 @@ class RetrievalTab:
             visible=gallery is not None,
         )
         self.results = gr.Gallery(
-            label="top k, best first", columns=6, height=470, object_fit="contain", format="png", elem_id="retrieval-gallery"
+            label="top k, best first",
+            columns=6,
+            height=470,
+            object_fit="contain",
+            format="png",
+            elem_id="retrieval-gallery",
         )
         with gr.Row():
             self.info = gr.Markdown(elem_id="retrieval-info")

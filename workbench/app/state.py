@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import gradio as gr
 

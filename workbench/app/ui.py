@@ -11,8 +11,8 @@ import gradio as gr
 import gradio.component_meta
 from PIL import Image, UnidentifiedImageError
 
-from workbench.api import read_image
 from workbench.errors import WorkbenchError
+from workbench.inputs import read_image
 from workbench.models.io import Checkpoint
 
 TEXT_LABELS = {"vqa": "question", "ve": "hypothesis", "nlvr": "statement about the two images"}
@@ -91,19 +91,6 @@ def random_label(teacher: Checkpoint) -> str:
     return "Random easy-VQA test image" if dataset_of(teacher) == "easy-vqa" else "New random scene"
 
 
-def recipe_summary(recipe: str) -> str:
-    """The one-line summary the method registry (`workbench.methods`) gives the recipe; "" for a name it
-    does not know, or while the registry is not there."""
-    try:
-        from workbench.methods import get_method
-    except ImportError:
-        return ""
-    try:
-        return get_method(recipe).summary
-    except (LookupError, ValueError, WorkbenchError):
-        return ""
-
-
 def kind_label(ck: Checkpoint) -> str:
     recipe = ck.meta.get("recipe")
     return f"{ck.path.name} · recipe {recipe}" if recipe else ck.path.name
@@ -116,8 +103,7 @@ def teacher_head(teacher: Checkpoint) -> str:
 def student_head(student: Checkpoint | None) -> str:
     if student is None:
         return "#### Student\n_none shipped_"
-    summary = recipe_summary(student.meta.get("recipe") or "")
-    return f"#### Student · dual encoder\n`{kind_label(student)}`" + (f"\n\n{summary}" if summary else "")
+    return f"#### Student · dual encoder\n`{kind_label(student)}`"
 
 
 # ------------------------------------------------------------------------------ inputs and answers

@@ -34,7 +34,7 @@ def load_examples(ck: Checkpoint, n: int) -> tuple[list, str]:
     """(`n` test examples of the checkpoint's dataset, its name), or noise images with fixed
     questions when it names none we can load. Content does not change the cost; length does."""
     from workbench.data import load_dataset
-    from workbench.data.shapes import Example
+    from workbench.data.example import Example
 
     dataset = ck.meta.get("dataset")
     if dataset:

@@ -39,7 +39,10 @@ def _train_options() -> dict[str, Option]:
     from workbench.train import parse_curriculum, parse_oversample
 
     return {
-        "out": Option("run folder: state/, metrics.jsonl, model/ (the final checkpoint); required without --config"),
+        "out": Option(
+            "run folder: state/, metrics.jsonl, model/ (the final checkpoint); required without --config",
+            show_default=False,
+        ),
         "train_size": Option("examples per epoch (shapes: distinct generated scenes; default: the dataset's)"),
         "batch_size": Option("global batch size (split across processes)"),
         "curriculum": Option(
@@ -81,14 +84,15 @@ def add_train_options(
 
     options = _train_options()
     for name, allowed in (choices or {}).items():
-        options[name] = dataclasses.replace(options.get(name, Option()), kwargs={"choices": list(allowed)})
+        opt = options.get(name, Option())
+        options[name] = dataclasses.replace(opt, kwargs={**opt.kwargs, "choices": list(allowed)})
     p.add_argument(
         "--config",
         metavar="FILE",
         help="start from a saved TrainConfig (a run's train_config.json, or its run folder); the options given "
         "on the command line override it",
     )
-    group = p.add_argument_group("training options (TrainConfig; workbench/train.py)")
+    group = p.add_argument_group("training options (TrainConfig)")
     dests = add_options(group, TrainConfig, options=options, skip=("size", "recipe_args", *skip), defaults=defaults)
     size_group = p.add_argument_group("model size (TrainConfig.size)")
     size_dests = {f"size.{k}": k for k in sizes}
@@ -101,12 +105,12 @@ def add_train_options(
     p.set_defaults(train_dests=dests, train_options=options, train_defaults=defaults or {}, size_dests=size_dests)
 
 
-def train_config(args: argparse.Namespace, **fixed):
-    """The run's `TrainConfig`: the command's defaults (or `--config FILE`), then the options typed, then `fixed`."""
+def train_config(args: argparse.Namespace):
+    """The run's `TrainConfig`: the command's defaults (or `--config FILE`), then the options typed."""
     from workbench.train import TrainConfig
 
     flags = given(args, args.train_dests, args.train_options)
-    cfg = build(TrainConfig, {**flags, **fixed}, file=args.config, defaults=args.train_defaults)
+    cfg = build(TrainConfig, flags, file=args.config, defaults=args.train_defaults)
     size = {k: getattr(args, dest) for dest, k in args.size_dests.items() if getattr(args, dest) is not None}
     if size:
         cfg = dataclasses.replace(cfg, size={**cfg.size, **size})
@@ -153,7 +157,7 @@ def add_method_options(p: argparse.ArgumentParser, names: tuple[str, ...], defau
         fields = {f.name for f in dataclasses.fields(cls)}
         dests.update(add_options(group, cls, skip=seen, notes=notes))
         seen |= fields
-    p.set_defaults(method_dests=dests, method_default=default)
+    p.set_defaults(method_dests=dests, method_default=default, method_names=names)
 
 
 def method_config(args: argparse.Namespace, cfg):
@@ -162,6 +166,8 @@ def method_config(args: argparse.Namespace, cfg):
     from workbench.methods import get_method
 
     recipe = args.recipe or (cfg.recipe if args.config else args.method_default)
+    if recipe not in args.method_names:  # a --config of another command's run (e.g. `train`'s "hard")
+        raise WorkbenchError(f"{args.config} is a {recipe!r} run; pass --recipe ({', '.join(args.method_names)})")
     method = get_method(recipe)
     knobs = given(args, args.method_dests)
     own = {f.name for f in dataclasses.fields(method.Config)}
@@ -171,13 +177,16 @@ def method_config(args: argparse.Namespace, cfg):
         mine = ", ".join("--" + k.replace("_", "-") for k in sorted(own))
         raise WorkbenchError(f"recipe {recipe!r} has no option {flags}; its options: {mine}")
     saved = args.config and cfg.recipe == recipe and cfg.recipe_args
-    base = method.config_from_dict(cfg.recipe_args) if saved else method.config()
+    try:
+        base = method.config_from_dict(cfg.recipe_args) if saved else method.config()
+    except (TypeError, ValueError) as e:  # a saved config this version of the method does not know
+        raise WorkbenchError(f"{args.config}: {e}") from e
     cfg = dataclasses.replace(cfg, recipe=recipe, model=method.student)
     return cfg, dataclasses.replace(base, **as_declared(method.Config, knobs))
 
 
 def method_list(names: tuple[str, ...]) -> str:
-    """'name: summary' for each method, for a command's description."""
+    """'name (summary); ...' for each method, for a command's description."""
     from workbench.methods import get_method
 
     return "; ".join(f"{n} ({get_method(n).summary})" for n in names)

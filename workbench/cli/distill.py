@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.cli.common import add_method_options, add_train_options, method_config, method_list, train_config
+from workbench.errors import WorkbenchError
 
 NAME = "distill"
 HELP = "distill a fusion teacher into a dual-encoder student, or unimodal teachers into a fusion student (MAD)"
@@ -38,7 +39,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    from workbench.methods import distill
+    from workbench.methods import distill, get_method
 
     cfg, config = method_config(args, train_config(args))
+    if get_method(cfg.recipe).student == "dual" and not cfg.teacher:  # answer-task dual students learn from one
+        raise WorkbenchError(f"recipe {cfg.recipe!r} trains a dual student from a fusion teacher: pass --teacher")
     distill(cfg, config, resume=args.resume, progress=not args.no_progress)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 NAME = "explain"
 HELP = "explain a prediction: attention maps, rollout, relevancy, Integrated Gradients, deletion curves"
-BASELINES = ["mean", "white", "black", "grey"]  # what a removed patch becomes (workbench/explain/faithfulness.py)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from workbench.explain.inputs import BASELINES
+    from workbench.explain.maps import METHODS
+
     p = sub.add_parser(
         NAME,
         help=HELP,
@@ -26,9 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--student", default=None, help="a second checkpoint to compare with (e.g. a distilled student)")
     p.add_argument("--out", default="explain", help="output folder (default: ./explain)")
-    p.add_argument(
-        "--methods", nargs="*", choices=["attention", "rollout", "relevancy", "ig"], help="default: all four"
-    )
+    p.add_argument("--methods", nargs="*", choices=METHODS, help="default: all of them")
     p.add_argument("--word", default=None, help="question word for the per-word maps (default: the last word)")
     p.add_argument("--layer", type=int, default=-1, help="layer of the raw attention maps (default: the last)")
     p.add_argument("--baseline", default="mean", choices=BASELINES, help="removed patches")

@@ -37,6 +37,7 @@ class Option:
     flag: str | None = None  # the option's name when not --field-name (e.g. a short historical name)
     convert: Callable[[Any], Any] | None = None  # parsed value -> field value (e.g. `parse_curriculum`)
     kwargs: dict = field(default_factory=dict)  # argparse keywords: nargs, metavar, choices, type, ...
+    show_default: bool = True  # False: the help says what the default is (or it does not apply)
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -85,20 +86,20 @@ def argparse_kwargs(hint: Any) -> dict | None:
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction}
     if hint in (int, float, str):
-        return {"type": _scalar(hint, nullable), "metavar": hint.__name__.upper()}
+        return {"type": _scalar(hint, nullable)}
     if origin is typing.Literal:
         return {"choices": list(typing.get_args(hint))}
     if origin in (tuple, list):
         inner = [a for a in typing.get_args(hint) if a is not Ellipsis]
         if len(set(inner)) == 1 and inner[0] in (int, float, str):
-            return {"nargs": "+", "type": inner[0], "metavar": inner[0].__name__.upper()}
+            return {"nargs": "+", "type": inner[0]}
     return None
 
 
 def _show(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return " ".join(map(str, value)) or "none"
-    return str(value)
+    return str(value) if value != {} else "none"
 
 
 def add_options(
@@ -112,7 +113,7 @@ def add_options(
 ) -> dict[str, str]:
     """Add an option per field of dataclass `cls`; returns {argparse dest: field name} for `given`.
 
-    `defaults`: the command's own defaults (shown in the help; `merge` applies them); `notes`: text added to a
+    `defaults`: the command's own defaults (shown in the help; `build` applies them); `notes`: text added to a
     field's help (e.g. which recipes use it and their defaults)."""
     options, defaults, notes = options or {}, defaults or {}, notes or {}
     hints, helps, dests = typing.get_type_hints(cls), field_help(cls), {}
@@ -125,10 +126,12 @@ def add_options(
         default = defaults.get(f.name, field_default(f))
         if f.name in notes:
             text = f"{text} ({notes[f.name]})" if text else notes[f.name]
-        elif default is not dataclasses.MISSING and not kwargs.get("required"):
+        elif opt.show_default and default not in (None, dataclasses.MISSING) and not kwargs.get("required"):
             text = f"{text} (default: {_show(default)})" if text else f"default: {_show(default)}"
         dest = f"{cls.__name__}.{f.name}"
         flag = opt.flag or "--" + f.name.replace("_", "-")
+        if kwargs.get("action") is None and "choices" not in kwargs:
+            kwargs.setdefault("metavar", f.name.upper())  # not the dest's class prefix
         kwargs.setdefault("default", argparse.SUPPRESS)
         parser.add_argument(flag, dest=dest, help=text.replace("%", "%%"), **kwargs)
         dests[dest] = f.name
@@ -136,7 +139,7 @@ def add_options(
 
 
 def given(args: argparse.Namespace, dests: dict[str, str], options: dict[str, Option] | None = None) -> dict:
-    """{field: value} of the options the user typed (converted, tuples for tuple fields)."""
+    """{field: value} of the options the user typed, each through its `Option.convert` if it has one."""
     options, out = options or {}, {}
     for dest, name in dests.items():
         if hasattr(args, dest):

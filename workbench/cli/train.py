@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.cli.common import add_train_options, train_config
+from workbench.errors import WorkbenchError
 
 NAME = "train"
 HELP = "train a fusion teacher or a dual student on hard labels"
@@ -28,6 +29,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    from workbench.train import train
+    from workbench.train import TrainConfig, train
 
-    train(train_config(args), resume=args.resume, progress=not args.no_progress)
+    cfg = train_config(args)
+    if cfg.recipe != TrainConfig.recipe:  # --config of a distillation run: this command trains on hard labels
+        raise WorkbenchError(
+            f"{args.config} is a {cfg.recipe!r} run: rerun it with `workbench distill` (or distill-retrieval) --config"
+        )
+    train(cfg, resume=args.resume, progress=not args.no_progress)

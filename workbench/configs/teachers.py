@@ -23,7 +23,7 @@ TEACHERS: dict[str, dict] = {
     # Shape needs a conv stem and a curriculum: shape questions alone first (in the full mix they stayed near
     # chance), then with colour, then everything. The text side and transformer start from the
     # shapes-vqa teacher (`warm_start`; the stem, patch projection and answers are new): from scratch the model
-    # never learned to match a colour word against the image (94.7%; docs "easy-VQA: what it took"). The
+    # never learned to match a colour word against the image (94.7%; docs/lab-notes.md "easy-VQA: what it took"). The
     # rare yes/no kinds are oversampled (why: `data.easy_vqa.TEACHER_OVERSAMPLE`)
     "easy-vqa": dict(
         _COMMON,

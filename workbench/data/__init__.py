@@ -6,7 +6,8 @@ Every dataset is a map-style sequence of `Example`s with `.labels` (answer names
 from __future__ import annotations
 
 from workbench.data.collate import Batch, Collator, image_to_tensor
-from workbench.data.shapes import ITM_MIXED_TYPES, Example, ShapesConfig, ShapesDataset
+from workbench.data.example import Example
+from workbench.data.shapes import ITM_MIXED_TYPES, ShapesConfig, ShapesDataset
 
 # Default sizes: shapes scenes are generated on access, so "size" is how many distinct scenes.
 DEFAULT_SIZES = {"train": 120_000, "val": 2_000, "test": 3_000, "compositional": 3_000}

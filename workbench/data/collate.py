@@ -50,6 +50,13 @@ def image_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def batches(dataset, collator, batch_size: int, indices: list[int] | None = None):
+    """Collated batches of `dataset` (of the examples at `indices`, default all), `batch_size` at a time."""
+    indices = list(range(len(dataset))) if indices is None else indices
+    for start in range(0, len(indices), batch_size):
+        yield collator([dataset[i] for i in indices[start : start + batch_size]])
+
+
 class Collator:
     """Turns a list of `Example`s (any task) into a `Batch`.
 
@@ -58,9 +65,11 @@ class Collator:
 
     @classmethod
     def for_model(cls, model, tokenizer) -> Collator:
-        from workbench.models import image_size, text_limit
-
-        return cls(tokenizer, image_size(model), text_limit(model))
+        """A collator sized for `model`: any model that gives its `image_size` (pixels) and `text_limit` (longest
+        token sequence), as every workbench model does; a DDP wrapper's `module` is read through. The data layer
+        reads these two numbers from the model and imports nothing of `workbench.models`."""
+        model = getattr(model, "module", model)
+        return cls(tokenizer, model.image_size, model.text_limit)
 
     def __init__(self, tokenizer, image_size: int, max_length: int = 64):
         self.tokenizer, self.image_size, self.max_length = tokenizer, image_size, max_length

@@ -13,7 +13,7 @@ import re
 
 from PIL import Image
 
-from workbench.data.shapes import Example
+from workbench.data.example import Example
 
 QTYPES = ("shape", "colour", "yes/no")
 # Finer kinds a curriculum phase may name (`TrainConfig.curriculum`): the yes/no questions split by what they ask

@@ -1,10 +1,10 @@
 """Reading dataset files from disk, with errors that name the file and say what was expected.
 
-Two error types, both `WorkbenchError`s (the CLI prints their message, no traceback):
+The errors are `DatasetError`s, `WorkbenchError`s (the CLI prints their message, no traceback):
 
-* `DatasetLayoutError` (also a `FileNotFoundError`): a file or folder is not where the release puts it, a
-  split name the dataset does not have, or a file that belongs to another split. The message names every
-  path it looked for.
+* `DatasetLayoutError` (also a `FileNotFoundError`): a file or folder is not where the release puts it, or a
+  file belongs to another split. The message names every path it looked for.
+* `DatasetSplitError` (also a `ValueError`): a split name the dataset does not have; the message lists its splits.
 * `DatasetFormatError` (also a `ValueError`): a file that exists but does not parse, lacks a field of its
   format, or an image PIL cannot decode.
 """
@@ -22,11 +22,19 @@ from PIL import Image
 from workbench.errors import WorkbenchError
 
 
-class DatasetLayoutError(WorkbenchError, FileNotFoundError):
+class DatasetError(WorkbenchError):
+    """A local dataset copy the workbench cannot read as asked."""
+
+
+class DatasetLayoutError(DatasetError, FileNotFoundError):
     """A dataset folder is not laid out as its release is: the message names the files expected."""
 
 
-class DatasetFormatError(WorkbenchError, ValueError):
+class DatasetSplitError(DatasetError, ValueError):
+    """A split the dataset does not have."""
+
+
+class DatasetFormatError(DatasetError, ValueError):
     """A dataset file does not parse, lacks a field, or an image cannot be decoded."""
 
 
@@ -42,6 +50,14 @@ def require_dir(path: Path, fmt: str, what: str) -> Path:
     return path
 
 
+def require_layout(fmt: str, split: str, expected: Sequence[Path]) -> None:
+    """One error naming every missing file or folder (no suffix: a folder) of a split, and all it needs."""
+    missing = [p for p in expected if not p.exists()]
+    if missing:
+        needs = ", ".join(str(p) + ("/" if p.suffix == "" else "") for p in expected)
+        raise DatasetLayoutError(f"{fmt} {split}: missing {', '.join(map(str, missing))}; the split needs {needs}")
+
+
 def check_split(split: str, splits: Sequence[str], fmt: str, aliases: dict[str, str] | None = None) -> str:
     """The release's name of `split`, or one error listing the names the dataset has."""
     aliases = aliases or {}
@@ -50,7 +66,7 @@ def check_split(split: str, splits: Sequence[str], fmt: str, aliases: dict[str, 
     if split in aliases:
         return aliases[split]
     alias_text = ", ".join(f"{a} = {b}" for a, b in aliases.items())
-    raise DatasetLayoutError(
+    raise DatasetSplitError(
         f"{fmt} has no split {split!r}; its splits are {', '.join(splits)}" + (f" ({alias_text})" if aliases else "")
     )
 

@@ -1,4 +1,5 @@
-"""Explaining predictions of the fusion teacher and the dual student, side by side (DESIGN.md §6).
+"""Explaining predictions of the fusion teacher and the dual student, side by side (docs/design.md,
+"Explaining predictions").
 
 One call per method, for either model kind, on a one-example `Batch` (`encode(model, tokenizer,
 image, question)`), returning plain numpy / dicts with patch maps already on the image grid

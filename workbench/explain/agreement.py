@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.data.collate import batches
+
 EPS = 1e-8
 
 
@@ -122,8 +124,6 @@ def agreement_over_split(
     aggregated by question type: {"method", "layer", "per_example": [{"index", "qtype", "text",
     "kl", "spearman"}], "overall": {...}, "per_type": {...}}."""
     from tqdm.auto import tqdm
-
-    from workbench.evaluate import batches
 
     n = len(dataset) if limit is None else min(limit, len(dataset))
     states = teacher.training, student.training

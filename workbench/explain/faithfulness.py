@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.data.collate import Batch
+from workbench.data.collate import Batch, batches
 from workbench.explain.grid import _unwrap, cell_of, patch_size_of, pixel_box
 from workbench.explain.inputs import baseline_image, pixels_5d, to_device
 
@@ -158,7 +158,6 @@ def faithfulness_over_split(
     """
     from tqdm.auto import tqdm
 
-    from workbench.evaluate import batches
     from workbench.explain.maps import METHODS, image_maps
 
     methods = tuple(methods or METHODS)

@@ -6,15 +6,14 @@ import torch
 from torch import nn
 
 from workbench.data.collate import Batch, image_to_tensor
+from workbench.inputs import check_question, read_images
 from workbench.models import image_size, text_limit
 
 
 def encode(model: nn.Module, tokenizer, image, question: str, second_image=None) -> Batch:
-    """A one-example `Batch` for `model` (image: PIL image, array or path; see `workbench.api.read_image`)."""
-    from workbench.api import check_question, read_image
-
+    """A one-example `Batch` for `model` (image: PIL image, array or path; see `workbench.inputs.read_image`)."""
     question = check_question(question)
-    images = [read_image(image)] + ([read_image(second_image)] if second_image is not None else [])
+    images = read_images(image, second_image)
     size = image_size(model)
     pixels = torch.stack([image_to_tensor(im, size) for im in images])[None]
     enc = tokenizer([question], truncation=True, max_length=text_limit(model), return_tensors="pt")

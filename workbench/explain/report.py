@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from workbench import viz
 from workbench.explain.agreement import map_agreement
 from workbench.explain.attention import patch_words, word_map
 from workbench.explain.faithfulness import perturbation_curve
 from workbench.explain.grid import cell_of
 from workbench.explain.inputs import encode
 from workbench.explain.maps import METHODS, explain
+from workbench.inputs import read_image
 
 TITLES = {
     "attention": "text-to-image attention (question words, heads averaged)",
@@ -52,54 +54,13 @@ def explain_models(
 ) -> dict:
     """Explain `question` about `image` for each named `Checkpoint` in `models` (e.g. {"teacher":
     ..., "student": ...}). Returns {"summary": plain data, "figures": {name: plotly figure}}."""
-    from workbench import viz
-    from workbench.api import read_image
-
     image = read_image(image)
     results, summary = {}, {"question": question, "methods": list(methods), "models": {}}
     for name, ck in models.items():
-        batch = encode(ck.model, ck.tokenizer, image, question)
-        res = explain(ck.model, batch, ck.tokenizer, methods, layer=layer, ig_steps=ig_steps, baseline=baseline)
-        with torch.no_grad():
-            logits = ck.model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits[0].float()
-        probs = logits.softmax(-1)
-        answer = int(probs.argmax())
-        curves = {}
-        for k, m in enumerate(methods):
-            for mode in ("deletion", "insertion"):
-                curves[(m, mode)] = perturbation_curve(
-                    ck.model, batch, res[m]["image"], mode, target=answer, baseline=baseline,
-                    random_orders=random_orders if k == 0 else 0,
-                )  # fmt: skip
-        results[name] = {"batch": batch, "res": res, "curves": curves, "answer": ck.labels[answer]}
-        summary["models"][name] = {
-            "checkpoint": str(ck.path),
-            "kind": ck.meta["kind"],
-            "answer": ck.labels[answer],
-            "confidence": float(probs[answer]),
-            "tokens": next(iter(res.values()))["tokens"],
-            "faithfulness": {
-                m: {mode: curves[(m, mode)]["auc"] for mode in ("deletion", "insertion")} for m in methods
-            },
-            "random": {mode: curves[(methods[0], mode)].get("random_auc") for mode in ("deletion", "insertion")},
-            "maps": {m: res[m]["image"].tolist() for m in methods},
-        }
+        results[name] = _explain_one(ck, image, question, methods, layer, baseline, ig_steps, random_orders)
+        summary["models"][name] = _model_summary(ck, results[name], methods)
+    figures = _method_figures(results, methods, question, image)
     names = list(results)
-    figures = {}
-    for m in methods:
-        maps = {}
-        for n in names:
-            m_map = results[n]["res"][m]["image"]
-            maps[f"{n}: {results[n]['answer']}"] = m_map if m == "attention" else _share(m_map)
-        signed = m == "ig"
-        figures[m] = viz.patch_maps_side_by_side(
-            maps,
-            title=f"{TITLES[m]}<br><sup>{html.escape(question)}</sup>",
-            image=image,
-            colorscale="RdBu_r" if signed else "Viridis",
-            symmetric=signed,
-            zlabel="attention" if m == "attention" else "share",
-        )
     if len(names) > 1:
         summary["agreement"] = {
             m: map_agreement(results[names[0]]["res"][m]["image"], results[n]["res"][m]["image"])
@@ -107,27 +68,7 @@ def explain_models(
             for n in names[1:]
         }
     if "attention" in methods:
-        first = results[names[0]]["res"]["attention"]
-        tokens = first["tokens"]
-        w = tokens.index(word) if word in tokens else default_word(tokens)
-        summary["word"] = tokens[w]
-        figures["word"] = viz.patch_maps_side_by_side(
-            {n: word_map(results[n]["res"]["attention"]["cross"], w, layer) for n in names},
-            title=f"'{tokens[w]}' → image (layer {layer}, heads averaged)", image=image,
-        )  # fmt: skip
-        for n in names:
-            ca = results[n]["res"]["attention"]["cross"]
-            figures[f"heads-{n}"] = viz.head_grid(
-                ca["t2i"][:, :, w], title=f"{n}: '{tokens[w]}' → image, every layer and head", image=image
-            )
-        # image-to-text: the patch the teacher's word map points at, read back over the words
-        row, col = cell_of(int(np.argmax(word_map(first["cross"], w, layer))), first["cross"]["grid"])
-        summary["patch"] = [row, col]
-        figures["patch-to-words"] = viz.word_strip(
-            tokens,
-            {n: patch_words(results[n]["res"]["attention"]["cross"], row, col, layer) for n in names},
-            title=f"image-to-text: patch (row {row}, col {col}) → words (layer {layer}, heads averaged)",
-        )
+        figures.update(_attention_figures(results, word, layer, image, summary))
     if "relevancy" in methods:
         figures["words-relevancy"] = viz.word_strip(
             results[names[0]]["res"]["relevancy"]["tokens"],
@@ -141,6 +82,91 @@ def explain_models(
                 title=f"{n}: {mode} curves ({'lower' if mode == 'deletion' else 'higher'} AUC = more faithful)",
             )
     return {"summary": summary, "figures": figures}
+
+
+def _explain_one(ck, image, question: str, methods, layer: int, baseline, ig_steps: int, random_orders: int) -> dict:
+    """One model's maps, answer and deletion / insertion curves: {"batch", "res", "curves", "answer", "probs"}.
+    Random-order curves (the chance baseline) are drawn for the first method only."""
+    batch = encode(ck.model, ck.tokenizer, image, question)
+    res = explain(ck.model, batch, ck.tokenizer, methods, layer=layer, ig_steps=ig_steps, baseline=baseline)
+    with torch.no_grad():
+        logits = ck.model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits[0].float()
+    probs = logits.softmax(-1)
+    answer = int(probs.argmax())
+    curves = {}
+    for k, m in enumerate(methods):
+        for mode in ("deletion", "insertion"):
+            curves[(m, mode)] = perturbation_curve(
+                ck.model, batch, res[m]["image"], mode, target=answer, baseline=baseline,
+                random_orders=random_orders if k == 0 else 0,
+            )  # fmt: skip
+    return {"batch": batch, "res": res, "curves": curves, "answer": ck.labels[answer], "probs": probs}
+
+
+def _model_summary(ck, result: dict, methods) -> dict:
+    """The plain-data part of one model's explanation (explain.json)."""
+    res, curves, probs = result["res"], result["curves"], result["probs"]
+    answer = int(probs.argmax())
+    return {
+        "checkpoint": str(ck.path),
+        "kind": ck.meta["kind"],
+        "answer": ck.labels[answer],
+        "confidence": float(probs[answer]),
+        "tokens": next(iter(res.values()))["tokens"],
+        "faithfulness": {m: {mode: curves[(m, mode)]["auc"] for mode in ("deletion", "insertion")} for m in methods},
+        "random": {mode: curves[(methods[0], mode)].get("random_auc") for mode in ("deletion", "insertion")},
+        "maps": {m: res[m]["image"].tolist() for m in methods},
+    }
+
+
+def _method_figures(results: dict, methods, question: str, image) -> dict:
+    """One figure per method: every model's image map side by side, on one colour scale."""
+    figures = {}
+    for m in methods:
+        maps = {}
+        for n, r in results.items():
+            m_map = r["res"][m]["image"]
+            maps[f"{n}: {r['answer']}"] = m_map if m == "attention" else _share(m_map)
+        signed = m == "ig"
+        figures[m] = viz.patch_maps_side_by_side(
+            maps,
+            title=f"{TITLES[m]}<br><sup>{html.escape(question)}</sup>",
+            image=image,
+            colorscale="RdBu_r" if signed else "Viridis",
+            symmetric=signed,
+            zlabel="attention" if m == "attention" else "share",
+        )
+    return figures
+
+
+def _attention_figures(results: dict, word: str | None, layer: int, image, summary: dict) -> dict:
+    """The raw-attention figures of one question word (`word`, default the last): its map per model, every
+    layer and head, and image-to-text from the patch the first model's map points at. Adds "word" and "patch"
+    to `summary`."""
+    names = list(results)
+    first = results[names[0]]["res"]["attention"]
+    tokens = first["tokens"]
+    w = tokens.index(word) if word in tokens else default_word(tokens)
+    summary["word"] = tokens[w]
+    figures = {}
+    figures["word"] = viz.patch_maps_side_by_side(
+        {n: word_map(results[n]["res"]["attention"]["cross"], w, layer) for n in names},
+        title=f"'{tokens[w]}' → image (layer {layer}, heads averaged)", image=image,
+    )  # fmt: skip
+    for n in names:
+        ca = results[n]["res"]["attention"]["cross"]
+        figures[f"heads-{n}"] = viz.head_grid(
+            ca["t2i"][:, :, w], title=f"{n}: '{tokens[w]}' → image, every layer and head", image=image
+        )
+    # image-to-text: the patch the teacher's word map points at, read back over the words
+    row, col = cell_of(int(np.argmax(word_map(first["cross"], w, layer))), first["cross"]["grid"])
+    summary["patch"] = [row, col]
+    figures["patch-to-words"] = viz.word_strip(
+        tokens,
+        {n: patch_words(results[n]["res"]["attention"]["cross"], row, col, layer) for n in names},
+        title=f"image-to-text: patch (row {row}, col {col}) → words (layer {layer}, heads averaged)",
+    )
+    return figures
 
 
 def write_report(report: dict, out: str | Path, png: bool | None = None) -> list[Path]:

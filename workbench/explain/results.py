@@ -54,7 +54,7 @@ def _sem(values) -> float:
 
 
 def _machine() -> dict:
-    from workbench.bench import machine_info
+    from workbench.bench.measure import machine_info
 
     return machine_info(torch.get_num_threads(), torch.device("cpu"))
 

@@ -41,15 +41,13 @@ def dual(vocab_size: int, num_labels: int, num_images: int = 1, **size) -> DualS
 
 
 def text_limit(model: nn.Module) -> int:
-    """Longest token sequence the model's text positions allow."""
-    model = getattr(model, "module", model)
-    config = model.config if isinstance(model, FusionTeacher) else model.text_config
-    return config.max_position_embeddings
+    """Longest token sequence the model's text positions allow (its `text_limit`; through a DDP wrapper too)."""
+    return getattr(model, "module", model).text_limit
 
 
 def image_size(model: nn.Module) -> int:
-    model = getattr(model, "module", model)
-    return model.config.image_size if isinstance(model, FusionTeacher) else model.vision_config.image_size
+    """Side of the square images the model reads (its `image_size`; through a DDP wrapper too)."""
+    return getattr(model, "module", model).image_size
 
 
 def create_model(kind: str, vocab_size: int, num_labels: int, num_images: int = 1, **size) -> nn.Module:

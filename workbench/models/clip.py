@@ -53,6 +53,16 @@ class ClipDualEncoder(nn.Module):
     def embed_dim(self) -> int:
         return self.clip.config.projection_dim
 
+    @property
+    def image_size(self) -> int:
+        """CLIP's input resolution (`preprocess` resizes any other size to it)."""
+        return self.vision_config.image_size
+
+    @property
+    def text_limit(self) -> int:
+        """Longest token sequence the text positions allow (the collator truncates to it)."""
+        return self.text_config.max_position_embeddings
+
     def preprocess(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [-1, 1] -> CLIP's resolution and normalisation."""
         size = self.vision_config.image_size

@@ -109,13 +109,23 @@ class DualStudent(nn.Module):
         self.image_proj = nn.Linear(d, embed_dim, bias=False)
         self.text_proj = nn.Linear(d, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        with torch.no_grad():  # readable positions, as for the teacher (DESIGN.md §3)
+        with torch.no_grad():  # readable positions, as for the teacher (docs/design.md, "Models")
             grid = vision_config.image_size // vision_config.patch_size
             self.image_tower.embeddings.position_embeddings[0, 1:] = grid_positions(grid, d)
 
     @property
     def num_heads(self) -> int:
         return self.text_config.num_attention_heads
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the model reads, in pixels (the collator resizes to it)."""
+        return self.vision_config.image_size
+
+    @property
+    def text_limit(self) -> int:
+        """Longest token sequence the text positions allow (the collator truncates to it)."""
+        return self.text_config.max_position_embeddings
 
     @property
     def attn_implementation(self) -> str:

@@ -9,7 +9,7 @@ Two things differ from calling `ViltForQuestionAnswering` directly, both on purp
   and their names are ViLT's, so a real checkpoint loads unchanged; because the encoder is
   permutation-equivariant the logits equal HF's.
 * Position embeddings that can be read. From a config, HF leaves the image position embeddings at
-  zero; at small scale the model never learns where a patch is (DESIGN.md §3). We start them as
+  zero; at small scale the model never learns where a patch is (docs/design.md, "Models"). We start them as
   a random row vector plus a random column vector at unit scale (`grid_positions`), trainable.
   Weights start at 1/sqrt(width) and the patch projection is centred on the training images
   (`centre_patch_embedding`): both shorten the plateau before the model starts to look at the image.
@@ -78,7 +78,7 @@ def grid_positions(grid: int, dim: int, generator: torch.Generator | None = None
     linearly readable. Measured on position questions ("which row is the cyan triangle in?",
     batch 64): these reach 100% validation accuracy by step 400; a 2-D sine-cosine grid of the same
     scale stays at chance for 500+ steps (at 4 positions most sin-cos channels barely vary), and
-    HF's zero init never learns (DESIGN.md §3).
+    HF's zero init never learns (docs/design.md, "Models").
     """
     rows = torch.randn(grid, dim, generator=generator)
     cols = torch.randn(grid, dim, generator=generator)
@@ -185,6 +185,16 @@ class FusionTeacher(nn.Module):
         self.classifier = classifier(config.hidden_size, num_images, num_labels)
         if init_positions:
             self.reset_image_positions()
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the model reads, in pixels (the collator resizes to it)."""
+        return self.config.image_size
+
+    @property
+    def text_limit(self) -> int:
+        """Longest token sequence the text positions allow (the collator truncates to it)."""
+        return self.config.max_position_embeddings
 
     @property
     def attn_implementation(self) -> str:

@@ -1,4 +1,4 @@
-"""Frozen unimodal teachers for MAD (DESIGN.md §5): per-token features of a text encoder and of a
+"""Frozen unimodal teachers for MAD (docs/methods.md): per-token features of a text encoder and of a
 vision encoder, each with a mask saying which tokens are real.
 
 * `TextTeacher`: any local Hugging Face text-encoder folder (`AutoModel` + its own fast tokenizer), or

@@ -1,0 +1,409 @@
+"""The one experiment runner (workbench/experiments/) on the grids' data (workbench/configs/grids.py): the grids,
+claiming runs, resuming a dead worker's run, collecting, statistics, tables; the DiDE and MCAD grids here (MAD:
+test_experiments_mad.py); and the shipped results files re-collected from their recorded values."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.experiments import (
+    claim,
+    collect,
+    get_grid,
+    grid_names,
+    release,
+    results_table,
+    run_grid,
+    select,
+    shipped_run,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DIDE = get_grid("dide")
+
+
+def _runs(grid, **picked):
+    return select(grid.runs(), **picked)
+
+
+def _one(grid, task, row, seed=0):
+    (run,) = _runs(grid, tasks=[task], rows=[row], seeds=[seed])
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- the grids
+
+
+def test_every_grid_names_registered_methods_and_gives_every_run_its_own_folder():
+    from workbench.methods import get_method
+
+    assert grid_names() == ("dide", "mad", "mcad")
+    for name in grid_names():
+        grid = get_grid(name)
+        runs = grid.runs()
+        assert len({r.folder for r in runs}) == len(runs)
+        assert {r.method for r in runs} <= {spec["method"] for spec in grid.rows.values()}
+        for spec in grid.rows.values():
+            assert get_method(spec["method"]).student in (grid.student, "dual")  # MAD's `none`: see its test file
+        assert grid.baseline in grid.rows
+
+
+def test_every_budget_on_generated_data_holds_its_steps():
+    for name in grid_names():
+        for run in get_grid(name).runs():
+            b = run.budget
+            if b.get("train_size"):  # the loop stops at whichever comes first: the epochs or max_steps
+                assert b["epochs"] * (b["train_size"] // b["batch_size"]) >= b["max_steps"], run.folder
+
+
+def test_dide_grid_has_three_seeds_of_each_recipe_on_shapes_vqa_and_every_recipe_on_every_task():
+    for row in ("none", "kd", "dide", "dide-pt"):
+        assert sorted(r.seed for r in _runs(DIDE, tasks=["shapes-vqa"], rows=[row])) == [0, 1, 2]
+    for task in DIDE.tasks:
+        assert {r.row for r in _runs(DIDE, tasks=[task])} >= {"none", "kd", "dide", "dide-pt"}
+    assert [r.folder for r in DIDE.runs()[:4]] == [
+        "shapes-vqa/none-seed0", "shapes-vqa/dide-seed0", "shapes-vqa/kd-seed0", "shapes-ve/dide-seed0",
+    ]  # fmt: skip
+    layers = _one(DIDE, "shapes-vqa", "dide (layers 0,1,2,3)")
+    assert layers.name == "dide-layers0_1_2_3-seed0" and layers.method_config(ROOT, ROOT).layers == (0, 1, 2, 3)
+
+
+def test_the_fast_students_run_has_a_one_layer_text_tower_its_own_folder_and_row(tmp_path):
+    fast = shipped_run(DIDE, "shapes-vqa-student-fast")
+    cfg = fast.train_config(tmp_path, tmp_path / "assets", DIDE.student)
+    assert cfg.size == {"text_layers": 1} and cfg.recipe == "dide" and cfg.max_steps == 3000 and cfg.model == "dual"
+    assert fast.folder == "shapes-vqa/dide-text1-seed0" and fast.row == "dide (text tower 1 layer)"
+    assert cfg.teacher == str(tmp_path / "assets" / "shapes-vqa-teacher")
+    default = shipped_run(DIDE, "shapes-vqa-student")
+    assert default.train_config(tmp_path, tmp_path, "dual").size == {}  # the default takes the teacher's depth
+
+
+def test_the_budget_ablation_runs_longer_on_fresh_examples_and_has_its_own_folder_and_row(tmp_path):
+    long = _one(DIDE, "shapes-ve", "dide (7,500 steps)")
+    assert long.name == "dide-steps7500-seed0"
+    cfg = long.train_config(tmp_path, tmp_path, "dual")
+    default = _one(DIDE, "shapes-ve", "dide").train_config(tmp_path, tmp_path, "dual")
+    assert (cfg.max_steps, default.max_steps) == (7500, 3000)
+    assert cfg.epochs == default.epochs == 1 and cfg.train_size == 7500 * cfg.batch_size > default.train_size
+    same = ("dataset", "recipe", "teacher", "lr", "warmup_steps", "batch_size", "seed", "size", "test_size")
+    assert all(getattr(cfg, k) == getattr(default, k) for k in same)
+    easy = _one(DIDE, "easy-vqa", "dide").train_config(tmp_path, tmp_path, "dual")
+    assert easy.train_size is None and easy.curriculum and easy.oversample  # the teacher's view of the data
+
+
+def test_select_picks_runs_and_refuses_unknown_rows_or_tasks():
+    assert select(DIDE.runs()) == DIDE.runs()
+    assert {r.task for r in _runs(DIDE, tasks=["easy-vqa"])} == {"easy-vqa"}
+    with pytest.raises(ValueError, match="unknown rows"):
+        _runs(DIDE, rows=["didee"])
+    with pytest.raises(ValueError, match="unknown tasks"):
+        _runs(DIDE, tasks=["vqa"])
+    with pytest.raises(ValueError, match="unknown grid"):
+        get_grid("clip")
+
+
+def test_a_claimed_run_is_skipped_and_a_dead_workers_lock_is_taken_over(tmp_path):
+    run_dir = tmp_path / "shapes-vqa" / "dide-seed0"
+    assert claim(run_dir)
+    assert not claim(run_dir)  # held by a live process (us)
+    release(run_dir)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run_dir.with_name("dide-seed0.lock").write_text(dead.stdout.strip())
+    assert claim(run_dir)  # its process is gone
+    assert run_dir.with_name("dide-seed0.lock").read_text() == str(os.getpid())
+
+
+# ---------------------------------------------------------------------------------------------- DiDE, faked
+
+
+def _fake_run(root, run, accuracy: float, relation: float, teacher: str | None = None):
+    per_type = {"relation": {"accuracy": relation, "n": 50}, "attribute": {"accuracy": 1.0, "n": 50}}
+    test = {"accuracy": accuracy, "n": 100, "per_type": per_type}
+    meta = {"metrics": {"test": test}, "train_seconds": 600, "steps": 3000}
+    if teacher:
+        meta["teacher_fingerprint"] = teacher
+    out = run.dir(root) / "model"
+    out.mkdir(parents=True)
+    (out / "workbench.json").write_text(json.dumps(meta))
+
+
+def _small_dide(seeds):
+    """The DiDE grid cut to none and dide on shapes-vqa over `seeds`."""
+    block = dict(tasks=("shapes-vqa",), rows=("none", "dide"), seeds=tuple(seeds))
+    return dataclasses.replace(DIDE, blocks=(block,))
+
+
+def _teacher(assets, accuracy=0.95):
+    (assets / "shapes-vqa-teacher").mkdir(parents=True)
+    meta = {"metrics": {"test": {"accuracy": accuracy, "per_type": {"relation": {"accuracy": 1.0}}}}}
+    (assets / "shapes-vqa-teacher" / "workbench.json").write_text(json.dumps(meta))
+
+
+def test_collect_gives_mean_and_sample_std_over_seeds_the_baseline_test_and_the_claims(tmp_path):
+    grid, assets = _small_dide(range(5)), tmp_path / "assets"
+    for s, (none, dide) in enumerate(zip((0.50, 0.52, 0.54, 0.51, 0.53), (0.70, 0.71, 0.72, 0.69, 0.73))):
+        _fake_run(tmp_path, _one(grid, "shapes-vqa", "none", s), 0.80, none)
+        _fake_run(tmp_path, _one(grid, "shapes-vqa", "dide", s), 0.90, dide)
+    _teacher(assets)
+    results = collect(grid, tmp_path, assets)
+    rows = results["shapes-vqa"]["rows"]
+    assert rows["none"]["seeds"] == [0, 1, 2, 3, 4] and rows["none"]["per_type"]["relation"]["mean"] == pytest.approx(
+        0.52
+    )
+    assert rows["none"]["per_type"]["relation"]["std"] == pytest.approx(0.0158, abs=1e-4)  # sample std (n - 1)
+    assert rows["dide"]["vs_baseline"]["baseline"] == "none" and "vs_baseline" not in rows["none"]
+    assert rows["dide"]["vs_baseline"]["difference"] == pytest.approx(0.10)
+    checks = results["shapes-vqa"]["checks"]
+    relation = checks["dide_minus_none_relation_points"]
+    assert relation["value"] == pytest.approx(19.0) and relation["seeds"] == [5, 5]
+    assert relation["p_value"] < 0.001 and relation["met"] is True
+    assert checks["dide_gap_to_teacher_points"] == {"value": 5.0, "target": 1.5, "met": False}
+    table = results_table(grid, results)
+    assert "| student `dide` | 5 | 90.0 ± 0.0 | 100.0 ± 0.0 | 71.0 ± 1.6 | 10.0 |" in table
+    assert "| teacher (fusion) | | 95.0 |" in table and "NOT met" in table
+    assert (
+        "dide_minus_none_relation_points: 19.0 (spread 3.16) (Welch p < 0.001, 95% CI +16.69 to +21.31) — met." in table
+    )
+
+
+def test_three_seeds_leave_a_claim_pending_whatever_its_margin(tmp_path):
+    grid = _small_dide(range(3))
+    for s in range(3):
+        _fake_run(tmp_path, _one(grid, "shapes-vqa", "none", s), 0.80, 0.50 + 0.02 * s)
+        _fake_run(tmp_path, _one(grid, "shapes-vqa", "dide", s), 0.90, 0.70 + 0.01 * s)
+    results = collect(grid, tmp_path, tmp_path / "assets")
+    relation = results["shapes-vqa"]["checks"]["dide_minus_none_relation_points"]
+    assert relation["value"] == pytest.approx(19.0) and relation["spread"] == pytest.approx(3.0)
+    assert relation["p_value"] < 0.05 and relation["met"] is None  # the old rule said met
+    assert "— pending (needs 5+ seeds)" in results_table(grid, results)
+
+
+def _recording_distill(calls):
+    def fake(cfg, config=None, **kw):
+        calls.append(cfg.out)
+
+    return fake
+
+
+def test_run_grid_trains_unfinished_runs_with_the_registry_and_releases_their_locks(tmp_path, monkeypatch):
+    calls, configs = [], []
+    monkeypatch.setattr(
+        "workbench.methods.distill", lambda cfg, config, **kw: (calls.append(cfg), configs.append(config))
+    )
+    grid = dataclasses.replace(
+        DIDE, blocks=(dict(tasks=("shapes-vqa",), rows=("none", "dide (layers 0,1,2,3)"), seeds=(0,)),)
+    )
+    _fake_run(tmp_path, grid.runs()[0], 0.5, 0.5)
+    assert run_grid(grid, tmp_path, tmp_path / "assets", progress=False) == ["shapes-vqa/dide-layers0_1_2_3-seed0"]
+    (cfg,), (config,) = calls, configs
+    assert cfg.out == str(tmp_path / "shapes-vqa" / "dide-layers0_1_2_3-seed0") and cfg.recipe == "dide"
+    assert cfg.teacher == str(tmp_path / "assets" / "shapes-vqa-teacher") and config.layers == (0, 1, 2, 3)
+    assert not list(tmp_path.rglob("*.lock"))  # released
+
+
+def test_collect_keeps_recorded_runs_whose_folders_are_gone_and_prefers_present_ones(tmp_path):
+    grid = dataclasses.replace(DIDE, blocks=(dict(tasks=("shapes-vqa",), rows=("none",), seeds=(0, 1)),))
+    runs = grid.runs()
+    _fake_run(tmp_path / "old", runs[0], 0.60, 0.5)
+    _fake_run(tmp_path / "old", runs[1], 0.70, 0.5)
+    previous = json.loads(json.dumps(collect(grid, tmp_path / "old", tmp_path / "assets")))  # as read back
+    _fake_run(tmp_path / "new", runs[1], 0.80, 0.5)  # seed 1 re-run this session; seed 0's folder is gone
+    rows = collect(grid, tmp_path / "new", tmp_path / "assets", previous=previous)["shapes-vqa"]["rows"]
+    assert rows["none"]["accuracy"]["values"] == [0.60, 0.80]
+    assert collect(grid, tmp_path / "new", tmp_path / "assets")["shapes-vqa"]["rows"]["none"]["seeds"] == [1]
+
+
+def test_run_grid_skips_runs_the_last_results_file_records(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", _recording_distill(calls))
+    grid = dataclasses.replace(DIDE, blocks=(dict(tasks=("shapes-vqa",), rows=("none", "kd"), seeds=(0,)),))
+    _fake_run(tmp_path / "old", grid.runs()[0], 0.5, 0.5)
+    previous = collect(grid, tmp_path / "old", tmp_path / "assets")
+    run_grid(grid, tmp_path / "new", tmp_path / "assets", progress=False, previous=previous)
+    assert calls == [str(tmp_path / "new" / "shapes-vqa" / "kd-seed0")]
+
+
+def test_a_dide_pt_runs_minutes_include_its_matching_stage(tmp_path):
+    run = _one(DIDE, "shapes-vqa", "dide-pt")
+    _fake_run(tmp_path, run, 0.8, 0.5)  # 600 s
+    stage1 = run.dir(tmp_path) / "pretrain" / "model"
+    stage1.mkdir(parents=True)
+    (stage1 / "workbench.json").write_text(json.dumps({"train_seconds": 300}))
+    grid = dataclasses.replace(DIDE, blocks=(dict(tasks=("shapes-vqa",), rows=("dide-pt",), seeds=(0,)),))
+    assert collect(grid, tmp_path, tmp_path / "assets")["shapes-vqa"]["rows"]["dide-pt"]["runs"][0]["minutes"] == 15.0
+
+
+def test_students_of_a_since_rebuilt_teacher_are_set_aside_and_rerun(tmp_path, monkeypatch):
+    """A student records its teacher's fingerprint; after the teacher is rebuilt its row no longer counts,
+    and the grid runs it again (its old folder kept aside)."""
+    from workbench.models.io import weights_fingerprint
+
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", _recording_distill(calls))
+    assets = tmp_path / "assets"
+    (assets / "easy-vqa-teacher").mkdir(parents=True)
+    (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"old weights")
+    old = weights_fingerprint(assets / "easy-vqa-teacher")
+    grid = dataclasses.replace(DIDE, blocks=(dict(tasks=("easy-vqa",), rows=("none", "kd", "dide"), seeds=(0,)),))
+    runs = grid.runs()
+    _fake_run(tmp_path, runs[0], 0.8, 0.8)  # `none` records no fingerprint: it learns nothing from the teacher
+    _fake_run(tmp_path, runs[1], 0.9, 0.9, teacher=old)
+    _fake_run(tmp_path, runs[2], 0.9, 0.9, teacher=old)
+    previous = collect(grid, tmp_path, assets)
+    assert set(previous["easy-vqa"]["rows"]) == {"none", "dide", "kd"}
+    assert previous["easy-vqa"]["rows"]["kd"]["runs"][0]["teacher_fingerprint"] == old
+
+    (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"new weights")
+    assert weights_fingerprint(assets / "easy-vqa-teacher") != old
+    assert set(collect(grid, tmp_path, assets, previous=previous)["easy-vqa"]["rows"]) == {"none"}
+    shutil.rmtree(tmp_path / "easy-vqa" / "kd-seed0")  # a run only the results file remembers
+    run_grid(grid, tmp_path, assets, progress=False, previous=previous)
+    assert calls == [str(tmp_path / "easy-vqa" / "kd-seed0"), str(tmp_path / "easy-vqa" / "dide-seed0")]
+    assert (tmp_path / "easy-vqa" / f"dide-seed0.teacher-{old}" / "model" / "workbench.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------- MCAD
+
+
+def test_mcad_grid_has_three_seeds_of_every_row_seed_zero_first_and_a_smoke_preset():
+    grid = get_grid("mcad")
+    runs = grid.runs()
+    assert [r.row for r in runs[: len(grid.rows)]] == list(grid.rows)
+    for row in grid.rows:
+        assert sorted(r.seed for r in runs if r.row == row) == [0, 1, 2]
+    assert {r.method for r in runs} == set(grid.rows) and runs[0].folder == "students/clip-seed0"
+    smoke = get_grid("mcad", "smoke")
+    assert [r.seed for r in smoke.runs()] == [0] * len(grid.rows) and smoke.budget["max_steps"] == 200
+    for preset in ("full", "smoke"):  # the student is at most a quarter of the teacher (same vocabulary)
+        g = get_grid("mcad", preset)
+        s, d = g.budget["size"], g.teacher_budgets["dual"]["size"]
+        assert (s["hidden_size"] ** 2 * s["num_layers"]) * 4 <= d["hidden_size"] ** 2 * d["num_layers"]
+    with pytest.raises(ValueError, match="no preset 'fast'"):
+        get_grid("mcad", "fast")
+
+
+def test_mcad_runs_take_the_grids_teachers_or_the_given_ones(tmp_path):
+    grid = get_grid("mcad")
+    config = grid.runs()[-1].method_config(tmp_path, tmp_path / "assets")
+    assert config.dual_teacher == str(tmp_path / "teachers" / "dual" / "model")
+    assert config.fusion_teacher == str(tmp_path / "teachers" / "fusion-itm" / "model")
+    given = grid.runs({"dual_teacher": "/clip"})[-1].method_config(tmp_path, tmp_path)
+    assert given.dual_teacher == "/clip" and given.fusion_teacher == str(tmp_path / "teachers" / "fusion-itm" / "model")
+
+
+def _metrics(r1_i2t, r1_t2i, params, median=2.0):
+    d = lambda r1: {"R@1": r1, "R@5": min(1.0, r1 + 0.2), "R@10": min(1.0, r1 + 0.3), "median_rank": median,  # noqa: E731
+                    "mean_rank": 3.0, "n": 100}  # fmt: skip
+    return {"i2t": d(r1_i2t), "t2i": d(r1_t2i), "r1": (r1_i2t + r1_t2i) / 2, "n_images": 100, "n_texts": 100,
+            "params": params, "index": {"seconds": 0.5}, "query_ms": {"total": 2.0}}  # fmt: skip
+
+
+def _fake_student(root, run, r1, params=1_000_000):
+    out = run.dir(root) / "model"
+    out.mkdir(parents=True)
+    meta = {"metrics": {"test": _metrics(r1, r1, params)}, "train_seconds": 600, "steps": 3000}
+    (out / "workbench.json").write_text(json.dumps(meta))
+
+
+def _mcad(rows, seeds):
+    grid = get_grid("mcad")
+    return dataclasses.replace(grid, blocks=(dict(tasks=grid.tasks, rows=tuple(rows), seeds=tuple(seeds)),))
+
+
+def test_mcad_collect_gives_mean_and_std_over_seeds_the_checks_and_a_table(tmp_path):
+    grid = _mcad(("clip", "mcad"), (0, 1, 2))
+    for s, r1 in enumerate((0.50, 0.52, 0.54)):
+        _fake_student(tmp_path, _one(grid, grid.tasks[0], "clip", s), r1)
+    for s, r1 in enumerate((0.70, 0.71, 0.72)):
+        _fake_student(tmp_path, _one(grid, grid.tasks[0], "mcad", s), r1)
+    teachers = {
+        "dual": {**_metrics(0.8, 0.7, 5_000_000), "minutes": 90.0},
+        "dual+fusion": {**_metrics(0.9, 0.8, 0), "k": 10},
+        "fusion_itm": {"accuracy": 0.97, "per_type": {"match": 0.99, "position swap": 0.9}},
+    }
+    (tmp_path / "teachers").mkdir()
+    (tmp_path / "teachers" / "eval.json").write_text(json.dumps(teachers))
+    results = collect(grid, tmp_path, tmp_path / "assets")
+    clip = results["rows"]["clip"]
+    assert clip["r1"]["mean"] == pytest.approx(0.52) and clip["r1"]["std"] == pytest.approx(0.02)
+    assert clip["i2t median_rank"]["mean"] == 2.0 and len(clip["runs"]) == 3 and clip["seeds"] == [0, 1, 2]
+    assert results["rows"]["mcad"]["vs_baseline"]["baseline"] == "clip"
+    checks = results["checks"]
+    margin = checks["mcad_minus_clip_r1_points"]
+    assert margin["value"] == pytest.approx(19.0) and margin["spread"] == pytest.approx(3.0)
+    assert margin["met"] is None and margin["p_value"] < 0.05  # 3 seeds: pending
+    assert checks["student_params_fraction_of_teacher"] == {"value": 0.2, "target": 0.25, "met": True}
+    assert checks["student_r1_fraction_of_teacher"]["value"] == pytest.approx(0.71 / 0.75, abs=1e-3)
+    assert checks["student_r1_fraction_of_teacher"]["met"] is True
+    assert checks["fusion_rerank_gain_r1_points"] == {"value": pytest.approx(10.0), "met": True}
+    table = results_table(grid, results)
+    assert "| student `mcad` | 3 | 71.0 ± 1.0 | 71.0 ± 1.0 | 91.0 ± 1.0 | 100.0 ± 0.0 | 2 ± 0.0 |" in table
+    assert "| teacher: dual (`clip`) | | 75.0 | 80.0 |" in table and "re-rank (top 10)" in table
+    assert "position swap 90.0" in table and "NOT met" not in table and "Test gallery: 100" in table
+    assert "pending (needs 5+ seeds)" in table
+    assert results_table(grid, {"teachers": {}, "rows": {}, "checks": {}}) == "(no finished runs yet)"
+
+
+def test_mcad_run_grid_waits_for_teachers_skips_finished_runs_and_releases_locks(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", _recording_distill(calls))
+    monkeypatch.setattr("workbench.experiments.teachers.evaluate_teachers", lambda *a, **k: None)
+    grid = dataclasses.replace(_mcad(("clip", "clipkd", "mcad"), (0,)), **get_grid("mcad", "smoke").presets["smoke"])
+    _fake_student(tmp_path, grid.runs()[0], 0.5)  # clip seed 0 is finished
+    # the dual teacher is given and ready; the fusion teacher is being built by another worker (claimed)
+    (tmp_path / "dual").mkdir()
+    (tmp_path / "dual" / "workbench.json").write_text("{}")
+    fusion_run = tmp_path / "teachers" / "fusion-itm"
+    assert claim(fusion_run)
+    fusion_run.with_name("fusion-itm.lock").write_text(str(os.getppid()))  # a live process that is not us
+    done = run_grid(grid, tmp_path, tmp_path / "assets", progress=False, paths={"dual_teacher": str(tmp_path / "dual")})
+    assert done == ["students/clipkd-seed0"] and calls == [str(tmp_path / "students" / "clipkd-seed0")]
+    assert not list((tmp_path / "students").glob("*.lock"))
+
+
+# ---------------------------------------------------------------------------------------------- shipped files
+
+
+def _without_new_statistics(document):
+    """The document as the runner wrote it before the Welch test: without each row's `vs_baseline` (and MCAD
+    rows' `seeds`), and without the claims' (the checks with a seed spread) test figures and verdicts: the rule
+    changed, they are checked apart."""
+    if isinstance(document, list):
+        return [_without_new_statistics(x) for x in document]
+    if not isinstance(document, dict):
+        return document
+    claim_fields = {"p_value", "ci95", "seeds", "met", "status"} if "spread" in document else set()
+    drop = {"vs_baseline", "rule", "any_task", *claim_fields}
+    return {k: _without_new_statistics(v) for k, v in document.items() if k not in drop}
+
+
+@pytest.mark.parametrize("name", ["dide", "mad", "mcad"])
+def test_recollecting_the_shipped_results_from_their_recorded_values_reproduces_them(name, tmp_path):
+    """No run folder: every figure comes from the shipped file's records; the file comes back the same, plus
+    the statistics, and no claim resting on 3 seeds is met."""
+    shipped = json.loads((ROOT / "assets" / "results" / f"{name}.json").read_text())
+    grid = get_grid(name)
+    again = collect(grid, tmp_path / "no-runs", ROOT / "assets", previous=shipped)
+    if name == "mcad":
+        assert all(row.pop("seeds") == [r["seed"] for r in row["runs"]] for row in again["rows"].values())
+    assert _without_new_statistics(again) == _without_new_statistics(shipped)
+    assert json.dumps(_without_new_statistics(again)) == json.dumps(_without_new_statistics(shipped))  # same order
+    claims = list(_claims(again))
+    assert claims and all(c["met"] is None and min(c["seeds"]) < 5 for c in claims if c["value"] is not None)
+    assert "pending (needs 5+ seeds" in results_table(grid, again)
+    assert results_table(grid, json.loads(json.dumps(again))) == results_table(grid, again)  # as read back
+
+
+def _claims(document):
+    """Every claim (a check with a Welch test) in a results document."""
+    if isinstance(document, dict):
+        if "p_value" in document and "status" in document:
+            yield document
+        for v in document.values():
+            yield from _claims(v)

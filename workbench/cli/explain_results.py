@@ -1,0 +1,58 @@
+"""`workbench explain-results`: faithfulness of the map methods and teacher-student map agreement."""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli.common import add_publish_option
+from workbench.errors import WorkbenchError
+
+NAME = "explain-results"
+HELP = "measure faithfulness of the map methods and teacher-student map agreement (docs/results.md)"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    from workbench.explain.inputs import BASELINES
+
+    p = sub.add_parser(
+        NAME,
+        help=HELP,
+        description="On the first N test examples of the teacher's dataset: deletion and insertion AUCs of every map "
+        "method (attention, rollout, relevancy, ig) and of random patch order, and the share of examples where a "
+        "method's deletion AUC is below random's -> OUT/faithfulness.json; KL and Spearman of each student's "
+        "cross-attention (virtual, for a dual student) against the teacher's, overall and per question type -> "
+        "OUT/agreement.json. Prints both as markdown tables.",
+    )
+    p.add_argument("--teacher", default="assets/shapes-vqa-teacher", help="fusion teacher checkpoint folder")
+    p.add_argument(
+        "--students",
+        nargs="+",
+        metavar="NAME=PATH",
+        default=None,
+        help="students to compare (default: dide=assets/shapes-vqa-student none=assets/shapes-vqa-student-none)",
+    )
+    p.add_argument("--size", type=int, default=200, help="number of test examples (default 200)")
+    p.add_argument("--out", default="assets/results", help="folder for faithfulness.json and agreement.json")
+    p.add_argument("--baseline", default="mean", choices=BASELINES, help="removed patches")
+    p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
+    p.add_argument("--random-orders", type=int, default=3, help="random patch orders averaged per example")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test scenes (0: the shipped test split)")
+    p.add_argument("--layer", type=int, default=-1, help="layer of the compared attention maps (default: the last)")
+    add_publish_option(p, "the two tables")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    from workbench.explain.results import explain_results, parse_students
+
+    try:
+        students = parse_students(args.students)
+    except ValueError as e:
+        raise WorkbenchError(str(e)) from e
+    explain_results(
+        args.teacher, students, size=args.size, out=args.out, readme=args.readme, baseline=args.baseline,
+        ig_steps=args.ig_steps, random_orders=args.random_orders, seed=args.seed, layer=args.layer,
+        progress=not args.no_progress,
+    )  # fmt: skip

@@ -1,0 +1,91 @@
+"""Gathering a grid's runs into its results file: each row's seeds, runs, mean and sample std per metric (and
+per question type), the row against the grid's baseline row (Welch), then the layout's document and checks."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+from workbench.experiments.grid import Grid, as_grid
+from workbench.experiments.measure import current, fingerprints, measured, recorded
+from workbench.experiments.stats import summary, versus
+
+LAYOUTS = {
+    "tasks": "workbench.experiments.layout_tasks",
+    "views": "workbench.experiments.layout_views",
+    "retrieval": "workbench.experiments.layout_retrieval",
+}
+
+
+def layout(grid: Grid):
+    """The module that shapes `grid`'s results file and table (`rows_of`, `document`, `table`)."""
+    return importlib.import_module(LAYOUTS[grid.layout])
+
+
+def collect(
+    grid: Grid | str, root: Path, assets: Path, previous: dict | None = None, paths: dict | None = None
+) -> dict:
+    """The grid's results document (the file `results_path` names), from its finished runs.
+
+    A run whose folder is gone keeps the figures `previous` (the last results document) recorded for it, so
+    the table grows across sessions and machines; a run folder present now wins."""
+    grid = as_grid(grid)
+    root, assets = Path(root), Path(assets)
+    runs = grid.runs(paths)
+    before = layout(grid).rows_of(grid, previous) if previous else {}
+    prints = fingerprints(grid, runs, root, assets)
+    groups: dict = {}  # (task, view) -> {row: {"seeds", "runs", ...}}, in run order
+    for run in runs:
+        fingerprint = prints.get(run.task)
+        figures = current(measured(grid, run, root), fingerprint) or current(recorded(before, grid, run), fingerprint)
+        for view, record in figures.items():
+            row = groups.setdefault((run.task, view), {}).setdefault(run.row, {"seeds": [], "runs": []})
+            row["seeds"].append(run.seed)
+            row["runs"].append({"seed": run.seed, **record})
+    for rows in groups.values():
+        summarise(grid, rows)
+    return layout(grid).document(grid, groups, root, assets, previous or {}, prints)
+
+
+def summarise(grid: Grid, rows: dict) -> None:
+    """Mean, sample std and values per metric of each row (per question type too, and the in-domain test of
+    a shifted view); then each row against the baseline row on the grid's first metric."""
+    for row in rows.values():
+        runs = row["runs"]
+        for metric in grid.metrics:
+            row[metric] = summary([r[metric] for r in runs])
+        if any("per_type" in r for r in runs):
+            qtypes = sorted({q for r in runs for q in r.get("per_type", {})})
+            row["per_type"] = {q: summary([r["per_type"][q] for r in runs if q in r["per_type"]]) for q in qtypes}
+        if all("in_domain" in r for r in runs):
+            row["in_domain"] = summary([r["in_domain"] for r in runs])
+    base, metric = rows.get(grid.baseline), grid.metrics[0]
+    for name, row in rows.items():
+        if base is not None and name != grid.baseline:
+            row["vs_baseline"] = versus(row[metric]["values"], base[metric]["values"], grid.baseline, metric)
+
+
+def results_table(grid: Grid | str, document: dict) -> str:
+    """The markdown table of a results document (the README's section of the grid)."""
+    grid = as_grid(grid)
+    return layout(grid).table(grid, document)
+
+
+def results_path(grid: Grid | str, assets: Path) -> Path:
+    """assets/results/<the grid's results file>."""
+    return Path(assets) / "results" / as_grid(grid).results
+
+
+def read_results(path: Path) -> dict | None:
+    """A results document written earlier (None if there is none)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_results(document: dict, path: Path) -> None:
+    from workbench.models.io import write_json_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, document)

@@ -1,0 +1,98 @@
+"""Results per task (the DiDE grid): {task: {"teacher", "rows": {row: ...}, "checks"}} and its table, the
+teacher then each row, overall and per question type (mean ± sample std over seeds)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from workbench.experiments.grid import Grid
+from workbench.experiments.stats import claim, format_test, verdict
+
+
+def rows_of(grid: Grid, document: dict) -> dict:
+    return {(task, "test"): entry.get("rows", {}) for task, entry in (document or {}).items()}
+
+
+def document(grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict) -> dict:
+    results: dict = {}
+    for (task, _view), rows in groups.items():
+        entry = {"teacher": teacher(grid, task, root, assets, prints.get(task)), "rows": rows}
+        entry["checks"] = checks(grid, task, entry)
+        results[task] = entry
+    return results
+
+
+def teacher(grid: Grid, task: str, root: Path, assets: Path, fingerprint: str | None) -> dict | None:
+    """The teacher's test figures (from its checkpoint folder, the grid's `teacher` path)."""
+    folder = grid.paths["teacher"].replace("{task}", task).format(root=root, assets=assets)
+    path = Path(folder) / "workbench.json"
+    if not path.exists():
+        return None
+    test = json.loads(path.read_text())["metrics"]["test"]
+    return {
+        "accuracy": test["accuracy"],
+        "per_type": {q: m["accuracy"] for q, m in test["per_type"].items()},
+        "fingerprint": fingerprint,
+    }
+
+
+def checks(grid: Grid, task: str, entry: dict) -> dict:
+    """The grid's claims, measured: the row within `gap_to_teacher_points` of the teacher; the row beats the
+    baseline on each listed question type (`stats.claim`: Welch, at least 5 seeds of each)."""
+    rows, teacher_figures, out = entry["rows"], entry["teacher"], {}
+    name, base, claims = grid.claims["row"], grid.baseline, grid.claims
+    if name in rows and teacher_figures:
+        gap, target = (
+            100 * (teacher_figures["accuracy"] - rows[name]["accuracy"]["mean"]),
+            claims["gap_to_teacher_points"],
+        )
+        out[f"{name}_gap_to_teacher_points"] = {"value": round(gap, 2), "target": target, "met": gap <= target}
+    if name in rows and base in rows:
+        for q in claims["per_type"].get(task, ()):
+            a, b = rows[name]["per_type"].get(q), rows[base]["per_type"].get(q)
+            if a is not None and b is not None:
+                out[f"{name}_minus_{base}_{q}_points"] = claim(a["values"], b["values"])
+    return out
+
+
+def _fmt(summary: dict) -> str:
+    mean = 100 * summary["mean"]
+    return f"{mean:.1f}" if summary.get("std") is None else f"{mean:.1f} ± {100 * summary['std']:.1f}"
+
+
+def _note(name: str, check: dict) -> str:
+    test = format_test(check)
+    return (
+        f"{name}: {check['value']}"
+        + (f" (spread {check['spread']})" if "spread" in check else "")
+        + (f" ({test})" if test else "")
+        + verdict(check)
+    )
+
+
+def table(grid: Grid, results: dict) -> str:
+    """Markdown: per task, the teacher then each row, overall and per question type; then the claims."""
+    blocks = []
+    for task, entry in results.items():
+        qtypes = sorted({q for row in entry["rows"].values() for q in row["per_type"]})
+        lines = [
+            f"| {task} | seeds | overall | " + " | ".join(qtypes) + " | minutes |",
+            "|" + "---|" * (len(qtypes) + 4),
+        ]
+        if entry["teacher"]:
+            t = entry["teacher"]
+            cells = " | ".join(f"{100 * t['per_type'][q]:.1f}" if q in t["per_type"] else "" for q in qtypes)
+            lines.append(f"| teacher (fusion) | | {100 * t['accuracy']:.1f} | {cells} | |")
+        for variant, row in entry["rows"].items():
+            cells = " | ".join(_fmt(row["per_type"][q]) if q in row["per_type"] else "" for q in qtypes)
+            minutes = statistics.fmean(r["minutes"] for r in row["runs"])
+            lines.append(
+                f"| student `{variant}` | {len(row['runs'])} | {_fmt(row['accuracy'])} | {cells} | {minutes:.1f} |"
+            )
+        if entry.get("checks"):
+            notes = "; ".join(_note(k, v) for k, v in entry["checks"].items())
+            lines.append(f"\nTargets ({task}): {notes}.")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else "(no finished runs yet)"

@@ -1,0 +1,106 @@
+"""Running a grid: every run not finished (nor recorded by the last results file) and not claimed by another
+worker, in order, each trained with `workbench.methods.distill` and then tested on its setting's extra splits.
+
+Several workers (terminals, sessions, machines sharing the folder) may run one grid: a run is claimed with a
+lock file (`locks`), a dead worker's run is taken over and resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workbench.experiments.grid import Grid, Run, as_grid
+from workbench.experiments.grid import select as select_runs
+from workbench.experiments.locks import claim, is_done, release
+from workbench.experiments.measure import current, eval_path, fingerprints, finished, measured, recorded
+from workbench.experiments.teachers import check_mad_teachers, prepare_mcad_teachers, waiting
+
+PREPARE = {"mad-teachers": check_mad_teachers, "mcad-teachers": prepare_mcad_teachers}
+WAITING = {"mcad-teachers": waiting}  # prepare steps whose runs may wait for what they build
+
+
+def run_grid(
+    grid: Grid | str,
+    root: Path,
+    assets: Path,
+    select: dict | None = None,
+    progress: bool = True,
+    previous: dict | None = None,
+    paths: dict | None = None,
+) -> list[str]:
+    """Run the grid's unfinished runs in order; returns the folders (relative to `root`) this call finished.
+
+    `select`: {"tasks", "settings", "seeds", "rows"} (each None or a list: all); `previous`: the last results
+    document (a run it records counts as finished, its folder may be gone); `paths`: teachers given instead of
+    the grid's (e.g. {"dual_teacher": DIR}). A run whose teacher was rebuilt since it ran is set aside
+    (`<folder>.teacher-<fingerprint>`) and runs again."""
+    from workbench.experiments.collect import layout
+
+    grid, root, assets = as_grid(grid), Path(root), Path(assets)
+    runs = select_runs(grid.runs(paths), **(select or {}))
+    before = layout(grid).rows_of(grid, previous) if previous else {}
+    prints = fingerprints(grid, runs, root, assets)
+    todo = []
+    for run in runs:
+        _set_aside_if_stale(grid, run, root, prints.get(run.task))
+        if not finished(grid, run, root) and not current(recorded(before, grid, run), prints.get(run.task)):
+            todo.append(run)
+    done = PREPARE[grid.prepare](grid, root, assets, todo, paths, progress) if grid.prepare else []
+    wait = WAITING.get(grid.prepare)
+    for run in todo:
+        missing = wait(grid, run, root, assets) if wait else []
+        if missing:
+            print(f"-- {run.name}: waiting for the {' and '.join(missing)} teacher")
+            continue
+        if not claim(run.dir(root)):  # another worker has it
+            continue
+        try:
+            if finished(grid, run, root):  # another worker finished it since we looked
+                continue
+            print(f"== {grid.name}: {run.folder}")
+            train_run(grid, run, root, assets, progress)
+            done.append(run.folder)
+        finally:
+            release(run.dir(root))
+    return done
+
+
+def _set_aside_if_stale(grid: Grid, run: Run, root: Path, fingerprint: str | None) -> None:
+    """A finished run distilled from a teacher since rebuilt is renamed aside, so it runs again."""
+    figures = measured(grid, run, root)
+    if figures and not current(figures, fingerprint):
+        out = run.dir(root)
+        seen = next(iter(figures.values()))["teacher_fingerprint"]
+        out.rename(out.with_name(f"{out.name}.teacher-{seen}"))
+
+
+def train_run(grid: Grid, run: Run, root: Path, assets: Path, progress: bool = True) -> None:
+    """Train one run (resuming its state if it has one), then test it on its setting's extra splits."""
+    from workbench.methods import distill
+
+    cfg = run.train_config(root, assets, grid.student)
+    out = Path(cfg.out)
+    if not is_done(out):
+        resume = out.exists()  # an interrupted run continues from its last state (none saved: from scratch)
+        distill(cfg, run.method_config(root, assets), resume=resume, progress=progress)
+    for split in grid.extra_splits(run.setting):
+        if not eval_path(run, root, split).exists():
+            path = eval_path(run, root, split)
+            evaluate_split(out / "model", run.task, split, cfg.test_size, path, progress, kind=grid.student)
+
+
+def evaluate_split(
+    model_dir: Path, task: str, split: str, size: int | None, out: Path, progress: bool = True, kind: str | None = None
+) -> dict:
+    """A checkpoint's metrics on one split of its dataset, written to `out` (as `workbench eval` would)."""
+    from workbench.data import Collator, load_dataset
+    from workbench.evaluate import evaluate, format_metrics
+    from workbench.models.io import load_checkpoint, write_json_atomic
+
+    ck = load_checkpoint(model_dir, kind=kind)
+    data = load_dataset(task, split, size)
+    metrics = evaluate(ck.model, data, Collator.for_model(ck.model, ck.tokenizer), progress=progress)
+    metrics.update({"checkpoint": str(model_dir), "dataset": task, "split": split})
+    write_json_atomic(out, metrics)
+    print(f"{split}: {format_metrics(metrics)}")
+    return metrics

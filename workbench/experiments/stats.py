@@ -1,0 +1,102 @@
+"""Statistics over seeds: mean and sample std of a row, and a row against its baseline (Welch's t-test).
+
+A claim ("X beats Y") is met only with at least `MIN_SEEDS` seeds of each row and a two-sided Welch t-test
+p-value below `ALPHA` with the difference in the stated direction; with fewer seeds it is pending, whatever
+the margin. The figures come from `scipy.stats.ttest_ind(equal_var=False)` (Welch-Satterthwaite degrees of
+freedom; the 95% confidence interval of the difference of the means from the same t distribution).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+MIN_SEEDS = 5
+ALPHA = 0.05
+
+
+def summary(values: list[float]) -> dict:
+    """{"mean", "std" (sample std, n - 1; None for one value), "values"}."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "values": values,
+    }
+
+
+def welch(a: list[float], b: list[float]) -> dict | None:
+    """mean(a) - mean(b) with its 95% confidence interval and the two-sided Welch t-test p-value; None when it
+    is undefined (fewer than 2 values on a side, or no variance on either)."""
+    if len(a) < 2 or len(b) < 2 or statistics.variance(a) + statistics.variance(b) == 0:
+        return None
+    from scipy import stats
+
+    test = stats.ttest_ind(a, b, equal_var=False)
+    ci = test.confidence_interval(0.95)
+    if not all(math.isfinite(x) for x in (test.pvalue, ci.low, ci.high)):
+        return None
+    return {
+        "difference": statistics.fmean(a) - statistics.fmean(b),
+        "ci95": [float(ci.low), float(ci.high)],
+        "p_value": float(test.pvalue),
+        "df": float(test.df),
+    }
+
+
+def versus(a: list[float], b: list[float], baseline: str, metric: str) -> dict:
+    """A row's figures against its baseline's (the `vs_baseline` field of a results row; metric units)."""
+    test = welch(a, b) or {}
+    return {
+        "baseline": baseline,
+        "metric": metric,
+        "difference": statistics.fmean(a) - statistics.fmean(b),
+        "ci95": test.get("ci95"),
+        "p_value": test.get("p_value"),
+    }
+
+
+def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int = 1) -> dict:
+    """The claim "a beats b" (`direction` 1; -1: a is lower), in points (`scale` x the metric):
+
+    value (the margin), spread (the old rule's std(a) + std(b), kept for reading), p_value and ci95 (Welch),
+    seeds (of each), met (True / False; None while either row has fewer than MIN_SEEDS seeds), status."""
+    margin = scale * (statistics.fmean(a) - statistics.fmean(b))
+    spread = scale * (statistics.stdev(a) + statistics.stdev(b)) if len(a) > 1 and len(b) > 1 else None
+    test = welch(a, b)
+    enough = min(len(a), len(b)) >= MIN_SEEDS
+    met = None if not enough or test is None else bool(test["p_value"] < ALPHA and direction * margin > 0)
+    return {
+        "value": round(margin, 2),
+        "spread": None if spread is None else round(spread, 2),
+        "p_value": None if test is None else round(test["p_value"], 6),
+        "ci95": None if test is None else [round(scale * x, 2) for x in test["ci95"]],
+        "seeds": [len(a), len(b)],
+        "met": met,
+        "status": status(met, enough),
+    }
+
+
+def status(met: bool | None, enough: bool = True) -> str:
+    if met is None:
+        return f"pending (needs {MIN_SEEDS}+ seeds of each)" if not enough else "pending (no seed variance)"
+    return "met" if met else "not met"
+
+
+def format_test(check: dict) -> str:
+    """ "Welch p = 0.047, 95% CI +0.05 to +4.51" for a claim with a Welch test, "" without one."""
+    if check.get("p_value") is None:
+        return ""
+    low, high = check["ci95"]
+    return f"Welch p {p_text(check['p_value'])}, 95% CI {low:+.2f} to {high:+.2f}"
+
+
+def p_text(p: float) -> str:
+    """ "= 0.047", "< 0.001"."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def verdict(check: dict) -> str:
+    """ " — met", " — NOT met", or pending: a claim with a Welch test needs MIN_SEEDS seeds of each (results
+    files from before the test said 2)."""
+    pending = f" — pending (needs {MIN_SEEDS if 'p_value' in check else 2}+ seeds)"
+    return {True: " — met", False: " — NOT met", None: pending}[check["met"]]
