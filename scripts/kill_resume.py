@@ -2,6 +2,7 @@
 compare with an uninterrupted run of the same seed (weights, test metrics, metrics.jsonl).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/kill_resume.py --trials 10 --out /tmp/kill-resume
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/kill_resume.py --trials 3 --train-args "--grad-accum 2 --num-workers 1"
 
 Each trial is killed 1-2 times, each time once metrics.jsonl holds a random number of records (so kills
 land mid-epoch, at validation, during checkpoint writes and after training, during the final test
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -63,7 +65,11 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/kill-resume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--late", type=float, default=0.3, help="share of trials also killed after training")
+    parser.add_argument(
+        "--train-args", default="", help="more `workbench train` options for every run, e.g. '--grad-accum 2'"
+    )
     args = parser.parse_args()
+    ARGS.extend(shlex.split(args.train_args))
     random.seed(args.seed)
     root = Path(args.out)
     shutil.rmtree(root, ignore_errors=True)

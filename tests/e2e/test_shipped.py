@@ -5,19 +5,20 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli import STUDENT_NAMES, _student_run
+from workbench.configs.grids import GRIDS
+from workbench.configs.teachers import TEACHERS as TEACHER_RECIPES
 from workbench.data import Collator, load_dataset
 from workbench.evaluate import evaluate
 from workbench.models.io import load_checkpoint, weights_fingerprint
-from workbench.train import TrainConfig
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # (shapes-itm-teacher: the MCAD grid's image-text matching teacher, which re-ranks in the app's Retrieval tab)
 TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher", "shapes-itm-teacher"]
+SHIPPED_STUDENTS = dict(GRIDS["dide"]["shipped"])  # {asset folder: (task, grid row)}, what `rebuild` builds
 NOT_SHIPPED: dict[str, str] = {}  # a student listed here is an expected absence (a strict xfail says why)
 STUDENTS = [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_SHIPPED[name])) if name in NOT_SHIPPED else name
-    for name in STUDENT_NAMES
+    for name in SHIPPED_STUDENTS
 ]
 
 
@@ -55,11 +56,9 @@ def test_easy_vqa_teacher_reaches_97_percent():
     assert meta["metrics"]["test"]["n"] == 9673  # the whole easy-VQA test split
     assert meta["metrics"]["test"]["accuracy"] >= 0.97
     # built by the committed recipe (`workbench rebuild --only easy-vqa`), on the pinned thread count
-    from workbench.cli import DEFAULTS
-
     config = meta["train_config"]
     assert config["seed"] == 0
-    for key, value in DEFAULTS["easy-vqa"].items():
+    for key, value in TEACHER_RECIPES["easy-vqa"].items():
         assert (Path(config[key]).name if key == "warm_start" else config[key]) == value, key
 
 
@@ -106,7 +105,7 @@ def test_shipped_student_is_a_dide_dual_encoder_of_its_shipped_teacher(name):
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
     assert meta["kind"] == "dual" and meta["recipe"] == "dide"
     teacher = Path(meta["train_config"]["teacher"])
-    assert teacher.name == f"{_student_run(name).task}-teacher"
+    assert teacher.name == f"{SHIPPED_STUDENTS[name][0]}-teacher"
     teacher_meta = json.loads((ASSETS / teacher.name / "workbench.json").read_text())
     assert meta["labels"] == teacher_meta["labels"] and meta["dataset"] == teacher_meta["dataset"]
     if "teacher_fingerprint" in meta:  # recorded since 2026-12-01: distilled from the teacher shipped now
@@ -195,20 +194,3 @@ def test_shipped_speed_table_is_the_one_the_readme_describes():
     assert speed["settings"]["runtime"] == "onnx"
     assert speed["machine"]["threads"] == 1 and speed["settings"]["batch_sizes"] == [1, 8, 32, 128]
 
-
-def test_readme_easy_vqa_command_is_the_shipped_recipe():
-    """The README's `workbench train` line for easy-VQA trains what `workbench rebuild --only easy-vqa` does."""
-    import shlex
-
-    from workbench.cli import DEFAULTS, _train_config, build_parser
-
-    readme = (ASSETS.parent / "README.md").read_text().replace("\\\n", " ")
-    (line,) = [
-        x for x in readme.splitlines() if x.startswith(".venv/bin/workbench train --dataset easy-vqa --out runs/easy ")
-    ]
-    args = build_parser().parse_args(shlex.split(line)[1:])
-    readme_cfg = _train_config(args, "fusion")
-    rebuild_cfg = TrainConfig(
-        dataset="easy-vqa", out=args.out, **dict(DEFAULTS["easy-vqa"], warm_start=args.warm_start)
-    )
-    assert readme_cfg == rebuild_cfg

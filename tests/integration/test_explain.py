@@ -450,7 +450,7 @@ def test_student_towers_of_different_depths_pair_their_last_layers(tokenizer, ba
     assert ca["t2i"].shape[:2] == (2, 2)
     with torch.no_grad():
         out = model(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=(-1,))
-    from workbench.distill.losses import student_cross_scores
+    from workbench.losses import student_cross_scores
 
     t2i, _ = student_cross_scores(out.qk_text[1], out.qk_image[0][2])  # the towers' last layers
     np.testing.assert_allclose(ca["t2i"][-1], to_grid(t2i.softmax(-1)[0], (4, 4), offset=1).numpy(), atol=1e-6)

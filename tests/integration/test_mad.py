@@ -1,4 +1,5 @@
-"""MAD (workbench/methods/mad.py, its losses in workbench/losses.py): token selection, confidence weights, the feature loss on hand-made
+"""MAD (workbench/methods/mad.py, its losses in workbench/losses.py): token selection, confidence weights, the
+feature loss on hand-made
 tensors, the confidence probe, gradients, and a tiny end-to-end run."""
 
 import json
@@ -346,7 +347,7 @@ def test_distill_cli_mad_with_minilm(tiny_teachers, tmp_path):
     assert ck.meta["recipe"] == "mad" and ck.meta["steps"] == 2
     probe = json.loads((out / "probe.json").read_text())
     assert probe["examples"] == 16 and 0 <= probe["held_out_accuracy"] <= 1
-    mad = ck.meta["train_config"]["recipe_args"]["mad"]
+    mad = ck.meta["train_config"]["recipe_args"]
     assert mad["text_teacher"] == "minilm" and mad["token_selection"] and mad["confidence"]
     # no vision teacher where the default points: a clear error, not a traceback
     missing = ["--vision-teacher", str(tmp_path / "nowhere"), "--out", str(tmp_path / "other")]

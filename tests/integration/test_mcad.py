@@ -8,11 +8,22 @@ import torch
 
 from workbench.data import Collator, load_dataset
 from workbench.data.shapes import ITM_LABELS
-from workbench.distill.mcad import RETRIEVAL_RECIPES, default_weights, make_retrieval_recipe
+from workbench.methods import get_method, method_names
+from workbench.methods.mcad import RetrievalObjective
 from workbench.models import create_model
 from workbench.retrieval import DualEncoder, FusionMatcher
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
+RETRIEVAL_RECIPES = method_names(task="retrieval")
+
+
+def make_retrieval_recipe(name, dual=None, fusion=None):
+    """The objective a retrieval method's run trains with."""
+    return RetrievalObjective(name, dual, fusion, get_method(name).config())
+
+
+def default_weights(name):
+    return get_method(name).config()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +107,7 @@ def test_tiny_distill_retrieval_run_writes_a_student_with_retrieval_metrics(tmp_
     assert test["n_images"] == 16 and {"R@1", "R@5", "R@10", "median_rank"} <= set(test["i2t"]) and "query_ms" in test
     assert test["accuracy"] == test["r1"] and test["params"] > 0 and test["index"]["seconds"] > 0
     args = meta["train_config"]["recipe_args"]
-    assert args["dual_teacher"].endswith("teacher/model") and args["weights"]["alpha"] == 0.5
+    assert args["dual_teacher"].endswith("teacher/model") and args["alpha"] == 0.5
     log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_accuracy" in x and "i2t R@1" in x["val_per_type"] for x in log)
     student = load_dual_encoder(tmp_path / "student" / "model").model

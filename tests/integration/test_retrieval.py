@@ -315,14 +315,16 @@ def test_a_clip_folder_is_a_dual_teacher_for_mcad(tmp_path, tokenizer):
     """The CLIP teacher re-tokenizes the captions with its own tokenizer and sees our 64 px images resized."""
     from workbench.data import Collator
     from workbench.data.shapes import ITM_LABELS
-    from workbench.distill.mcad import make_retrieval_recipe
+    from workbench.methods import get_method
+    from workbench.methods.mcad import RetrievalObjective
     from workbench.models.clip import load_dual_encoder
 
     _tiny_clip(tmp_path / "clip")
     ck = load_dual_encoder(tmp_path / "clip")
     fusion = create_model("fusion", len(tokenizer), 2, **TINY)
-    recipe = make_retrieval_recipe(
-        "mcad", DualEncoder(ck.model, ck.tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS)
+    recipe = RetrievalObjective(
+        "mcad", DualEncoder(ck.model, ck.tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS),
+        get_method("mcad").config(),
     )
     student = create_model("dual", len(tokenizer), 0, embed_dim=24, **TINY)
     data = load_dataset("shapes-retrieval", "train", 6)

@@ -212,7 +212,7 @@ def test_config_of_the_wrong_shape(good, tmp_path):
 
 
 def test_distilling_from_a_teacher_of_another_label_set_is_refused(good, tmp_path):
-    from workbench.distill.run import distill
+    from workbench.methods import distill
     from workbench.train import TrainConfig
 
     cfg = TrainConfig(dataset="shapes-vqa", out=str(tmp_path / "student"), teacher=str(good), recipe="dide")

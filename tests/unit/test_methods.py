@@ -25,10 +25,10 @@ def test_every_method_is_well_formed_and_its_config_round_trips_through_json(nam
 
 def test_the_registry_holds_every_method_and_baseline_in_order():
     assert method_names(task="answer") == (
-        "none", "kd", "dide", "dide-pt", "mad", "mad-naive", "mad-no-select", "mad-no-conf",
+        "none", "kd", "hard", "dide", "dide-pt", "mad", "mad-naive", "mad-no-select", "mad-no-conf",
     )  # fmt: skip
     assert method_names(task="retrieval") == ("clip", "clipkd", "affinity", "mcad", "mcad-nofused", "mcad-nofeat")
-    assert method_names(student="fusion") == ("mad", "mad-naive", "mad-no-select", "mad-no-conf")
+    assert method_names(student="fusion") == ("hard", "mad", "mad-naive", "mad-no-select", "mad-no-conf")
 
 
 def test_ablations_differ_from_their_method_only_in_their_switches():
@@ -39,7 +39,7 @@ def test_ablations_differ_from_their_method_only_in_their_switches():
 
 
 def test_unknown_names_and_options_are_refused_with_what_exists():
-    with pytest.raises(ValueError, match="registered: none, kd"):
+    with pytest.raises(ValueError, match="registered: none, kd, hard"):
         get_method("dide2")
     with pytest.raises(ValueError, match=r"no option\(s\) \['t3i'\]"):
         get_method("dide").config_from_dict({"t3i": 1.0})
@@ -64,9 +64,16 @@ def test_no_module_outside_the_registry_lists_method_names():
     """Menus, CLI choices and grids read the registry: a literal list of recipe names elsewhere goes stale."""
     offenders = []
     for path in [*(ROOT / "workbench").rglob("*.py"), ROOT / "app.py"]:
-        if "methods" in path.parts:
+        if "methods" in path.parts or "configs" in path.parts:  # the grids name the methods of their rows: data
             continue
         text = path.read_text()
         if '"dide", "dide-pt"' in text or '"mcad-nofused", "mcad-nofeat"' in text or '"mad-naive", "mad-no' in text:
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+def test_every_method_a_grid_names_is_registered():
+    from workbench.configs.grids import GRIDS
+
+    named = {row["method"] for grid in GRIDS.values() for row in grid["rows"].values()}
+    assert named <= set(METHODS), named - set(METHODS)

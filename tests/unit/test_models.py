@@ -193,7 +193,7 @@ def test_conv_stem_keeps_the_token_grid_round_trips_and_maps_patches_row_major(k
 
 
 def test_a_student_of_a_stem_teacher_gets_the_same_stem(tokenizer, tiny_size):
-    from workbench.distill.run import student_size
+    from workbench.methods.dual_student import student_size
 
     teacher = create_model("fusion", len(tokenizer), 3, **dict(tiny_size, patch_size=16, conv_stem=[4, 8]))
     size = student_size(teacher)

@@ -130,7 +130,7 @@ MAD_TASKS = ("shapes-vqa", "shapes-ve")
 # `none` is the same fusion student (size, tokenizer, data, order, steps, optimiser) on the task loss alone:
 # MAD at feature weight 0 (tests/integration/test_experiments_mad.py checks the two take the same steps)
 MAD_ROWS = {
-    "none": dict(method="none", label="no distillation (task loss only)"),
+    "none": dict(method="hard", label="no distillation (task loss only)"),
     "mad-naive": dict(method="mad-naive", label="naive distillation (all tokens, uniform weights)"),
     "mad": dict(method="mad", label="MAD (token selection + confidence weighting)"),
     "mad-no-select": dict(method="mad-no-select", label="MAD without token selection"),

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from workbench.data.collate import Batch
-from workbench.distill.losses import student_cross_scores, teacher_cross_scores
 from workbench.explain.grid import _unwrap, grid_of, is_fusion, to_grid
 from workbench.explain.inputs import pixels_5d, text_length, to_device, tokens
+from workbench.losses import student_cross_scores, teacher_cross_scores
 
 
 @contextmanager

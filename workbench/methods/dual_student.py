@@ -13,7 +13,7 @@ from torch import nn
 
 from workbench import losses
 from workbench.data import load_dataset, num_images
-from workbench.errors import CheckpointError
+from workbench.errors import CheckpointError, WorkbenchError
 from workbench.models.io import load_checkpoint
 from workbench.models.stem import stem_channels
 from workbench.train import TrainConfig, batch_accuracy, train
@@ -111,7 +111,9 @@ def load_fusion_teacher(cfg: TrainConfig, learns_from_it: bool = True):
     """The teacher checkpoint of `cfg.teacher` (checked against the dataset when the student learns from it)
     and `cfg` turned into the dual student's config: its size is the teacher's unless `cfg.size` says else."""
     if not cfg.teacher:
-        raise ValueError("distillation needs cfg.teacher (the teacher's folder; its tokenizer is used too)")
+        raise WorkbenchError(
+            "distillation needs a teacher (--teacher: the fusion teacher's folder; its tokenizer is used too)"
+        )
     ck = load_checkpoint(cfg.teacher, kind="fusion")
     if learns_from_it:
         check_teacher_fits(ck, cfg.dataset)

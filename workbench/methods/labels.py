@@ -1,12 +1,14 @@
-"""The label baselines every comparison includes: `none` (the dual student on hard labels alone) and `kd`
-(Hinton soft-label KD from the fusion teacher, T = 1, hard labels off as in DiDE's fine-tuning)."""
+"""The label baselines every comparison includes: `none` (the dual student on hard labels alone), `kd`
+(Hinton soft-label KD from the fusion teacher, T = 1, hard labels off as in DiDE's fine-tuning) and `hard` (the
+fusion student on hard labels alone: MAD's baseline, the same student MAD trains, without its teachers)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 from workbench.methods.base import Method, register
 from workbench.methods.dual_student import TeacherObjective, teacher_to_dual
+from workbench.train import TrainConfig, train
 
 
 @dataclass
@@ -30,6 +32,12 @@ class LabelObjective(TeacherObjective):
         return self.label_terms(logits, teacher_logits, batch)
 
 
+def run_fusion_student(cfg: TrainConfig, config, resume: bool = False, progress: bool = True) -> dict:
+    """A fusion student of `cfg.size` (or `cfg.init_from`) with the workbench's tokenizer, on labels alone."""
+    cfg = replace(cfg, model="fusion", teacher=None, recipe_args=asdict(config))
+    return train(cfg, recipe=LabelObjective(cfg.recipe, config), resume=resume, progress=progress)
+
+
 register(
     Method(
         name="none",
@@ -48,5 +56,15 @@ register(
         student="dual",
         Config=SoftLabelConfig,
         run=teacher_to_dual(LabelObjective),
+    )
+)
+register(
+    Method(
+        name="hard",
+        summary="no distillation, fusion student: the single-stream encoder on hard labels (MAD's baseline)",
+        task="answer",
+        student="fusion",
+        Config=HardLabelConfig,
+        run=run_fusion_student,
     )
 )

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -78,18 +79,17 @@ class MADProjections(nn.Module):
 
 @dataclass
 class MADConfig:
-    token_selection: bool = True
-    confidence: bool = True
+    token_selection: bool = True  # distil only the top-k image patches by the student's text-to-image attention
+    confidence: bool = True  # weight each instance by the teacher side's confidence in the gold answer
     k: int = 4  # image patches kept per instance by token selection
     select_layer: int = -1  # student layer whose text-to-image attention ranks the patches
-    feature_weight: float = 1.0
-    feature_loss: str = "cosine"  # cosine | mse
+    feature_weight: float = 1.0  # weight of the feature loss beside the task cross-entropy
+    feature_loss: Literal["cosine", "mse"] = "cosine"  # per token: 1 - cos, or the mean squared error
     probe_size: int = 2048  # training pairs the confidence probe is fitted on (at most)
-    probe_steps: int = 200
+    probe_steps: int = 200  # full-batch Adam steps fitting the confidence probe
     text_teacher: str | None = "minilm"  # "minilm" (the package), a folder, or None
     vision_teacher: str | None = "assets/shapes-mae"  # a folder, or None
-    # a folder keeping the vision teacher's features of the training images between runs (see `run_mad`)
-    feature_cache: str | None = None
+    feature_cache: str | None = None  # folder keeping the vision teacher's image features between runs
 
 
 class MADObjective:

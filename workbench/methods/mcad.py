@@ -37,6 +37,7 @@ TinyCLIP's weight inheritance are not included.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ class RetrievalConfig:
     beta: float = 0.5  # feature injection: how far teacher features move towards the matched other side
     temperature: float = 1.0  # distillation temperature, dividing both similarity matrices
     fusion_topk: int = 3  # fusion-scored pairs: the diagonal + top-k per row and column (<= 0: all B^2)
-    feature_loss: str = "cosine"  # cosine | squared-l2 (`losses.embedding_distill`)
+    feature_loss: Literal["cosine", "squared-l2"] = "cosine"  # `losses.embedding_distill`
     dual_teacher: str | None = None  # our dual checkpoint or a Hugging Face CLIP folder
     fusion_teacher: str | None = None  # a fusion checkpoint with a matching head (trained on shapes-itm-mixed)
 

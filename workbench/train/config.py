@@ -60,7 +60,7 @@ class TrainConfig:
     # CPU threads for this run (None: torch's setting). The sums of a step differ with the thread count, and a
     # run that must escape a saddle can land differently (README "easy-VQA: what it took")
     threads: int | None = None
-    # scale (docs: the trainer). Mixed precision through accelerate: "bf16" (CPUs and recent GPUs) or "fp16"
+    # scale (`workbench.train.trainer`). Mixed precision through accelerate: "bf16" (CPUs and recent GPUs) or "fp16"
     # (GPUs only, with a loss scaler); the forward pass and the loss run under autocast, the weights, the
     # optimizer and every evaluation stay in fp32
     mixed_precision: str = "no"

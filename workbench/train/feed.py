@@ -49,16 +49,16 @@ def _as_is(item):
     return item
 
 
-def step_batches(steps: StepBatches, first: int, workers: int) -> Iterator[list]:
+def step_batches(batches: StepBatches, first: int, workers: int) -> Iterator[list]:
     """The micro-batches of steps `first`, `first + 1`, ... in order. With workers, a DataLoader builds them in
     other processes a few steps ahead; it has its own generator, so it draws nothing from torch's global RNG
     (which the model's randomness and exact resume depend on)."""
     if not workers:
-        return (steps[k] for k in range(first, len(steps)))
+        return (batches[k] for k in range(first, len(batches)))
     loader = DataLoader(
-        steps,
+        batches,
         batch_size=None,  # an item is already a step's batches
-        sampler=range(first, len(steps)),
+        sampler=range(first, len(batches)),
         num_workers=workers,
         collate_fn=_as_is,
         generator=torch.Generator(),

@@ -192,9 +192,9 @@ class Trainer:
     def _feed(self, epoch: int, first: int):
         """(this process's batches of the epoch's steps `first`.., the epoch's number of steps)."""
         a = self.accelerator
-        order = StepBatches(self.plan.order(epoch), self.make_batch, self.cfg.batch_size, a.process_index,
-                            a.num_processes, self.cfg.grad_accum)  # fmt: skip
-        return step_batches(order, first, self.cfg.num_workers), len(order)
+        batches = StepBatches(self.plan.order(epoch), self.make_batch, self.cfg.batch_size, a.process_index,
+                              a.num_processes, self.cfg.grad_accum)  # fmt: skip
+        return step_batches(batches, first, self.cfg.num_workers), len(batches)
 
     def step(self, micro_batches: list) -> tuple[float, dict]:
         """One optimizer step over this process's micro-batches; returns their mean loss and mean logs."""
