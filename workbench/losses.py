@@ -61,8 +61,9 @@ def soft_label_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
 def soft_label_kd_multilabel(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Multi-label soft-label KD (VQA): BCE(z_S, sigmoid(z_T)) averaged over batch x answers, times the number of
     answers. The factor is the official DiDE code's (and ViLT's on its VQA loss): a mean over 3,129 answers
-    would otherwise make the term ~3,000 times smaller than a softmax KL on the same logits."""
-    target = teacher_logits.float().sigmoid()
+    would otherwise make the term ~3,000 times smaller than a softmax KL on the same logits. The teacher's logits
+    are a target: they get no gradient."""
+    target = teacher_logits.detach().float().sigmoid()
     bce = nn.functional.binary_cross_entropy_with_logits(student_logits.float(), target)
     return bce * student_logits.shape[-1]
 

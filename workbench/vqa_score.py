@@ -21,9 +21,9 @@ ViLT's table is the official accuracy in closed form. The "min(1, n / 3)" often 
 use the table for the targets (as ViLT) and the leave-one-out mean for the metric (as the official code).
 Where they differ in practice is normalisation only: the metric matches "two" to "2", the target does not.
 
-Losses (pure functions on logits [B, A]): `vqa_bce_loss` (ViLT's hard loss: BCE on the soft targets, mean
-over batch x answers, times A) and `soft_label_kd_multilabel` (DiDE's VQA soft loss: BCE of the student's
-logits against the teacher's sigmoids, times A).
+The two VQA losses live with every other loss in `workbench.losses` (re-exported here): `vqa_bce` (ViLT's hard
+loss: BCE on the soft targets, mean over batch x answers, times A) and `soft_label_kd_multilabel` (DiDE's VQA
+soft loss: BCE of the student's logits against the teacher's sigmoids, times A).
 """
 
 from __future__ import annotations
@@ -34,9 +34,27 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+
+from workbench.losses import soft_label_kd_multilabel, vqa_bce
 
 ANSWER_TYPES = ("yes/no", "number", "other")
+__all__ = [  # the losses are `workbench.losses`'s, re-exported beside the targets they train on
+    "ANSWER_TYPES",
+    "AnswerScorer",
+    "answer_score",
+    "batch_vqa_scores",
+    "dense_row",
+    "normalize_answer",
+    "process_digit_article",
+    "process_punctuation",
+    "soft_label_kd_multilabel",
+    "vilt_normalize",
+    "vqa_accuracy",
+    "vqa_bce",
+    "vqa_score_report",
+    "vqa_targets",
+    "vqa_vocabulary",
+]
 
 # ----------------------------------------------------------------------------------------------
 # the official normalisation (vqaEval.py), reproduced quirks included: the period pattern's "(?!<=\d)" is a
@@ -218,22 +236,3 @@ def vqa_score_report(scores: Sequence[float], answer_types: Sequence[str]) -> di
 def batch_vqa_scores(logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """[B] official accuracy of each example's top answer, from its dense per-answer accuracies [B, A]."""
     return scores.gather(1, logits.argmax(-1, keepdim=True))[:, 0]
-
-
-# ----------------------------------------------------------------------------------------------
-# losses
-
-
-def vqa_bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """ViLT's VQA loss: BCE of the logits [B, A] against the soft targets [B, A], averaged over batch x answers,
-    times the number of answers A (ViLT's `compute_vqa`). All-zero rows (no answer in the vocabulary) count."""
-    bce = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.float())
-    return bce * logits.shape[-1]
-
-
-def soft_label_kd_multilabel(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """DiDE's VQA soft-label loss: BCE(student logits, sigmoid(teacher logits)), averaged over batch x
-    answers, times the number of answers (the official code's factor). The teacher gets no gradient."""
-    target = teacher_logits.detach().float().sigmoid()
-    bce = nn.functional.binary_cross_entropy_with_logits(student_logits.float(), target)
-    return bce * student_logits.shape[-1]

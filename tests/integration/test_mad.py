@@ -196,7 +196,7 @@ def _recipe(name, root, tokenizer, data, **kw):
     return MADRecipe(name, text, vision, tokenizer, get_method(name).config(**kw), probe_data=data)
 
 
-@pytest.mark.parametrize("name", method_names(student="fusion"))
+@pytest.mark.parametrize("name", [n for n in method_names(student="fusion") if n.startswith("mad")])
 def test_gradients_reach_the_student_and_projections_never_the_teachers(name, tiny_teachers, tokenizer):
     data, batch = _batch(tokenizer)
     student = create_model("fusion", len(tokenizer), len(data.labels), **TINY)

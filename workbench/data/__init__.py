@@ -1,12 +1,20 @@
-"""Datasets by name: `load_dataset("shapes-vqa", "train")`.
+"""Datasets by name: `load_dataset("shapes-vqa", "train")`, `load_dataset("vqav2", "val", data_root=..., labels=...)`.
 
-Every dataset is a map-style sequence of `Example`s with `.labels` (answer names) and `.qtypes`.
+Every dataset is a map-style sequence of `Example`s with `.labels` (answer names) and `.qtypes`. The shapes
+and easy-VQA sets are generated or shipped; the real ones (`REAL_DATASETS`: VQAv2, SNLI-VE, NLVR2,
+COCO-Karpathy) are read from a local copy in their release's layout (`workbench.data.real`).
 """
 
 from __future__ import annotations
 
-from workbench.data.collate import Batch, Collator, image_to_tensor
+from collections.abc import Sequence
+from pathlib import Path
+
+from workbench.data import real
+from workbench.data.collate import Batch, Collator, ImagePipeline, image_to_tensor
 from workbench.data.example import Example
+from workbench.data.files import DatasetError, DatasetLayoutError
+from workbench.data.real import LAYOUTS, REAL_DATASETS, is_real_dataset, load_real_dataset
 from workbench.data.shapes import ITM_MIXED_TYPES, ShapesConfig, ShapesDataset
 
 # Default sizes: shapes scenes are generated on access, so "size" is how many distinct scenes.
@@ -16,8 +24,25 @@ DATASETS = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm", 
 RETRIEVAL_DATASETS = ("shapes-retrieval-hard", "shapes-retrieval")  # galleries: the first is the default
 
 
-def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):
-    """A dataset by name and split (`train`, `val`, `test`, and `compositional` for shapes)."""
+def load_dataset(
+    name: str,
+    split: str,
+    size: int | None = None,
+    data_root: str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    *,
+    seed: int = 0,
+):
+    """A dataset by name and split (`train`, `val`, `test`, and `compositional` for shapes).
+
+    Real datasets (`REAL_DATASETS`) are read from `data_root` (required: one `DatasetLayoutError` naming the
+    files expected otherwise); `labels` is the teacher's class order (its `id2label`; VQAv2's answer
+    vocabulary) and `size` the first examples. The generated datasets take neither `data_root` nor `labels`.
+    """
+    if is_real_dataset(name):
+        return load_real_dataset(name, split, data_root, labels=labels, size=size)
+    if data_root is not None:
+        raise ValueError(f"{name} is generated, not read from disk: it takes no data root (got {data_root})")
     if name == "easy-vqa":
         from workbench.data.easy_vqa import EasyVQADataset
 
@@ -29,23 +54,30 @@ def load_dataset(name: str, split: str, size: int | None = None, seed: int = 0):
         return ShapesDataset("retrieval", split, size, ShapesConfig(seed=seed), retrieval_groups=True)
     if name.startswith("shapes-") and name in DATASETS:
         return ShapesDataset(name.split("-", 1)[1], split, size, ShapesConfig(seed=seed))
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS + REAL_DATASETS}")
 
 
 def num_images(name: str) -> int:
-    return 2 if name == "shapes-nlvr" else 1
+    """Images per example: 2 for the NLVR tasks (shapes-nlvr, nlvr2), else 1."""
+    return 2 if name == "shapes-nlvr" else real.num_images(name)
 
 
 __all__ = [
     "DATASETS",
+    "LAYOUTS",
+    "REAL_DATASETS",
     "RETRIEVAL_DATASETS",
     "Batch",
     "Collator",
+    "DatasetError",
+    "DatasetLayoutError",
     "Example",
+    "ImagePipeline",
     "ShapesConfig",
     "ShapesDataset",
     "image_to_tensor",
+    "is_real_dataset",
     "load_dataset",
+    "load_real_dataset",
     "num_images",
-    "DATASETS",
 ]

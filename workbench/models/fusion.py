@@ -20,6 +20,11 @@ and the model's `attn_implementation` allows it; `output_attentions=True` always
 code. The q/k/v Linear modules are the same, so `capture_qk` hooks fire either way.
 
 Sequence layout: [text tokens (T, padded)] [image CLS] [P patches, row-major] per image.
+
+Images: square ones at the configured size (our own checkpoints), or, with a `pixel_mask`, a padded batch of
+images of any size as HF's `ViltImageProcessor` makes them (real ViLT folders): each image's position
+embeddings are interpolated to its own patch grid and its padding patches are masked
+(`workbench.models.preprocess.masked_image_embeds`), so the logits equal HF's on non-square images.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from transformers import ViltConfig, ViltModel
 from transformers.models.vilt.modeling_vilt import ViltSelfAttention
 
 from workbench.models.heads import classifier
+from workbench.models.preprocess import masked_image_embeds
 from workbench.models.stem import conv_stem, stem_channels, stem_projection
 
 
@@ -163,6 +169,8 @@ class FusionOutput:
     pooled: torch.Tensor | None = None
     text_len: int = 0
     grid: tuple[int, int] = (0, 0)
+    # per image: [B, 1 + P] with 1 on real image tokens and 0 on padding patches; None when every token is real
+    image_masks: list[torch.Tensor | None] = field(default_factory=list)
 
 
 class FusionTeacher(nn.Module):
@@ -251,6 +259,15 @@ class FusionTeacher(nn.Module):
         p = self.config.patch_size
         return pixel_values.shape[-2] // p, pixel_values.shape[-1] // p
 
+    def image_tokens(
+        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(image embeddings [B, 1 + P, d], token mask [B, 1 + P] or None) of one image per example:
+        [B, 3, H, W] pixels and, for a padded batch, its [B, H, W] pixel mask."""
+        if pixel_mask is None:
+            return self.embed_image(pixel_values), None
+        return masked_image_embeds(self, pixel_values, pixel_mask)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -258,17 +275,25 @@ class FusionTeacher(nn.Module):
         pixel_values: torch.Tensor,
         output_attentions: bool = False,
         qk_layers: tuple[int, ...] = (),
+        pixel_mask: torch.Tensor | None = None,
     ) -> FusionOutput:
-        """pixel_values: [B, images, 3, H, W] (or [B, 3, H, W] for one image)."""
+        """pixel_values: [B, images, 3, H, W] (or [B, 3, H, W] for one image); pixel_mask: None (square images,
+        every pixel real) or [B, images, H, W] (or [B, H, W]), 1 on image pixels and 0 on padding."""
         if pixel_values.dim() == 4:
             pixel_values = pixel_values[:, None]
+        if pixel_mask is not None and pixel_mask.dim() == 3:
+            pixel_mask = pixel_mask[:, None]
         if pixel_values.shape[1] != self.num_images:
             raise ValueError(f"this model takes {self.num_images} image(s) per example, got {pixel_values.shape[1]}")
-        pooled, attentions, qks = [], [], []
+        pooled, attentions, qks, masks = [], [], [], []
         qk_modules = [(x.attention.attention.query, x.attention.attention.key) for x in self.vilt.encoder.layer]
         for j in range(self.num_images):
-            image_embeds = self.embed_image(pixel_values[:, j])
-            image_mask = torch.ones(image_embeds.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
+            image_embeds, tokens = self.image_tokens(pixel_values[:, j], None if pixel_mask is None else pixel_mask[:, j])
+            masks.append(tokens)
+            if tokens is None:
+                image_mask = torch.ones(image_embeds.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
+            else:
+                image_mask = tokens.to(attention_mask.dtype)
             store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             with capture_qk(qk_modules, tuple(qk_layers), self.config.num_attention_heads, store):
                 out = self.vilt(
@@ -291,4 +316,5 @@ class FusionTeacher(nn.Module):
             pooled=pooled_all,
             text_len=input_ids.shape[1],
             grid=self.grid_for(pixel_values[:, 0]),
+            image_masks=masks,
         )
