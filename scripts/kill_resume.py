@@ -7,7 +7,7 @@ compare with an uninterrupted run of the same seed (weights, test metrics, metri
 Each trial is killed 1-2 times, each time once metrics.jsonl holds a random number of records (so kills
 land mid-epoch, at validation, during checkpoint writes and after training, during the final test
 evaluation and model save), then resumed with --resume until it finishes. Prints one line per trial
-and a summary as JSON (the figures in RELIABILITY.md).
+and a summary as JSON (the figures in docs/reliability.md).
 """
 
 from __future__ import annotations

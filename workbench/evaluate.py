@@ -1,4 +1,10 @@
-"""Accuracy overall and per question type, and predictions for error analysis."""
+"""Accuracy overall and per question type, and predictions for error analysis.
+
+VQA (batches that carry `scores`, VQAv2): besides the usual keys, "vqa_score" holds the official VQA accuracy
+of each top answer, overall and per answer type (`workbench.vqa_score.vqa_score_report`). The plain
+"accuracy" there is the share of top answers equal to the most common in-vocabulary human answer; a question
+with no answer in the vocabulary (gold label -100) counts as wrong in it, and scores 0 in the VQA accuracy.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from workbench.data.collate import Batch, Collator, batches
+from workbench.vqa_score import batch_vqa_scores, vqa_score_report
 
 __all__ = [  # `batches` lives with the collator; re-exported here, where it was first
     "accuracy_by_type",
@@ -28,10 +35,12 @@ __all__ = [  # `batches` lives with the collator; re-exported here, where it was
 
 @torch.inference_mode()
 def predict(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Logits of a fusion teacher or a dual student for one batch (on the model's device)."""
+    """Logits of a fusion teacher or a dual student for one batch (on the model's device); a padded batch
+    (aspect-ratio images) passes its pixel mask."""
     device = next(model.parameters()).device
     batch = batch.to(device)
-    return model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.float()
+    extra = {} if batch.pixel_mask is None else {"pixel_mask": batch.pixel_mask}
+    return model(batch.input_ids, batch.attention_mask, batch.pixel_values, **extra).logits.float()
 
 
 def evaluate(
@@ -45,7 +54,9 @@ def evaluate(
 ) -> dict:
     """{"accuracy", "n", "per_type": {qtype: {"accuracy", "n"}}} on the first `limit` examples; and
     "per_tag" for datasets whose examples carry finer tags than their question type (`dataset.tags(i)`,
-    e.g. easy-VQA's yes/no kinds: is the asked colour in the image? a negated question?)."""
+    e.g. easy-VQA's yes/no kinds: is the asked colour in the image? a negated question?); and "vqa_score"
+    ({"accuracy", "n", "per_type"}: the official VQA accuracy per answer type) when the batches carry VQA
+    `scores`. Predictions (`return_predictions`) then carry each top answer's VQA accuracy ("score")."""
     was_training = model.training
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
@@ -55,15 +66,21 @@ def evaluate(
     tag_total: dict[str, int] = defaultdict(int)
     tags = getattr(dataset, "tags", None)
     predictions = []
+    vqa_scores: list[float] = []  # the official accuracy of each top answer (VQA batches only)
+    vqa_types: list[str] = []
     seen = 0  # examples scored so far (= the next one's index)
     it = batches(dataset, collator, batch_size, list(range(n)))
     for batch in tqdm(it, total=-(-n // batch_size), desc="eval", disable=not progress, leave=False):
         logits = predict(model, batch)
         probs = logits.softmax(-1)
         pred = probs.argmax(-1).cpu()
-        for qtype, p, y, conf, text in zip(
+        scores = batch_vqa_scores(logits.cpu(), batch.scores).tolist() if batch.scores is not None else None
+        if scores is not None:
+            vqa_scores.extend(scores)
+            vqa_types.extend(batch.qtypes)
+        for k, (qtype, p, y, conf, text) in enumerate(zip(
             batch.qtypes, pred.tolist(), batch.labels.tolist(), probs.max(-1).values.cpu().tolist(), batch.texts
-        ):
+        )):  # fmt: skip
             total[qtype] += 1
             correct[qtype] += int(p == y)
             for tag in tags(seen) if tags else ():
@@ -72,7 +89,8 @@ def evaluate(
                     tag_correct[tag] += int(p == y)
             seen += 1
             if return_predictions:
-                predictions.append({"text": text, "qtype": qtype, "label": y, "pred": p, "confidence": conf})
+                row = {"text": text, "qtype": qtype, "label": y, "pred": p, "confidence": conf}
+                predictions.append(row if scores is None else {**row, "score": scores[k]})
     model.train(was_training)
     n_all = sum(total.values())
     result = {
@@ -80,6 +98,8 @@ def evaluate(
         "n": n_all,
         "per_type": {q: {"accuracy": correct[q] / total[q], "n": total[q]} for q in sorted(total)},
     }
+    if vqa_scores:  # every question counts, whatever its answers (the official evaluation's mean)
+        result["vqa_score"] = vqa_score_report(vqa_scores, vqa_types)
     if tag_total:
         result["per_tag"] = {
             t: {"accuracy": tag_correct[t] / tag_total[t], "n": tag_total[t]} for t in sorted(tag_total)
@@ -95,6 +115,10 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"  {q:<14} {100 * m['accuracy']:6.2f}%  (n={m['n']})")
     for t, m in metrics.get("per_tag", {}).items():
         lines.append(f"    {t:<20} {100 * m['accuracy']:6.2f}%  (n={m['n']})")
+    vqa = metrics.get("vqa_score")
+    if vqa:  # the official tool's figure: 100 x the mean accuracy, per answer type
+        lines.append(f"VQA score {100 * vqa['accuracy']:.2f} (n={vqa['n']})")
+        lines += [f"  {t:<14} {100 * m['accuracy']:6.2f}   (n={m['n']})" for t, m in vqa["per_type"].items()]
     return "\n".join(lines)
 
 
@@ -124,7 +148,9 @@ def compare_models(
     text-to-image attention against the student's virtual one — or None to skip).
 
     Row keys: index, qtype, text, gold, teacher_answer, teacher_confidence, teacher_correct,
-    student_answer, student_confidence, student_correct, agree (same answer), kl, spearman.
+    student_answer, student_confidence, student_correct, agree (same answer), kl, spearman; and for VQA
+    batches (with `scores`) teacher_score and student_score, the official VQA accuracy of each answer. A VQAv2
+    question with no answer in the vocabulary has gold "" (and is correct for neither model).
     """
     from workbench.explain.agreement import batch_agreement
 
@@ -151,7 +177,7 @@ def compare_models(
                     "index": len(rows),
                     "qtype": batch.qtypes[i],
                     "text": batch.texts[i],
-                    "gold": labels[gold],
+                    "gold": labels[gold] if gold >= 0 else "",  # VQAv2: -100, no answer in the vocabulary
                     "teacher_answer": labels[int(t_pred)],
                     "teacher_confidence": float(t_conf),
                     "teacher_correct": int(t_pred) == gold,
@@ -163,6 +189,9 @@ def compare_models(
                     "spearman": scores[i].get("spearman", float("nan")),
                 }
             )
+            if batch.scores is not None:  # VQA: the official accuracy of each model's answer
+                vqa = batch.scores[i]
+                rows[-1].update(teacher_score=float(vqa[int(t_pred)]), student_score=float(vqa[int(s_pred)]))
     teacher.train(states[0]), student.train(states[1])
     return rows
 
@@ -187,13 +216,15 @@ def accuracy_by_type(rows: list[dict]) -> dict:
 
 
 def confusion_matrix(rows: list[dict], labels: list[str], who: str = "student"):
-    """[gold, predicted] counts (numpy) of `who` ("teacher" or "student") over `labels`."""
+    """[gold, predicted] counts (numpy) of `who` ("teacher" or "student") over `labels` (rows without a gold
+    label in `labels` are left out)."""
     import numpy as np
 
     index = {label: i for i, label in enumerate(labels)}
     m = np.zeros((len(labels), len(labels)), dtype=np.int64)
     for r in rows:
-        m[index[r["gold"]], index[r[f"{who}_answer"]]] += 1
+        if r["gold"] in index:  # a VQAv2 question with no answer in the vocabulary has no row
+            m[index[r["gold"]], index[r[f"{who}_answer"]]] += 1
     return m
 
 

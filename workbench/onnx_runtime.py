@@ -1,7 +1,7 @@
 """Run one model call through ONNX Runtime: the lowest-overhead CPU path we have for the benchmark.
 
 At batch 1 a query is a few dozen small kernels, so per-operator overhead, not arithmetic, sets the time
-(README "Speed"): eager PyTorch spends ~16 us per small matrix product. ONNX Runtime runs the same graph,
+(docs/results.md "Speed"): eager PyTorch spends ~16 us per small matrix product. ONNX Runtime runs the same graph,
 exported by `torch.onnx.export`, with less overhead per operator (the cached student's whole call: 0.105 ms,
 against 0.26-0.35 ms compiled), so the measured ratio between two models comes closer to their FLOP ratio.
 The benchmark exports *both* models this way (`runtime="onnx"`), so the comparison stays like for like.

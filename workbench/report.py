@@ -39,7 +39,7 @@ def teacher_table(assets: str | Path) -> str:
 
 
 def read_section(text: str, name: str) -> str:
-    """The text between a README's `<!-- NAME:start -->` and `<!-- NAME:end -->` markers."""
+    """The text between a markdown file's `<!-- NAME:start -->` and `<!-- NAME:end -->` markers."""
     return text.split(f"<!-- {name}:start -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0].strip()
 
 
@@ -57,5 +57,5 @@ def replace_section(readme: str | Path, name: str, body: str) -> bool:
 
 
 def update_readme(readme: str | Path, assets: str | Path) -> bool:
-    """Write the shipped checkpoints' table into the README's results section."""
+    """Write the shipped checkpoints' table into the results section of docs/results.md."""
     return replace_section(readme, "results", teacher_table(assets))

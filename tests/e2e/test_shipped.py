@@ -93,7 +93,7 @@ def test_relational_types_reach_85_percent(name, qtype):
 
 
 # the three defaults the 20-minute budget is set for (the NLVR teacher was added for distillation; its
-# time, measured while four other runs shared the two cores, is in the README table)
+# time, measured while four other runs shared the two cores, is in the table of docs/results.md)
 @pytest.mark.parametrize("name", ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher"])
 def test_trained_within_20_minutes_on_this_cpu(name):
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
@@ -127,7 +127,7 @@ DIDE = ASSETS / "results" / "dide.json"
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="measured: dide student 78.6% vs teacher 100.0% (relation 58.9%); a from-scratch dual "
-                "encoder with DiDE's concat head after 3,000 steps - see README 'Distillation (DiDE)'",
+                "encoder with DiDE's concat head after 3,000 steps - see docs/results.md 'Distillation (DiDE)'",
             ),
         ),
         "easy-vqa",
@@ -163,13 +163,13 @@ def _speed() -> dict:
     return json.loads((ASSETS / "results" / "speed.json").read_text())
 
 
-def test_shipped_speed_results_are_the_readmes_and_measure_the_shipped_pair():
+def test_shipped_speed_results_are_the_docs_table_and_measure_the_shipped_pair():
     from workbench.bench import speed_table
     from workbench.report import read_section
 
     speed = _speed()
-    readme = (ASSETS.parent / "README.md").read_text()
-    assert read_section(readme, "speed") == speed_table(speed).strip()  # the README table is the command's output
+    results = (ASSETS.parent / "docs" / "results.md").read_text()
+    assert read_section(results, "speed") == speed_table(speed).strip()  # the docs table is the command's output
     assert speed["models"]["teacher"]["path"] == "assets/shapes-vqa-teacher"
     assert speed["models"]["student"]["path"] == "assets/shapes-vqa-student-fast"
     student = load_checkpoint(ASSETS / "shapes-vqa-student-fast").model
@@ -190,7 +190,7 @@ def test_cached_student_is_5_times_faster_than_the_teacher_at_batch_1():
 
 
 def test_shipped_speed_table_is_the_one_the_readme_describes():
-    speed = _speed()  # README "Speed": both models in ONNX Runtime, one thread, batches 1 to 128
+    speed = _speed()  # docs/results.md "Speed": both models in ONNX Runtime, one thread, batches 1 to 128
     assert speed["settings"]["runtime"] == "onnx"
     assert speed["machine"]["threads"] == 1 and speed["settings"]["batch_sizes"] == [1, 8, 32, 128]
 

@@ -35,7 +35,7 @@ from workbench.models import create_model
 from workbench.models.io import save_checkpoint
 
 LABELS = ["yes", "no", "red", "blue", "1", "2"]
-SCALE = int(os.environ.get("WORKBENCH_FUZZ_SCALE", "1"))  # e.g. 10 for a longer campaign (RELIABILITY.md)
+SCALE = int(os.environ.get("WORKBENCH_FUZZ_SCALE", "1"))  # e.g. 10 for a longer campaign (docs/reliability.md)
 FUZZ = settings(
     deadline=None,
     database=None,  # no .hypothesis/ folder in the repository

@@ -17,7 +17,7 @@ BENCH_SETTINGS = {
     "quick": None,
     "standard": dict(batch_sizes=(1, 8, 32), retrieval_sizes=(10, 40, 160), min_run_time=0.2, budget_s=3.0),
 }
-# both models exported to ONNX Runtime (`workbench bench --runtime onnx`, the README table): lower per-call
+# both models exported to ONNX Runtime (`workbench bench --runtime onnx`, the table in docs/results.md): lower per-call
 # overhead, so batch 1 shows the dual encoder's advantage; exporting adds a few seconds per batch size
 BENCH_SETTINGS["standard, ONNX Runtime"] = dict(BENCH_SETTINGS["standard"], runtime="onnx")
 NO_STUDENT = "No student is shipped for this task yet: nothing to compare the teacher with."

@@ -23,7 +23,7 @@ Peak memory: see `workbench.bench.measure`.
 All model calls run under `torch.inference_mode()`, with fused (SDPA) attention in both models
 (`attn_implementation = "sdpa"` for the run: the teacher's own fused path, HF's for the towers).
 `runtime="compile"` times `torch.compile`d models; `runtime="onnx"` times both models exported to ONNX
-Runtime (`workbench.onnx_runtime`), whose lower per-operator overhead is what decides batch 1 (README
+Runtime (`workbench.onnx_runtime`), whose lower per-operator overhead is what decides batch 1 (docs/results.md
 "Speed": the cached student's call 0.105 ms there against 0.26-0.35 ms compiled).
 
 Modules, one job each: `measure` (time, FLOPs, memory, machine), `pair` (checkpoints and their example

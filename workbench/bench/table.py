@@ -1,4 +1,4 @@
-"""A benchmark result written out: the JSON file and the markdown tables the README and the app show."""
+"""A benchmark result written out: the JSON file and the markdown tables docs/results.md and the app show."""
 
 from __future__ import annotations
 

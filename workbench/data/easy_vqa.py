@@ -20,7 +20,7 @@ QTYPES = ("shape", "colour", "yes/no")
 # about, whether it is in the image, and whether the question is negated ("not-": "is there not a red shape?").
 # The asked colour is present in 1 question in 8, so "not there" is right 7 times in 8; and a negated question
 # flips the answer, so a match feature helps one half and hurts the other until negation is learned too
-# (README "easy-VQA: what it took").
+# (docs/lab-notes.md "easy-VQA: what it took").
 TAGS = tuple(
     f"{neg}{about}-{where}" for neg in ("", "not-") for about in ("colour", "shape") for where in ("present", "absent")
 )
@@ -30,7 +30,7 @@ _NEGATED = re.compile(r"\b(not|no)\b")
 # The students' curriculum (`distill.experiment.TASK_RUN`; the teacher's until 2026-12-01): shape questions alone,
 # then shape and colour, then the full mix. In the mix from the start, shape questions stayed near chance (46%
 # after 3,200 steps): the answer to three of the four other question kinds does not need shape, and it is
-# learned only when it is nearly all of the gradient (README "easy-VQA: what it took").
+# learned only when it is nearly all of the gradient (docs/lab-notes.md "easy-VQA: what it took").
 CURRICULUM = [[["shape"], 600], [["shape", "colour"], 400]]
 # ... and the rarest yes/no kind drawn 4 times per epoch (`TrainConfig.oversample`): "is there not a red shape?"
 # with red there is 1 question in 32, and "yes" is right 7 times in 8 among negated colour questions; drawn once,
@@ -39,7 +39,7 @@ OVERSAMPLE = {"not-colour-present": 4}
 
 # The teacher's recipe since 2026-12-01 (`cli.DEFAULTS["easy-vqa"]`); the students keep the two above (their rows
 # in assets/results/dide.json were trained with them). Two changes, each against a failure of the recipe above
-# (three runs in five reached 97%; README "easy-VQA: what it took"):
+# (three runs in five reached 97%; docs/lab-notes.md "easy-VQA: what it took"):
 # - each phase ends once learned (`until=`, `train.PhaseGate`) instead of after a fixed number of steps: the
 #   shape plateau lasts 400-800 steps depending on the seed (seed 2 left it after step 800, and never learned
 #   shape in a 600-step phase); the steps a fast run does not need go to the mix;

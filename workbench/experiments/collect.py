@@ -67,7 +67,7 @@ def summarise(grid: Grid, rows: dict) -> None:
 
 
 def results_table(grid: Grid | str, document: dict) -> str:
-    """The markdown table of a results document (the README's section of the grid)."""
+    """The markdown table of a results document (the grid's section of docs/results.md)."""
     grid = as_grid(grid)
     return layout(grid).table(grid, document)
 

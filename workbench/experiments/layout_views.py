@@ -79,7 +79,7 @@ def _fmt(summary: dict) -> str:
 
 def margins_line(checks_: dict, task: str, key: str = "mad_minus_none_points") -> str:
     """ "low1 +2.28 (spread 1.68, p = 0.047), low10 ..." for one task from a results file's "checks" (`key`:
-    its margins per view): does the gain shrink as pairs grow? The README table and notebook 05 print it."""
+    its margins per view): does the gain shrink as pairs grow? The table in docs/results.md and notebook 05 print it."""
     parts = []
     for view, c in checks_[key][task].items():
         if c["value"] is None:

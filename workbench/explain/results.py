@@ -1,4 +1,4 @@
-"""The measured explanation results behind the README (`workbench explain-results`).
+"""The measured explanation results behind docs/results.md (`workbench explain-results`).
 
 * `measure_faithfulness`: deletion and insertion AUCs of every map method, and of random patch
   orders, on the first N test examples of a teacher's dataset (`faithfulness_over_split`), with the
@@ -6,8 +6,8 @@
 * `measure_agreement`: teacher-student agreement of the text-to-image cross-attention maps (KL and
   Spearman, overall and per question type; `agreement_over_split`) for each named student, and a
   paired comparison of the first student with the others -> `agreement.json`.
-* `faithfulness_table` / `agreement_table`: the markdown the README shows, made from those files
-  only, so a test can check the README against them.
+* `faithfulness_table` / `agreement_table`: the markdown docs/results.md shows, made from those files
+  only, so a test can check docs/results.md against them.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@
   concatenated and classified.
 * Retrieval: projections of each [CLS] into a shared space and a learnable temperature (CLIP).
 
+Images of any size (the aspect-ratio pipeline of real ViLT folders): the image tower interpolates its position
+embeddings to each image's patch grid (bicubic, as HF's ViT `interpolate_pos_encoding`), and with a
+`pixel_mask` (a padded batch) each image gets positions for its own grid and its padding patches are masked
+out of attention, so an image's features do not depend on what it was batched with. Square images at the
+configured size (our own checkpoints) take HF's ViT code path unchanged.
+
 The towers never attend to each other. DiDE's "virtual" cross-attention (text-tower queries
 against image-tower keys) exists only inside the distillation loss; `qk_layers` exposes the
 projections it needs.
@@ -21,9 +27,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
+from transformers.masking_utils import create_bidirectional_mask
 
 from workbench.models.fusion import capture_qk, centre_patch_projection, grid_positions
 from workbench.models.heads import classifier
+from workbench.models.preprocess import patch_grid_mask
 from workbench.models.stem import conv_stem, stem_channels, stem_projection, stem_width
 
 
@@ -70,6 +78,8 @@ class DualOutput:
     text_states: torch.Tensor | None = None
     image_states: list[torch.Tensor] = field(default_factory=list)
     grid: tuple[int, int] = (0, 0)
+    # per image: [B, 1 + P] with 1 on real image tokens and 0 on padding patches; None when every token is real
+    image_masks: list[torch.Tensor | None] = field(default_factory=list)
 
 
 def _qk_modules(tower: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
@@ -145,15 +155,76 @@ class DualStudent(nn.Module):
         centre_patch_projection(self.image_tower.embeddings.patch_embeddings.projection, inputs)
 
     def encode_image(
-        self, pixel_values: torch.Tensor, qk_layers: tuple[int, ...] = (), qk_store: dict | None = None
+        self,
+        pixel_values: torch.Tensor,
+        qk_layers: tuple[int, ...] = (),
+        qk_store: dict | None = None,
+        pixel_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, 1 + P, d] token states (CLS first). Depends on the image only."""
+        """[B, 3, H, W] -> [B, 1 + P, d] token states (CLS first). Depends on the image only (with a [B, H, W]
+        `pixel_mask`, on each image's own pixels only: padding patches are masked)."""
         with capture_qk(_qk_modules(self.image_tower), qk_layers, self.num_heads, {} if qk_store is None else qk_store):
-            if self.stem is not None:
-                # HF ViT reads a square input with as many patches as positions unchanged, so the stem's
-                # smaller map (patch_size / 2**stages per token) keeps the configured grid's positions
-                pixel_values = self.stem(pixel_values)
-            return self.image_tower(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
+            if pixel_mask is None and self._vit_reads(pixel_values):
+                if self.stem is not None:
+                    # HF ViT reads a square input with as many patches as positions unchanged, so the stem's
+                    # smaller map (patch_size / 2**stages per token) keeps the configured grid's positions
+                    pixel_values = self.stem(pixel_values)
+                return self.image_tower(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
+            embeds, token_mask = self.embed_image(pixel_values, pixel_mask)
+            return self._image_encoder(embeds, token_mask)
+
+    def _vit_reads(self, pixel_values: torch.Tensor) -> bool:
+        """Whether HF's ViT embeds these pixels itself: any size without a stem (it interpolates its positions to
+        the grid), only the configured square with one (it would size the grid from the stem's smaller map)."""
+        size = self.vision_config.image_size
+        return self.stem is None or tuple(pixel_values.shape[-2:]) == (size, size)
+
+    def image_token_mask(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """[B, 1 + P] image token mask (CLS first, 1 on real patches) of a padded batch, or None without a mask."""
+        if pixel_mask is None:
+            return None
+        p = self.vision_config.patch_size
+        patches = patch_grid_mask(pixel_mask, (pixel_values.shape[-2] // p, pixel_values.shape[-1] // p))
+        return torch.cat([patches.new_ones(patches.shape[0], 1), patches.flatten(1)], dim=1)
+
+    def embed_image(
+        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(embeddings [B, 1 + P, d], token mask [B, 1 + P] or None): ViT's embedding (patches + positions, CLS
+        first, row-major) with each image's positions interpolated to its own patch grid (the valid part of a
+        padded image; bicubic as HF's `interpolate_pos_encoding`), zero on padding patches."""
+        emb = self.image_tower.embeddings
+        projection = emb.patch_embeddings.projection
+        x = pixel_values.to(projection.weight.dtype)
+        x = projection(x if self.stem is None else self.stem(x))  # [B, d, gh, gw]
+        b, d, gh, gw = x.shape
+        token_mask = self.image_token_mask(pixel_values, pixel_mask)
+        if token_mask is None:
+            grids = [(gh, gw)] * b
+        else:
+            patches = token_mask[:, 1:].view(b, gh, gw)
+            grids = list(zip(patches[:, :, 0].sum(1).tolist(), patches[:, 0, :].sum(1).tolist()))
+        side = self.vision_config.image_size // self.vision_config.patch_size
+        spatial = emb.position_embeddings[:, 1:].transpose(1, 2).reshape(1, d, side, side)
+        by_grid: dict[tuple[int, int], torch.Tensor] = {}
+        for h, w in set(grids):
+            grid = spatial
+            if (h, w) != (side, side):
+                grid = nn.functional.interpolate(spatial, size=(h, w), mode="bicubic", align_corners=False)
+            by_grid[h, w] = nn.functional.pad(grid, (0, gw - w, 0, gh - h))
+        pos = torch.cat([by_grid[g] for g in grids]) if len(by_grid) > 1 else by_grid[grids[0]]
+        x = (x + pos).flatten(2).transpose(1, 2)
+        cls = (emb.cls_token + emb.position_embeddings[:, :1]).expand(b, -1, -1)
+        return emb.dropout(torch.cat([cls, x], dim=1)), token_mask
+
+    def _image_encoder(self, embeds: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+        """HF ViTModel's encoder on given embeddings: its layers (padding keys masked) and final LayerNorm."""
+        tower = self.image_tower
+        mask = create_bidirectional_mask(config=tower.config, inputs_embeds=embeds, attention_mask=token_mask)
+        hidden = embeds
+        for layer in tower.layers:
+            hidden = layer(hidden, mask)
+        return tower.layernorm(hidden)
 
     def encode_text(
         self,
@@ -178,17 +249,22 @@ class DualStudent(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_states: list[torch.Tensor] | None = None,
         qk_layers: tuple[int, ...] = (),
+        pixel_mask: torch.Tensor | None = None,
     ) -> DualOutput:
-        """pixel_values [B, images, 3, H, W]; or pass cached `image_states` (one [B, 1+P, d] per image)."""
+        """pixel_values [B, images, 3, H, W] (with, for a padded batch, pixel_mask [B, images, H, W]); or pass
+        cached `image_states` (one [B, 1+P, d] per image)."""
         qk_text: dict = {}
         text_states = self.encode_text(input_ids, attention_mask, qk_layers, qk_text)
         qk_image: list[dict] = []
+        masks: list[torch.Tensor | None] = []
         grid = (0, 0)
         if image_states is None:
             if pixel_values is None:
                 raise ValueError("pass pixel_values or cached image_states")
             if pixel_values.dim() == 4:
                 pixel_values = pixel_values[:, None]
+            if pixel_mask is not None and pixel_mask.dim() == 3:
+                pixel_mask = pixel_mask[:, None]
             if pixel_values.shape[1] != self.num_images:
                 raise ValueError(
                     f"this model takes {self.num_images} image(s) per example, got {pixel_values.shape[1]}"
@@ -196,8 +272,10 @@ class DualStudent(nn.Module):
             image_states = []
             for j in range(self.num_images):
                 store: dict = {}
-                image_states.append(self.encode_image(pixel_values[:, j], qk_layers, store))
+                mask_j = None if pixel_mask is None else pixel_mask[:, j]
+                image_states.append(self.encode_image(pixel_values[:, j], qk_layers, store, mask_j))
                 qk_image.append(store)
+                masks.append(self.image_token_mask(pixel_values[:, j], mask_j))
             p = self.vision_config.patch_size
             grid = (pixel_values.shape[-2] // p, pixel_values.shape[-1] // p)
         return DualOutput(
@@ -207,6 +285,7 @@ class DualStudent(nn.Module):
             text_states=text_states,
             image_states=image_states,
             grid=grid,
+            image_masks=masks,
         )
 
     def embed_for_retrieval(

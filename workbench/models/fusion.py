@@ -288,12 +288,12 @@ class FusionTeacher(nn.Module):
         pooled, attentions, qks, masks = [], [], [], []
         qk_modules = [(x.attention.attention.query, x.attention.attention.key) for x in self.vilt.encoder.layer]
         for j in range(self.num_images):
-            image_embeds, tokens = self.image_tokens(pixel_values[:, j], None if pixel_mask is None else pixel_mask[:, j])
+            mask_j = None if pixel_mask is None else pixel_mask[:, j]
+            image_embeds, tokens = self.image_tokens(pixel_values[:, j], mask_j)
             masks.append(tokens)
-            if tokens is None:
-                image_mask = torch.ones(image_embeds.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
-            else:
-                image_mask = tokens.to(attention_mask.dtype)
+            if tokens is None:  # every image token is real
+                tokens = torch.ones(image_embeds.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
+            image_mask = tokens.to(attention_mask.dtype)
             store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             with capture_qk(qk_modules, tuple(qk_layers), self.config.num_attention_heads, store):
                 out = self.vilt(

@@ -5,22 +5,28 @@ A folder holds `config.json` (the model's HF config; for the dual student both t
 metrics). Only JSON and safetensors are ever read: never pickle, never code from the folder.
 
 A folder with no `workbench.json` whose config says `model_type: vilt` (e.g.
-`ViltForQuestionAnswering.save_pretrained(...)`) loads as a fusion teacher with its `id2label`.
+`ViltForQuestionAnswering.save_pretrained(...)`) loads as a fusion teacher with its `id2label`. Weights may be
+one `model.safetensors` or shards with a `model.safetensors.index.json` (`workbench.models.sharded`).
+
+Images: a folder holding a `preprocessor_config.json` (every HF ViLT folder; a student distilled from one,
+saved with `image_spec`) reads images as HF's ViLT processor does, aspect ratio kept, with a pixel mask
+(`Checkpoint.image_spec`, `Checkpoint.image_pipeline`); a HF ViLT folder without one gets HF's defaults. Our
+own folders read square images of `image_size`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertTokenizer, ViltConfig, ViTConfig
 
@@ -28,6 +34,8 @@ from workbench.errors import CheckpointError
 from workbench.models import image_size
 from workbench.models.dual import DualStudent
 from workbench.models.fusion import FusionTeacher
+from workbench.models.preprocess import ViltImageSpec, collate_images
+from workbench.models.sharded import INDEX, SINGLE, has_weights, load_weights, weights_digest
 
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
@@ -47,6 +55,37 @@ class Checkpoint:
     @property
     def image_size(self) -> int:
         return self.meta["image_size"]
+
+    @property
+    def image_spec(self) -> ViltImageSpec | None:
+        """How the model reads images: the folder's `preprocessor_config.json` (HF's defaults for a HF ViLT
+        folder without one), or None for the square pipeline of our own checkpoints."""
+        try:
+            spec = ViltImageSpec.from_folder(self.path)
+        except (ValueError, TypeError) as e:  # bad JSON, or fields of the wrong type
+            raise CheckpointError(f"{self.path / 'preprocessor_config.json'} cannot be read: {e}") from e
+        if spec is None and self.meta.get("source") == "huggingface-vilt":
+            return ViltImageSpec()
+        return spec
+
+    @property
+    def image_pipeline(self):
+        """The collator's `image_pipeline` for this model (`vilt_pipeline(image_spec)`), or None (square)."""
+        spec = self.image_spec
+        return None if spec is None else vilt_pipeline(spec)
+
+
+def vilt_pipeline(spec: ViltImageSpec):
+    """An `ImagePipeline` for `workbench.data.Collator`: HF ViLT's preprocessing of each example's images, padded
+    to the batch's largest size, with the pixel mask (picklable, for DataLoader workers)."""
+    return partial(collate_images, spec=spec)
+
+
+def preprocessor_config(spec: ViltImageSpec) -> dict:
+    """`spec` as a HF `preprocessor_config.json` (what `ViltImageSpec.from_dict` and `ViltImageProcessor` read)."""
+    fields = dataclasses.asdict(spec)
+    shortest = fields.pop("shortest_edge")
+    return {"image_processor_type": "ViltImageProcessor", "size": {"shortest_edge": shortest}, **fields}
 
 
 def _config_dict(model: nn.Module) -> dict:
@@ -74,8 +113,12 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -> Path:
-    """Write the folder under a temp name, then swap it in: a crash leaves the old one intact."""
+def save_checkpoint(
+    model: nn.Module, tokenizer, path: str | Path, meta: dict, image_spec: ViltImageSpec | None = None
+) -> Path:
+    """Write the folder under a temp name, then swap it in: a crash leaves the old one intact. `image_spec`: the
+    aspect-ratio image preprocessing the model was trained with (a student of a HF ViLT teacher takes the
+    teacher's `Checkpoint.image_spec`), written as `preprocessor_config.json`; None: square images."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
@@ -86,6 +129,8 @@ def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -
         save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(_config_dict(model), indent=2))
         tokenizer.save_pretrained(tmp)
+        if image_spec is not None:
+            (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(image_spec), indent=2))
         full = {"format_version": FORMAT_VERSION, "kind": model.kind, "num_images": model.num_images, **meta}
         (tmp / "workbench.json").write_text(json.dumps(full, indent=2))
         old = path.with_name(f".{path.name}.old")
@@ -103,15 +148,9 @@ def save_checkpoint(model: nn.Module, tokenizer, path: str | Path, meta: dict) -
 
 
 def weights_fingerprint(folder: str | Path) -> str | None:
-    """A short hash of a checkpoint's weights file (which teacher a student was distilled from), or None for a
-    folder without `model.safetensors`."""
-    if not (Path(folder) / "model.safetensors").exists():
-        return None
-    digest = hashlib.sha256()
-    with open(Path(folder) / "model.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """A short hash of a checkpoint's weights (which teacher a student was distilled from): of its
+    `model.safetensors`, or of its shards in name order; None for a folder without weights."""
+    return weights_digest(folder)
 
 
 def _read_json(path: Path) -> dict:
@@ -163,15 +202,15 @@ def load_checkpoint(
             if not path.exists()
             else f"{path} is a file; a checkpoint is a folder (config.json, model.safetensors, ...)"
         )
-    weights = path / "model.safetensors"
-    if not weights.exists():
+    if not has_weights(path):
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
             raise CheckpointError(
                 f"{path} holds only pickle weights ({', '.join(pickles)}); the workbench never unpickles files "
                 "(they can run code). Re-save the model with safetensors: save_pretrained(folder)."
             )
-        raise CheckpointError(f"{path} has no model.safetensors; is this a checkpoint folder?")
+        raise CheckpointError(f"{path} has no {SINGLE} (nor a sharded {INDEX}); is this a checkpoint folder?")
+    weights = path / SINGLE if (path / SINGLE).is_file() else path / INDEX  # named in errors
     if not (path / "config.json").exists():
         raise CheckpointError(f"{path} has no config.json")
     config = _read_json(path / "config.json")
@@ -196,10 +235,7 @@ def load_checkpoint(
         raise
     except Exception as e:  # noqa: BLE001 - bad fields raise TypeError, ValueError, huggingface_hub's validation errors...
         raise CheckpointError(f"{path / 'config.json'} does not describe a {meta['kind']} model ({e!r})") from e
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{weights} is truncated or corrupted ({e})") from e
+    state = load_weights(path)  # one file or every shard; a damaged one raises CheckpointError naming it
     head = state.get("classifier.3.weight")
     if head is not None and meta["labels"] and head.shape[0] != len(meta["labels"]):
         raise CheckpointError(

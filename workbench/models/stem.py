@@ -3,7 +3,7 @@
 Why: telling easy-VQA's circles, rectangles and triangles apart needs colour-invariant local edge
 detectors pooled by a maximum. A three-layer CNN with ReLU and max-pooling learns it in 200 steps;
 our ViLT with a linear projection of raw 8-px patches was at 51% on shape questions after 300 steps
-of shape questions alone, and at 74% after 450 with this stem in front (README, "Open gap: easy-VQA").
+of shape questions alone, and at 74% after 450 with this stem in front (docs/lab-notes.md, easy-VQA).
 Early convolutions are a known help for small vision transformers (Xiao et al., 2021, "Early
 Convolutions Help Transformers See Better").
 
@@ -12,7 +12,7 @@ average-pooled to the same resolution (its 3 colour channels are concatenated to
 Why the raw path: after a shape-only curriculum phase the convolutions are colour-invariant and colour
 questions recovered slowly in the mix; the pooled colours were added so the projection can read colour
 linearly. Measured, they did not speed that recovery (colour at 15% / 42% after 400 / 800 mix steps with
-them, 39% / 56% without); the short shape-and-colour curriculum phase is what fixed it (README "easy-VQA:
+them, 39% / 56% without); the short shape-and-colour curriculum phase is what fixed it (docs/lab-notes.md "easy-VQA:
 what it took"). The shipped easy-VQA models have this path. The patch projection then
 reads the stem's feature map with kernel = stride = patch_size / 2**len(channels), so the token grid is the
 same as without a stem (8-px patches on 64 px stay an 8x8 grid) and attention maps still land on

@@ -58,7 +58,7 @@ class TrainConfig:
     # the other examples are drawn a little less); why easy-VQA needs it: `data.easy_vqa.OVERSAMPLE`
     oversample: dict = field(default_factory=dict)
     # CPU threads for this run (None: torch's setting). The sums of a step differ with the thread count, and a
-    # run that must escape a saddle can land differently (README "easy-VQA: what it took")
+    # run that must escape a saddle can land differently (docs/lab-notes.md "easy-VQA: what it took")
     threads: int | None = None
     # scale (`workbench.train.trainer`). Mixed precision through accelerate: "bf16" (CPUs and recent GPUs) or "fp16"
     # (GPUs only, with a loss scaler); the forward pass and the loss run under autocast, the weights, the
