@@ -32,6 +32,15 @@ def tiny_size():
     return {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
 
 
+@pytest.fixture(scope="session")
+def real_fixtures(tmp_path_factory) -> dict[str, Path]:
+    """Tiny VQAv2, SNLI-VE, NLVR2 and COCO-Karpathy trees in their releases' formats ({name: data root}),
+    built once per session from shapes scenes (`workbench.data.fixtures.build_fixtures`; no download)."""
+    from workbench.data.fixtures import build_fixtures
+
+    return build_fixtures(tmp_path_factory.mktemp("real-data"))
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models: a second thread only adds contention. Modules opt in with `pytestmark`."""

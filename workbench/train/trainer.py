@@ -123,6 +123,9 @@ class Trainer:
         start = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "log_bytes": 0}
         if self.saved:
             start = load_state(self.saved, model, optimizer, self.scheduler)
+            # a MAE state from before the one trainer: {"global_step", "recent", "seconds"}, a single epoch
+            start = {"epoch": 0, "step_in_epoch": start["global_step"], **start}
+            start.setdefault("train_seconds", start.get("seconds", 0.0))
             accelerator.print(f"resuming from {self.saved} at epoch {start['epoch']} step {start['step_in_epoch']}")
         plan.restore(start)
         if self.is_main and "log_bytes" in start and self.log_path.exists():
