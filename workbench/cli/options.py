@@ -41,16 +41,24 @@ class Option:
 
 
 def field_help(cls: type) -> dict[str, str]:
-    """{field: help}: `metadata["help"]`, else the comment closing the field's line in the class source."""
+    """{field: help}: `metadata["help"]`, else the comment closing the field's line in the class source, else
+    the comment lines right above the field."""
     comments: dict[str, str] = {}
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):  # no source (a class made at run time): metadata only
         source = ""
+    above: list[str] = []
     for line in source.splitlines():
+        if m := re.match(r"\s+#\s?(.*)$", line):
+            above.append(m.group(1).strip())
+            continue
         m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
         if m:
             comments[m.group(1)] = m.group(2).strip()
+        elif (m := re.match(r"\s+(\w+)\s*:", line)) and above:
+            comments[m.group(1)] = " ".join(above)
+        above = []
     return {f.name: f.metadata.get("help") or comments.get(f.name, "") for f in dataclasses.fields(cls)}
 
 

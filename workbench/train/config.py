@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 from workbench.errors import WorkbenchError
 
@@ -63,7 +64,7 @@ class TrainConfig:
     # scale (`workbench.train.trainer`). Mixed precision through accelerate: "bf16" (CPUs and recent GPUs) or "fp16"
     # (GPUs only, with a loss scaler); the forward pass and the loss run under autocast, the weights, the
     # optimizer and every evaluation stay in fp32
-    mixed_precision: str = "no"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     # micro-batches per optimizer step: each process runs batch_size / (processes * grad_accum) examples at a
     # time and steps once per batch_size examples, so the schedule, the data order and resume do not change
     grad_accum: int = 1
