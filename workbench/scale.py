@@ -99,6 +99,25 @@ def measure(run: ScaleRun) -> dict:
     }
 
 
+def step_flops(run: ScaleRun) -> dict:
+    """FLOPs of one DiDE training step (teacher forward, student forward and backward) and of one teacher
+    forward at `run.batch_size`, counted by `torch.utils.flop_counter` on the fp32 models."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from workbench.methods import get_method
+    from workbench.methods.dide import DiDEObjective
+
+    teacher, student = _models()
+    objective = DiDEObjective("dide", get_method("dide").config(), teacher)
+    batch = _batch(run)
+    with FlopCounterMode(display=False) as step:
+        loss, _ = objective.loss(student, batch)
+        loss.backward()
+    with FlopCounterMode(display=False) as forward, torch.inference_mode():
+        teacher(batch.input_ids, batch.attention_mask, batch.pixel_values)
+    return {"distill_step": step.get_total_flops(), "teacher_forward": forward.get_total_flops()}
+
+
 def measure_in_subprocess(run: ScaleRun) -> dict:
     args = [sys.executable, "-m", "workbench.scale", "--one"]
     for key, value in asdict(run).items():

@@ -118,9 +118,7 @@ class Collator:
         tokenizer and its image pipeline (a HF ViLT folder's aspect-ratio one; square for our own folders)."""
         return cls.for_model(checkpoint.model, checkpoint.tokenizer, getattr(checkpoint, "image_pipeline", None))
 
-    def __init__(
-        self, tokenizer, image_size: int, max_length: int = 64, image_pipeline: ImagePipeline | None = None
-    ):
+    def __init__(self, tokenizer, image_size: int, max_length: int = 64, image_pipeline: ImagePipeline | None = None):
         self.tokenizer, self.image_size, self.max_length = tokenizer, image_size, max_length
         self.image_pipeline = image_pipeline
 
