@@ -39,20 +39,25 @@ class DiDEObjective(TeacherObjective):
     def loss(self, student, batch):
         c = self.config
         t = self.teacher_out(batch, qk_layers=c.layers)
-        s = student(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=c.layers)
+        s = student(
+            batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=c.layers, pixel_mask=batch.pixel_mask
+        )
         total, logs = self.label_terms(s.logits, t.logits, batch)
         text_mask = batch.attention_mask
         t2i_sum = i2t_sum = 0.0
         teacher_layers = sorted(t.qk[0])
         for j in range(len(t.qk)):  # one pass per image (NLVR has two)
+            # padded images (the aspect-ratio pipeline of real ViLT folders): padding patches are neither keys of
+            # the text queries nor queries of their own; None when every image token is real
+            image_mask = t.image_masks[j] if t.image_masks else None
             # the i-th chosen layer of each model, counted per model (-1: each one's last), so towers of
             # different depths pair up: a 1-layer text tower's layer 0 with the image tower's last
             for lt, lq, lk in zip(teacher_layers, sorted(s.qk_text), sorted(s.qk_image[j])):
                 t_t2i, t_i2t = losses.teacher_cross_scores(*t.qk[j][lt], text_len=t.text_len)
                 s_t2i, s_i2t = losses.student_cross_scores(s.qk_text[lq], s.qk_image[j][lk])
                 # text queries (padding excluded) over image keys; image queries over the real text keys
-                t2i_sum = t2i_sum + losses.attention_kl(s_t2i, t_t2i, key_mask=None, query_mask=text_mask)
-                i2t_sum = i2t_sum + losses.attention_kl(s_i2t, t_i2t, key_mask=text_mask)
+                t2i_sum = t2i_sum + losses.attention_kl(s_t2i, t_t2i, key_mask=image_mask, query_mask=text_mask)
+                i2t_sum = i2t_sum + losses.attention_kl(s_i2t, t_i2t, key_mask=text_mask, query_mask=image_mask)
         total = total + c.t2i * t2i_sum + c.i2t * i2t_sum
         logs.update({"t2i": float(t2i_sum.detach()), "i2t": float(i2t_sum.detach())})
         return total, logs

@@ -36,7 +36,9 @@ class TeacherObjective:
 
     @torch.no_grad()
     def teacher_out(self, batch, qk_layers: tuple[int, ...] = ()):
-        return self.teacher(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=qk_layers)
+        return self.teacher(
+            batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=qk_layers, pixel_mask=batch.pixel_mask
+        )
 
     def label_terms(self, student_logits, teacher_logits, batch) -> tuple[torch.Tensor, dict]:
         """Soft-label KD (weight `soft`) plus the hard-label loss (weight `hard`), each skipped at weight 0.
@@ -80,9 +82,17 @@ def student_size(teacher) -> dict:
     return size
 
 
-def check_teacher_fits(teacher, dataset: str) -> None:
+def check_teacher_fits(teacher, dataset: str, data_root: str | None = None) -> None:
     """The student learns the teacher's answer distribution: its labels (in order) and image count must be
-    the dataset's. Raises `CheckpointError` naming the difference."""
+    the dataset's. Raises `CheckpointError` naming the difference. A real dataset (`data_root`) takes its
+    answer vocabulary from the teacher, so only the image count is checked there."""
+    if data_root is not None:
+        if teacher.meta.get("num_images", getattr(teacher.model, "num_images", 1)) != num_images(dataset):
+            raise CheckpointError(
+                f"the teacher {teacher.path} takes {teacher.model.num_images} image(s) per example; "
+                f"{dataset} has {num_images(dataset)}"
+            )
+        return
     data = load_dataset(dataset, "val", 1)
     labels, n_images = list(data.labels), num_images(dataset)
     if teacher.meta.get("num_images", 1) != n_images:
@@ -116,7 +126,7 @@ def load_fusion_teacher(cfg: TrainConfig, learns_from_it: bool = True):
         )
     ck = load_checkpoint(cfg.teacher, kind="fusion")
     if learns_from_it:
-        check_teacher_fits(ck, cfg.dataset)
+        check_teacher_fits(ck, cfg.dataset, getattr(cfg, "data_root", None))
     return ck.model, replace(cfg, model="dual", size={**student_size(ck.model), **cfg.size})
 
 

@@ -27,7 +27,7 @@ class LabelObjective(TeacherObjective):
     """Hard and / or soft label losses only (`TeacherObjective.label_terms`)."""
 
     def loss(self, student, batch):
-        logits = student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
+        logits = student(batch.input_ids, batch.attention_mask, batch.pixel_values, pixel_mask=batch.pixel_mask).logits
         teacher_logits = self.teacher_out(batch).logits if self.teacher is not None else None
         return self.label_terms(logits, teacher_logits, batch)
 

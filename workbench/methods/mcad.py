@@ -116,7 +116,8 @@ class RetrievalObjective:
         """(image embeddings, text embeddings, logits [images, texts]) of the student, with gradients."""
         model = getattr(student, "module", student)
         text = model.encode_text(batch.input_ids, batch.attention_mask)
-        image = model.encode_image(batch.pixel_values[:, 0])
+        mask = batch.pixel_mask[:, 0] if batch.pixel_mask is not None else None
+        image = model.encode_image(batch.pixel_values[:, 0], pixel_mask=mask)
         t, i = model.embed_for_retrieval(text, image)
         return i, t, model.logit_scale.exp().clamp(max=100) * i @ t.T
 
