@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from workbench import losses
 from workbench.methods.base import Method, register
@@ -25,6 +26,8 @@ class DiDEConfig:
     i2t: float = 1.0  # image-to-text attention KD weight
     temperature: float = 1.0  # soft-label KD temperature (attention KD is at T = 1)
     layers: tuple[int, ...] = (-1,)  # distilled layers, counted per model (-1: each one's last)
+    teacher_cache: str | None = None  # folder keeping the teacher's logits and scores: later epochs skip it
+    teacher_cache_dtype: Literal["float32", "bfloat16"] = "float32"  # float32: as uncached, to float rounding
 
 
 @dataclass
@@ -38,22 +41,20 @@ class DiDEObjective(TeacherObjective):
 
     def loss(self, student, batch):
         c = self.config
-        t = self.teacher_out(batch, qk_layers=c.layers)
         s = student(
             batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=c.layers, pixel_mask=batch.pixel_mask
         )
-        total, logs = self.label_terms(s.logits, t.logits, batch)
+        t = self.teacher_outputs(batch, c.layers, s.image_masks)
+        total, logs = self.label_terms(s.logits, t["logits"], batch)
         text_mask = batch.attention_mask
         t2i_sum = i2t_sum = 0.0
-        teacher_layers = sorted(t.qk[0])
-        for j in range(len(t.qk)):  # one pass per image (NLVR has two)
+        for j, teacher_layers in enumerate(t["cross"]):  # one pass per image (NLVR has two)
             # padded images (the aspect-ratio pipeline of real ViLT folders): padding patches are neither keys of
             # the text queries nor queries of their own; None when every image token is real
-            image_mask = t.image_masks[j] if t.image_masks else None
+            image_mask = s.image_masks[j] if s.image_masks else None
             # the i-th chosen layer of each model, counted per model (-1: each one's last), so towers of
             # different depths pair up: a 1-layer text tower's layer 0 with the image tower's last
-            for lt, lq, lk in zip(teacher_layers, sorted(s.qk_text), sorted(s.qk_image[j])):
-                t_t2i, t_i2t = losses.teacher_cross_scores(*t.qk[j][lt], text_len=t.text_len)
+            for (t_t2i, t_i2t), lq, lk in zip(teacher_layers, sorted(s.qk_text), sorted(s.qk_image[j])):
                 s_t2i, s_i2t = losses.student_cross_scores(s.qk_text[lq], s.qk_image[j][lk])
                 # text queries (padding excluded) over image keys; image queries over the real text keys
                 t2i_sum = t2i_sum + losses.attention_kl(s_t2i, t_t2i, key_mask=image_mask, query_mask=text_mask)
@@ -73,12 +74,17 @@ def run_dide(cfg: TrainConfig, config: DiDEConfig, resume: bool = False, progres
             objective = DiDEObjective("dide", _matching_stage(config), one_image_view(teacher))
             train(stage1, recipe=objective, resume=resume, progress=progress)
         cfg = replace(cfg, init_from=str(Path(stage1.out) / "model"))
-    return train(cfg, recipe=DiDEObjective(cfg.recipe, config, teacher), resume=resume, progress=progress)
+    objective = DiDEObjective(cfg.recipe, config, teacher)
+    try:
+        return train(cfg, recipe=objective, resume=resume, progress=progress)
+    finally:
+        objective.finish()
 
 
 def _matching_stage(config: DiDEPretrainConfig) -> DiDEConfig:
     fields = {k: v for k, v in asdict(config).items() if k in DiDEConfig.__dataclass_fields__}
-    return DiDEConfig(**{**fields, "hard": 1.0, "soft": 0.0})
+    # the stage's captions have their own teacher outputs: no cache (the task's cache is keyed by the task's data)
+    return DiDEConfig(**{**fields, "hard": 1.0, "soft": 0.0, "teacher_cache": None})
 
 
 def pretrain_config(cfg: TrainConfig, config: DiDEPretrainConfig) -> TrainConfig:

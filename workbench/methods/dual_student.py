@@ -14,6 +14,7 @@ from torch import nn
 from workbench import losses
 from workbench.data import load_dataset, num_images
 from workbench.errors import CheckpointError, WorkbenchError
+from workbench.methods.teacher_cache import TeacherOutputCache, assemble, cache_key_batch, entry_of, teacher_outputs
 from workbench.models.io import load_checkpoint
 from workbench.models.stem import stem_channels
 from workbench.train import TrainConfig, batch_accuracy, train
@@ -29,6 +30,10 @@ class TeacherObjective:
         self.name = name
         self.config = config
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
+        folder = getattr(config, "teacher_cache", None)
+        self.cache = None
+        if folder and self.teacher is not None:
+            self.cache = TeacherOutputCache(folder, self.teacher, getattr(config, "teacher_cache_dtype", "float32"))
 
     def prepare(self, accelerator, student) -> None:
         if self.teacher is not None:
@@ -39,6 +44,29 @@ class TeacherObjective:
         return self.teacher(
             batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=qk_layers, pixel_mask=batch.pixel_mask
         )
+
+    @torch.no_grad()
+    def teacher_outputs(self, batch, layers: tuple[int, ...] = (), image_masks=None) -> dict:
+        """{"logits", "cross": per image, per layer (t2i, i2t) scores} of the teacher, from the on-disk cache
+        when every example of the batch is in it (`config.teacher_cache`), else by running the teacher (and
+        caching what it gave). `image_masks`: the batch's image-token masks (the student's output has them)."""
+        if self.cache is None:
+            return teacher_outputs(self.teacher, batch, layers)
+        keys = cache_key_batch(batch)
+        entries = self.cache.get(keys)
+        n_images = batch.pixel_values.shape[1]
+        if all(e is not None for e in entries):
+            n_layers = sum(name.startswith("t2i.0.") for name in entries[0])
+            return assemble(entries, batch, image_masks, n_images, n_layers)
+        out = teacher_outputs(self.teacher, batch, layers)
+        for i, key in enumerate(keys):
+            self.cache.put(key, entry_of(out, batch, i, image_masks))
+        return out
+
+    def finish(self) -> None:
+        """Write the cache entries not yet on disk (the run is over)."""
+        if self.cache is not None:
+            self.cache.flush()
 
     def label_terms(self, student_logits, teacher_logits, batch) -> tuple[torch.Tensor, dict]:
         """Soft-label KD (weight `soft`) plus the hard-label loss (weight `hard`), each skipped at weight 0.
@@ -139,6 +167,9 @@ def teacher_to_dual(objective_cls):
         teacher, cfg = load_fusion_teacher(cfg, learns_from_it=learns)
         cfg = replace(cfg, recipe_args=asdict(config))
         objective = objective_cls(cfg.recipe, config, teacher if learns else None)
-        return train(cfg, recipe=objective, resume=resume, progress=progress)
+        try:
+            return train(cfg, recipe=objective, resume=resume, progress=progress)
+        finally:
+            objective.finish()
 
     return run

@@ -5,6 +5,7 @@ fusion student on hard labels alone: MAD's baseline, the same student MAD trains
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 from workbench.methods.base import Method, register
 from workbench.methods.dual_student import TeacherObjective, teacher_to_dual
@@ -21,6 +22,8 @@ class SoftLabelConfig:
     hard: float = 0.0  # weight of the hard-label loss (official DiDE fine-tuning: off)
     soft: float = 1.0  # weight of soft-label KD from the teacher's logits
     temperature: float = 1.0  # KD temperature (single-label tasks; the multi-label BCE has none)
+    teacher_cache: str | None = None  # folder keeping the teacher's outputs on disk: later epochs skip the teacher
+    teacher_cache_dtype: Literal["float32", "bfloat16"] = "float32"  # float32: as uncached, to float rounding
 
 
 class LabelObjective(TeacherObjective):
@@ -28,7 +31,7 @@ class LabelObjective(TeacherObjective):
 
     def loss(self, student, batch):
         logits = student(batch.input_ids, batch.attention_mask, batch.pixel_values, pixel_mask=batch.pixel_mask).logits
-        teacher_logits = self.teacher_out(batch).logits if self.teacher is not None else None
+        teacher_logits = self.teacher_outputs(batch)["logits"] if self.teacher is not None else None
         return self.label_terms(logits, teacher_logits, batch)
 
 

@@ -17,6 +17,10 @@ TASK_OF = {
     "shapes-nlvr": "nlvr",
     "shapes-itm": "itm",
     "shapes-itm-mixed": "itm",
+    # the real datasets read from disk (`workbench.data.real`); their tasks are the shapes ones'
+    "vqav2": "vqa",
+    "snli-ve": "ve",
+    "nlvr2": "nlvr",
 }
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -28,6 +32,9 @@ class TrainConfig:
 
     model: str = "fusion"  # a registered kind: fusion | dual
     dataset: str = "shapes-vqa"
+    # the folder holding a real dataset (vqav2, snli-ve, nlvr2, coco-karpathy) in its release's layout
+    # (docs/real-data.md); the generated datasets take none
+    data_root: str | None = None
     out: str = "runs/shapes-vqa-fusion"
     epochs: int = 1
     train_size: int | None = None  # None: the dataset's default
