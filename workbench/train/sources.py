@@ -85,3 +85,13 @@ def dataset_labels(cfg) -> Sequence[str] | None:
         return labels if task == "vqa" else None
     names = {str(x).lower() for x in CLASSES[cfg.dataset]}
     return labels if len(labels) == len(names) and {str(x).lower() for x in labels} == names else None
+
+
+def folder_text_limit(folder: Path | None) -> int | None:
+    """The longest token sequence a checkpoint folder's model takes (its text position embeddings), or None."""
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    config = _read(folder / "config.json")
+    text = config.get("text") if isinstance(config.get("text"), dict) else config  # a dual student: its text tower
+    limit = text.get("max_position_embeddings")
+    return limit if isinstance(limit, int) and limit > 0 else None
