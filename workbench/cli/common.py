@@ -65,8 +65,42 @@ def _train_options() -> dict[str, Option]:
             "build the model from the size options, then copy every weight of this checkpoint whose name and "
             "shape fit (e.g. another image front end: the text side and transformer come from the checkpoint)"
         ),
-        "teacher": Option("fusion teacher checkpoint folder (e.g. assets/shapes-vqa-teacher)"),
+        "teacher": Option(
+            "fusion teacher checkpoint folder (e.g. assets/shapes-vqa-teacher, or a Hugging Face ViLT folder)"
+        ),
+        "data_root": Option(
+            "the folder of a real dataset (--dataset vqav2, snli-ve, nlvr2 or coco-karpathy) in its release's layout "
+            "(docs/real-data.md); its class order and image preprocessing are the teacher's (or --init-from's)",
+            kwargs={"metavar": "PATH"},
+        ),
     }
+
+
+def answer_datasets() -> list[str]:
+    """The datasets of the answer tasks (VQA, entailment, NLVR): generated ones, then the real ones."""
+    from workbench.data import DATASETS, REAL_DATASETS, RETRIEVAL_DATASETS
+    from workbench.data.real import TASKS
+
+    real = [d for d in REAL_DATASETS if TASKS[d] != "retrieval"]
+    return [d for d in DATASETS if d not in RETRIEVAL_DATASETS] + real
+
+
+def retrieval_datasets() -> list[str]:
+    """The image-text retrieval datasets: the shapes galleries, then COCO with Karpathy's splits."""
+    from workbench.data import REAL_DATASETS, RETRIEVAL_DATASETS
+    from workbench.data.real import TASKS
+
+    return [*RETRIEVAL_DATASETS, *(d for d in REAL_DATASETS if TASKS[d] == "retrieval")]
+
+
+def check_data_root(dataset: str, data_root: str | None) -> None:
+    """A real dataset needs its folder, a generated one takes none: said before anything runs."""
+    from workbench.data import LAYOUTS, is_real_dataset
+
+    if is_real_dataset(dataset) and not data_root:
+        raise WorkbenchError(f"{dataset} is read from disk: pass --data-root, the folder holding {LAYOUTS[dataset]}")
+    if data_root and not is_real_dataset(dataset):
+        raise WorkbenchError(f"{dataset} is generated, not read from disk: it takes no --data-root")
 
 
 def add_train_options(
@@ -116,6 +150,7 @@ def train_config(args: argparse.Namespace):
         cfg = dataclasses.replace(cfg, size={**cfg.size, **size})
     if not args.config and "out" not in flags:
         raise WorkbenchError("--out is required (the run folder), unless --config names a saved run")
+    check_data_root(cfg.dataset, cfg.data_root)
     return cfg
 
 

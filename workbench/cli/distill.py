@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.common import add_method_options, add_train_options, method_config, method_list, train_config
+from workbench.cli.common import (
+    add_method_options,
+    add_train_options,
+    answer_datasets,
+    method_config,
+    method_list,
+    train_config,
+)
 from workbench.errors import WorkbenchError
 
 NAME = "distill"
@@ -13,7 +20,6 @@ DEFAULT_RECIPE = "dide"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from workbench.data import DATASETS, RETRIEVAL_DATASETS
     from workbench.methods import method_names
 
     names = method_names(task="answer")
@@ -27,11 +33,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--vision-teacher; no --teacher). Low-shot runs: --train-size 1280 (1%) or 12800 (10%).",
     )
     add_method_options(p, names, DEFAULT_RECIPE)
-    datasets = [d for d in DATASETS if d not in RETRIEVAL_DATASETS]  # retrieval: `workbench distill-retrieval`
     add_train_options(
         p,
         skip=("model", "recipe"),
-        choices={"dataset": datasets},
+        choices={"dataset": answer_datasets()},  # retrieval: `workbench distill-retrieval`
         sizes=("hidden_size", "num_layers", "num_heads", "patch_size", "conv_stem", "text_layers", "image_layers"),
     )
     p.set_defaults(func=run)

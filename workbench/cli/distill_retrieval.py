@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.common import add_method_options, add_train_options, method_config, method_list, train_config
+from workbench.cli.common import (
+    add_method_options,
+    add_train_options,
+    method_config,
+    method_list,
+    retrieval_datasets,
+    train_config,
+)
 
 NAME = "distill-retrieval"
 HELP = "train a dual encoder for image-text retrieval: CLIP-style, or distilled with MCAD or a baseline"
@@ -29,7 +36,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         p,
         skip=("model", "recipe", "teacher"),
         defaults={"dataset": RETRIEVAL_DATASETS[0]},  # the hard gallery
-        choices={"dataset": RETRIEVAL_DATASETS},
+        choices={"dataset": retrieval_datasets()},  # coco-karpathy: with --data-root
         sizes=("hidden_size", "num_layers", "num_heads", "patch_size", "embed_dim"),
     )
     p.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.common import add_train_options, train_config
+from workbench.cli.common import add_train_options, answer_datasets, train_config
 from workbench.errors import WorkbenchError
 
 NAME = "train"
@@ -12,7 +12,6 @@ HELP = "train a fusion teacher or a dual student on hard labels"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from workbench.data import DATASETS, RETRIEVAL_DATASETS
     from workbench.models import MODELS
 
     p = sub.add_parser(
@@ -22,8 +21,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "OUT/train_config.json, OUT/metrics.jsonl, an atomic checkpoint OUT/state each epoch, and the final "
         "checkpoint OUT/model. The shipped teachers' settings are in workbench/configs/teachers.py.",
     )
-    datasets = [d for d in DATASETS if d not in RETRIEVAL_DATASETS]  # retrieval: `workbench distill-retrieval`
-    add_train_options(p, skip=("recipe", "teacher"), choices={"model": list(MODELS), "dataset": datasets})
+    # retrieval datasets: `workbench distill-retrieval`
+    add_train_options(p, skip=("recipe", "teacher"), choices={"model": list(MODELS), "dataset": answer_datasets()})
     p.set_defaults(func=run)
     return p
 

@@ -1,4 +1,11 @@
-"""The dual-encoder student: a ViT image tower and a BERT text tower, each usable alone.
+"""The dual-encoder student: a ViT image tower and a text tower, each usable alone.
+
+The text tower is BERT (`text_arch="bert"`, the default: post-LayerNorm blocks) or, with `text_arch="vilt"`,
+ViLT's: BERT-style embeddings (word, position, token type, LayerNorm) then the same pre-LayerNorm blocks as
+the image tower and a final LayerNorm (`PreNormTextTower`). The "vilt" tower is what the official DiDE code
+uses (both towers are ViLT transformers), so both towers can start from one pretrained ViLT checkpoint
+(`workbench.models.init_from`, docs/student-init.md). The variant is part of the text config
+(`text_arch`), so checkpoints save and load it.
 
 * `encode_image(pixels)` depends on the image only, so its output can be computed once and cached
   (the reason a dual encoder is fast); `encode_text(ids, mask)` depends on the text only.
@@ -28,6 +35,9 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.models.vilt.modeling_vilt import TextEmbeddings
+from transformers.models.vit.modeling_vit import ViTLayer
 
 from workbench.models.fusion import capture_qk, centre_patch_projection, grid_positions
 from workbench.models.heads import classifier
@@ -46,9 +56,13 @@ def dual_configs(
     image_layers: int | None = None,
     text_layers: int | None = None,
     conv_stem: tuple[int, ...] | list[int] = (),
+    text_arch: str = "bert",
 ) -> tuple[ViTConfig, BertConfig]:
     """Tower configs; `num_layers` sets both towers unless `image_layers` / `text_layers` say otherwise.
-    `conv_stem`: an optional convolutional stem before the image tower's patch projection (as the teacher's)."""
+    `conv_stem`: an optional convolutional stem before the image tower's patch projection (as the teacher's).
+    `text_arch`: "bert" or "vilt" (see the module docstring); absent from the config when "bert", as before."""
+    if text_arch not in TEXT_ARCHS:
+        raise ValueError(f"text_arch must be one of {TEXT_ARCHS}, got {text_arch!r}")
     image_layers = image_layers or num_layers
     text_layers = text_layers or num_layers
     common = dict(
@@ -63,10 +77,74 @@ def dual_configs(
     vision = ViTConfig(
         image_size=image_size, patch_size=patch_size, num_hidden_layers=image_layers, qkv_bias=True, **common, **stem
     )
+    # ViLT's blocks have biased q/k/v (`qkv_bias`, read by ViT's layer); BERT's always do
+    arch = {"text_arch": text_arch, "qkv_bias": True} if text_arch != "bert" else {}
     text = BertConfig(
-        vocab_size=vocab_size, num_hidden_layers=text_layers, max_position_embeddings=max_text_len, **common
+        vocab_size=vocab_size, num_hidden_layers=text_layers, max_position_embeddings=max_text_len, **common, **arch
     )
     return vision, text
+
+
+TEXT_ARCHS = ("bert", "vilt")
+
+
+def text_arch_of(text_config: BertConfig) -> str:
+    """The text tower variant a text config asks for: "bert" unless it says "vilt"."""
+    return getattr(text_config, "text_arch", "bert")
+
+
+class PreNormTextTower(nn.Module):
+    """ViLT's transformer on text alone (`text_arch="vilt"`): ViLT's text embeddings (word + position + token
+    type, LayerNorm), the image tower's pre-LayerNorm blocks (HF's `ViTLayer`, ViLT's block layout), a final
+    LayerNorm. Called as a `BertModel` is: `(input_ids, attention_mask, output_attentions)` -> an output with
+    `last_hidden_state` [B, T, d] (CLS first) and, when asked, `attentions`. Attention follows
+    `config._attn_implementation` ("sdpa" by default, as HF's towers; "eager" returns the probabilities)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        if not hasattr(config, "qkv_bias"):
+            config.qkv_bias = True
+        config._attn_implementation = config._attn_implementation or "sdpa"
+        self.config = config
+        self.embeddings = TextEmbeddings(config)
+        self.layers = nn.ModuleList([ViTLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """As HF's BERT and ViT: normal(0, initializer_range) weights, zero biases, unit LayerNorms."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, 0.0, std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+            if getattr(module, "padding_idx", None) is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def set_attn_implementation(self, mode: str) -> None:
+        self.config._attn_implementation = mode
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> BaseModelOutput:
+        hidden = self.embeddings(input_ids=input_ids)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        probs: list[torch.Tensor] = []
+        hooks = [  # HF's layers drop the probabilities; their attention module returns them (eager only)
+            layer.attention.register_forward_hook(lambda _m, _i, out: probs.append(out[1]))
+            for layer in self.layers
+            if output_attentions
+        ]
+        try:
+            for layer in self.layers:
+                hidden = layer(hidden, mask)
+        finally:
+            for h in hooks:
+                h.remove()
+        return BaseModelOutput(last_hidden_state=self.layernorm(hidden), attentions=tuple(probs) or None)
 
 
 @dataclass
@@ -83,7 +161,7 @@ class DualOutput:
 
 
 def _qk_modules(tower: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
-    """(query, key) projection modules per layer, for BERT and ViT alike."""
+    """(query, key) projection modules per layer, for BERT, ViT and the pre-LayerNorm text tower alike."""
     if isinstance(tower, BertModel):
         return [(layer.attention.self.query, layer.attention.self.key) for layer in tower.encoder.layer]
     return [(layer.attention.q_proj, layer.attention.k_proj) for layer in tower.layers]
@@ -113,7 +191,15 @@ class DualStudent(nn.Module):
             patches = self.image_tower.embeddings.patch_embeddings
             patches.projection = stem_projection(channels, d, vision_config.patch_size)
             patches.num_channels = self.stem.out_channels
-        self.text_tower = BertModel(text_config, add_pooling_layer=False)
+        arch = text_arch_of(text_config)
+        if arch not in TEXT_ARCHS:
+            raise ValueError(f"text_arch must be one of {TEXT_ARCHS}, got {arch!r}")
+        if arch == "bert":
+            self.text_tower = BertModel(text_config, add_pooling_layer=False)
+        else:
+            self.text_tower = PreNormTextTower(text_config)
+        # set by a pretrained transplant (`workbench.models.init_from`): the patch projection then keeps its bias
+        self.pretrained_patches = False
         self.fusion = nn.Sequential(nn.Linear(2 * d, 2 * d), nn.LayerNorm(2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.classifier = classifier(d, num_images, max(num_labels, 1))
         self.image_proj = nn.Linear(d, embed_dim, bias=False)
@@ -126,6 +212,11 @@ class DualStudent(nn.Module):
     @property
     def num_heads(self) -> int:
         return self.text_config.num_attention_heads
+
+    @property
+    def text_arch(self) -> str:
+        """The text tower variant: "bert" (post-LayerNorm) or "vilt" (ViLT's pre-LayerNorm blocks)."""
+        return text_arch_of(self.text_config)
 
     @property
     def image_size(self) -> int:
@@ -150,6 +241,9 @@ class DualStudent(nn.Module):
             tower.set_attn_implementation("eager" if mode == "eager" else "sdpa")
 
     def centre_patch_embedding(self, pixel_values: torch.Tensor) -> None:
+        """Data-dependent init of a fresh patch projection (`centre_patch_projection`); a pretrained one is kept."""
+        if self.pretrained_patches:
+            return
         with torch.no_grad():
             inputs = pixel_values if self.stem is None else self.stem(pixel_values)
         centre_patch_projection(self.image_tower.embeddings.patch_embeddings.projection, inputs)

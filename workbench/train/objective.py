@@ -8,6 +8,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from workbench import losses
+
 
 class Objective(Protocol):
     """The contract between the trainer and whatever it trains.
@@ -28,13 +30,20 @@ class Objective(Protocol):
 
 
 class HardLabels:
-    """Cross-entropy on the gold label: the baseline objective for teachers and students."""
+    """The gold labels: the baseline objective for teachers and students. Cross-entropy on the gold label; on
+    VQA batches with soft targets (VQAv2), ViLT's loss instead: BCE against the targets times the number of
+    answers (`losses.vqa_bce`). Logged as "ce" either way (the hard-label loss)."""
 
     name = "hard"
 
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-        logits = model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits
-        loss = nn.functional.cross_entropy(logits, batch.labels)
+        # a padded batch (the aspect-ratio pipeline of HF ViLT folders) passes its pixel mask
+        extra = {} if batch.pixel_mask is None else {"pixel_mask": batch.pixel_mask}
+        logits = model(batch.input_ids, batch.attention_mask, batch.pixel_values, **extra).logits
+        if batch.targets is not None:
+            loss = losses.vqa_bce(logits, batch.targets)
+        else:
+            loss = nn.functional.cross_entropy(logits, batch.labels)
         return loss, {"ce": loss.item(), "accuracy": batch_accuracy(logits, batch.labels)}
 
 

@@ -15,16 +15,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from workbench.data import Collator, load_dataset, num_images
+from workbench.data import Collator, is_real_dataset, load_dataset, num_images
 from workbench.data.vocab import build_tokenizer
 from workbench.errors import WorkbenchError
 from workbench.evaluate import evaluate, format_metrics
 from workbench.models import create_model, for_task, image_size
-from workbench.models.io import load_checkpoint, save_checkpoint, weights_fingerprint, write_json_atomic
+from workbench.models.io import load_checkpoint, save_checkpoint, vilt_pipeline, weights_fingerprint, write_json_atomic
 from workbench.train.config import TASK_OF, TrainConfig
 from workbench.train.feed import CollatedExamples
 from workbench.train.objective import HardLabels
 from workbench.train.plan import EpochPlan
+from workbench.train.sources import dataset_labels, folder_image_spec, folder_text_limit, source_folder
 from workbench.train.state import latest_state
 from workbench.train.trainer import Trainer
 
@@ -58,7 +59,10 @@ def warm_start(model: nn.Module, tokenizer, folder: str) -> list[str]:
 
 
 def centre_on_data(model: nn.Module, dataset, collator: Collator, n: int = 256) -> None:
-    """Data-dependent init of a fresh model's patch projection (see `centre_patch_projection`)."""
+    """Data-dependent init of a fresh model's patch projection (see `centre_patch_projection`). Skipped on the
+    aspect-ratio pipeline: its padded batches would centre the projection on the padding's zeros too."""
+    if collator.image_pipeline is not None:
+        return
     batch = collator([dataset[i] for i in range(min(n, len(dataset)))])
     model.centre_patch_embedding(batch.pixel_values.flatten(0, 1))
 
@@ -98,7 +102,7 @@ def _train(cfg: TrainConfig, objective, resume: bool, progress: bool) -> dict:
     trainer = Trainer(cfg, objective, out, resume=resume, progress=progress)
     train_set, val_set = load_splits(cfg, trainer.accelerator.num_processes)
     model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
-    collator = Collator.for_model(model, tokenizer)
+    collator = run_collator(cfg, model, tokenizer)
     if not cfg.init_from and not trainer.saved:
         centre_on_data(model, train_set, collator)
         if cfg.warm_start:  # after the data-dependent init, so a copied image front end keeps its trained bias
@@ -122,6 +126,18 @@ def _train(cfg: TrainConfig, objective, resume: bool, progress: bool) -> dict:
     return finish(trainer, cfg, train_set, val_set, collator, tokenizer, evaluate_fn, progress)
 
 
+def run_collator(cfg: TrainConfig, model: nn.Module, tokenizer) -> Collator:
+    """The run's collator: sized for `model`, reading images as the source folder does (`sources`: a student of a
+    HF ViLT teacher reads exactly the teacher's pixels, aspect ratio kept, with a pixel mask; square otherwise),
+    and no longer texts than the teacher's positions take (the teacher reads the same token ids)."""
+    spec = folder_image_spec(source_folder(cfg))
+    collator = Collator.for_model(model, tokenizer, image_pipeline=vilt_pipeline(spec) if spec else None)
+    teacher_limit = folder_text_limit(Path(cfg.teacher)) if cfg.teacher else None
+    if teacher_limit:
+        collator.max_length = min(collator.max_length, teacher_limit)
+    return collator
+
+
 def claim_output(cfg: TrainConfig, resume: bool) -> Path:
     """The run's folder, with its `train_config.json`; refuses to start over a run without `resume`."""
     out = Path(cfg.out)
@@ -132,14 +148,23 @@ def claim_output(cfg: TrainConfig, resume: bool) -> Path:
     return out
 
 
+def load_split(cfg: TrainConfig, split: str, size: int | None):
+    """A split of the run's dataset; a real one (`workbench.data.real`) read from `cfg.data_root` in the source
+    folder's class order (`sources.dataset_labels`: VQAv2, the teacher's answer vocabulary), its images opened
+    per example (the DataLoader workers of `num_workers` read them ahead of the step)."""
+    if not is_real_dataset(cfg.dataset):
+        return load_dataset(cfg.dataset, split, size)
+    return load_dataset(cfg.dataset, split, size, data_root=cfg.data_root, labels=dataset_labels(cfg))
+
+
 def load_splits(cfg: TrainConfig, processes: int):
     """The train and val splits; a grouped dataset's groups must fit whole in every micro-batch."""
-    train_set = load_dataset(cfg.dataset, "train", cfg.train_size)
+    train_set = load_split(cfg, "train", cfg.train_size)
     g = getattr(train_set, "group_size", 1)
     if (cfg.batch_size // (processes * cfg.grad_accum)) % g:
         raise WorkbenchError(f"{cfg.dataset} batches whole groups of {g} near-duplicates: --batch-size must be a "
                              f"multiple of {g} per process and micro-batch")  # fmt: skip
-    return train_set, load_dataset(cfg.dataset, "val", cfg.val_size)
+    return train_set, load_split(cfg, "val", cfg.val_size)
 
 
 def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tokenizer, evaluate_fn, progress) -> dict:
@@ -151,7 +176,7 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
     val = trainer.val
     if val is None:  # resumed after the last validation (its record is already in metrics.jsonl)
         val = evaluate_fn(final, val_set, collator, limit=cfg.val_size)
-    test = evaluate_fn(final, load_dataset(cfg.dataset, "test", cfg.test_size), collator, progress=progress)
+    test = evaluate_fn(final, load_split(cfg, "test", cfg.test_size), collator, progress=progress)
     name = getattr(objective, "name", "hard")
     meta = {
         "task": TASK_OF.get(cfg.dataset, cfg.dataset),
@@ -171,7 +196,9 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
     if name not in ("hard", "none") and cfg.teacher and (fingerprint := weights_fingerprint(cfg.teacher)):
         meta["teacher_fingerprint"] = fingerprint
     if accelerator.is_main_process:
-        save_checkpoint(final, tokenizer, out := Path(cfg.out) / "model", meta)
+        # a student of a HF ViLT teacher keeps its teacher's preprocessing (preprocessor_config.json)
+        spec = folder_image_spec(source_folder(cfg))
+        save_checkpoint(final, tokenizer, out := Path(cfg.out) / "model", meta, image_spec=spec)
         write_json_atomic(out.parent / "test_metrics.json", test)
         accelerator.print(f"test {trainer.format_metrics(test)}")
     accelerator.wait_for_everyone()  # no process goes on (e.g. to a distillation's next stage) before model/ exists
