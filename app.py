@@ -2,12 +2,14 @@
 `workbench/app/` (one module per tab: Ask, Attention, Speed, Errors, Retrieval); this file builds it on the
 shipped checkpoints and serves it.
 
-    python app.py [--port 7860] [--host 127.0.0.1] [--assets DIR] [--gallery-size 300]
+    python app.py [--port 7860] [--host 127.0.0.1] [--assets DIR] [--gallery-size 300] [--data-root [NAME=]DIR]
     gradio app.py                   # reload mode: serves the module-level `demo`, rebuilt on every change
     gradio app.py -- --assets DIR   # reload mode with arguments
 
 `--assets` (or the environment variable WORKBENCH_ASSETS) is the directory of the shipped checkpoints and
-sample images; the default is the repository's assets/.
+sample images; the default is the repository's assets/. `--data-root` is where the real datasets are
+(docs/real-data.md): the Errors tab compares a pair distilled on vqav2, snli-ve or nlvr2 on that dataset's test
+split. One folder for every dataset, or NAME=DIR once per dataset.
 """
 
 from __future__ import annotations
@@ -34,7 +36,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--gallery-size", type=int, default=RETRIEVAL_GALLERY, help="shapes test scenes in the Retrieval tab's gallery"
     )
+    parser.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="the folder of a real dataset (vqav2, snli-ve, nlvr2) whose test split the Errors tab reads for a pair "
+        "trained on it: DIR for every dataset, or NAME=DIR (repeat the option for several)",
+    )
     return parser.parse_args(argv)
+
+
+def data_roots(items: list[str]) -> dict[str, str]:
+    """["vqav2=/data/vqa", "/data/any"] -> {"vqav2": "/data/vqa", "*": "/data/any"}."""
+    from workbench.data import REAL_DATASETS
+
+    out = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        named = sep and name in REAL_DATASETS  # else the whole item is a folder (which may hold "=")
+        out[name if named else "*"] = folder if named else item
+    return out
 
 
 def create_demo(args: argparse.Namespace):
@@ -43,7 +65,7 @@ def create_demo(args: argparse.Namespace):
         os.environ["WORKBENCH_ASSETS"] = str(Path(args.assets).resolve())
     assets = assets_dir(args.assets)
     t0 = time.perf_counter()
-    demo = shipped_demo(assets, gallery_size=args.gallery_size)
+    demo = shipped_demo(assets, gallery_size=args.gallery_size, data_roots=data_roots(args.data_root))
     n = len(shipped_pairs(assets))
     print(f"{n} task / model pairs loaded and the app built in {time.perf_counter() - t0:.1f} s")
     return demo

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from workbench.cache import ImageFeatureCache, cache_for
-from workbench.data.collate import image_to_tensor
+from workbench.data.collate import Collator
 from workbench.errors import InputError
 from workbench.inputs import (
     MAX_IMAGE_PIXELS,
@@ -66,18 +66,36 @@ def load_model(path: str | Path, device: str | None = None, assets: str | Path |
 
 
 def _prepare(model: Checkpoint, image, question: str, second_image=None):
-    """Validated inputs on the model's device: (input_ids, attention_mask, pixels [1, images, 3, H, W], truncated)."""
+    """Validated inputs on the model's device: (input_ids, attention_mask, pixels [1, images, 3, H, W], pixel
+    mask [1, images, H, W] or None, truncated). The images are read as the checkpoint reads them
+    (`Collator.for_checkpoint`): square for our own folders; a HF ViLT folder (and a student distilled from
+    one) keeps the aspect ratio and pads two images of different sizes, with a pixel mask."""
     question = check_question(question)
     images = read_images(image, second_image)
     need = model.meta.get("num_images", 1)
     if len(images) != need:
         raise InputError(f"this model needs {need} image(s) per question, got {len(images)}")
     device = next(model.model.parameters()).device
-    pixels = torch.stack([image_to_tensor(im, model.image_size) for im in images])[None].to(device)
+    pixels, pixel_mask = Collator.for_checkpoint(model).pixels([images])
+    pixel_mask = None if pixel_mask is None else pixel_mask.to(device)
     limit = text_limit(model.model)
     enc = model.tokenizer([question], truncation=True, max_length=limit, return_tensors="pt")
     truncated = len(model.tokenizer(question, truncation=True, max_length=limit + 1)["input_ids"]) > limit
-    return enc["input_ids"].to(device), enc["attention_mask"].to(device), pixels, truncated
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device), pixels.to(device), pixel_mask, truncated
+
+
+def _masked(pixel_mask: torch.Tensor | None) -> dict:
+    """The forward pass's `pixel_mask` keyword: only for a padded batch (our own checkpoints take none)."""
+    return {} if pixel_mask is None else {"pixel_mask": pixel_mask}
+
+
+def _real_pixels(pixels: torch.Tensor, pixel_mask: torch.Tensor | None) -> torch.Tensor:
+    """One image of one example [1, 3, H, W] without its padding (the mask's [1, H, W] real part): its features
+    are then a function of the image alone, and so is the cache key."""
+    if pixel_mask is None:
+        return pixels
+    h, w = int(pixel_mask[0].any(1).sum()), int(pixel_mask[0].any(0).sum())
+    return pixels[..., :h, :w]
 
 
 def _answer(model: Checkpoint, logits: torch.Tensor, top_k: int, latency: float, truncated: bool) -> dict:
@@ -95,9 +113,9 @@ def ask(model: Checkpoint, image, question: str, top_k: int = 5, second_image=No
 
     Returns {"answer", "confidence", "top": [(label, prob), ...], "latency_ms", "truncated"}.
     """
-    input_ids, attention_mask, pixels, truncated = _prepare(model, image, question, second_image)
+    input_ids, attention_mask, pixels, pixel_mask, truncated = _prepare(model, image, question, second_image)
     start = time.perf_counter()
-    logits = model.model(input_ids, attention_mask, pixels).logits[0]
+    logits = model.model(input_ids, attention_mask, pixels, **_masked(pixel_mask)).logits[0]
     latency = (time.perf_counter() - start) * 1000
     return _answer(model, logits, top_k, latency, truncated)
 
@@ -116,12 +134,13 @@ def ask_cached(
     net = model.model
     if not isinstance(net, DualStudent):
         return {**ask(model, image, question, top_k=top_k, second_image=second_image), "cache_hit": None}
-    input_ids, attention_mask, pixels, truncated = _prepare(model, image, question, second_image)
+    input_ids, attention_mask, pixels, pixel_mask, truncated = _prepare(model, image, question, second_image)
     cache = cache if cache is not None else cache_for(net)
     start = time.perf_counter()
     states, hits = [], []
     for j in range(pixels.shape[1]):
-        value, hit = cache.get_or_compute(pixels[:, j], net.encode_image)
+        image_j = _real_pixels(pixels[:, j], None if pixel_mask is None else pixel_mask[:, j])
+        value, hit = cache.get_or_compute(image_j, net.encode_image)
         states.append(value)
         hits.append(hit)
     logits = net(input_ids, attention_mask, image_states=states).logits[0]

@@ -4,7 +4,7 @@ never accuracy), a few DiDE steps on random batches, fp32 or bf16.
 
 Each measurement runs in its own process (`python -m workbench.scale --precision bf16 ...`) so the peak
 resident memory it reports (`ru_maxrss`) is that configuration's alone. `measure_all` runs them and returns
-plain data; `workbench.scale` as a script prints and optionally writes it as JSON.
+plain data; `workbench scale` (the CLI) prints them and writes them as JSON.
 """
 
 from __future__ import annotations
@@ -20,11 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-# ViLT-B/32 (dandelin/vilt-b32-finetuned-vqa): 768 wide, 12 layers, 12 heads, 32-px patches at 384 px (144
-# patches), 40 text positions, 3,129 VQA answers, BERT's 30,522-word vocabulary
-VILT_B32 = dict(hidden_size=768, num_layers=12, num_heads=12, patch_size=32, image_size=384, max_text_len=40)
-VQA_ANSWERS = 3129
-VOCAB = 30522
+from workbench.configs.bench import PRESETS
 
 
 @dataclass
@@ -35,27 +31,33 @@ class ScaleRun:
     text_len: int = 16
     threads: int = 2
     mode: str = "distill"  # distill: one DiDE training step | teacher: the teacher's inference only
+    preset: str = "vilt-b32"  # a model size of `workbench.configs.bench.PRESETS`
 
 
-def _models():
+def _models(preset: str):
     from workbench.models import create_model
 
-    teacher = create_model("fusion", VOCAB, VQA_ANSWERS, **VILT_B32).eval().requires_grad_(False)
-    student = create_model("dual", VOCAB, VQA_ANSWERS, **VILT_B32)
+    p = PRESETS[preset]
+    teacher = create_model("fusion", p["vocab_size"], p["num_labels"], **p["size"]).eval().requires_grad_(False)
+    student = create_model("dual", p["vocab_size"], p["num_labels"], **p["size"])
     return teacher, student
 
 
 def _batch(run: ScaleRun):
-    from types import SimpleNamespace
+    """Random token ids and pixels, and sparse soft VQA targets (the multi-label BCE path DiDE takes on VQAv2)."""
+    from workbench.data.collate import Batch
 
+    p = PRESETS[run.preset]
     g = torch.Generator().manual_seed(0)
-    b, t = run.batch_size, run.text_len
-    return SimpleNamespace(
-        input_ids=torch.randint(1000, VOCAB, (b, t), generator=g),
+    b, t, side = run.batch_size, run.text_len, p["size"]["image_size"]
+    targets = torch.zeros(b, p["num_labels"])
+    targets[torch.arange(b), torch.randint(0, p["num_labels"], (b,), generator=g)] = 1.0
+    return Batch(
+        pixel_values=torch.randn(b, 1, 3, side, side, generator=g),
+        input_ids=torch.randint(5, p["vocab_size"], (b, t), generator=g),
         attention_mask=torch.ones(b, t, dtype=torch.long),
-        pixel_values=torch.randn(b, 1, 3, VILT_B32["image_size"], VILT_B32["image_size"], generator=g),
-        labels=torch.randint(0, VQA_ANSWERS, (b,), generator=g),
-        targets=None,
+        labels=targets.argmax(-1),
+        targets=targets,
     )
 
 
@@ -66,7 +68,7 @@ def measure(run: ScaleRun) -> dict:
 
     torch.set_num_threads(run.threads)
     torch.manual_seed(0)
-    teacher, student = _models()
+    teacher, student = _models(run.preset)
     bf16 = run.precision == "bf16"
     if bf16:
         teacher = teacher.to(torch.bfloat16)
@@ -79,8 +81,9 @@ def measure(run: ScaleRun) -> dict:
         start = time.perf_counter()
         with autocast:
             if run.mode == "teacher":
+                pixels = batch.pixel_values.to(next(teacher.parameters()).dtype)
                 with torch.inference_mode():
-                    teacher(batch.input_ids, batch.attention_mask, batch.pixel_values.to(teacher.dtype))
+                    teacher(batch.input_ids, batch.attention_mask, pixels)
             else:
                 loss, _ = objective.loss(student, batch)
         if run.mode != "teacher":
@@ -107,7 +110,7 @@ def step_flops(run: ScaleRun) -> dict:
     from workbench.methods import get_method
     from workbench.methods.dide import DiDEObjective
 
-    teacher, student = _models()
+    teacher, student = _models(run.preset)
     objective = DiDEObjective("dide", get_method("dide").config(), teacher)
     batch = _batch(run)
     with FlopCounterMode(display=False) as step:
@@ -127,33 +130,27 @@ def measure_in_subprocess(run: ScaleRun) -> dict:
 
 
 def measure_all(runs: list[ScaleRun]) -> list[dict]:
-    return [measure_in_subprocess(r) for r in runs]
+    results = []
+    for run in runs:
+        results.append(measure_in_subprocess(run))
+        print(json.dumps(results[-1]), flush=True)  # each as it comes: a long set shows progress
+    return results
 
 
 # what docs/real-data.md reports: a DiDE step at batch 8 and the teacher's inference at batch 32, fp32 and bf16
-DEFAULT_RUNS = [
-    ScaleRun(precision=p, batch_size=b, mode=m) for m, b in (("distill", 8), ("teacher", 32)) for p in ("fp32", "bf16")
-]
+def default_runs(preset: str = "vilt-b32") -> list[ScaleRun]:
+    return [ScaleRun(precision=p, batch_size=b, mode=m, preset=preset)
+            for m, b in (("distill", 8), ("teacher", 32)) for p in ("fp32", "bf16")]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """`python -m workbench.scale --one ...`: one configuration, in this process (`workbench scale` runs it)."""
+    p = argparse.ArgumentParser(description="one configuration of `workbench scale`, in this process")
     for key, value in asdict(ScaleRun()).items():
         p.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
-    p.add_argument("--one", action="store_true", help="measure one configuration in this process")
-    p.add_argument("--single", action="store_true", help="measure only the configuration given (default: the set)")
-    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--one", action="store_true", help="(accepted for clarity: this entry always measures one)")
     args = p.parse_args(argv)
-    run = ScaleRun(**{k: getattr(args, k) for k in asdict(ScaleRun())})
-    if args.one:
-        print(json.dumps(measure(run)))
-        return 0
-    results = measure_all([run] if args.single else DEFAULT_RUNS)
-    results.append({"flops": step_flops(ScaleRun(batch_size=1)), "batch_size": 1})
-    print(json.dumps(results, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+    print(json.dumps(measure(ScaleRun(**{k: getattr(args, k) for k in asdict(ScaleRun())}))))
     return 0
 
 

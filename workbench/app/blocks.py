@@ -49,13 +49,15 @@ def build_app(
     retrieval: RetrievalModels | None = None,
     gallery_size: int = RETRIEVAL_GALLERY,
     assets=None,
+    data_roots: dict[str, str] | None = None,
 ) -> gr.Blocks:
     """The Blocks app over `pairs` (display name -> (teacher, student or None) checkpoints) and
     `samples` (`workbench.data.samples.load_samples`). `errors_n`: test examples the Errors tab
     compares; `bench_settings`: the Speed tab's settings by name (default `speed.BENCH_SETTINGS`);
     `retrieval`: the Retrieval tab's models (default: the shipped ones, `load_retrieval(assets=assets)`);
     `gallery_size`: the shapes test scenes its gallery holds; `assets`: the assets directory (default
-    `loading.assets_dir()`)."""
+    `loading.assets_dir()`); `data_roots`: the folders of the real datasets the Errors tab reads ({name: folder},
+    "*" for any; `python app.py --data-root`)."""
     if not pairs:
         raise WorkbenchError(f"no shipped teacher checkpoints found in {assets_dir(assets)}; run `make rebuild`")
     if gallery_size < 1:
@@ -70,7 +72,7 @@ def build_app(
             ask_tab = ask.build(state, pair)
             attention_tab = attention.build(state, ask_tab)
             speed.build(state, pair, bench_settings)
-            errors_tab = errors.build(state, ask_tab, attention_tab, tabs, errors_n)
+            errors_tab = errors.build(state, ask_tab, attention_tab, tabs, errors_n, data_roots)
             retrieval_tab.build(retrieval_state)
         _wire_pair_change(state, (ask_tab, attention_tab, errors_tab))
     demo.queue(default_concurrency_limit=2, max_size=256)

@@ -2,6 +2,10 @@
 test split (`workbench.evaluate.compare_models`, computed on first use per pair, then kept); a row opens
 its example in Ask or Attention.
 
+A pair distilled on a real dataset (its student, or its teacher, records vqav2, snli-ve or nlvr2) is compared
+on that dataset's test split read from disk, when the app is started with `--data-root` (`data_roots`: one
+folder for every dataset, or one per name); each model reads the images as its checkpoint does.
+
 Public endpoints: /errors, /open_example."""
 
 from __future__ import annotations
@@ -44,9 +48,19 @@ class ErrorsTab:
     """The Errors tab's components, callbacks and events; it opens examples into the Ask tab's inputs
     (switching `tabs`) and then answers and explains them."""
 
-    def __init__(self, state: AppState, ask_tab: AskTab, attention_tab: AttentionTab, tabs: gr.Tabs, errors_n: int):
+    def __init__(
+        self,
+        state: AppState,
+        ask_tab: AskTab,
+        attention_tab: AttentionTab,
+        tabs: gr.Tabs,
+        errors_n: int,
+        data_roots: dict[str, str] | None = None,
+    ):
         self.state, self.ask_tab, self.attention_tab, self.tabs = state, ask_tab, attention_tab, tabs
         self.errors_n = errors_n
+        self.data_roots = dict(data_roots or {})  # real dataset name (or "*": any) -> its folder
+        self.real: dict[str, object] = {}  # pair -> its real test split, read once
         self.rows: dict[str, tuple[list[dict], Path]] = {}  # pair -> (compared rows, their CSV)
         self.export_dir = Path(tempfile.mkdtemp(prefix="workbench-app-"))
 
@@ -104,8 +118,37 @@ class ErrorsTab:
         """Updates of `reset_outputs` for a new pair: its question types, nothing compared yet."""
         return gr.update(choices=["all", *teacher.meta.get("qtypes", [])], value="all"), "", None, None
 
+    def dataset_name(self, pair_name: str) -> str:
+        """The dataset a pair is compared on: the real one its student (else its teacher) was trained on, else
+        the teacher's generated one."""
+        from workbench.data import is_real_dataset
+
+        teacher, student = self.state.pair(pair_name)
+        for ck in (student, teacher):
+            if ck is not None and is_real_dataset(ck.meta.get("dataset", "")):
+                return ck.meta["dataset"]
+        return dataset_of(teacher)
+
+    def test_split(self, pair_name: str):
+        """The first `errors_n` test examples of the pair's dataset, read once: a real dataset from its data
+        root, in the teacher's class order (VQAv2: its answer vocabulary)."""
+        from workbench.data import LAYOUTS, is_real_dataset, load_dataset
+
+        teacher, _ = self.state.pair(pair_name)
+        name = self.dataset_name(pair_name)
+        if not is_real_dataset(name):
+            return self.state.dataset(teacher, self.errors_n)
+        if pair_name not in self.real:
+            root = self.data_roots.get(name) or self.data_roots.get("*")
+            if root is None:
+                raise gr.Error(f"This pair was trained on {name}, read from disk: start the app with --data-root "
+                               f"(the folder holding {LAYOUTS[name]}).")  # fmt: skip
+            self.real[pair_name] = load_dataset(name, "test", self.errors_n, data_root=root, labels=teacher.labels)
+        return self.real[pair_name]
+
     def compared(self, pair_name: str, progress) -> tuple[list[dict], Path]:
-        """(the pair's compared test examples, their CSV), computed on first use."""
+        """(the pair's compared test examples, their CSV), computed on first use. Each model reads the images as
+        its checkpoint does (`Collator.for_checkpoint`: a HF ViLT teacher and its students keep the aspect ratio)."""
         from workbench.data import Collator
         from workbench.evaluate import compare_models, export_rows
 
@@ -117,9 +160,9 @@ class ErrorsTab:
             rows = compare_models(
                 teacher.model,
                 student.model,
-                self.state.dataset(teacher, self.errors_n),
-                Collator.for_model(teacher.model, teacher.tokenizer),
-                student_collator=Collator.for_model(student.model, student.tokenizer),
+                self.test_split(pair_name),
+                Collator.for_checkpoint(teacher),
+                student_collator=Collator.for_checkpoint(student),
                 progress=True,  # a tqdm bar, which gr.Progress(track_tqdm=True) shows
             )
             slug = "".join(c if c.isalnum() else "-" for c in pair_name).strip("-")
@@ -132,7 +175,6 @@ class ErrorsTab:
         from workbench.evaluate import accuracy_by_type, disagreements
 
         rows, csv = self.compared(pair_name, progress)
-        teacher, _ = self.state.pair(pair_name, analysis=True)
         stats = accuracy_by_type(rows)
         all_dis = disagreements(rows)
         shown = disagreements(
@@ -140,7 +182,7 @@ class ErrorsTab:
         )
         o = stats["overall"]
         summary = (
-            f"{o['n']} test examples of `{dataset_of(teacher)}`: teacher {o['teacher']:.1%}, "
+            f"{o['n']} test examples of `{self.dataset_name(pair_name)}`: teacher {o['teacher']:.1%}, "
             f"student {o['student']:.1%}, same answer {o['agree']:.1%}. **{len(all_dis)} disagreements**, "
             f"{len(shown)} shown (most confident student first). Click a row to open it."
         )
@@ -156,12 +198,13 @@ class ErrorsTab:
     @user_errors
     def open_example(self, pair_name: str, index, target: str = "Ask"):
         """Test example `index` (a row of the Errors table) into the inputs; switch to `target`."""
-        teacher, _ = self.state.pair(pair_name)
-        data = self.state.dataset(teacher, self.errors_n)
+        data = self.test_split(pair_name)
         if index is None or not 0 <= int(index) < len(data):
             raise gr.Error(f"No test example #{index}; the Errors tab compares examples 0 to {len(data) - 1}.")
         ex = data[int(index)]
-        info = f"test example #{int(index)} · {html.escape(ex.qtype)} · gold answer: **{data.labels[ex.label]}**"
+        # a VQAv2 question none of whose answers is in the vocabulary has no gold label (-100)
+        gold = data.labels[ex.label] if 0 <= ex.label < len(data.labels) else "none in the vocabulary"
+        info = f"test example #{int(index)} · {html.escape(ex.qtype)} · gold answer: **{html.escape(gold)}**"
         second = ex.images[1] if len(ex.images) > 1 else None
         tab = "attention" if str(target).lower() == "attention" else "ask"
         return ex.images[0], second, self.state.suggest(ex.text), info, gr.Tabs(selected=tab)
@@ -173,9 +216,17 @@ class ErrorsTab:
         return self.open_example(pair_name, int(evt.row_value[0]), target)
 
 
-def build(state: AppState, ask_tab: AskTab, attention_tab: AttentionTab, tabs: gr.Tabs, errors_n: int) -> ErrorsTab:
-    """The Errors tab (inside the app's `gr.Tabs`), its components and events."""
-    tab = ErrorsTab(state, ask_tab, attention_tab, tabs, errors_n)
+def build(
+    state: AppState,
+    ask_tab: AskTab,
+    attention_tab: AttentionTab,
+    tabs: gr.Tabs,
+    errors_n: int,
+    data_roots: dict[str, str] | None = None,
+) -> ErrorsTab:
+    """The Errors tab (inside the app's `gr.Tabs`), its components and events; `data_roots`: the folders of the
+    real datasets pairs were trained on ({name: folder}, "*" for any; see the module docstring)."""
+    tab = ErrorsTab(state, ask_tab, attention_tab, tabs, errors_n, data_roots)
     with gr.Tab("Errors", id="errors") as page:
         tab.layout()
     tab.wire(page)

@@ -14,13 +14,17 @@ from workbench.app.loading import RETRIEVAL_GALLERY, assets_dir, load_pairs, shi
 from workbench.data.samples import load_samples
 
 
-def shipped_demo(assets: str | Path | None = None, gallery_size: int = RETRIEVAL_GALLERY) -> gr.Blocks:
+def shipped_demo(
+    assets: str | Path | None = None, gallery_size: int = RETRIEVAL_GALLERY, data_roots: dict[str, str] | None = None
+) -> gr.Blocks:
     """The app over every shipped pair and the shipped retrieval models of `assets` (default
-    `assets_dir()`), each model warmed up with one query."""
+    `assets_dir()`), each model warmed up with one query; `data_roots`: the real datasets' folders (the Errors
+    tab compares a pair trained on one on its test split)."""
     assets = assets_dir(assets)
     pairs = load_pairs(shipped_pairs(assets))
     warm_up(pairs)
-    return build_app(pairs, load_samples(assets / "samples"), gallery_size=gallery_size, assets=assets)
+    samples = load_samples(assets / "samples")
+    return build_app(pairs, samples, gallery_size=gallery_size, assets=assets, data_roots=data_roots)
 
 
 def preload() -> None:

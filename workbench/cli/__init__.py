@@ -24,13 +24,14 @@ from workbench.cli import (
     rebuild,
     report,
     retrieval,
+    scale,
     train,
 )
 from workbench.errors import WorkbenchError
 
 # the subcommands, in the order `workbench --help` lists them
 COMMANDS = (train, distill, pretrain_mae, experiment, evaluate, ask, rebuild, explain, bench, explain_results,
-            report, distill_retrieval, retrieval)  # fmt: skip
+            report, distill_retrieval, retrieval, scale)  # fmt: skip
 NAMES = tuple(c.NAME for c in COMMANDS)
 
 

@@ -12,6 +12,7 @@ from workbench.cli.common import add_publish_option, publish
 from workbench.errors import WorkbenchError
 
 NAME = "experiment"
+DATA_ROOT = "data_root"  # the TrainConfig field a grid's `paths` entry (or --data-root) fills
 HELP = "run a results grid (dide, mad, mcad; resumable) and write assets/results/NAME.json"
 
 
@@ -65,7 +66,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                       help=f"only runs of these settings ({_per_grid(GRIDS, 'settings')})")  # fmt: skip
     pick.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds")
     pick.add_argument("--rows", "--recipes", dest="rows", nargs="+", default=None, help="only these table rows")
-    given = p.add_argument_group("teachers and caches given instead of the grid's")
+    given = p.add_argument_group("teachers, caches and data given instead of the grid's")
     for key in _union(GRIDS, "paths"):
         given.add_argument(
             "--" + key.replace("_", "-"),
@@ -73,6 +74,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
             default=None,
             metavar="DIR",
             help=_instead_of(GRIDS, key),
+        )
+    if DATA_ROOT not in _union(GRIDS, "paths"):  # a grid on a real dataset may name its folder in `paths` instead
+        given.add_argument(
+            "--data-root",
+            dest=f"path.{DATA_ROOT}",
+            default=None,
+            metavar="DIR",
+            help="the folder of the grid's real datasets (vqav2, snli-ve, nlvr2) in their releases' layout; "
+            "{task} stands for the dataset's name (e.g. /data/{task})",
         )
     p.set_defaults(func=run)
     return p
@@ -104,10 +114,19 @@ def _grid(args: argparse.Namespace):
 
 
 def _check_selection(grid, picked: dict, paths: dict) -> None:
-    """An unknown row or task is an error before any run starts (a typo would otherwise select nothing)."""
+    """An unknown row or task is an error before any run starts (a typo would otherwise select nothing); so is a
+    run on a real dataset without its folder, or a folder given to a grid that reads none."""
+    from workbench.data import LAYOUTS, is_real_dataset
     from workbench.experiments import select
 
     try:
-        select(grid.runs(paths), **picked)
+        runs = select(grid.runs(paths), **picked)
     except ValueError as e:
         raise WorkbenchError(str(e)) from e
+    real = sorted({r.task for r in runs if is_real_dataset(r.task)})
+    missing = [t for t in real if not {**grid.paths, **paths}.get(DATA_ROOT)]
+    if missing:
+        raise WorkbenchError(f"{', '.join(missing)} is read from disk: pass --data-root (the folder holding "
+                             f"{LAYOUTS[missing[0]]}; {{task}} stands for the dataset's name)")  # fmt: skip
+    if paths.get(DATA_ROOT) and not real:
+        raise WorkbenchError(f"--data-root: the {grid.name} grid's runs are on generated datasets, which take none")

@@ -4,7 +4,10 @@ prediction, for a checkpoint or a teacher and student side by side."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+from workbench.errors import WorkbenchError
 
 NAME = "explain"
 HELP = "explain a prediction: attention maps, rollout, relevancy, Integrated Gradients, deletion curves"
@@ -23,9 +26,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "Writes OUT/explain.html (every figure, self-contained), one HTML file per figure, OUT/explain.json "
         "(answers, maps, AUCs, agreement) and PNGs if kaleido is installed.",
     )
-    p.add_argument("checkpoint", help="checkpoint folder (teacher or student)")
-    p.add_argument("image", help="image file")
-    p.add_argument("question")
+    p.add_argument("checkpoint", help="checkpoint folder (teacher or student; ours or a Hugging Face ViLT folder)")
+    p.add_argument("image", nargs="?", default=None, help="image file (or an example of a split: --index)")
+    p.add_argument("question", nargs="?", default=None)
+    example = p.add_argument_group("an example of a dataset split instead of IMAGE QUESTION")
+    example.add_argument("--index", type=int, default=None, help="the example's index in the split")
+    example.add_argument("--dataset", default=None, help="default: the one the checkpoint was trained on")
+    example.add_argument(
+        "--data-root",
+        default=None,
+        metavar="PATH",
+        help="the folder of a real dataset (default: the checkpoint's own, if it records one)",
+    )
+    example.add_argument("--split", default="val", help="default: val (VQAv2's official val, SNLI-VE and NLVR2 dev)")
     p.add_argument("--student", default=None, help="a second checkpoint to compare with (e.g. a distilled student)")
     p.add_argument("--out", default="explain", help="output folder (default: ./explain)")
     p.add_argument("--methods", nargs="*", choices=METHODS, help="default: all of them")
@@ -47,10 +60,16 @@ def run(args: argparse.Namespace) -> None:
         ck = load_checkpoint(path, device="cpu")
         name = "teacher" if ck.meta["kind"] == "fusion" else "student"
         models[name if name not in models else f"{name} ({Path(path).name})"] = ck
+    first = next(iter(models.values()))
+    images, question, example = _inputs(args, first)
     methods = tuple(args.methods or METHODS)
+    if len(images) > 1 and "ig" in methods:  # Integrated Gradients runs the patch layer once: one image only
+        if args.methods:
+            raise WorkbenchError("--methods ig explains one-image models only; this one takes two images")
+        methods = tuple(m for m in methods if m != "ig")
     report = explain_models(
-        models, args.image, args.question, methods, word=args.word, layer=args.layer, baseline=args.baseline,
-        ig_steps=args.ig_steps,
+        models, images[0], question, methods, word=args.word, layer=args.layer, baseline=args.baseline,
+        ig_steps=args.ig_steps, second_image=images[1] if len(images) > 1 else None,
     )  # fmt: skip
     for name, m in report["summary"]["models"].items():
         aucs = "  ".join(f"{k} {v['deletion']:.3f}" for k, v in m["faithfulness"].items())
@@ -59,4 +78,31 @@ def run(args: argparse.Namespace) -> None:
     for method, a in report["summary"].get("agreement", {}).items():
         print(f"teacher-student agreement, {method}: KL {a['kl']:.3f}, Spearman {a['spearman']:.3f}")
     written = write_report(report, args.out)
+    if example is not None:  # which example of which split was explained, and its gold answer
+        (Path(args.out) / "example.json").write_text(json.dumps(example, indent=2))
     print(f"wrote {written[0]} and {len(written) - 1} more files in {args.out}")
+
+
+def _inputs(args: argparse.Namespace, ck) -> tuple[list, str, dict | None]:
+    """(the images, the question, what the example is or None): IMAGE QUESTION, or the example `--index` of a
+    split (read as `workbench eval` reads it: a real dataset from --data-root in the checkpoint's class order)."""
+    if args.index is None:
+        if args.image is None or args.question is None:
+            raise WorkbenchError("give IMAGE QUESTION, or --index N for an example of a split (with --dataset)")
+        return [args.image], args.question, None
+    if args.image is not None:
+        raise WorkbenchError("give either IMAGE QUESTION or --index, not both")
+    from workbench.cli.evaluate import load_data, recorded_data_root
+
+    dataset = args.dataset or ck.meta.get("dataset")
+    if dataset is None:
+        raise WorkbenchError(f"{ck.path} does not say which dataset it was trained on: pass --dataset")
+    data = load_data(ck, dataset, args.split, args.index + 1, args.data_root or recorded_data_root(ck, dataset))
+    if args.index >= len(data):
+        raise WorkbenchError(f"{dataset} {args.split} has {len(data)} examples; --index {args.index} is not one")
+    example = data[args.index]
+    gold = data.labels[example.label] if 0 <= example.label < len(data.labels) else "(no answer in the vocabulary)"
+    print(f"{dataset} {args.split} #{args.index} ({example.qtype}): {example.text!r}; gold answer: {gold}")
+    info = {"dataset": dataset, "split": args.split, "index": args.index, "qtype": example.qtype,
+            "question": example.text, "gold": gold}  # fmt: skip
+    return list(example.images), example.text, info

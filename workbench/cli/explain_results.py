@@ -32,6 +32,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="students to compare (default: dide=assets/shapes-vqa-student none=assets/shapes-vqa-student-none)",
     )
     p.add_argument("--size", type=int, default=200, help="number of test examples (default 200)")
+    p.add_argument("--dataset", default=None, help="default: the one the teacher was trained on (e.g. vqav2 with a "
+                   "Hugging Face ViLT teacher)")  # fmt: skip
+    p.add_argument("--data-root", default=None, metavar="PATH", help="the folder of a real dataset (docs/real-data.md)")
+    p.add_argument("--split", default="test", help="the split measured (default test; VQAv2: its official val)")
     p.add_argument("--out", default="assets/results", help="folder for faithfulness.json and agreement.json")
     p.add_argument("--baseline", default="mean", choices=BASELINES, help="removed patches")
     p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
@@ -51,8 +55,14 @@ def run(args: argparse.Namespace) -> None:
         students = parse_students(args.students)
     except ValueError as e:
         raise WorkbenchError(str(e)) from e
+    if args.dataset or args.data_root:
+        from workbench.cli.common import check_data_root
+        from workbench.models.io import load_checkpoint
+
+        check_data_root(args.dataset or load_checkpoint(args.teacher).meta.get("dataset", ""), args.data_root)
+    data = {"dataset": args.dataset, "data_root": args.data_root, "split": args.split}
     explain_results(
         args.teacher, students, size=args.size, out=args.out, readme=args.readme, baseline=args.baseline,
         ig_steps=args.ig_steps, random_orders=args.random_orders, seed=args.seed, layer=args.layer,
-        progress=not args.no_progress,
+        progress=not args.no_progress, data=data,
     )  # fmt: skip

@@ -10,6 +10,7 @@ HELP = "image-text retrieval metrics of a dual encoder (ours or a CLIP folder): 
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from workbench.cli.common import retrieval_datasets
     from workbench.data import RETRIEVAL_DATASETS
 
     p = sub.add_parser(
@@ -26,10 +27,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         default=RETRIEVAL_DATASETS[0],
-        choices=RETRIEVAL_DATASETS,
-        help="shapes gallery: in groups of a scene and three one-attribute variants (hard), or random scenes",
+        choices=retrieval_datasets(),
+        help="shapes gallery: in groups of a scene and three one-attribute variants (hard), or random scenes; "
+        "coco-karpathy: read from --data-root",
     )
-    p.add_argument("--karpathy", default=None, help="folder with dataset_coco.json (COCO-Karpathy) instead of shapes")
+    p.add_argument(
+        "--data-root",
+        "--karpathy",
+        dest="karpathy",
+        default=None,
+        metavar="PATH",
+        help="folder with dataset_coco.json (COCO-Karpathy) instead of shapes",
+    )
     p.add_argument("--images-root", default=None, help="Karpathy: where the image folders are (default: --karpathy)")
     p.add_argument("--rerank", default=None, help="fusion teacher (shapes-itm-mixed) re-ranking the top-k")
     p.add_argument("--rerank-k", type=int, default=10)
@@ -51,6 +60,12 @@ def _gallery(args: argparse.Namespace):
     from workbench.data import load_dataset
     from workbench.retrieval import gallery_from
 
+    if args.dataset == "coco-karpathy" and not args.karpathy:
+        from workbench.data import LAYOUTS
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError(f"coco-karpathy is read from disk: pass --data-root, the folder holding "
+                             f"{LAYOUTS['coco-karpathy']}")  # fmt: skip
     if args.karpathy:
         from workbench.data.formats import KarpathyCaptions
 

@@ -25,10 +25,11 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn
+from transformers.models.vit.modeling_vit import ViTAttention
 
 from workbench.data.collate import Batch
 from workbench.explain.grid import _unwrap, grid_of, is_fusion, to_grid
-from workbench.explain.inputs import pixels_5d, text_length, to_device, tokens
+from workbench.explain.inputs import masked, pixels_5d, text_length, to_device, tokens
 from workbench.losses import student_cross_scores, teacher_cross_scores
 
 
@@ -61,7 +62,7 @@ def self_attentions(model: nn.Module, batch: Batch, image_index: int = 0) -> dic
     pixels = pixels_5d(batch.pixel_values)
     grid = grid_of(model, pixels)
     if is_fusion(model):
-        out = model(batch.input_ids, batch.attention_mask, pixels, output_attentions=True)
+        out = model(batch.input_ids, batch.attention_mask, pixels, output_attentions=True, **masked(batch))
         return {
             "logits": out.logits,
             "joint": list(out.attentions[image_index]),
@@ -70,18 +71,34 @@ def self_attentions(model: nn.Module, batch: Batch, image_index: int = 0) -> dic
         }
     with eager_attention(model):
         text = model.text_tower(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_attentions=True)
-        images = [
-            model.image_tower(pixel_values=pixels[:, j], interpolate_pos_encoding=True, output_attentions=True)
-            for j in range(pixels.shape[1])
-        ]
-    logits = model.fuse(text.last_hidden_state, [im.last_hidden_state for im in images])
+        images = [_image_attentions(model, pixels, batch.pixel_mask, j) for j in range(pixels.shape[1])]
+    logits = model.fuse(text.last_hidden_state, [states for states, _ in images])
     return {
         "logits": logits,
         "text": list(text.attentions),
-        "image": list(images[image_index].attentions),
+        "image": list(images[image_index][1]),
         "text_len": batch.input_ids.shape[1],
         "grid": grid,
     }
+
+
+def _image_attentions(model: nn.Module, pixels: torch.Tensor, pixel_mask: torch.Tensor | None, j: int):
+    """(token states, per-layer attention probabilities) of the student's image tower on image `j`, under eager
+    attention. Square images: HF's ViT with `output_attentions`. A padded batch (pixel mask): the student's own
+    masked encoder (`encode_image`; padding patches are not keys), its probabilities read off each layer's
+    attention module, which returns them under eager attention."""
+    if pixel_mask is None:
+        out = model.image_tower(pixel_values=pixels[:, j], interpolate_pos_encoding=True, output_attentions=True)
+        return out.last_hidden_state, tuple(out.attentions)
+    probs: list[torch.Tensor] = []
+    modules = [m for m in model.image_tower.modules() if isinstance(m, ViTAttention)]
+    hooks = [m.register_forward_hook(lambda _m, _inputs, out: probs.append(out[1])) for m in modules]
+    try:
+        states = model.encode_image(pixels[:, j], pixel_mask=pixel_mask[:, j])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return states, tuple(probs)
 
 
 def num_layers(model: nn.Module) -> int:
@@ -111,21 +128,25 @@ def cross_probs(
     fusion = is_fusion(model)
     if not fusion:
         depth_t, depth_i = model.text_config.num_hidden_layers, model.vision_config.num_hidden_layers
+    qk = layers if fusion else tuple(x - n for x in layers)
     with torch.no_grad():
-        out = model(batch.input_ids, mask, pixels, qk_layers=layers if fusion else tuple(x - n for x in layers))
+        out = model(batch.input_ids, mask, pixels, qk_layers=qk, **masked(batch))
+        # a padded batch: the padding patches are no keys of the text queries (the models masked them too)
+        image_keys = out.image_masks[image_index] if out.image_masks else None
+        hide = None if image_keys is None else ~image_keys[:, None, None, :].bool()
         t2i, i2t, share = [], [], []
         for layer in layers:
             if fusion:
                 q, k = out.qk[image_index][layer]
-                s_t2i, s_i2t = teacher_cross_scores(q, k, out.text_len)
+                s_t2i, s_i2t = _hide(teacher_cross_scores(q, k, out.text_len), hide)
                 # the text queries' joint scores over their own (real) text keys, for the image share
                 s_tt = q[:, :, : out.text_len] @ k[:, :, : out.text_len].transpose(-1, -2) * q.shape[-1] ** -0.5
                 s_tt = s_tt.float().masked_fill(~mask[:, None, None, :].bool(), float("-inf"))
                 lse_image, lse_text = s_t2i.float().logsumexp(-1), s_tt.logsumexp(-1)
                 share.append(torch.sigmoid(lse_image - lse_text))
             else:
-                text_qk = out.qk_text[(layer - n) % depth_t]
-                s_t2i, s_i2t = student_cross_scores(text_qk, out.qk_image[image_index][(layer - n) % depth_i])
+                text_qk, image_qk = out.qk_text[(layer - n) % depth_t], out.qk_image[image_index][(layer - n) % depth_i]
+                s_t2i, s_i2t = _hide(student_cross_scores(text_qk, image_qk), hide)
                 share.append(torch.full(s_t2i.shape[:-1], float("nan")))
             t2i.append(s_t2i.float().softmax(-1))
             i2t.append(s_i2t.float().masked_fill(~mask[:, None, None, :].bool(), float("-inf")).softmax(-1))
@@ -137,6 +158,12 @@ def cross_probs(
         "layers": list(layers),
         "grid": grid_of(model, pixels),
     }
+
+
+def _hide(scores: tuple[torch.Tensor, torch.Tensor], hide: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t2i, i2t) scores with the padding patches (`hide`, [B, 1, 1, 1 + P]) taken out of the t2i keys."""
+    t2i, i2t = scores
+    return (t2i, i2t) if hide is None else (t2i.float().masked_fill(hide, float("-inf")), i2t)
 
 
 def cross_attention(

@@ -39,6 +39,11 @@ def embedding_layers(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return model.image_tower.embeddings.patch_embeddings.projection, model.text_tower.embeddings.word_embeddings
 
 
+def pixels_5d_mask(pixel_mask: torch.Tensor) -> torch.Tensor:
+    """[B, H, W] or [B, images, H, W] -> [B, images, H, W]."""
+    return pixel_mask[:, None] if pixel_mask.dim() == 3 else pixel_mask
+
+
 def baseline_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
     """The question with its words replaced by [PAD]; the first and the last real token kept."""
     base = input_ids.clone()
@@ -71,12 +76,15 @@ def integrated_gradients(
     ids = batch.input_ids[index : index + 1]
     mask = batch.attention_mask[index : index + 1]
     pixels = pixels_5d(batch.pixel_values)[index : index + 1, 0]
+    # a padded batch's pixel mask rides along as a forward argument (Captum repeats it for every path point)
+    extra = () if batch.pixel_mask is None else (pixels_5d_mask(batch.pixel_mask)[index : index + 1, 0],)
 
-    def forward(input_ids, pixel_values, attention_mask):
-        return model(input_ids, attention_mask, pixel_values).logits.float()
+    def forward(input_ids, pixel_values, attention_mask, pixel_mask=None):
+        kwargs = {} if pixel_mask is None else {"pixel_mask": pixel_mask}
+        return model(input_ids, attention_mask, pixel_values, **kwargs).logits.float()
 
     with torch.no_grad():
-        logits = forward(ids, pixels, mask)
+        logits = forward(ids, pixels, mask, *extra)
     target = int(logits.argmax(-1)) if target is None else int(target)
     pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
     base_ids, base_pixels = baseline_ids(ids, mask, pad), baseline_image(pixels, baseline)
@@ -86,14 +94,14 @@ def integrated_gradients(
     (patch_attr, word_attr), delta = lig.attribute(
         (ids, pixels),
         baselines=(base_ids, base_pixels),
-        additional_forward_args=(mask,),
+        additional_forward_args=(mask, *extra),
         target=target,
         n_steps=n_steps,
         internal_batch_size=internal_batch_size,
         return_convergence_delta=True,
     )
     with torch.no_grad():
-        f_base = forward(base_ids, base_pixels, mask)[0, target]
+        f_base = forward(base_ids, base_pixels, mask, *extra)[0, target]
     t = text_length(batch, index)
     return {
         "image": patch_attr[0].sum(0).detach().cpu().numpy().astype(np.float64),  # [d, rows, cols] -> grid

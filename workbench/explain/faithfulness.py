@@ -22,6 +22,7 @@ from torch import nn
 from workbench.data.collate import Batch, batches
 from workbench.explain.grid import _unwrap, cell_of, patch_size_of, pixel_box
 from workbench.explain.inputs import baseline_image, pixels_5d, to_device
+from workbench.models.preprocess import patch_grid_mask
 
 
 def mask_patches(
@@ -97,6 +98,7 @@ def perturbation_curve(
     pixels = all_pixels[image_index]
     base = baseline_image(pixels, baseline)
     ids, mask = batch.input_ids[index : index + 1], batch.attention_mask[index : index + 1]
+    pixel_mask = None if batch.pixel_mask is None else _mask_5d(batch.pixel_mask)[index]  # [images, H, W]
 
     def probs(images: torch.Tensor) -> torch.Tensor:  # [K, 3, H, W] -> [K, labels]
         out = []
@@ -105,25 +107,42 @@ def perturbation_curve(
             full = all_pixels[None].expand(chunk.shape[0], *all_pixels.shape).clone()
             full[:, image_index] = chunk
             k = chunk.shape[0]
-            logits = model(ids.expand(k, -1), mask.expand(k, -1), full).logits.float()
+            extra = {} if pixel_mask is None else {"pixel_mask": pixel_mask[None].expand(k, *pixel_mask.shape)}
+            logits = model(ids.expand(k, -1), mask.expand(k, -1), full, **extra).logits.float()
             out.append(logits.softmax(-1))
         return torch.cat(out)
 
     if target is None:
         target = int(probs(pixels[None]).argmax(-1)[0])
-    p = grid[0] * grid[1]
+    # the patches that hold the image: all of them, or on a padded batch the image's own (padding is not removed)
+    real = np.arange(grid[0] * grid[1]) if pixel_mask is None else _real_patches(pixel_mask[image_index], grid)
+    p = len(real)
     fractions = np.linspace(0.0, 1.0, p + 1)
-    scores = probs(_curve_images(pixels, patch_order(patch_map), grid, ps, base, mode))[:, target].cpu().numpy()
+    order = patch_order(patch_map)
+    if pixel_mask is not None:
+        order = order[np.isin(order, real)]
+    scores = probs(_curve_images(pixels, order, grid, ps, base, mode))[:, target].cpu().numpy()
     result = {"mode": mode, "fractions": fractions, "scores": scores, "auc": auc(scores, fractions), "target": target}
     if random_orders:
         rng = np.random.default_rng(seed)
         runs = [
-            probs(_curve_images(pixels, rng.permutation(p), grid, ps, base, mode))[:, target].cpu().numpy()
+            probs(_curve_images(pixels, real[rng.permutation(p)], grid, ps, base, mode))[:, target].cpu().numpy()
             for _ in range(random_orders)
         ]
         result["random_scores"] = np.mean(runs, axis=0)
         result["random_auc"] = auc(result["random_scores"], fractions)
     return result
+
+
+def _mask_5d(pixel_mask: torch.Tensor) -> torch.Tensor:
+    """[B, H, W] or [B, images, H, W] -> [B, images, H, W]."""
+    return pixel_mask[:, None] if pixel_mask.dim() == 3 else pixel_mask
+
+
+def _real_patches(pixel_mask: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
+    """Row-major indices of the patches of a [H, W] pixel mask's image part (`patch_grid_mask`'s rule)."""
+    patches = patch_grid_mask(pixel_mask[None], grid)[0].flatten()
+    return torch.nonzero(patches).flatten().cpu().numpy()
 
 
 def deletion_curve(model: nn.Module, batch: Batch, patch_map: np.ndarray, **kwargs) -> dict:

@@ -10,14 +10,28 @@ from workbench.inputs import check_question, read_images
 from workbench.models import image_size, text_limit
 
 
-def encode(model: nn.Module, tokenizer, image, question: str, second_image=None) -> Batch:
-    """A one-example `Batch` for `model` (image: PIL image, array or path; see `workbench.inputs.read_image`)."""
+def encode(model: nn.Module, tokenizer, image, question: str, second_image=None, image_pipeline=None) -> Batch:
+    """A one-example `Batch` for `model` (image: PIL image, array or path; see `workbench.inputs.read_image`).
+    `image_pipeline`: how the checkpoint reads images (`Checkpoint.image_pipeline`: a HF ViLT folder and its
+    students keep the aspect ratio, with a pixel mask); None: square images of the model's size."""
     question = check_question(question)
     images = read_images(image, second_image)
-    size = image_size(model)
-    pixels = torch.stack([image_to_tensor(im, size) for im in images])[None]
+    if image_pipeline is not None:
+        pixels, pixel_mask = image_pipeline([images])
+    else:
+        size = image_size(model)
+        pixels, pixel_mask = torch.stack([image_to_tensor(im, size) for im in images])[None], None
     enc = tokenizer([question], truncation=True, max_length=text_limit(model), return_tensors="pt")
-    return Batch(pixels, enc["input_ids"], enc["attention_mask"], torch.zeros(1, dtype=torch.long), [""], [question])
+    labels = torch.zeros(1, dtype=torch.long)
+    return Batch(pixels, enc["input_ids"], enc["attention_mask"], labels, [""], [question], pixel_mask=pixel_mask)
+
+
+def masked(batch: Batch, rows: slice | None = None) -> dict:
+    """The forward pass's `pixel_mask` keyword for a padded batch (of its `rows`), else nothing: our own
+    checkpoints' square images take none."""
+    if batch.pixel_mask is None:
+        return {}
+    return {"pixel_mask": batch.pixel_mask if rows is None else batch.pixel_mask[rows]}
 
 
 def to_device(batch: Batch, model: nn.Module) -> Batch:

@@ -16,7 +16,7 @@ from workbench.explain.agreement import map_agreement
 from workbench.explain.attention import patch_words, word_map
 from workbench.explain.faithfulness import perturbation_curve
 from workbench.explain.grid import cell_of
-from workbench.explain.inputs import encode
+from workbench.explain.inputs import encode, masked
 from workbench.explain.maps import METHODS, explain
 from workbench.inputs import read_image
 
@@ -51,13 +51,16 @@ def explain_models(
     baseline: str | float = "mean",
     ig_steps: int = 32,
     random_orders: int = 3,
+    second_image=None,
 ) -> dict:
-    """Explain `question` about `image` for each named `Checkpoint` in `models` (e.g. {"teacher":
-    ..., "student": ...}). Returns {"summary": plain data, "figures": {name: plotly figure}}."""
+    """Explain `question` about `image` (and `second_image`, for two-image NLVR models; the maps are of the first
+    image) for each named `Checkpoint` in `models` (e.g. {"teacher": ..., "student": ...}). Returns {"summary":
+    plain data, "figures": {name: plotly figure}}."""
     image = read_image(image)
+    second = read_image(second_image) if second_image is not None else None
     results, summary = {}, {"question": question, "methods": list(methods), "models": {}}
     for name, ck in models.items():
-        results[name] = _explain_one(ck, image, question, methods, layer, baseline, ig_steps, random_orders)
+        results[name] = _explain_one(ck, (image, second), question, methods, layer, baseline, ig_steps, random_orders)
         summary["models"][name] = _model_summary(ck, results[name], methods)
     figures = _method_figures(results, methods, question, image)
     names = list(results)
@@ -84,13 +87,15 @@ def explain_models(
     return {"summary": summary, "figures": figures}
 
 
-def _explain_one(ck, image, question: str, methods, layer: int, baseline, ig_steps: int, random_orders: int) -> dict:
+def _explain_one(ck, images, question: str, methods, layer: int, baseline, ig_steps: int, random_orders: int) -> dict:
     """One model's maps, answer and deletion / insertion curves: {"batch", "res", "curves", "answer", "probs"}.
-    Random-order curves (the chance baseline) are drawn for the first method only."""
-    batch = encode(ck.model, ck.tokenizer, image, question)
+    Random-order curves (the chance baseline) are drawn for the first method only. `images`: (image, second
+    image or None)."""
+    # the image as the checkpoint reads it: a HF ViLT folder (and its students) keeps the aspect ratio
+    batch = encode(ck.model, ck.tokenizer, images[0], question, images[1], image_pipeline=ck.image_pipeline)
     res = explain(ck.model, batch, ck.tokenizer, methods, layer=layer, ig_steps=ig_steps, baseline=baseline)
     with torch.no_grad():
-        logits = ck.model(batch.input_ids, batch.attention_mask, batch.pixel_values).logits[0].float()
+        logits = ck.model(batch.input_ids, batch.attention_mask, batch.pixel_values, **masked(batch)).logits[0].float()
     probs = logits.softmax(-1)
     answer = int(probs.argmax())
     curves = {}

@@ -63,13 +63,20 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _test_data(ck, size: int, seed: int, split: str = "test"):
-    from workbench.data import Collator, load_dataset
+def _test_data(ck, size: int, seed: int, split: str = "test", dataset: str | None = None, data_root=None):
+    """(dataset name, its first `size` examples of `split`, the checkpoint's collator). The dataset is the one the
+    checkpoint was trained on unless `dataset` names another; a real one is read from `data_root` in the
+    checkpoint's class order, its images as the checkpoint reads them (`Collator.for_checkpoint`)."""
+    from workbench.data import Collator, is_real_dataset, load_dataset
 
-    name = ck.meta.get("dataset")
+    name = dataset or ck.meta.get("dataset")
     if name is None:
-        raise ValueError(f"{ck.path} does not say which dataset it was trained on")
-    return name, load_dataset(name, split, size, seed=seed), Collator.for_model(ck.model, ck.tokenizer)
+        raise ValueError(f"{ck.path} does not say which dataset it was trained on: give the dataset")
+    if is_real_dataset(name):
+        data = load_dataset(name, split, size, data_root=data_root, labels=ck.labels)
+    else:
+        data = load_dataset(name, split, size, seed=seed)
+    return name, data, Collator.for_checkpoint(ck)
 
 
 def measure_faithfulness(
@@ -82,17 +89,21 @@ def measure_faithfulness(
     seed: int = 0,
     batch_size: int = 8,
     progress: bool = True,
+    data: dict | None = None,
 ) -> dict:
-    """Deletion / insertion AUCs of each method on the first `size` test examples (see module doc)."""
+    """Deletion / insertion AUCs of each method on the first `size` test examples (see module doc). `data`:
+    {"dataset", "data_root", "split"} for another split or dataset than the checkpoint's test split (e.g. a real
+    one read from disk)."""
     from workbench.explain.faithfulness import faithfulness_over_split
     from workbench.explain.maps import METHODS
 
     methods = tuple(methods or METHODS)
     ck = load_checkpoint(teacher, device="cpu")
-    dataset, data, collate = _test_data(ck, size, seed)
+    split = (data or {}).get("split") or "test"
+    dataset, examples, collate = _test_data(ck, size, seed, **{**(data or {}), "split": split})
     start = time.perf_counter()
     res = faithfulness_over_split(
-        ck.model, data, collate, methods, limit=size, baseline=baseline, random_orders=random_orders,
+        ck.model, examples, collate, methods, limit=size, baseline=baseline, random_orders=random_orders,
         ig_steps=ig_steps, batch_size=batch_size, progress=progress, per_example=True,
     )  # fmt: skip
     seconds = time.perf_counter() - start
@@ -108,7 +119,7 @@ def measure_faithfulness(
             "teacher": str(teacher),
             "kind": ck.meta["kind"],
             "dataset": dataset,
-            "split": "test",
+            "split": split,
             "target": "probability of the answer predicted on the intact image",
             "settings": {
                 "n": res["n"],
@@ -138,18 +149,22 @@ def measure_agreement(
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
+    data: dict | None = None,
 ) -> dict:
-    """Teacher-student agreement of cross-attention maps for each named student (see module doc)."""
+    """Teacher-student agreement of cross-attention maps for each named student (see module doc); `data` as
+    `measure_faithfulness`'s. Both models read the teacher's pixels (a student of a HF ViLT teacher reads
+    images as it does)."""
     from workbench.explain.agreement import agreement_over_split
 
     ck = load_checkpoint(teacher, device="cpu")
-    dataset, data, collate = _test_data(ck, size, seed)
+    split = (data or {}).get("split") or "test"
+    dataset, examples, collate = _test_data(ck, size, seed, **{**(data or {}), "split": split})
     out = {}
     for name, path in students.items():
         st = load_checkpoint(path, device="cpu")
         start = time.perf_counter()
         res = agreement_over_split(
-            ck.model, st.model, data, collate, method="attention", layer=layer, limit=size, batch_size=batch_size,
+            ck.model, st.model, examples, collate, method="attention", layer=layer, limit=size, batch_size=batch_size,
             progress=progress,
         )  # fmt: skip
         rows = [{k: r[k] for k in ("index", "qtype", "kl", "spearman")} for r in res["per_example"]]
@@ -184,9 +199,9 @@ def measure_agreement(
             "format_version": FORMAT_VERSION,
             "teacher": str(teacher),
             "dataset": dataset,
-            "split": "test",
+            "split": split,
             "settings": {
-                "n": min(size, len(data)),
+                "n": min(size, len(examples)),
                 "method": "attention",
                 "layer": layer,
                 "seed": seed,
@@ -321,9 +336,11 @@ def explain_results(
     seed: int = 0,
     layer: int = -1,
     progress: bool = True,
+    data: dict | None = None,
 ) -> dict:
     """Measure both, write OUT/faithfulness.json and OUT/agreement.json, print the tables, and with
-    `readme` replace its faithfulness and agreement sections. Returns {"faithfulness", "agreement",
+    `readme` replace its faithfulness and agreement sections. `data`: {"dataset", "data_root", "split"} to
+    measure on another split or dataset (e.g. VQAv2 val read from disk). Returns {"faithfulness", "agreement",
     "tables", "written"}."""
     from tqdm.auto import tqdm
 
@@ -335,12 +352,12 @@ def explain_results(
     stages.set_postfix_str("faithfulness")
     faith = measure_faithfulness(
         teacher, size, baseline=baseline, ig_steps=ig_steps, random_orders=random_orders, seed=seed,
-        progress=progress,
+        progress=progress, data=data,
     )  # fmt: skip
     f_path = write_results(faith, out / "faithfulness.json")
     stages.update()
     stages.set_postfix_str("agreement")
-    agree = measure_agreement(teacher, students, size, layer=layer, seed=seed, progress=progress)
+    agree = measure_agreement(teacher, students, size, layer=layer, seed=seed, progress=progress, data=data)
     a_path = write_results(agree, out / "agreement.json")
     stages.update()
     stages.close()

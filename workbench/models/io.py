@@ -5,7 +5,11 @@ A folder holds `config.json` (the model's HF config; for the dual student both t
 metrics). Only JSON and safetensors are ever read: never pickle, never code from the folder.
 
 A folder with no `workbench.json` whose config says `model_type: vilt` (e.g.
-`ViltForQuestionAnswering.save_pretrained(...)`) loads as a fusion teacher with its `id2label`. Weights may be
+`ViltForQuestionAnswering.save_pretrained(...)`) loads as a fusion teacher with its `id2label`. A HF ViLT folder
+of another head (`ViltForMaskedLM`, e.g. ViLT's pre-trained MLM+ITM checkpoint, `ViltModel`,
+`ViltForImageAndTextRetrieval`) loads only as a starting point (`load_checkpoint(..., for_init=True)`, what
+`--init-from` does): its encoder is kept, its head dropped, the classifier fresh (`for_task` then sizes it for
+the task's labels and, for NLVR2, copies the image type embedding, as ViLT does). Weights may be
 one `model.safetensors` or shards with a `model.safetensors.index.json` (`workbench.models.sharded`).
 
 Images: a folder holding a `preprocessor_config.json` (every HF ViLT folder; a student distilled from one,
@@ -192,9 +196,16 @@ def _build(kind: str, config: dict, meta: dict) -> nn.Module:
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", task: str | None = None, kind: str | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    task: str | None = None,
+    kind: str | None = None,
+    for_init: bool = False,
 ) -> Checkpoint:
-    """Load a checkpoint folder (ours or a HF ViLT one). Raises `CheckpointError` saying what is wrong."""
+    """Load a checkpoint folder (ours or a HF ViLT one). Raises `CheckpointError` saying what is wrong.
+
+    `for_init`: the folder is a starting point to fine-tune (`--init-from`), so a HF ViLT folder of a head
+    without task labels (MLM, retrieval, the bare model) loads too: its encoder, no labels, a fresh classifier."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(
@@ -210,7 +221,6 @@ def load_checkpoint(
                 "(they can run code). Re-save the model with safetensors: save_pretrained(folder)."
             )
         raise CheckpointError(f"{path} has no {SINGLE} (nor a sharded {INDEX}); is this a checkpoint folder?")
-    weights = path / SINGLE if (path / SINGLE).is_file() else path / INDEX  # named in errors
     if not (path / "config.json").exists():
         raise CheckpointError(f"{path} has no config.json")
     config = _read_json(path / "config.json")
@@ -221,7 +231,7 @@ def load_checkpoint(
                 raise CheckpointError(f"{path / 'workbench.json'} lacks the field {key!r}")
         _check_meta(meta, path / "workbench.json")
     elif config.get("model_type") == "vilt":
-        meta = _hf_vilt_meta(config)
+        meta = _hf_vilt_meta(config, any_head=for_init)
         _check_meta(meta, path / "config.json")
     else:
         raise CheckpointError(f"{path} has neither workbench.json nor a ViLT config.json (model_type: vilt)")
@@ -235,23 +245,7 @@ def load_checkpoint(
         raise
     except Exception as e:  # noqa: BLE001 - bad fields raise TypeError, ValueError, huggingface_hub's validation errors...
         raise CheckpointError(f"{path / 'config.json'} does not describe a {meta['kind']} model ({e!r})") from e
-    state = load_weights(path)  # one file or every shard; a damaged one raises CheckpointError naming it
-    head = state.get("classifier.3.weight")
-    if head is not None and meta["labels"] and head.shape[0] != len(meta["labels"]):
-        raise CheckpointError(
-            f"{path}: the classifier has {head.shape[0]} outputs but workbench.json lists {len(meta['labels'])} labels"
-        )
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise CheckpointError(f"{weights} does not fit the {meta['kind']} model in config.json: {e}") from e
-    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
-    if missing or result.unexpected_keys:
-        raise CheckpointError(
-            f"{weights} does not fit the {meta['kind']} model in config.json: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}"
-        )
+    _load_weights_into(model, path, meta)
     if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise CheckpointError(f"{path} has no tokenizer files (tokenizer.json or vocab.txt)")
     try:
@@ -266,6 +260,32 @@ def load_checkpoint(
     return Checkpoint(model.to(device).eval(), tokenizer, meta, path)
 
 
+def _load_weights_into(model: nn.Module, path: Path, meta: dict) -> None:
+    """The folder's weights into `model`, every tensor accounted for (a pre-training head's dropped, its
+    classifier left fresh); raises `CheckpointError` naming the weights file."""
+    weights = path / SINGLE if (path / SINGLE).is_file() else path / INDEX  # named in errors
+    state = load_weights(path)  # one file or every shard; a damaged one raises CheckpointError naming it
+    fresh: tuple[str, ...] = ()
+    if meta.get("head") in PRETRAINING_HEADS:  # its encoder only: the head's tensors dropped, a new classifier
+        state, fresh = _vilt_encoder(state), ("classifier.", "vilt.pooler.")
+    head = state.get("classifier.3.weight")
+    if head is not None and meta["labels"] and head.shape[0] != len(meta["labels"]):
+        raise CheckpointError(
+            f"{path}: the classifier has {head.shape[0]} outputs but workbench.json lists {len(meta['labels'])} labels"
+        )
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{weights} does not fit the {meta['kind']} model in config.json: {e}") from e
+    missing = [k for k in result.missing_keys if not k.endswith("position_ids") and not k.startswith(fresh)]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"{weights} does not fit the {meta['kind']} model in config.json: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}"
+        )
+
+
 def _load_tokenizer(path: Path):
     """BERT tokenizers (ours and ViLT's) load directly: AutoTokenizer would also read config.json and
     warn about our model types, which it does not know."""
@@ -275,17 +295,25 @@ def _load_tokenizer(path: Path):
     return loader.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
 
 
-def _hf_vilt_meta(config: dict) -> dict:
+# HF ViLT heads without task labels: loadable only as a starting point (`for_init`); the encoder is kept
+PRETRAINING_HEADS = ("ViltForMaskedLM", "ViltModel", "ViltForImageAndTextRetrieval", "ViltForTokenClassification")
+
+
+def _hf_vilt_meta(config: dict, any_head: bool = False) -> dict:
+    arch = (config.get("architectures") or ["ViltForQuestionAnswering"])[0]
+    if any_head and arch in PRETRAINING_HEADS:
+        return {"kind": "fusion", "task": "pretraining", "labels": [], "num_images": 1,
+                "source": "huggingface-vilt", "head": arch}  # fmt: skip
     id2label = config.get("id2label") or {}
     try:
         labels = [id2label[k] for k in sorted(id2label, key=int)]
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"config.json: id2label is not an {{index: label}} mapping ({e!r})") from e
-    arch = (config.get("architectures") or ["ViltForQuestionAnswering"])[0]
     if arch not in ("ViltForQuestionAnswering", "ViltForImagesAndTextClassification"):
+        also = " (to fine-tune from it on a task, use it as --init-from)" if arch in PRETRAINING_HEADS else ""
         raise CheckpointError(
             f"a {arch} checkpoint cannot be used as a teacher; expected "
-            "ViltForQuestionAnswering or ViltForImagesAndTextClassification"
+            f"ViltForQuestionAnswering or ViltForImagesAndTextClassification{also}"
         )
     nlvr = arch == "ViltForImagesAndTextClassification"
     return {
@@ -295,6 +323,26 @@ def _hf_vilt_meta(config: dict) -> dict:
         "num_images": config.get("num_images", 2) if nlvr else 1,
         "source": "huggingface-vilt",
     }
+
+
+def _vilt_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ViLT encoder's tensors under the fusion model's names (`vilt.`; a bare `ViltModel` saves them
+    without the prefix); a pre-training head's own tensors (`mlm_score.`, `rank_output.`, ...) are dropped."""
+    encoder = ("embeddings.", "encoder.", "layernorm.", "pooler.")
+    out = {k: v for k, v in state.items() if k.startswith("vilt.")}
+    out.update({f"vilt.{k}": v for k, v in state.items() if k.startswith(encoder)})
+    return out
+
+
+def read_tokenizer(path: str | Path):
+    """The tokenizer saved in a folder (any HF model folder), or None when it holds no tokenizer files."""
+    path = Path(path)
+    if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        return None
+    try:
+        return _load_tokenizer(path)
+    except Exception as e:  # noqa: BLE001 - tokenizer loading raises many types; report them as one
+        raise CheckpointError(f"could not load the tokenizer in {path}: {e}") from e
 
 
 def image_normalisation(folder: Path, mean: tuple, std: tuple) -> tuple[tuple, tuple]:

@@ -55,6 +55,11 @@ class TrainConfig:
     # build the model from `size`, then copy from this checkpoint every weight whose name and shape fit (the
     # text side and the transformer when only the image front end differs; see `warm_start`)
     warm_start: str | None = None
+    # a dual student's towers from local pretrained folders (docs/student-init.md), copied when the student is
+    # built fresh: not on resume (the saved weights are restored), not with `init_from` (its weights are kept)
+    student_init: str | None = None  # a ViLT folder: its transformer into both towers, as the official DiDE code
+    image_init: str | None = None  # a ViT folder, or a ViLT folder (its vision part): the image tower alone
+    text_init: str | None = None  # a BERT folder (the "bert" text tower) or a ViLT / ViT one (the "vilt" one)
     teacher: str | None = None  # distillation: the teacher's folder (its tokenizer is used too)
     size: dict = field(default_factory=dict)  # model size overrides (hidden_size, num_layers, ...)
     recipe_args: dict = field(default_factory=dict)

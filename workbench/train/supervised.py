@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from torch import nn
 
 from workbench.data import Collator, is_real_dataset, load_dataset, num_images
@@ -20,6 +21,7 @@ from workbench.data.vocab import build_tokenizer
 from workbench.errors import WorkbenchError
 from workbench.evaluate import evaluate, format_metrics
 from workbench.models import create_model, for_task, image_size
+from workbench.models.init_from import init_student, sized_for_init
 from workbench.models.io import load_checkpoint, save_checkpoint, vilt_pipeline, weights_fingerprint, write_json_atomic
 from workbench.train.config import TASK_OF, TrainConfig
 from workbench.train.feed import CollatedExamples
@@ -31,15 +33,34 @@ from workbench.train.trainer import Trainer
 
 
 def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
+    """The run's model and tokenizer: from `init_from` (a new head for another task; a HF ViLT folder of any
+    head, e.g. ViltForMaskedLM, gives its encoder), else built from `size` with the teacher's tokenizer (or the
+    workbench's). A dual student's towers then take the pretrained folders `student_init` / `image_init` /
+    `text_init` (`workbench.models.init_from`; not on resume, whose saved weights are restored afterwards):
+    what was copied and what starts fresh goes to the log and to `<out>/student_init.json`."""
     if cfg.init_from:
-        ck = load_checkpoint(cfg.init_from, kind=cfg.model)
+        ck = load_checkpoint(cfg.init_from, kind=cfg.model, for_init=True)
         model, n_images = ck.model, num_images(cfg.dataset)
         if list(ck.labels) != list(labels) or model.num_images != n_images:
             model = for_task(model, n_images, len(labels))  # another task: keep the encoder, start a new head
         return model.train(), ck.tokenizer
     # a student must read token ids exactly as its teacher does
     tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer()
-    model = create_model(cfg.model, len(tokenizer), len(labels), num_images(cfg.dataset), **cfg.size)
+    folders = {
+        k: v for k, v in (("student", cfg.student_init), ("image", cfg.image_init), ("text", cfg.text_init)) if v
+    }
+    if folders and cfg.model != "dual":
+        raise WorkbenchError(f"--student-init / --image-init / --text-init start a dual student's towers; this run "
+                             f"trains a {cfg.model} model (start it from a checkpoint with --init-from)")  # fmt: skip
+    size = sized_for_init(cfg.size, **folders) if folders else cfg.size  # the text tower the folders need
+    model = create_model(cfg.model, len(tokenizer), len(labels), num_images(cfg.dataset), **size)
+    if folders and not latest_state(Path(cfg.out) / "state"):
+        report = init_student(model, tokenizer=tokenizer, **folders)
+        state = PartialState()
+        if state.is_main_process:
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(Path(cfg.out) / "student_init.json", {"folders": folders, **report.to_dict()})
+        state.print(report.summary())
     return model, tokenizer
 
 
