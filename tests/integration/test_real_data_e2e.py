@@ -222,3 +222,62 @@ def test_distill_retrieval_on_coco_karpathy(real_fixtures, tmp_path):
     retrieval = ["retrieval", str(tmp_path / "clip" / "model"), "--dataset", "coco-karpathy", "--data-root",
                  str(real_fixtures["coco-karpathy"]), "--out", str(tmp_path / "r.json"), "--no-progress"]  # fmt: skip
     assert main(retrieval) == 0
+
+
+def test_explainers_read_a_padded_batch_as_each_image_alone(vilt, real_fixtures, tokenizer):
+    """On the aspect-ratio pipeline's padded batches the maps honour the pixel mask: the student's image-tower
+    attention of a padded image is that of the image alone, text-to-image attention puts nothing on padding,
+    and a deletion curve removes only the image's own patches."""
+    import torch
+
+    from workbench.data import Collator, load_dataset
+    from workbench.explain.attention import cross_probs, eager_attention, self_attentions
+    from workbench.explain.faithfulness import perturbation_curve
+    from workbench.models import create_model
+    from workbench.models.io import load_checkpoint
+
+    ck = load_checkpoint(vilt["vqav2"])
+    data = load_dataset("vqav2", "val", 6, data_root=real_fixtures["vqav2"], labels=ck.labels)
+    batch = Collator.for_checkpoint(ck)([data[i] for i in range(6)])
+    heights, widths = batch.pixel_mask[:, 0].any(2).sum(1), batch.pixel_mask[:, 0].any(1).sum(1)
+    i = int(torch.nonzero((heights < batch.pixel_mask.shape[-2]) | (widths < batch.pixel_mask.shape[-1]))[0])
+    h, w = int(heights[i]), int(widths[i])  # example i is padded
+    torch.manual_seed(0)
+    size = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "patch_size": 32, "image_size": 64}
+    student = create_model("dual", len(tokenizer), len(ck.labels), **size).eval()
+    with torch.no_grad(), eager_attention(student):
+        padded = self_attentions(student, batch)["image"][-1][i]  # [heads, 1 + P, 1 + P] on the padded grid
+        own = batch.pixel_values[i : i + 1, 0, :, :h, :w]  # the image without its padding
+        alone = student.image_tower(pixel_values=own, interpolate_pos_encoding=True, output_attentions=True)
+    alone = alone.attentions[-1][0]
+    grid_w = batch.pixel_values.shape[-1] // 32
+    real = [0] + [1 + r * grid_w + c for r in range(h // 32) for c in range(w // 32)]
+    assert torch.allclose(padded[:, real][:, :, real], alone, atol=1e-5)
+    assert padded[:, real][:, :, [k for k in range(padded.shape[-1]) if k not in real]].abs().max() == 0
+    for model in (ck.model, student):
+        t2i = cross_probs(model, batch, (-1,))["t2i"][i, 0]  # [heads, tokens, 1 + P]
+        assert t2i[..., [k for k in range(t2i.shape[-1]) if k not in real]].abs().max() == 0
+    curve = perturbation_curve(ck.model, batch, torch.rand(*batch.pixel_values.shape[-2:]).numpy()[::32, ::32],
+                               index=i, random_orders=1)  # fmt: skip
+    assert len(curve["scores"]) == len(real) and len(curve["random_scores"]) == len(real)  # real patches + 1
+
+
+def test_hard_labels_on_vqav2_are_vilts_bce_and_pass_the_pixel_mask(vilt, real_fixtures):
+    """A teacher trained on VQAv2 (`workbench train`, `HardLabels`) learns ViLT's loss: BCE against the soft
+    targets times the number of answers, on the padded batch with its pixel mask."""
+    import torch
+
+    from workbench import losses
+    from workbench.data import Collator, load_dataset
+    from workbench.models.io import load_checkpoint
+    from workbench.train import HardLabels
+
+    ck = load_checkpoint(vilt["vqav2"])
+    data = load_dataset("vqav2", "val", 8, data_root=real_fixtures["vqav2"], labels=ck.labels)
+    batch = Collator.for_checkpoint(ck)([data[i] for i in range(8)])
+    assert batch.targets is not None and batch.pixel_mask is not None
+    loss, logs = HardLabels().loss(ck.model, batch)
+    with torch.no_grad():
+        logits = ck.model(batch.input_ids, batch.attention_mask, batch.pixel_values, pixel_mask=batch.pixel_mask).logits
+    assert loss.item() == pytest.approx(losses.vqa_bce(logits, batch.targets).item(), rel=1e-5)
+    assert logs["ce"] == pytest.approx(loss.item()) and 0 <= logs["accuracy"] <= 1
