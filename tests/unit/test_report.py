@@ -196,3 +196,15 @@ def test_readme_docs_and_notebooks_name_no_file_outside_the_repository():
     files = [*_documents(), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
     outside = [str(p.relative_to(ROOT)) for p in files if re.search(r"DESIGN\.md|RELIABILITY\.md", p.read_text())]
     assert not outside, "the design notes live in docs/ now"
+
+
+def test_the_paper_scale_table_in_the_docs_is_the_measurement_file():
+    from workbench.scale import scale_table
+
+    results = json.loads((ROOT / "assets" / "results" / "scale.json").read_text())
+    doc = (ROOT / "docs" / "real-data.md").read_text()
+    assert read_section(doc, "scale") == scale_table(results).strip()
+    assert all("untrained" in r["weights"] for r in results if "mode" in r)
+    assert {(r["mode"], r["precision"]) for r in results if "mode" in r} == {
+        ("distill", "fp32"), ("distill", "bf16"), ("teacher", "fp32"), ("teacher", "bf16")
+    }  # fmt: skip

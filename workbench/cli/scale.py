@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from workbench.cli.common import add_publish_option, publish
 from workbench.cli.options import add_options, build, given
 
 NAME = "scale"
@@ -27,18 +28,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     dests = add_options(p, ScaleRun, options=None)
     p.set_defaults(dests=dests)
     p.add_argument("--single", action="store_true", help="measure only the configuration given (default: the set)")
-    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--out", default="assets/results/scale.json", help="write the results as JSON here")
+    add_publish_option(p, "the table")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> None:
-    from workbench.scale import ScaleRun, default_runs, measure_all, step_flops
+    from workbench.scale import ScaleRun, default_runs, measure_all, scale_table, step_flops
 
     chosen = build(ScaleRun, given(args, args.dests))
     results = measure_all([chosen] if args.single else default_runs(chosen.preset))
     results.append({"flops": step_flops(ScaleRun(batch_size=1, preset=chosen.preset)), "batch_size": 1})
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"wrote {args.out}")
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    publish(scale_table(results), args.out, args.readme, "scale")

@@ -11,9 +11,10 @@ cache is only ever read by the teacher that wrote it. Values are kept in `dtype`
 the uncached one to float rounding: a teacher's outputs for one example differ in their last bits with the batch
 it is padded in, measured 7e-6 on the weights after two tiny epochs; bfloat16: half the disk, scores rounded).
 
-Sizes (per example, float32): logits 4 x labels bytes (12.5 KB for VQAv2's 3,129 answers); scores for one
-layer of ViLT-B/32 on a 384 x 640 image 557 KB. VQAv2's 443,757 training questions: 5.5 GB of logits, 247 GB
-with one layer's scores (half in bfloat16). docs/real-data.md gives the budget.
+Sizes (per example, float32, real tokens only): logits 4 x labels bytes (12.5 KB for VQAv2's 3,129 answers);
+one layer's scores 2 x heads x text tokens x image tokens x 4 bytes: for ViLT-B/32, a 10-token question and a
+384 x 608 image (229 image tokens), 2 x 12 x 10 x 229 x 4 = 220 KB. VQAv2's 443,757 training questions: about
+5.5 GB of logits and about 100 GB with one layer's scores (half in bfloat16).
 """
 
 from __future__ import annotations
