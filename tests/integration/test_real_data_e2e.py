@@ -16,7 +16,6 @@ import pytest
 from workbench.cli import main
 from workbench.data import num_images
 from workbench.data.fixtures import save_tiny_vilt, vqa_labels
-from workbench.errors import WorkbenchError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -207,10 +206,6 @@ def test_the_app_errors_tab_compares_a_real_pair_on_its_test_split(students, vil
     assert image.size != (image.size[1], image.size[0]) and second is None and question and "gold answer" in info
 
 
-NOT_YET = "workbench/methods/mcad.py (run_retrieval) accepts only the shapes retrieval datasets"
-
-
-@pytest.mark.xfail(raises=WorkbenchError, strict=False, reason=NOT_YET)
 def test_distill_retrieval_on_coco_karpathy(real_fixtures, tmp_path):
     argv = ["distill-retrieval", "--recipe", "clip", "--dataset", "coco-karpathy",
             "--data-root", str(real_fixtures["coco-karpathy"]), "--out", str(tmp_path / "clip"), "--epochs", "1",
@@ -218,7 +213,7 @@ def test_distill_retrieval_on_coco_karpathy(real_fixtures, tmp_path):
     from workbench.cli import build_parser
 
     args = build_parser("distill-retrieval").parse_args(argv)
-    args.func(args)  # (not `main`: a refusal must surface as the WorkbenchError the xfail names)
+    args.func(args)  # (not `main`: a refusal surfaces as its WorkbenchError)
     retrieval = ["retrieval", str(tmp_path / "clip" / "model"), "--dataset", "coco-karpathy", "--data-root",
                  str(real_fixtures["coco-karpathy"]), "--out", str(tmp_path / "r.json"), "--no-progress"]  # fmt: skip
     assert main(retrieval) == 0

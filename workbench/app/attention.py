@@ -63,7 +63,7 @@ def _model_maps(models: dict, img, img2, question: str, method: str, layer_index
 
     maps, tokens, w = {}, None, None
     for role, ck in models.items():
-        batch = encode(ck.model, ck.tokenizer, img, question, second_image=img2)
+        batch = encode(ck.model, ck.tokenizer, img, question, second_image=img2, image_pipeline=ck.image_pipeline)
         res = explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index)[method]
         answer_text = ask(ck, img, question, second_image=img2)["answer"]
         if tokens is None:  # the teacher's tokens name the words (the student shares its tokenizer)

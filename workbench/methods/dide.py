@@ -101,6 +101,7 @@ def pretrain_config(cfg: TrainConfig, config: DiDEPretrainConfig) -> TrainConfig
         val_size=min(cfg.val_size, 600),
         test_size=600,
         init_from=None,
+        data_root=None,  # the captions are generated; the task's data root is not theirs
         curriculum=[],  # the task's curriculum and oversampling name the task's question types, not the captions'
         oversample={},
         recipe_args=asdict(_matching_stage(config)),

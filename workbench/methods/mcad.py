@@ -44,6 +44,7 @@ from torch import nn
 
 from workbench import losses
 from workbench.data import RETRIEVAL_DATASETS
+from workbench.data.real import TASKS
 from workbench.errors import WorkbenchError
 from workbench.methods.base import Method, register
 from workbench.retrieval import DualEncoder, FusionMatcher, evaluate_retrieval, format_retrieval, loop_metrics
@@ -186,8 +187,9 @@ def run_retrieval(cfg: TrainConfig, config: RetrievalConfig, resume: bool = Fals
     """
     from workbench.models.clip import load_dual_encoder
 
-    if cfg.dataset not in RETRIEVAL_DATASETS:
-        raise WorkbenchError(f"retrieval distillation trains on {RETRIEVAL_DATASETS}, not {cfg.dataset!r}")
+    retrieval_sets = (*RETRIEVAL_DATASETS, *(d for d, task in TASKS.items() if task == "retrieval"))
+    if cfg.dataset not in retrieval_sets:
+        raise WorkbenchError(f"retrieval distillation trains on {retrieval_sets}, not {cfg.dataset!r}")
     weights, dual_teacher, fusion_teacher = config, config.dual_teacher, config.fusion_teacher
     dual = fusion = None
     if needs_dual(weights):
