@@ -37,7 +37,9 @@ def _low1(task, row, seeds=(0, 1, 2), grid=MAD):
 def test_grid_has_three_seeds_of_every_row_at_low1_on_both_tasks_first():
     from workbench.methods import method_names
 
-    assert set(ROWS) == {"none", *method_names(student="fusion")}  # every MAD variant of the registry
+    # every fusion-student method of the registry: MAD's variants, and `hard` as the `none` row
+    assert {MAD.rows[r]["method"] for r in ROWS} == set(method_names(student="fusion"))
+    assert MAD.rows["none"]["method"] == "hard"
     runs = MAD.runs()
     for task in TASKS:
         for row in ROWS:
@@ -78,7 +80,7 @@ def test_rows_are_the_same_model_and_budget_and_mad_rows_use_the_assets_mae(tmp_
     a, b = none.train_config(tmp_path, tmp_path, MAD.student), mad.train_config(tmp_path, tmp_path, MAD.student)
     same = ("model", "dataset", "size", "train_size", "epochs", "max_steps", "batch_size", "lr", "warmup_steps", "seed")
     assert all(getattr(a, k) == getattr(b, k) for k in same)
-    assert a.model == "fusion" and a.max_steps == 600 and a.recipe == "none" and b.recipe == "mad"
+    assert a.model == "fusion" and a.max_steps == 600 and a.recipe == "hard" and b.recipe == "mad"
     assert not hasattr(none.method_config(tmp_path, tmp_path), "vision_teacher")  # `none` has no teachers
     config = _run("shapes-vqa", "low1", "mad-no-conf").method_config(tmp_path / "runs", tmp_path / "assets")
     assert config.vision_teacher == str(tmp_path / "assets" / "shapes-mae") and not config.confidence
