@@ -193,4 +193,3 @@ def test_shipped_speed_table_is_the_one_the_readme_describes():
     speed = _speed()  # docs/results.md "Speed": both models in ONNX Runtime, one thread, batches 1 to 128
     assert speed["settings"]["runtime"] == "onnx"
     assert speed["machine"]["threads"] == 1 and speed["settings"]["batch_sizes"] == [1, 8, 32, 128]
-

@@ -323,7 +323,9 @@ def test_a_clip_folder_is_a_dual_teacher_for_mcad(tmp_path, tokenizer):
     ck = load_dual_encoder(tmp_path / "clip")
     fusion = create_model("fusion", len(tokenizer), 2, **TINY)
     recipe = RetrievalObjective(
-        "mcad", DualEncoder(ck.model, ck.tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS),
+        "mcad",
+        DualEncoder(ck.model, ck.tokenizer),
+        FusionMatcher(fusion, tokenizer, ITM_LABELS),
         get_method("mcad").config(),
     )
     student = create_model("dual", len(tokenizer), 0, embed_dim=24, **TINY)

@@ -128,8 +128,11 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
     vqa = {name: row["accuracy"] for name, row in dide["shapes-vqa"]["rows"].items()}
     kd, gain = vqa["kd"], 100 * (vqa["dide"]["mean"] - vqa["none"]["mean"])
     return {
-        ("DiDE", "shapes-vqa"): [*dide_cells("shapes-vqa"), f"`kd` {_pm(kd)}", f"{gain:+.1f}, Welch p = "
-                                 f"{dide['shapes-vqa']['rows']['dide']['vs_baseline']['p_value']:.3f}"],
+        ("DiDE", "shapes-vqa"): [
+            *dide_cells("shapes-vqa"),
+            f"`kd` {_pm(kd)}",
+            f"{gain:+.1f}, Welch p = {dide['shapes-vqa']['rows']['dide']['vs_baseline']['p_value']:.3f}",
+        ],
         ("DiDE", "easy-VQA"): dide_cells("easy-vqa"),
         ("MAD", "shapes-ve, 1%"): mad_cells("shapes-ve", "low1"),
         ("MAD", "shapes-ve, all pairs"): mad_cells("shapes-ve", "full"),
