@@ -86,20 +86,30 @@ def train_run(grid: Grid, run: Run, root: Path, assets: Path, progress: bool = T
     for split in grid.extra_splits(run.setting):
         if not eval_path(run, root, split).exists():
             path = eval_path(run, root, split)
-            evaluate_split(out / "model", run.task, split, cfg.test_size, path, progress, kind=grid.student)
+            evaluate_split(out / "model", run.task, split, cfg.test_size, path, progress, kind=grid.student,
+                           data_root=cfg.data_root)  # fmt: skip
 
 
 def evaluate_split(
-    model_dir: Path, task: str, split: str, size: int | None, out: Path, progress: bool = True, kind: str | None = None
+    model_dir: Path,
+    task: str,
+    split: str,
+    size: int | None,
+    out: Path,
+    progress: bool = True,
+    kind: str | None = None,
+    data_root: str | None = None,
 ) -> dict:
-    """A checkpoint's metrics on one split of its dataset, written to `out` (as `workbench eval` would)."""
+    """A checkpoint's metrics on one split of its dataset, written to `out` (as `workbench eval` would); a real
+    dataset is read from `data_root` with the checkpoint's answer vocabulary and image pipeline."""
     from workbench.data import Collator, load_dataset
     from workbench.evaluate import evaluate, format_metrics
     from workbench.models.io import load_checkpoint, write_json_atomic
 
     ck = load_checkpoint(model_dir, kind=kind)
-    data = load_dataset(task, split, size)
-    metrics = evaluate(ck.model, data, Collator.for_model(ck.model, ck.tokenizer), progress=progress)
+    labels = list(ck.labels) if data_root else None
+    data = load_dataset(task, split, size, data_root=data_root, labels=labels)
+    metrics = evaluate(ck.model, data, Collator.for_checkpoint(ck), progress=progress)
     metrics.update({"checkpoint": str(model_dir), "dataset": task, "split": split})
     write_json_atomic(out, metrics)
     print(f"{split}: {format_metrics(metrics)}")
