@@ -35,12 +35,11 @@ class ScaleRun:
 
 
 def _models(preset: str):
-    from workbench.models import create_model
+    """(teacher frozen for distillation, same-width student in training mode) of the preset."""
+    from workbench.bench.preset import preset_models
 
-    p = PRESETS[preset]
-    teacher = create_model("fusion", p["vocab_size"], p["num_labels"], **p["size"]).eval().requires_grad_(False)
-    student = create_model("dual", p["vocab_size"], p["num_labels"], **p["size"])
-    return teacher, student
+    teacher, student = preset_models(preset)
+    return teacher.requires_grad_(False), student.train()
 
 
 def _batch(run: ScaleRun):

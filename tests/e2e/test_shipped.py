@@ -193,3 +193,36 @@ def test_shipped_speed_table_is_the_one_the_readme_describes():
     speed = _speed()  # docs/results.md "Speed": both models in ONNX Runtime, one thread, batches 1 to 128
     assert speed["settings"]["runtime"] == "onnx"
     assert speed["machine"]["threads"] == 1 and speed["settings"]["batch_sizes"] == [1, 8, 32, 128]
+
+
+def test_shipped_toy_ratios_are_medians_of_five_interleaved_rounds_with_their_range():
+    speed = _speed()
+    assert speed["settings"]["rounds"] >= 5
+    for ratio in speed["ratios"].values():
+        lo, hi = ratio["student_cached_speedup_range"]
+        assert ratio["student_cached_speedup_rounds"] >= 5 and lo <= ratio["student_cached_speedup"] <= hi
+
+
+def test_shipped_paper_scale_section_is_vilt_b32_sized_untrained_and_says_whether_targets_are_met():
+    from workbench.bench import UNTRAINED, preset_table
+    from workbench.configs.bench import PRESETS
+
+    section = _speed()["paper_scale"]
+    assert section["label"] == UNTRAINED and section["preset"] == "vilt-b32"
+    assert section["size"] == PRESETS["vilt-b32"]["size"] and section["size"]["hidden_size"] == 768
+    assert section["load_average"]["before"] is not None and section["load_average"]["after"] is not None
+    table = preset_table(section)
+    assert UNTRAINED in table
+    assert set(section["students"]["student-fast"]["best"]) == {"1", "8", "32"}  # the targets' student: every batch
+    for name, entry in section["students"].items():
+        assert "1" in entry["best"]
+        for run in entry["runs"].values():
+            if "error" not in run:
+                assert run["settings"]["rounds"] >= 5 and run["models"]["teacher"]["weights"] == UNTRAINED
+        for target in entry["targets"].values():  # met, or the table says it is not (or was not measured)
+            if target["met"] is False:
+                assert f"{name}: cached student" in table and "NOT met" in table
+        assert entry["targets"]["cached_speedup_batch_1"]["measured"] is not None
+    coco = [e["coco5k"] for e in section["students"].values() if "coco5k" in e]
+    assert coco and all(c["teacher"]["extrapolated"] and c["teacher"]["passes"] == 5000 * 25000 for c in coco)
+    assert "COCO-5k" in table

@@ -257,3 +257,80 @@ def test_benchmark_times_both_models_in_onnx_runtime(pair):
     assert all(results["paths"][name]["batches"]["1"]["median_s"] > 0 for name in PATHS)
     with pytest.raises(ValueError, match="runtime"):
         benchmark_pair(*pair, batch_sizes=(1,), runtime="tensorrt")
+
+
+# -- size presets (`workbench bench --preset`): random weights, labelled as speed-only everywhere
+
+
+@pytest.mark.parametrize("name", ["vilt-b32", "toy"])
+def test_presets_build_the_stated_shapes(name):
+    from workbench.bench import UNTRAINED, preset_checkpoints
+    from workbench.configs.bench import PRESETS
+
+    p = PRESETS[name]
+    size = p["size"]
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        teacher, students = preset_checkpoints(name)
+    c = teacher.model.config
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (
+        size["hidden_size"], size["num_layers"], size["num_heads"]
+    )  # fmt: skip
+    assert (c.patch_size, c.image_size, c.vocab_size) == (size["patch_size"], size["image_size"], p["vocab_size"])
+    assert teacher.model.classifier[-1].out_features == p["num_labels"] == len(teacher.labels)
+    assert set(students) == set(p["students"]) and teacher.meta["weights"] == UNTRAINED
+    for s_name, ck in students.items():
+        v, t = ck.model.vision_config, ck.model.text_config
+        assert v.hidden_size == t.hidden_size == size["hidden_size"] and v.num_attention_heads == size["num_heads"]
+        shape = (v.patch_size, v.image_size, v.num_hidden_layers)
+        assert shape == (size["patch_size"], size["image_size"], size["num_layers"])
+        assert t.num_hidden_layers == p["students"][s_name].get("text_layers", size["num_layers"])
+        assert ck.model.classifier[-1].out_features == p["num_labels"] and ck.meta["weights"] == UNTRAINED
+    if name == "vilt-b32":  # dandelin/vilt-b32-finetuned-vqa's shape, and a shallower text tower
+        assert (c.hidden_size, c.num_hidden_layers, c.patch_size, c.image_size) == (768, 12, 32, 384)
+        assert students["student-fast"].model.text_config.num_hidden_layers < 12
+
+
+def test_cli_bench_preset_toy_runs_end_to_end_and_labels_untrained_weights(tmp_path, capsys):
+    from workbench.bench import UNTRAINED, preset_table
+
+    out = tmp_path / "speed.json"
+    out.write_text(json.dumps({"kept": 1}))  # the file's other sections survive
+    argv = ["bench", "--preset", "toy", "--out", str(out), "--quick", "--no-progress", "--threads", "1"]
+    assert main([*argv, "--runtimes", "eager", "--rounds", "5"]) == 0
+    data = json.loads(out.read_text())
+    section = data["paper_scale"]
+    assert data["kept"] == 1 and section["label"] == UNTRAINED and section["preset"] == "toy"
+    for entry in section["students"].values():
+        run = entry["runs"]["eager"]
+        assert run["models"]["teacher"]["weights"] == UNTRAINED and run["settings"]["rounds"] == 5
+        ratio = run["ratios"]["1"]
+        lo, hi = ratio["student_cached_speedup_range"]
+        assert lo <= ratio["student_cached_speedup"] <= hi and ratio["student_cached_speedup_rounds"] == 5
+        assert entry["best"]["1"]["student_cached"]["runtime"] == "eager"
+        coco = entry["coco5k"]
+        assert (coco["n_images"], coco["n_texts"]) == (5000, 25000) and coco["teacher"]["extrapolated"] is True
+        assert coco["student"]["search_extrapolated"] is False and coco["student"]["encode_extrapolated"] is True
+    assert section["load_average"]["before"]["1min"] >= 0
+    table = preset_table(section)
+    printed = capsys.readouterr().out
+    assert UNTRAINED in table and UNTRAINED in printed and "COCO-5k" in table and "(extrapolated)" in table
+    assert "ONNX Runtime: not run at this size" in table
+
+
+def test_width_curve_labels_untrained_weights(tmp_path):
+    from workbench.bench import UNTRAINED, width_table
+
+    out = tmp_path / "speed.json"
+    argv = ["bench", "--width-curve", "32", "64", "--rounds", "2", "--threads", "1", "--out", str(out)]
+    assert main(argv) == 0
+    curve = json.loads(out.read_text())["width_curve"]
+    assert [p["width"] for p in curve["points"]] == [32, 64] and curve["label"] == UNTRAINED
+    assert all(p["speedup"] > 0 and p["flop_ratio"] > 1 for p in curve["points"])
+    assert UNTRAINED in width_table(curve)
+
+
+def test_a_pair_run_keeps_the_paper_scale_section(tmp_path):
+    out = tmp_path / "speed.json"
+    write_speed({"paper_scale": {"preset": "toy"}}, out)
+    write_speed({"paths": {}}, out)
+    assert json.loads(out.read_text()) == {"paths": {}, "paper_scale": {"preset": "toy"}}

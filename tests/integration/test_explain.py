@@ -295,13 +295,13 @@ def test_deletion_curve_drops_when_the_only_relevant_patch_goes_first(batch):
     model = OnePatchModel()
     good = np.zeros((4, 4))
     good[OBJECT_CELL] = 1.0
-    curve = deletion_curve(model, batch, good, baseline="white", random_orders=4)
+    curve = deletion_curve(model, batch, good, baseline="white", random_orders=4, steps="patch")
     assert curve["target"] == 0
     assert curve["scores"][0] > 0.9 and (curve["scores"][1:] < 0.1).all()  # gone at the first step
     assert curve["auc"] < curve["random_auc"]
     assert len(curve["fractions"]) == 17 and curve["fractions"][-1] == 1.0
     bad = -good  # the relevant patch ranked last
-    late = deletion_curve(model, batch, bad, baseline="white")
+    late = deletion_curve(model, batch, bad, baseline="white", steps="patch")
     assert (late["scores"][:-1] > 0.9).all() and late["scores"][-1] < 0.1
     assert late["auc"] > curve["auc"]
     ins = insertion_curve(model, batch, good, baseline="white", target=0)
@@ -441,6 +441,9 @@ def test_explain_cli_writes_html(models, tokenizer, tmp_path):
     assert set(summary["models"]) == {"teacher", "student"} and summary["word"] == "circle"
     assert set(summary["agreement"]) == set(METHODS)
     assert np.asarray(summary["models"]["student"]["maps"]["relevancy"]).shape == (4, 4)
+    teacher = summary["models"]["teacher"]
+    assert teacher["curve_steps"] == 10 and set(teacher["seconds"]) == set(METHODS)  # 10% steps; time per method
+    assert all(t["map"] >= 0 and t["curves"] > 0 for t in teacher["seconds"].values())
 
 
 def test_student_towers_of_different_depths_pair_their_last_layers(tokenizer, batch):

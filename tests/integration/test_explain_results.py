@@ -41,6 +41,8 @@ def test_faithfulness_json_has_every_method_and_random(written):
     res = json.loads((written / "faithfulness.json").read_text())
     assert res["settings"]["n"] == 8 and res["settings"]["ig_steps"] == 2 and res["settings"]["baseline"] == "mean"
     assert {"seed", "random_orders", "patch_size"} <= set(res["settings"])
+    assert res["settings"]["curve_steps"] == "patch"  # one point per patch, as the shipped results were measured
+    assert len(res["per_example"]["methods"]["ig"]["deletion"]) == 8
     assert res["seconds"] > 0 and res["machine"]["cpu"] and res["created"]
     assert set(res["methods"]) == set(METHODS)
     for entry in [*res["methods"].values(), res["random"]]:

@@ -253,7 +253,7 @@ def test_explainers_read_a_padded_batch_as_each_image_alone(vilt, real_fixtures,
         t2i = cross_probs(model, batch, (-1,))["t2i"][i, 0]  # [heads, tokens, 1 + P]
         assert t2i[..., [k for k in range(t2i.shape[-1]) if k not in real]].abs().max() == 0
     curve = perturbation_curve(ck.model, batch, torch.rand(*batch.pixel_values.shape[-2:]).numpy()[::32, ::32],
-                               index=i, random_orders=1)  # fmt: skip
+                               index=i, random_orders=1, steps="patch")  # fmt: skip
     assert len(curve["scores"]) == len(real) and len(curve["random_scores"]) == len(real)  # real patches + 1
 
 

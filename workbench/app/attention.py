@@ -57,12 +57,13 @@ def _head_choices(heads: int) -> list[str]:
 
 
 def _model_maps(models: dict, img, img2, question: str, method: str, layer_index: int, head_index, word):
-    """{label: map} of each model (role -> checkpoint) for one method, and the teacher's tokens and the
-    chosen word's position (None: all words). Maps other than raw attention are shares of the total."""
+    """{label: map} of each model (role -> checkpoint) for one method, the teacher's tokens, the chosen word's
+    position (None: all words) and {role: seconds}. Maps other than raw attention are shares of the total."""
     from workbench.explain import encode, explain, normalise_map, question_map, word_map
 
-    maps, tokens, w = {}, None, None
+    maps, tokens, w, seconds = {}, None, None, {}
     for role, ck in models.items():
+        started = time.perf_counter()
         batch = encode(ck.model, ck.tokenizer, img, question, second_image=img2, image_pipeline=ck.image_pipeline)
         res = explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index)[method]
         answer_text = ask(ck, img, question, second_image=img2)["answer"]
@@ -80,11 +81,13 @@ def _model_maps(models: dict, img, img2, question: str, method: str, layer_index
             m = normalise_map(res["image"], "sum")  # shares, comparable across the two models
             label = f"{role} · {answer_text}"
         maps[label] = m
-    return maps, tokens, w
+        seconds[role] = time.perf_counter() - started
+    return maps, tokens, w, seconds
 
 
-def _notes(question: str, method: str, maps: dict, two_images: bool, started: float) -> str:
-    """The text under the maps: the input, what the method shows, the two maps' agreement, the time."""
+def _notes(question: str, method: str, maps: dict, two_images: bool, started: float, seconds: dict) -> str:
+    """The text under the maps: the input, what the method shows, the two maps' agreement, the time (each
+    model's map, then the whole request)."""
     from workbench.explain import map_agreement
 
     lines = [f"*{html.escape(question)}*", METHOD_NOTES[method]]
@@ -94,7 +97,8 @@ def _notes(question: str, method: str, maps: dict, two_images: bool, started: fl
         lines.append(f"Teacher vs student map: {kl}Spearman ρ {agree['spearman']:.2f}.")
     if two_images:
         lines.append("Maps are over the left image.")
-    lines.append(f"_{(time.perf_counter() - started) * 1000:.0f} ms_")
+    each = " · ".join(f"{role} {t:.1f} s" for role, t in seconds.items())
+    lines.append(f"_{METHOD_LABELS[method]}: {each} · total {time.perf_counter() - started:.1f} s_")
     return "\n\n".join(lines)
 
 
@@ -172,7 +176,7 @@ class AttentionTab:
         if head_index is not None and not 0 <= head_index < heads:
             raise gr.Error(f"No head {head}; the models have {heads}.")
         models = {role: ck for role, ck in (("teacher", teacher), ("student", student)) if ck is not None}
-        maps, tokens, w = _model_maps(models, img, img2, question, method, layer_index, head_index, word)
+        maps, tokens, w, seconds = _model_maps(models, img, img2, question, method, layer_index, head_index, word)
         if method == "attention":
             what = f"'{tokens[w]}'" if w is not None else "question words"
             heads_text = "heads averaged" if head_index is None else f"head {head_index + 1}"
@@ -191,7 +195,7 @@ class AttentionTab:
         on = method == "attention"
         return (
             fig,
-            _notes(question, method, maps, img2 is not None, started),
+            _notes(question, method, maps, img2 is not None, started, seconds),
             gr.update(choices=words, value=f"{w}:{tokens[w]}" if w is not None else "all", interactive=on),
             gr.update(interactive=on),
             gr.update(interactive=on),

@@ -1,10 +1,15 @@
 """The Speed tab: `workbench.bench.benchmark_pair` live on copies of the pair's models, with a progress
 bar: per-query latency and throughput of the teacher, the student end to end and with its image
-features cached, and retrieval over N images x N texts.
+features cached, and retrieval over N images x N texts. Beside it, the shipped measurements
+(assets/results/speed.json): the toy pair, and the paper-scale section (a ViLT-B/32-sized teacher against its
+students, untrained weights, measured by `workbench bench --preset vilt-b32`; never measured live here: minutes).
 
 Public endpoint: /speed."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import gradio as gr
 
@@ -21,6 +26,24 @@ BENCH_SETTINGS = {
 # overhead, so batch 1 shows the dual encoder's advantage; exporting adds a few seconds per batch size
 BENCH_SETTINGS["standard, ONNX Runtime"] = dict(BENCH_SETTINGS["standard"], runtime="onnx")
 NO_STUDENT = "No student is shipped for this task yet: nothing to compare the teacher with."
+
+
+def shipped_speed_markdown(path: str | Path | None = None) -> str:
+    """The shipped speed file as Markdown: the toy pair's table, then the paper-scale section and the width curve
+    (`workbench.bench.speed_table` reads both), with the machine and its load; a note when the file is missing."""
+    from workbench.api import assets_dir
+    from workbench.bench import speed_table
+
+    path = Path(path) if path else assets_dir() / "results" / "speed.json"
+    if not path.exists():
+        return f"No shipped speed measurements ({path} is missing)."
+    results = json.loads(path.read_text())
+    m = results["machine"]
+    pair = f"{results['models']['teacher']['path']} against {results['models']['student']['path']}"
+    return (
+        f"**Shipped measurements** (`{path.name}`; {m['cpu']}, {m['logical_cpus']} logical CPUs). Toy pair: {pair}.\n\n"
+        + speed_table(results)
+    )
 
 
 class SpeedTab:
@@ -41,8 +64,12 @@ class SpeedTab:
         with gr.Row():
             self.choice = gr.Radio(list(self.settings), value="quick", label="settings", elem_id="settings")
             self.run_btn = gr.Button("Run benchmark", variant="primary", elem_id="run-speed")
-        self.plot = gr.Plot(label="speed", elem_id="speed-plot")
-        self.table = gr.Markdown(elem_id="speed-table")
+        with gr.Row():
+            with gr.Column(scale=3):
+                self.plot = gr.Plot(label="speed (live)", elem_id="speed-plot")
+                self.table = gr.Markdown(elem_id="speed-table")
+            with gr.Column(scale=2):  # read from the JSON, never measured here: the paper-scale run takes minutes
+                gr.Markdown(shipped_speed_markdown(), elem_id="speed-shipped")
 
     def wire(self) -> None:
         outputs = [self.plot, self.table]

@@ -28,12 +28,16 @@ Runtime (`workbench.onnx_runtime`), whose lower per-operator overhead is what de
 
 Modules, one job each: `measure` (time, FLOPs, memory, machine), `pair` (checkpoints and their example
 inputs), `latency` (the three paths, batch by batch), `retrieval_speed` (N x N ranking), `run`
-(`benchmark_pair`), `table` (JSON file and markdown tables).
+(`benchmark_pair`), `table` (JSON file and markdown tables), `preset` (a size preset's models, random weights),
+`paper` (`benchmark_preset`: every student and runtime of a preset, best-runtime ratios, targets), `coco` (retrieval
+at COCO-5k scale), `width` (the ratio against model width), `preset_table` (their markdown).
 """
 
 from workbench.bench.latency import PATH_LABELS, PATHS, path_parameters
 from workbench.bench.measure import attention_mode, count_flops, machine_info, peak_memory
 from workbench.bench.pair import FALLBACK_TEXTS
+from workbench.bench.preset import UNTRAINED, preset_checkpoints, preset_models, preset_names
+from workbench.bench.preset_table import merge_speed_section, preset_table, width_table
 from workbench.bench.run import FORMAT_VERSION, QUICK, RUNTIMES, benchmark_pair
 from workbench.bench.table import RUNTIME_LABELS, speed_table, write_speed
 
@@ -53,4 +57,11 @@ __all__ = [
     "peak_memory",
     "speed_table",
     "write_speed",
+    "UNTRAINED",
+    "merge_speed_section",
+    "preset_checkpoints",
+    "preset_models",
+    "preset_names",
+    "preset_table",
+    "width_table",
 ]

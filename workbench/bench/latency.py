@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
 
 import torch
 from torch import nn
 
-from workbench.bench.measure import count_flops, count_parameters, peak_memory, time_blocks, timing
+from workbench.bench.measure import count_flops, count_parameters, peak_memory, round_timing, time_rounds
 from workbench.bench.pair import BenchInputs, Pair
 from workbench.models.dual import DualStudent
 from workbench.models.fusion import FusionTeacher
@@ -80,15 +80,15 @@ def _path_calls(tm: FusionTeacher, sm: DualStudent, t_in: BenchInputs, s_in: Ben
     return calls, tokens
 
 
-def _cell(model, fn, inputs, timed: Callable[[], object], b: int, threads: int, min_run_time: float, label: str):
-    """One latency / throughput cell: `timed()` is the call to time (the eager, compiled or ONNX Runtime form of
+def _cell(model, fn, inputs, ms, b: int) -> dict:
+    """One latency / throughput cell from its timed rounds `ms` (the eager, compiled or ONNX Runtime form of
     `fn(model, *inputs)`, a batch of `b`); FLOPs and memory are counted on the plain `model`."""
-    m = time_blocks(timed, threads, min_run_time, label)
+    t = round_timing(ms)
     return {
         "batch_size": b,
-        **timing(m),
-        "per_example_ms": 1000 * m.median / b,
-        "throughput_per_s": b / m.median,
+        **t,
+        "per_example_ms": 1000 * t["median_s"] / b,
+        "throughput_per_s": b / t["median_s"],
         "flops_per_example": count_flops(model, lambda: fn(model, *inputs)) / b,
         "peak_memory_bytes": peak_memory(lambda: fn(model, *inputs), model, inputs),
     }
@@ -112,31 +112,39 @@ def _timed_call(runtime: str, model: nn.Module, runner: nn.Module, fn, inputs, t
 def measure_paths(
     pair: Pair, paths: dict[str, dict], batch_sizes: tuple[int, ...], runtime: str, runners: tuple[nn.Module, ...]
 ) -> dict[str, float]:
-    """Fill `paths[name]["batches"]` with one cell per batch size; return the token counts of the largest batch.
+    """Fill `paths[name]["batches"]` with one cell per batch size, the three paths timed in `pair.rounds`
+    interleaved rounds; return the token counts of the largest batch.
     `runners`: what runs the teacher and the student (the models, or their `torch.compile`d forms)."""
     tm, sm = pair.teacher, pair.student
     tokens: dict[str, float] = {}
     for b in batch_sizes:
         calls, tokens_b = _path_calls(tm, sm, pair.t_in, pair.s_in, b)
         tokens = tokens_b if b == max(batch_sizes) else tokens
+        timed = {
+            name: _timed_call(runtime, model, runners[0] if model is tm else runners[1], fn, inputs, pair.threads)
+            for name, (model, fn, inputs) in calls.items()
+        }
+        rounds = time_rounds(timed, pair.threads, pair.min_run_time, pair.rounds, f"batch {b}")
         for name, (model, fn, inputs) in calls.items():
-            runner = runners[0] if model is tm else runners[1]
-            timed = _timed_call(runtime, model, runner, fn, inputs, pair.threads)
-            cell = _cell(model, fn, inputs, timed, b, pair.threads, pair.min_run_time, f"{name} batch {b}")
+            cell = _cell(model, fn, inputs, rounds[name], b)
             paths[name]["batches"][str(b)] = cell
             pair.step(f"{name} b={b}: {cell['per_example_ms']:.3f} ms/example")
     return tokens
 
 
 def speed_ratios(paths: dict[str, dict], batch_sizes: tuple[int, ...]) -> dict[str, dict]:
-    """Per batch size: each student path's speed-up over the teacher, FLOP ratio, and the first over the second."""
+    """Per batch size: each student path's speed-up over the teacher (the median over the interleaved rounds of
+    each round's ratio, with the range), FLOP ratio, and the first over the second."""
     ratios = {}
     for b in batch_sizes:
         t = paths["teacher"]["batches"][str(b)]
         row = {}
         for name in ("student", "student_cached"):
             c = paths[name]["batches"][str(b)]
-            row[f"{name}_speedup"] = t["median_s"] / c["median_s"]
+            per_round = [x / y for x, y in zip(t["round_medians_s"], c["round_medians_s"])]
+            row[f"{name}_speedup"] = statistics.median(per_round)
+            row[f"{name}_speedup_range"] = [min(per_round), max(per_round)]
+            row[f"{name}_speedup_rounds"] = len(per_round)
             row[f"{name}_flop_ratio"] = t["flops_per_example"] / c["flops_per_example"]
             row[f"{name}_fraction_of_flop_ratio"] = row[f"{name}_speedup"] / row[f"{name}_flop_ratio"]
         ratios[str(b)] = row
@@ -160,4 +168,5 @@ def model_info(ck: Checkpoint) -> dict:
         "task": ck.meta.get("task"),
         "parameters": count_parameters(m),
         **size,
+        **({"weights": ck.meta["weights"]} if "weights" in ck.meta else {}),
     }

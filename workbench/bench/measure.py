@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +37,39 @@ def time_blocks(fn: Callable[[], object], threads: int, min_run_time: float, lab
     fn()  # warm-up (first-call allocations, lazy inits, compilation)
     timer = Timer("fn()", globals={"fn": fn}, num_threads=threads, label=label)
     return timer.blocked_autorange(min_run_time=min_run_time)
+
+
+def time_rounds(
+    fns: dict[str, Callable[[], object]], threads: int, min_run_time: float, rounds: int, label: str
+) -> dict[str, list[Measurement]]:
+    """Interleaved rounds: every call of `fns` once per round, in turn (a, b, c, a, b, c, ...), so load that comes
+    and goes on the machine falls on all of them alike. Each is warmed up once; a round times a call for
+    `min_run_time / rounds` seconds (`blocked_autorange`), or once when a single call takes longer than that."""
+    budget = min_run_time / rounds
+    single = {}
+    for name, fn in fns.items():  # warm-up, and how long one call takes
+        start = time.perf_counter()
+        fn()
+        single[name] = time.perf_counter() - start > budget / 2
+    out: dict[str, list[Measurement]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            timer = Timer("fn()", globals={"fn": fn}, num_threads=threads, label=f"{label} {name}")
+            out[name].append(timer.timeit(1) if single[name] else timer.blocked_autorange(min_run_time=budget))
+    return out
+
+
+def round_timing(ms: list[Measurement]) -> dict:
+    """The JSON fields of interleaved rounds: the median of the round medians, the interquartile range of all the
+    timed blocks, the number of calls, and each round's median."""
+    medians = [m.median for m in ms]
+    merged = Measurement.merge(ms)[0]
+    return {
+        "median_s": statistics.median(medians),
+        "iqr_s": merged.iqr,
+        "runs": sum(len(m.times) * m.number_per_run for m in ms),
+        "round_medians_s": medians,
+    }
 
 
 def time_repeats(fn: Callable[[], object], threads: int, repeats: int, label: str) -> Measurement:
@@ -123,6 +158,18 @@ def peak_memory(fn: Callable[[], object], model: nn.Module, inputs=(), device: t
 
 def count_parameters(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def load_average() -> dict | None:
+    """/proc/loadavg (1, 5 and 15 minute load averages, runnable / total tasks), or os.getloadavg, or None."""
+    try:
+        one, five, fifteen, tasks = Path("/proc/loadavg").read_text().split()[:4]
+        return {"1min": float(one), "5min": float(five), "15min": float(fifteen), "tasks": tasks}
+    except (OSError, ValueError):
+        if hasattr(os, "getloadavg"):
+            one, five, fifteen = os.getloadavg()
+            return {"1min": one, "5min": five, "15min": fifteen}
+        return None
 
 
 def machine_info(threads: int, device: torch.device) -> dict:

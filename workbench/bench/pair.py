@@ -82,7 +82,8 @@ class BenchInputs:
 @dataclass
 class Pair:
     """What every measurement of one benchmark run needs: both models, their inputs and the timing settings.
-    `step(message)` reports one finished measurement (progress bar or callback)."""
+    `step(message)` reports one finished measurement (progress bar or callback); `rounds`: interleaved rounds a cell
+    is timed in (its `min_run_time` shared between them)."""
 
     teacher: FusionTeacher
     student: DualStudent
@@ -91,3 +92,4 @@ class Pair:
     threads: int
     min_run_time: float
     step: Callable[[str], None]
+    rounds: int = 5

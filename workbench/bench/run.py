@@ -22,8 +22,11 @@ FORMAT_VERSION = 1
 RUNTIMES = ("eager", "compile", "onnx")
 QUICK = dict(batch_sizes=(1, 4), retrieval_sizes=(4, 8), min_run_time=0.05, budget_s=2.0, n_examples=8)
 METHODS = {
-    "timing": "torch.utils.benchmark.Timer.blocked_autorange after one warm-up call, fixed threads; median "
-    "and interquartile range of per-block means (long retrieval runs: repeated single calls)",
+    "timing": "torch.utils.benchmark.Timer after one warm-up call, fixed threads; the three paths of a batch size "
+    "timed in interleaved rounds (teacher, student, cached student, teacher, ...), blocked_autorange in each (a "
+    "single call when one is longer than the round); a cell's time is the median of its round medians, its IQR "
+    "that of all timed blocks; a ratio is the median of the rounds' ratios, with their range (long retrieval "
+    "runs: repeated single calls)",
     "flops": "torch.utils.flop_counter.FlopCounterMode over one call, eager attention (the counter does not "
     "see the fused CPU kernel; the arithmetic is the same); divided by the batch size",
     "memory": "CUDA: max_memory_allocated above the starting level. CPU: peak of the running sum of storage "
@@ -95,6 +98,7 @@ def benchmark_pair(
     runtime: str = "eager",
     device: str | None = None,
     progress: bool | Callable[[str], None] = False,
+    rounds: int = 5,
 ) -> dict:
     """Speed of a fusion teacher and its dual student, as a JSON-able dict (see `workbench.bench`).
 
@@ -104,8 +108,12 @@ def benchmark_pair(
     `ranker`: "matmul", "faiss" (needs faiss-cpu) or "auto" (faiss if installed). `runtime`: how the three latency /
     throughput paths run: "eager", "compile" (`torch.compile`, static shapes) or "onnx" (each model exported
     and run in ONNX Runtime, CPU; `workbench.onnx_runtime`); FLOPs and memory are always measured on the plain
-    eager models. `progress`: True for a tqdm bar, or a callable taking a message.
+    eager models. `progress`: True for a tqdm bar, or a callable taking a message. `rounds`: each latency /
+    throughput cell is timed in `rounds` interleaved rounds (teacher, student, cached student, teacher, ...), its
+    `min_run_time` shared between them; each ratio is the median of the rounds' ratios, with their range.
     """
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     t_ck, s_ck = resolve(teacher, "fusion", device), resolve(student, "dual", device)
     tm, sm = t_ck.model.eval(), s_ck.model.eval()
     _check(tm, sm, batch_sizes, runtime)
@@ -117,7 +125,8 @@ def benchmark_pair(
         started = time.perf_counter()
         examples, source = load_examples(t_ck, n_examples)
         examples = median_first(examples, t_ck.tokenizer)
-        pair = Pair(tm, sm, BenchInputs(t_ck, examples), BenchInputs(s_ck, examples), threads, min_run_time, step)
+        t_in, s_in = BenchInputs(t_ck, examples), BenchInputs(s_ck, examples)
+        pair = Pair(tm, sm, t_in, s_in, threads, min_run_time, step, rounds)
         paths = empty_paths(tm, sm)
         with _run_settings(tm, sm, threads):
             runners = tuple(torch.compile(m, dynamic=False) if runtime == "compile" else m for m in (tm, sm))
@@ -129,6 +138,7 @@ def benchmark_pair(
         "batch_sizes": list(batch_sizes),
         "retrieval_sizes": sizes,
         "min_run_time_s": min_run_time,
+        "rounds": rounds,
         "budget_s": budget_s,
         "examples": len(examples),
         "inputs": source,

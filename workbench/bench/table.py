@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from workbench.bench.latency import PATHS
@@ -10,11 +11,18 @@ from workbench.models.io import write_json_atomic
 RUNTIME_LABELS = {"eager": "in eager PyTorch", "compile": "`torch.compile`d", "onnx": "in ONNX Runtime (exported)"}
 
 
+# sections of the speed file other runs write (`workbench bench --preset` / `--width-curve`): a pair run keeps them
+OTHER_SECTIONS = ("paper_scale", "width_curve")
+
+
 def write_speed(results: dict, path: str | Path = "assets/results/speed.json") -> Path:
-    """Write benchmark results as JSON, atomically (readers never see half a file)."""
+    """Write benchmark results as JSON, atomically (readers never see half a file), keeping the file's
+    `OTHER_SECTIONS`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, results)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    kept = {k: old[k] for k in OTHER_SECTIONS if k in old and k not in results}
+    write_json_atomic(path, {**results, **kept})
     return path
 
 
@@ -48,7 +56,9 @@ def _paths_table(results: dict) -> list[str]:
             cell = f"{c['per_example_ms']:.3f}"
             if name != "teacher":
                 r = ratios[str(b)]
-                cell += f" ({r[f'{name}_speedup']:.1f}x; FLOP ratio {r[f'{name}_flop_ratio']:.1f}x)"
+                lo_hi = r.get(f"{name}_speedup_range")
+                span = f" [{lo_hi[0]:.1f}-{lo_hi[1]:.1f}]" if lo_hi else ""
+                cell += f" ({r[f'{name}_speedup']:.1f}x{span}; FLOP ratio {r[f'{name}_flop_ratio']:.1f}x)"
             cells.append(cell)
         lines.append(f"| {p['label']} | {p['parameters'] / 1e6:.2f} M | {flops:.4f} | " + " | ".join(cells) + " |")
     return lines
@@ -70,13 +80,27 @@ def _retrieval_table(results: dict) -> list[str]:
 
 
 def speed_table(results: dict) -> str:
-    """Markdown tables of a `benchmark_pair` result (per-example latency / throughput, retrieval, machine)."""
+    """Markdown tables of a `benchmark_pair` result (per-example latency / throughput, retrieval, machine), then
+    the paper-scale section and the width curve when the file has them."""
+    from workbench.bench.preset_table import preset_table, width_table
+
     m = results["machine"]
     runtime = results["settings"].get("runtime", "compile" if results["settings"].get("compiled") else "eager")
+    rounds = results["settings"].get("rounds")
+    timing = "median of timed blocks"
+    if rounds:
+        timing = f"median of {rounds} interleaved rounds [range of the rounds' ratios]"
+    load = m.get("load_average_1min_at_start")
+    timing += f"; load average {load} at the start" if load is not None else ""
     machine = [
         "",
         f"Measured on {m['cpu']} ({m['threads']} thread(s), {m['device']}), torch {m['torch']}, "
-        f"{results['created']}; both models run {RUNTIME_LABELS[runtime]}; median of timed blocks, FLOPs from "
+        f"{results['created']}; both models run {RUNTIME_LABELS[runtime]}; {timing}, FLOPs from "
         "`torch.utils.flop_counter`.",
     ]
-    return "\n".join(_paths_table(results) + _retrieval_table(results) + machine)
+    extra = []
+    if "paper_scale" in results:
+        extra += ["", "Paper scale:", "", preset_table(results["paper_scale"])]
+    if "width_curve" in results:
+        extra += ["", "Speed-up against model width:", "", width_table(results["width_curve"])]
+    return "\n".join(_paths_table(results) + _retrieval_table(results) + machine + extra)

@@ -6,6 +6,7 @@ import argparse
 import inspect
 
 from workbench.cli.common import add_publish_option, publish
+from workbench.errors import WorkbenchError
 
 NAME = "bench"
 HELP = "time a teacher and its student: latency, throughput, FLOPs, memory, retrieval scaling"
@@ -37,8 +38,33 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "from measured per-pair cost beyond --budget-s, and marked so). Writes JSON (OUT) and prints markdown tables. "
         "Close other work first: anything else running on the machine slows every path.",
     )
-    p.add_argument("--teacher", required=True, help="fusion teacher folder (e.g. assets/shapes-vqa-teacher)")
-    p.add_argument("--student", required=True, help="dual student folder (e.g. assets/shapes-vqa-student)")
+    from workbench.bench.preset import UNTRAINED, preset_names
+
+    p.add_argument("--teacher", help="fusion teacher folder (e.g. assets/shapes-vqa-teacher)")
+    p.add_argument("--student", help="dual student folder (e.g. assets/shapes-vqa-student)")
+    p.add_argument(
+        "--preset",
+        choices=preset_names(),
+        help=f"instead of folders: a size preset's teacher and students with random weights ({UNTRAINED}), every "
+        "runtime of --runtimes, batches 1/8/32, best-runtime ratios, COCO-5k retrieval; written as the --section "
+        "section of OUT (the file's other sections kept)",
+    )
+    p.add_argument("--section", default="paper_scale", help="the OUT section a --preset run writes")
+    p.add_argument(
+        "--runtimes", nargs="+", choices=RUNTIMES, default=["eager", "onnx"], help="--preset: the runtimes to run"
+    )
+    p.add_argument("--students", nargs="+", default=None, help="--preset: which of its students (default all)")
+    p.add_argument("--no-coco", action="store_true", help="--preset: skip the COCO-5k retrieval row")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell; ratios are their median")
+    p.add_argument(
+        "--width-curve",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="WIDTH",
+        help="instead: the cached student's speed-up against model width (2 layers, batch 1), written as OUT's "
+        "width_curve section",
+    )
     p.add_argument("--out", default="assets/results/speed.json", help="JSON file to write (atomically)")
     p.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests and smoke runs)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help=f"default: {_shown('batch_sizes')}")
@@ -70,9 +96,64 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _merged(path: str, name: str, section: dict) -> dict:
+    """`section`, plus the students an earlier run of the same preset wrote into `path` and this run did not time
+    (so the students can be measured in separate runs)."""
+    import json
+    from pathlib import Path
+
+    old = json.loads(Path(path).read_text()).get(name) if Path(path).exists() else None
+    if not old or old.get("preset") != section["preset"]:
+        return section
+    students = {**old["students"], **section["students"]}
+    runs = [*old.get("invocations", [old["load_average"]]), section["load_average"]]
+    not_run = {**section.get("not_run", {}), **old.get("not_run", {})}  # the earlier run's reasons say more
+    return {**old, **section, "students": students, "invocations": runs, "not_run": not_run}
+
+
+def _run_preset(args: argparse.Namespace) -> None:
+    from workbench.bench import merge_speed_section, preset_table
+    from workbench.bench.paper import benchmark_preset
+
+    quick = dict(batch_sizes=(1, 4), min_run_time=0.05, n_examples=8) if args.quick else {}
+    if args.batch_sizes:
+        quick["batch_sizes"] = tuple(args.batch_sizes)
+    if args.min_run_time is not None:
+        quick["min_run_time"] = args.min_run_time
+    coco = None if args.no_coco else (dict(sample_images=4, sample_texts=16, rounds=1) if args.quick else {})
+    say = None if args.no_progress else (lambda message: print(message, flush=True))
+    section = benchmark_preset(
+        args.preset, tuple(args.runtimes), tuple(args.students) if args.students else None, rounds=args.rounds,
+        threads=args.threads or 2, coco=coco, progress=say, **quick,
+    )  # fmt: skip
+    section["not_run"] = {
+        rt: "not requested (--runtimes)" for rt in ("eager", "compile", "onnx") if rt not in args.runtimes
+    }
+    section = _merged(args.out, args.section, section)
+    out = merge_speed_section(args.out, args.section, section)
+    print(preset_table(section))
+    print(f"wrote {args.section} into {out}")
+
+
+def _run_widths(args: argparse.Namespace) -> None:
+    from workbench.bench import merge_speed_section, width_table
+    from workbench.bench.width import width_curve
+
+    curve = width_curve(tuple(args.width_curve), rounds=args.rounds, threads=args.threads or 1)
+    out = merge_speed_section(args.out, "width_curve", curve)
+    print(width_table(curve))
+    print(f"wrote width_curve into {out}")
+
+
 def run(args: argparse.Namespace) -> None:
     from workbench.bench import QUICK, benchmark_pair, speed_table, write_speed
 
+    if args.width_curve:
+        return _run_widths(args)
+    if args.preset:
+        return _run_preset(args)
+    if not (args.teacher and args.student):
+        raise WorkbenchError("workbench bench: give --teacher and --student folders, or --preset NAME")
     settings = dict(QUICK) if args.quick else {}
     for key in SETTINGS:
         if getattr(args, key) is not None:
@@ -84,6 +165,7 @@ def run(args: argparse.Namespace) -> None:
         runtime="compile" if args.compile else args.runtime,
         device=args.device,
         progress=not args.no_progress,
+        rounds=args.rounds,
         **settings,
     )
     out = write_speed(results, args.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
@@ -46,6 +47,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=-1, help="layer of the raw attention maps (default: the last)")
     p.add_argument("--baseline", default="mean", choices=BASELINES, help="removed patches")
     p.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients steps")
+    p.add_argument(
+        "--curve-steps",
+        default="10",
+        help="points of the deletion / insertion curves: N samples 0, 1/N, ..., all of the patches (default 10: "
+        "every 10%%, Chefer et al.'s perturbation test), 'patch' every patch (one forward pass per patch: slow)",
+    )
+    p.add_argument("--random-orders", type=int, default=3, help="random patch orders averaged for the chance curve")
     p.set_defaults(func=run)
     return p
 
@@ -55,11 +63,18 @@ def run(args: argparse.Namespace) -> None:
     from workbench.explain.report import explain_models, write_report
     from workbench.models.io import load_checkpoint
 
+    started = time.perf_counter()
     models = {}
     for path in [args.checkpoint, *([args.student] if args.student else [])]:
         ck = load_checkpoint(path, device="cpu")
         name = "teacher" if ck.meta["kind"] == "fusion" else "student"
         models[name if name not in models else f"{name} ({Path(path).name})"] = ck
+    from workbench.explain.curves import check_steps
+
+    try:
+        curve_steps = check_steps(args.curve_steps)
+    except ValueError as e:
+        raise WorkbenchError(str(e)) from e
     first = next(iter(models.values()))
     images, question, example = _inputs(args, first)
     methods = tuple(args.methods or METHODS)
@@ -69,18 +84,31 @@ def run(args: argparse.Namespace) -> None:
         methods = tuple(m for m in methods if m != "ig")
     report = explain_models(
         models, images[0], question, methods, word=args.word, layer=args.layer, baseline=args.baseline,
-        ig_steps=args.ig_steps, second_image=images[1] if len(images) > 1 else None,
+        ig_steps=args.ig_steps, second_image=images[1] if len(images) > 1 else None, curve_steps=curve_steps,
+        random_orders=args.random_orders,
     )  # fmt: skip
     for name, m in report["summary"]["models"].items():
         aucs = "  ".join(f"{k} {v['deletion']:.3f}" for k, v in m["faithfulness"].items())
         rand = m["random"]["deletion"]
-        print(f"{name}: {m['answer']} ({m['confidence']:.1%});  deletion AUC: {aucs}  random {rand:.3f}")
+        rand = "" if rand is None else f"  random {rand:.3f}"
+        print(f"{name}: {m['answer']} ({m['confidence']:.1%});  deletion AUC: {aucs}{rand}")
+        print(f"  {_timing(m['seconds'])}")
     for method, a in report["summary"].get("agreement", {}).items():
         print(f"teacher-student agreement, {method}: KL {a['kl']:.3f}, Spearman {a['spearman']:.3f}")
     written = write_report(report, args.out)
     if example is not None:  # which example of which split was explained, and its gold answer
         (Path(args.out) / "example.json").write_text(json.dumps(example, indent=2))
-    print(f"wrote {written[0]} and {len(written) - 1} more files in {args.out}")
+    print(f"wrote {written[0]} and {len(written) - 1} more files in {args.out} ({time.perf_counter() - started:.1f} s)")
+
+
+def _timing(seconds: dict) -> str:
+    """One line: each method's seconds (its map + its curves) and the total."""
+    parts = [
+        f"{m} {t['map'] + t['curves']:.1f} s (map {t['map']:.1f} + curves {t['curves']:.1f})"
+        for m, t in seconds.items()
+    ]
+    total = sum(t["map"] + t["curves"] for t in seconds.values())
+    return f"time: {', '.join(parts)}; total {total:.1f} s"
 
 
 def _inputs(args: argparse.Namespace, ck) -> tuple[list, str, dict | None]:

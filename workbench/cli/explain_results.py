@@ -40,6 +40,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="mean", choices=BASELINES, help="removed patches")
     p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
     p.add_argument("--random-orders", type=int, default=3, help="random patch orders averaged per example")
+    p.add_argument(
+        "--curve-steps",
+        default="patch",
+        help="points of each deletion / insertion curve: 'patch' (one per patch, the default: how the shipped "
+        "results were measured) or N (fractions 0, 1/N, ..., 1 of the patches; 10: Chefer et al.'s 10%% steps)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the test scenes (0: the shipped test split)")
     p.add_argument("--layer", type=int, default=-1, help="layer of the compared attention maps (default: the last)")
     add_publish_option(p, "the two tables")
@@ -49,10 +55,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
+    from workbench.explain.curves import check_steps
     from workbench.explain.results import explain_results, parse_students
 
     try:
         students = parse_students(args.students)
+        curve_steps = check_steps(args.curve_steps)
     except ValueError as e:
         raise WorkbenchError(str(e)) from e
     if args.dataset or args.data_root:
@@ -64,5 +72,5 @@ def run(args: argparse.Namespace) -> None:
     explain_results(
         args.teacher, students, size=args.size, out=args.out, readme=args.readme, baseline=args.baseline,
         ig_steps=args.ig_steps, random_orders=args.random_orders, seed=args.seed, layer=args.layer,
-        progress=not args.no_progress, data=data,
+        progress=not args.no_progress, data=data, curve_steps=curve_steps,
     )  # fmt: skip

@@ -10,7 +10,8 @@ image, question)`), returning plain numpy / dicts with patch maps already on the
   relevancy              Chefer et al. 2021 gradient-weighted relevancy
   integrated_gradients   Captum LayerIntegratedGradients on patch and word embeddings
   explain                all of them at once; `image_maps` batched, one map per example
-  deletion_curve / insertion_curve / faithfulness_over_split   faithfulness of a map
+  deletion_curve / insertion_curve / faithfulness_over_split   faithfulness of a map (10% steps by
+                         default, `steps="patch"` per patch); perturbation_curves: many maps' curves batched
   map_agreement / agreement_over_split                         teacher-student agreement
 """
 
@@ -24,6 +25,7 @@ from workbench.explain.faithfulness import (
     insertion_curve,
     mask_patches,
     perturbation_curve,
+    perturbation_curves,
 )
 from workbench.explain.grid import cell_of, grid_of, patch_index, to_grid
 from workbench.explain.inputs import encode
@@ -64,6 +66,7 @@ __all__ = [
     "patch_index",
     "patch_words",
     "perturbation_curve",
+    "perturbation_curves",
     "question_map",
     "relevancy",
     "rollout",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import torch
 from workbench import viz
 from workbench.explain.agreement import map_agreement
 from workbench.explain.attention import patch_words, word_map
-from workbench.explain.faithfulness import perturbation_curve
+from workbench.explain.curves import DEFAULT_STEPS
+from workbench.explain.faithfulness import perturbation_curves
 from workbench.explain.grid import cell_of
 from workbench.explain.inputs import encode, masked
 from workbench.explain.maps import METHODS, explain
@@ -52,15 +54,20 @@ def explain_models(
     ig_steps: int = 32,
     random_orders: int = 3,
     second_image=None,
+    curve_steps: int | str = DEFAULT_STEPS,
 ) -> dict:
     """Explain `question` about `image` (and `second_image`, for two-image NLVR models; the maps are of the first
     image) for each named `Checkpoint` in `models` (e.g. {"teacher": ..., "student": ...}). Returns {"summary":
-    plain data, "figures": {name: plotly figure}}."""
+    plain data, "figures": {name: plotly figure}}. `curve_steps`: the points of the deletion / insertion curves
+    (10: every 10% of the patches; "patch": every patch). The summary records each model's seconds per method
+    (its map and its curves)."""
     image = read_image(image)
     second = read_image(second_image) if second_image is not None else None
     results, summary = {}, {"question": question, "methods": list(methods), "models": {}}
     for name, ck in models.items():
-        results[name] = _explain_one(ck, (image, second), question, methods, layer, baseline, ig_steps, random_orders)
+        results[name] = _explain_one(
+            ck, (image, second), question, methods, layer, baseline, ig_steps, random_orders, curve_steps
+        )
         summary["models"][name] = _model_summary(ck, results[name], methods)
     figures = _method_figures(results, methods, question, image)
     names = list(results)
@@ -87,25 +94,43 @@ def explain_models(
     return {"summary": summary, "figures": figures}
 
 
-def _explain_one(ck, images, question: str, methods, layer: int, baseline, ig_steps: int, random_orders: int) -> dict:
-    """One model's maps, answer and deletion / insertion curves: {"batch", "res", "curves", "answer", "probs"}.
-    Random-order curves (the chance baseline) are drawn for the first method only. `images`: (image, second
-    image or None)."""
+def _explain_one(
+    ck,
+    images,
+    question: str,
+    methods,
+    layer: int,
+    baseline,
+    ig_steps: int,
+    random_orders: int,
+    curve_steps=DEFAULT_STEPS,
+) -> dict:
+    """One model's maps, answer and deletion / insertion curves: {"batch", "res", "curves", "answer", "probs",
+    "seconds": {method: {"map", "curves"}}}. Random-order curves (the chance baseline) are drawn with the first
+    method's. `images`: (image, second image or None)."""
     # the image as the checkpoint reads it: a HF ViLT folder (and its students) keeps the aspect ratio
     batch = encode(ck.model, ck.tokenizer, images[0], question, images[1], image_pipeline=ck.image_pipeline)
-    res = explain(ck.model, batch, ck.tokenizer, methods, layer=layer, ig_steps=ig_steps, baseline=baseline)
     with torch.no_grad():
         logits = ck.model(batch.input_ids, batch.attention_mask, batch.pixel_values, **masked(batch)).logits[0].float()
     probs = logits.softmax(-1)
     answer = int(probs.argmax())
-    curves = {}
+    res, curves, seconds, ends = {}, {}, {}, {}  # `ends`: the intact and all-baseline images' probabilities
     for k, m in enumerate(methods):
+        start = time.perf_counter()
+        res[m] = explain(ck.model, batch, ck.tokenizer, (m,), layer=layer, ig_steps=ig_steps, baseline=baseline)[m]
+        mid = time.perf_counter()
+        found = perturbation_curves(
+            ck.model, batch, {m: res[m]["image"]}, target=answer, baseline=baseline,
+            random_orders=random_orders if k == 0 else 0, steps=curve_steps, ends=ends,
+        )  # fmt: skip
         for mode in ("deletion", "insertion"):
-            curves[(m, mode)] = perturbation_curve(
-                ck.model, batch, res[m]["image"], mode, target=answer, baseline=baseline,
-                random_orders=random_orders if k == 0 else 0,
-            )  # fmt: skip
-    return {"batch": batch, "res": res, "curves": curves, "answer": ck.labels[answer], "probs": probs}
+            curves[(m, mode)] = found[(m, mode)]
+            if ("random", mode) in found:  # the chance baseline rides on the first method's curves
+                curves[(m, mode)]["random_scores"] = found[("random", mode)]["scores"]
+                curves[(m, mode)]["random_auc"] = found[("random", mode)]["auc"]
+        seconds[m] = {"map": mid - start, "curves": time.perf_counter() - mid}
+    return {"batch": batch, "res": res, "curves": curves, "answer": ck.labels[answer], "probs": probs,
+            "seconds": seconds}  # fmt: skip
 
 
 def _model_summary(ck, result: dict, methods) -> dict:
@@ -121,6 +146,8 @@ def _model_summary(ck, result: dict, methods) -> dict:
         "faithfulness": {m: {mode: curves[(m, mode)]["auc"] for mode in ("deletion", "insertion")} for m in methods},
         "random": {mode: curves[(methods[0], mode)].get("random_auc") for mode in ("deletion", "insertion")},
         "maps": {m: res[m]["image"].tolist() for m in methods},
+        "curve_steps": next(iter(curves.values()))["steps"],
+        "seconds": {m: {k: round(v, 3) for k, v in t.items()} for m, t in result["seconds"].items()},
     }
 
 

@@ -90,10 +90,12 @@ def measure_faithfulness(
     batch_size: int = 8,
     progress: bool = True,
     data: dict | None = None,
+    steps: int | str = "patch",
 ) -> dict:
     """Deletion / insertion AUCs of each method on the first `size` test examples (see module doc). `data`:
     {"dataset", "data_root", "split"} for another split or dataset than the checkpoint's test split (e.g. a real
-    one read from disk)."""
+    one read from disk). `steps`: the points of each curve; "patch" (one per patch) is how the shipped
+    faithfulness.json was measured, so it stays the default here (`workbench explain` samples 10% steps)."""
     from workbench.explain.faithfulness import faithfulness_over_split
     from workbench.explain.maps import METHODS
 
@@ -104,7 +106,7 @@ def measure_faithfulness(
     start = time.perf_counter()
     res = faithfulness_over_split(
         ck.model, examples, collate, methods, limit=size, baseline=baseline, random_orders=random_orders,
-        ig_steps=ig_steps, batch_size=batch_size, progress=progress, per_example=True,
+        ig_steps=ig_steps, batch_size=batch_size, progress=progress, per_example=True, steps=steps,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     per = res.pop("per_example")
@@ -130,6 +132,7 @@ def measure_faithfulness(
                 "seed_note": "seed of the test scenes; the random patch orders are seeded by the example index",
                 "methods": list(methods),
                 "patch_size": patch_size_of(ck.model),
+                "curve_steps": res.pop("steps"),
             },
             "methods": res["methods"],
             "random": res["random"],
@@ -234,6 +237,12 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _steps_note(steps) -> str:
+    """How the curves were sampled, for the table's note: nothing for one point per patch (the shipped results),
+    else the step."""
+    return "" if steps == "patch" else f" {100 / int(steps):g}% of the patches at a time"
+
+
 def faithfulness_table(results: dict) -> str:
     """Markdown: deletion / insertion AUC per method and for random order (mean ± standard error)."""
     s, rand = results["settings"], results["random"]
@@ -258,7 +267,7 @@ def faithfulness_table(results: dict) -> str:
         "",
         f"`{results['teacher']}` on the first {s['n']} {results['dataset']} {results['split']} examples "
         f"(scene seed {s['seed']}): probability of the predicted answer as "
-        f"{s.get('patch_size', '?')}-pixel patches are replaced by the "
+        f"{s.get('patch_size', '?')}-pixel patches are replaced{_steps_note(s.get('curve_steps', 'patch'))} by the "
         f"{s['baseline']} colour, most relevant first (deletion) or put back on a {s['baseline']} image (insertion); "
         f"mean ± standard error over examples; IG with {s['ig_steps']} steps. "
         f"{_minutes(results['seconds'])} on {m['cpu']} ({m['threads']} thread(s)), {results['created'][:10]}.",
@@ -337,11 +346,13 @@ def explain_results(
     layer: int = -1,
     progress: bool = True,
     data: dict | None = None,
+    curve_steps: int | str = "patch",
 ) -> dict:
     """Measure both, write OUT/faithfulness.json and OUT/agreement.json, print the tables, and with
     `readme` replace its faithfulness and agreement sections. `data`: {"dataset", "data_root", "split"} to
-    measure on another split or dataset (e.g. VQAv2 val read from disk). Returns {"faithfulness", "agreement",
-    "tables", "written"}."""
+    measure on another split or dataset (e.g. VQAv2 val read from disk). `curve_steps`: the points of each
+    deletion / insertion curve, one per patch by default (as the shipped results were measured). Returns
+    {"faithfulness", "agreement", "tables", "written"}."""
     from tqdm.auto import tqdm
 
     from workbench.report import replace_section
@@ -352,7 +363,7 @@ def explain_results(
     stages.set_postfix_str("faithfulness")
     faith = measure_faithfulness(
         teacher, size, baseline=baseline, ig_steps=ig_steps, random_orders=random_orders, seed=seed,
-        progress=progress, data=data,
+        progress=progress, data=data, steps=curve_steps,
     )  # fmt: skip
     f_path = write_results(faith, out / "faithfulness.json")
     stages.update()

@@ -1,0 +1,104 @@
+"""Deletion / insertion curves at 10% steps or per patch, batched or one image at a time, and Integrated
+Gradients with a bounded internal batch: the fast paths give the slow paths' numbers."""
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.data.collate import Batch
+from workbench.explain.attribution import integrated_gradients
+from workbench.explain.curves import check_steps, step_counts
+from workbench.explain.faithfulness import auc, perturbation_curve, perturbation_curves
+from workbench.models import create_model
+
+SIZE = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "patch_size": 16, "image_size": 64, "max_text_len": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random fusion teacher and dual student (4 x 4 patches) and a two-example batch."""
+    torch.manual_seed(0)
+    models = {kind: create_model(kind, 50, 5, **SIZE).eval() for kind in ("fusion", "dual")}
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 50, (2, 7), generator=g)
+    ids[:, 0], ids[:, -1] = 2, 3
+    batch = Batch(
+        torch.rand(2, 1, 3, 64, 64, generator=g) * 2 - 1,
+        ids,
+        torch.ones(2, 7, dtype=torch.long),
+        torch.zeros(2, dtype=torch.long),
+        ["", ""],
+        ["q", "q"],
+    )
+    maps = {name: np.random.default_rng(k).random((4, 4)) for k, name in enumerate(("a", "b"))}
+    return models, batch, maps
+
+
+def test_the_default_is_ten_steps_and_the_end():
+    counts = step_counts(144)
+    assert len(counts) == 11 and counts[0] == 0 and counts[-1] == 144
+    assert list(counts) == [0, 14, 29, 43, 58, 72, 86, 101, 115, 130, 144]  # round(k * 14.4), halves up
+    assert list(step_counts(16, "patch")) == list(range(17))
+    assert list(step_counts(3, 10)) == [0, 1, 2, 3]  # fewer patches than steps: repeats dropped
+    assert check_steps("10") == 10 and check_steps("patch") == "patch"
+    for bad in ("0", "ten", 2.5, -1):
+        with pytest.raises(ValueError):
+            check_steps(bad)
+
+
+def test_a_default_curve_has_eleven_points_and_the_same_auc_rule(tiny):
+    models, batch, maps = tiny
+    curve = perturbation_curve(models["fusion"], batch, maps["a"])
+    assert curve["steps"] == 10 and len(curve["scores"]) == 11 and len(curve["fractions"]) == 11
+    assert curve["fractions"][0] == 0 and curve["fractions"][-1] == 1.0
+    assert curve["auc"] == pytest.approx(auc(curve["scores"], curve["fractions"]))
+
+
+@pytest.mark.parametrize(("kind", "steps"), [("fusion", 10), ("fusion", "patch"), ("dual", 10), ("dual", 3)])
+def test_batched_curves_equal_one_image_at_a_time(tiny, kind, steps):
+    """All curves of two maps and two random orders in shared batches (ends evaluated once) give the
+    probabilities of each curve evaluated alone, one perturbed image per forward pass."""
+    models, batch, maps = tiny
+    model = models[kind]
+    together = perturbation_curves(model, batch, maps, random_orders=2, seed=3, index=1, steps=steps, batch_size=5)
+    for mode in ("deletion", "insertion"):
+        for name, patch_map in maps.items():
+            alone = perturbation_curve(model, batch, patch_map, mode, index=1, steps=steps, batch_size=1)
+            got = together[(name, mode)]
+            assert got["target"] == alone["target"]
+            np.testing.assert_allclose(got["scores"], alone["scores"], atol=1e-5, rtol=0)
+            np.testing.assert_allclose(got["fractions"], alone["fractions"])
+            assert got["auc"] == pytest.approx(alone["auc"], abs=1e-5)
+        rand = perturbation_curve(model, batch, maps["a"], mode, index=1, steps=steps, random_orders=2, seed=3)
+        np.testing.assert_allclose(together[("random", mode)]["scores"], rand["random_scores"], atol=1e-5, rtol=0)
+
+
+def test_per_patch_curves_change_one_patch_a_point(tiny):
+    models, batch, maps = tiny
+    curve = perturbation_curve(models["dual"], batch, maps["b"], "insertion", steps="patch", random_orders=1)
+    assert len(curve["scores"]) == 17 and len(curve["random_scores"]) == 17
+    np.testing.assert_allclose(np.diff(curve["fractions"]), 1 / 16)
+
+
+@pytest.mark.parametrize("kind", ["fusion", "dual"])
+def test_integrated_gradients_with_an_internal_batch_equal_without(tiny, kind):
+    models, batch, _ = tiny
+    model = models[kind]
+    whole = integrated_gradients(model, batch, n_steps=12, internal_batch_size=None, index=0)
+    parts = integrated_gradients(model, batch, n_steps=12, internal_batch_size=5, index=0)
+    np.testing.assert_allclose(parts["image"], whole["image"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(parts["text"], whole["text"], atol=1e-4, rtol=0)
+    assert parts["target"] == whole["target"]
+    assert all(p.requires_grad for p in model.parameters())  # the weights are frozen only during IG
+
+
+def test_kept_ends_give_the_same_curves_map_by_map(tiny):
+    """`workbench explain` runs each method's curves alone (to time it) and keeps the two end images."""
+    models, batch, maps = tiny
+    together = perturbation_curves(models["fusion"], batch, maps)
+    ends = {}
+    for name in maps:
+        alone = perturbation_curves(models["fusion"], batch, {name: maps[name]}, ends=ends)
+        for mode in ("deletion", "insertion"):
+            np.testing.assert_allclose(alone[(name, mode)]["scores"], together[(name, mode)]["scores"], atol=1e-5)
+    assert set(ends) == {"intact", "blank"}
