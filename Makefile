@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 PORT ?= 7860
 LAB_PORT ?= 8888
 
-.PHONY: setup demo test test-fast lab lint rebuild clean
+.PHONY: setup demo test test-fast lab lint rebuild clean mutate notebooks-html
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,10 +34,24 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q tests/unit
 
+# mutation testing of the core modules, outside `make test` (an hour on 2 idle cores, hours on busy ones): the
+# kill rate per module goes to docs/testing.md, every surviving mutant to docs/mutation-report.md
+# (MODULES="losses evaluate" for some modules only; MUTATE_JOBS mutants at a time)
+MUTATE_JOBS ?= 2
+mutate: setup
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install -q -e ".[mutate]"
+	rm -rf mutants
+	nice -n 10 $(BIN)/python scripts/mutate.py --jobs $(MUTATE_JOBS) $(MODULES)
+
 # JupyterLab from the venv, rooted at notebooks/ (open the printed URL; LAB_PORT=... to change the port);
 # Jupyter refuses to run as root unless told to, as in a container
 lab: setup
 	$(BIN)/jupyter lab notebooks/ --no-browser --port $(LAB_PORT) $$(test "$$(id -u)" = 0 && echo --allow-root)
+
+# executed copies of the seven notebooks in docs/notebooks/ (HTML, figures inline, plotly.js beside them: they
+# open offline in any browser); full mode takes about 10 minutes on 2 cores, QUICK=1 about 3
+notebooks-html: setup
+	$(BIN)/python -m workbench.notebook --out docs/notebooks $(if $(QUICK),--quick) notebooks/*.ipynb
 
 lint: setup
 	$(BIN)/ruff check --fix workbench tests app.py scripts

@@ -1,7 +1,10 @@
 """The Python API the app and the notebooks use: load a checkpoint, ask it about an image.
 
 Everything returns plain data (dicts, lists, floats), so a notebook cell or a Gradio callback
-only has to display it. Inputs are checked by `workbench.inputs` (re-exported here: `check_question`,
+only has to display it. An answer also says what the model could not read (`workbench.coverage`): the
+question's words it never saw in training ("unknown_words") and warnings ("warnings": unknown words that
+dominate the question, an image smaller than its patch grid, greyscale for a colour task, an extreme aspect
+ratio). The model answers anyway. Inputs are checked by `workbench.inputs` (re-exported here: `check_question`,
 `read_image`). Shipped checkpoints are looked up by name in `assets_dir()`: the directory given, else the
 environment variable WORKBENCH_ASSETS, else the repository's `assets/`.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 import torch
 
 from workbench.cache import ImageFeatureCache, cache_for
+from workbench.coverage import input_report
 from workbench.data.collate import Collator
 from workbench.errors import InputError
 from workbench.inputs import (
@@ -67,9 +71,9 @@ def load_model(path: str | Path, device: str | None = None, assets: str | Path |
 
 def _prepare(model: Checkpoint, image, question: str, second_image=None):
     """Validated inputs on the model's device: (input_ids, attention_mask, pixels [1, images, 3, H, W], pixel
-    mask [1, images, H, W] or None, truncated). The images are read as the checkpoint reads them
-    (`Collator.for_checkpoint`): square for our own folders; a HF ViLT folder (and a student distilled from
-    one) keeps the aspect ratio and pads two images of different sizes, with a pixel mask."""
+    mask [1, images, H, W] or None, truncated, the checked question, the images read). The images are read as
+    the checkpoint reads them (`Collator.for_checkpoint`): square for our own folders; a HF ViLT folder (and a
+    student distilled from one) keeps the aspect ratio and pads two images of different sizes, with a pixel mask."""
     question = check_question(question)
     images = read_images(image, second_image)
     need = model.meta.get("num_images", 1)
@@ -81,7 +85,8 @@ def _prepare(model: Checkpoint, image, question: str, second_image=None):
     limit = text_limit(model.model)
     enc = model.tokenizer([question], truncation=True, max_length=limit, return_tensors="pt")
     truncated = len(model.tokenizer(question, truncation=True, max_length=limit + 1)["input_ids"]) > limit
-    return enc["input_ids"].to(device), enc["attention_mask"].to(device), pixels.to(device), pixel_mask, truncated
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    return ids, mask, pixels.to(device), pixel_mask, truncated, question, images
 
 
 def _masked(pixel_mask: torch.Tensor | None) -> dict:
@@ -111,13 +116,17 @@ def _answer(model: Checkpoint, logits: torch.Tensor, top_k: int, latency: float,
 def ask(model: Checkpoint, image, question: str, top_k: int = 5, second_image=None) -> dict:
     """Answer `question` about `image` (two images for NLVR models).
 
-    Returns {"answer", "confidence", "top": [(label, prob), ...], "latency_ms", "truncated"}.
+    Returns {"answer", "confidence", "top": [(label, prob), ...], "latency_ms", "truncated", "unknown_words",
+    "warnings"}: the question's words the model never saw in training (as typed; None when the checkpoint records
+    no training vocabulary) and warnings about input it cannot read (`workbench.coverage.input_report`).
     """
-    input_ids, attention_mask, pixels, pixel_mask, truncated = _prepare(model, image, question, second_image)
+    input_ids, attention_mask, pixels, pixel_mask, truncated, question, images = _prepare(
+        model, image, question, second_image
+    )
     start = time.perf_counter()
     logits = model.model(input_ids, attention_mask, pixels, **_masked(pixel_mask)).logits[0]
     latency = (time.perf_counter() - start) * 1000
-    return _answer(model, logits, top_k, latency, truncated)
+    return {**_answer(model, logits, top_k, latency, truncated), **input_report(model, images, question)}
 
 
 @torch.inference_mode()
@@ -134,7 +143,9 @@ def ask_cached(
     net = model.model
     if not isinstance(net, DualStudent):
         return {**ask(model, image, question, top_k=top_k, second_image=second_image), "cache_hit": None}
-    input_ids, attention_mask, pixels, pixel_mask, truncated = _prepare(model, image, question, second_image)
+    input_ids, attention_mask, pixels, pixel_mask, truncated, question, images = _prepare(
+        model, image, question, second_image
+    )
     cache = cache if cache is not None else cache_for(net)
     start = time.perf_counter()
     states, hits = [], []
@@ -145,7 +156,8 @@ def ask_cached(
         hits.append(hit)
     logits = net(input_ids, attention_mask, image_states=states).logits[0]
     latency = (time.perf_counter() - start) * 1000
-    return {**_answer(model, logits, top_k, latency, truncated), "cache_hit": all(hits)}
+    report = input_report(model, images, question)
+    return {**_answer(model, logits, top_k, latency, truncated), **report, "cache_hit": all(hits)}
 
 
 __all__ = [  # the input checks are `workbench.inputs`'s, re-exported for the API's users

@@ -272,6 +272,28 @@ def fused_teacher_logits(
     return dual_logits.float() + alpha * g
 
 
+def fused_feature_targets(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, fused: torch.Tensor, gamma: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MCAD's fused features (our instantiation of "incorporating the fused single-stream features into the
+    image and text features of the dual-stream model"): `fused[i]` is the fusion teacher's joint
+    representation of the matched pair (image i, caption i), mapped into the dual teacher's space
+    (`workbench.retrieval.adapter`), and it is added to both sides of that pair:
+
+        u~_i = normalize(u_i + gamma * f_i),   v~_i = normalize(v_i + gamma * f_i)
+
+    The modified similarity distributions are then `scale * u~ v~^T`: pairs whose joint representations are
+    alike come closer, and each image moves towards what the fusion teacher saw in it together with its
+    caption. `gamma = 0` gives the dual teacher's features.
+    """
+    if gamma == 0:
+        return image_emb, text_emb
+    f = fused.float()
+    u = nn.functional.normalize(image_emb.float() + gamma * f, dim=-1)
+    v = nn.functional.normalize(text_emb.float() + gamma * f, dim=-1)
+    return u, v
+
+
 def modified_teacher_features(
     image_emb: torch.Tensor, text_emb: torch.Tensor, logits: torch.Tensor, beta: float = 0.5
 ) -> tuple[torch.Tensor, torch.Tensor]:

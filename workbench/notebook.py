@@ -1,26 +1,46 @@
-"""Small helpers the teaching notebooks share, so no notebook cell re-implements library code.
+"""Small helpers the teaching notebooks share, so no notebook cell re-implements library code, and the
+executed HTML copies of the notebooks (`make notebooks-html`).
 
-A notebook trains a few short runs side by side (`workbench.methods.distill` into temporary folders) and
-then compares them: their logged records (`read_metrics`), their training curves in one figure
-(`compare_curves`) and their test accuracy overall and per question type (`accuracy_table`). The
-notebook tests shrink every run through environment variables (`setting`).
+In a notebook: the quick-mode flag (`quick_mode`: one flag at the top of every notebook, set by the tests
+through `WORKBENCH_NOTEBOOK_QUICK=1`), the records of a run folder (`read_metrics`), several runs' training
+curves in one figure (`compare_curves`), test accuracy overall and per question type (`accuracy_table`), and
+whether a question's answer depends on the image at all (`blank_image_probability`, `find_example`: a
+deletion curve can only rank explanation maps when blanking the image changes the answer).
+
+Executed copies: `execute` runs a notebook top to bottom (nbclient, the kernel started in `notebooks/`);
+`to_html` writes it as one HTML file whose plotly figures render offline (each figure as a `text/html`
+output that draws into a div, plotly.js loaded from `plotly.min.js` beside the HTML, written once by
+`write_plotlyjs`); solution cells sit in collapsed `<details>` blocks. `python -m workbench.notebook` does
+both for a list of notebooks. nbclient and nbconvert come with the `test` / `lab` extras.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
+import re
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import plotly.graph_objects as go
 
-from workbench.viz import training_curves
+from workbench.viz import compare_training_curves
+
+QUICK_ENV = "WORKBENCH_NOTEBOOK_QUICK"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+PLOTLY_JS = "plotly.min.js"  # written beside the HTML copies, loaded by each of them
+SOLUTION_TAG = "solution"  # code cells holding an exercise's solution (collapsed in JupyterLab and in HTML)
+TRY_TAG = "try-it"  # the "try it yourself" cell of a notebook
 
 
-def setting(name: str, default: int) -> int:
-    """An integer notebook setting from the environment: the notebook tests set `WORKBENCH_NOTEBOOK_STEPS`
-    (and `_N`) small so every notebook runs in seconds; a reader gets `default`."""
-    return int(os.environ.get(name, default))
+def quick_mode() -> bool:
+    """The notebooks' QUICK flag: True when `WORKBENCH_NOTEBOOK_QUICK=1` (the notebook tests set it, and
+    `make notebooks-html QUICK=1`): every live run shrinks to seconds. A reader on a shared machine can also
+    set `QUICK = True` by hand in the first cell."""
+    return os.environ.get(QUICK_ENV, "0").strip() == "1"
 
 
 def read_metrics(run: str | Path, key: str | None = None) -> list[dict]:
@@ -32,17 +52,8 @@ def read_metrics(run: str | Path, key: str | None = None) -> list[dict]:
 
 
 def compare_curves(runs: dict[str, str | Path], baseline: str | None = None, title: str = "") -> go.Figure:
-    """Training loss and validation accuracy of several runs in one figure (`viz.training_curves`), each
-    trace named `<run>: <curve>`; the `baseline` run's traces are dotted. The losses of different methods
-    are not on one scale (cross-entropy vs. a sum of distillation terms): compare their shapes."""
-    fig = go.Figure(layout=training_curves([]).layout)  # one run's axes: loss on the left, accuracy on the right
-    for name, folder in runs.items():
-        for trace in training_curves(read_metrics(folder)).data:
-            trace.update(name=f"{name}: {trace.name}")
-            if name == baseline:
-                trace.update(line_dash="dot")
-            fig.add_trace(trace)
-    return fig.update_layout(title=title)
+    """`viz.compare_training_curves` of the runs' folders (their metrics.jsonl)."""
+    return compare_training_curves({name: read_metrics(folder) for name, folder in runs.items()}, baseline, title)
 
 
 def accuracy_table(results: dict[str, dict], split: str = "test") -> str:
@@ -60,3 +71,207 @@ def accuracy_table(results: dict[str, dict], split: str = "test") -> str:
         accs = [results[c][split]["per_type"][qtype]["accuracy"] for c in names]
         lines.append(f"{qtype:<12}" + "".join(f"{100 * a:9.1f}%" for a in accs) + f"{m['n']:7d}")
     return "\n".join(lines)
+
+
+def blank_image_probability(model, batch, baseline: str = "mean") -> dict:
+    """How much the answer of a one-example `batch` depends on its image: {"answer" (label index predicted on
+    the intact image), "intact", "blank"} with the probability of that answer on the intact image and on the
+    image whose every patch is replaced by the `baseline` (the two ends of a deletion curve,
+    `explain.deletion_curve` with one step). A "blank" probability close to "intact" means the model gives
+    the same answer without looking: no deletion curve can then tell a good explanation from a bad one."""
+    import numpy as np
+
+    from workbench.explain import deletion_curve, grid_of
+
+    curve = deletion_curve(model, batch, np.zeros(grid_of(model, batch.pixel_values)), baseline=baseline, steps=1)
+    return {"answer": curve["target"], "intact": float(curve["scores"][0]), "blank": float(curve["scores"][-1])}
+
+
+def find_example(model, tokenizer, dataset, prefix: str, depends_on_image: bool, threshold: float = 0.5) -> int:
+    """The index of the first example of `dataset` whose question starts with `prefix` and whose predicted
+    answer survives a blanked image (`depends_on_image=False`: blank probability at least `threshold`) or
+    does not (`True`: below it). Raises LookupError when there is none."""
+    from workbench.explain import encode
+
+    for i, example in enumerate(dataset):
+        if not example.text.startswith(prefix):
+            continue
+        p = blank_image_probability(model, encode(model, tokenizer, example.images[0], example.text))
+        if (p["blank"] < threshold) == depends_on_image:
+            return i
+    need = "needs" if depends_on_image else "does not need"
+    raise LookupError(f"no {prefix!r} question in the dataset whose answer {need} the image")
+
+
+# ----------------------------------------------------------------------------------------------
+# executed HTML copies (make notebooks-html)
+
+
+def sources_digest(nb) -> str:
+    """A short hash of a notebook's cells (type and source): an HTML copy records the digest of the notebook it
+    was made from, so a test can tell a stale copy."""
+    cells = [[c["cell_type"], c["source"]] for c in nb["cells"]]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:16]
+
+
+def execute(path: str | Path, quick: bool = False, timeout: int = 1800):
+    """(the executed notebook, seconds): `path` run top to bottom in a fresh kernel of the current Python
+    ("python3", started in the notebook's folder), `WORKBENCH_NOTEBOOK_QUICK` set from `quick`. A cell that
+    fails raises `nbclient.exceptions.CellExecutionError`."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    old = os.environ.get(QUICK_ENV)
+    os.environ[QUICK_ENV] = "1" if quick else "0"
+    try:
+        started = time.perf_counter()
+        resources = {"metadata": {"path": str(path.parent)}}
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources, coalesce_streams=True)
+        client.execute()
+        seconds = time.perf_counter() - started
+    finally:
+        if old is None:
+            os.environ.pop(QUICK_ENV, None)
+        else:
+            os.environ[QUICK_ENV] = old
+    return nb, seconds
+
+
+def _figure_html(fig: dict, div_id: str) -> str:
+    """A plotly figure as a div and the script that draws it with the page's global `Plotly`."""
+    import plotly.io as pio
+
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id, validate=False)
+
+
+def _link_for_html(target: str) -> str:
+    """A link of a notebook in `notebooks/` as seen from its HTML copy in `docs/notebooks/`: a sibling
+    notebook becomes its HTML copy, a path up the tree gains one more `../`."""
+    if "://" in target or target.startswith(("#", "mailto:")):
+        return target
+    if re.fullmatch(r"[\w.-]+\.ipynb(#.*)?", target):
+        return re.sub(r"\.ipynb", ".html", target, count=1)
+    return "../" + target if target.startswith("../") else target
+
+
+def html_ready(nb, note: str = ""):
+    """A copy of an executed notebook prepared for `to_html`: plotly outputs gain a `text/html` form that
+    renders without Jupyter, markdown links point to the HTML copies and the docs, and a first markdown cell
+    says how it was run (`note`)."""
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(r"\]\(([^)\s]+)\)", lambda m: f"]({_link_for_html(m.group(1))})", cell.source)
+        for j, out in enumerate(cell.get("outputs", [])):
+            if PLOTLY_MIME in out.get("data", {}):
+                out["data"]["text/html"] = _figure_html(out["data"][PLOTLY_MIME], f"figure-{i}-{j}")
+    if note:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(note))
+    return nb
+
+
+TEMPLATE = (
+    """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}
+<meta name="workbench-notebook-sources" content="{{ resources.workbench_digest }}">
+<script src="{{ resources.workbench_plotlyjs }}"></script>
+{{ super() }}
+{%- endblock html_head_js -%}
+{% block codecell %}
+{%- if '"""
+    + SOLUTION_TAG
+    + """' in cell.metadata.get('tags', []) -%}
+<details class="workbench-solution"><summary><b>Solution (code)</b></summary>
+{{ super() }}
+</details>
+{%- else -%}
+{{ super() }}
+{%- endif -%}
+{% endblock codecell %}
+"""
+)
+
+
+def to_html(nb, out: str | Path, digest: str, note: str = "") -> Path:
+    """Write an executed notebook as `out` (HTML, JupyterLab's look): figures inline (plotly.js from
+    `plotly.min.js` in the same folder, see `write_plotlyjs`), solution cells collapsed, `digest` (of the
+    source notebook, `sources_digest`) in a meta tag."""
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"workbench.html.j2": TEMPLATE})])
+    exporter.template_file = "workbench.html.j2"
+    resources = {"workbench_digest": digest, "workbench_plotlyjs": PLOTLY_JS, "metadata": {"name": Path(out).stem}}
+    body, _ = exporter.from_notebook_node(html_ready(nb, note), resources=resources)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def write_plotlyjs(folder: str | Path) -> Path:
+    """plotly.js (the copy inside the installed plotly package: no download) as `folder/plotly.min.js`."""
+    from plotly.offline import get_plotlyjs
+
+    path = Path(folder) / PLOTLY_JS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    js = get_plotlyjs()
+    if not path.exists() or path.read_text(encoding="utf-8") != js:
+        path.write_text(js, encoding="utf-8")
+    return path
+
+
+def _run_note(source: Path, quick: bool, seconds: float, load: dict | None) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    cpu = f"{os.cpu_count()} logical CPUs"
+    busy = f", load average {load['1min']:.1f} at the start" if load else ""
+    return (
+        f"*Executed copy of `notebooks/{source.name}`, run top to bottom on {when} in "
+        f"{'quick' if quick else 'full'} mode in {seconds:.0f} s ({cpu}{busy}); made by `make notebooks-html`. "
+        "The figures are interactive; solutions are folded under **Solution**. To run it yourself: `make lab`.*"
+    )
+
+
+def export_html(paths: list[str | Path], out: str | Path, quick: bool = False, say=print) -> dict:
+    """Execute each notebook and write its HTML copy into `out` (plus `plotly.min.js` and `runs.json`: the
+    mode, seconds and load average of each). Returns the `runs.json` content."""
+    import nbformat
+
+    from workbench.bench.measure import load_average
+
+    out = Path(out)
+    write_plotlyjs(out)
+    runs_file = out / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    for path in map(Path, paths):
+        load = load_average()
+        say(f"{path.name}: executing ({'quick' if quick else 'full'} mode) ...")
+        nb, seconds = execute(path, quick=quick)
+        source = nbformat.read(path, as_version=4)
+        html = to_html(nb, out / f"{path.stem}.html", sources_digest(source), _run_note(path, quick, seconds, load))
+        size = html.stat().st_size / 1e6
+        say(f"{path.name}: {seconds:.0f} s -> {html} ({size:.2f} MB)")
+        runs[path.stem] = {"mode": "quick" if quick else "full", "seconds": round(seconds, 1), "load_before": load}
+        runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+    return runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench.notebook", description="Executed HTML copies of notebooks, figures inline."
+    )
+    parser.add_argument("notebooks", nargs="+", help="notebook files (.ipynb)")
+    parser.add_argument("--out", default="docs/notebooks", help="folder of the HTML copies (default docs/notebooks)")
+    parser.add_argument("--quick", action="store_true", help="run in quick mode (WORKBENCH_NOTEBOOK_QUICK=1)")
+    args = parser.parse_args(argv)
+    export_html(args.notebooks, args.out, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

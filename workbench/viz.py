@@ -47,6 +47,20 @@ def training_curves(records: list[dict], metric: str = "val_accuracy") -> go.Fig
     return fig
 
 
+def compare_training_curves(runs: dict[str, list[dict]], baseline: str | None = None, title: str = "") -> go.Figure:
+    """Training loss and validation accuracy of several runs (name -> metrics.jsonl records) in one figure,
+    each trace named `<run>: <curve>`; the `baseline` run's traces are dotted. The losses of different methods
+    are not on one scale (cross-entropy vs. a sum of distillation terms): compare their shapes."""
+    fig = go.Figure(layout=training_curves([]).layout)  # one run's axes: loss on the left, accuracy on the right
+    for name, records in runs.items():
+        for trace in training_curves(records).data:
+            trace.update(name=f"{name}: {trace.name}")
+            if name == baseline:
+                trace.update(line_dash="dot")
+            fig.add_trace(trace)
+    return fig.update_layout(title=title)
+
+
 def _image_array(image) -> np.ndarray:
     """PIL image or array -> [H, W, 3] uint8."""
     arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
@@ -335,6 +349,8 @@ def experiment_grid_bars(results: dict, title: str = "") -> go.Figure:
 
 
 SPEED_COLOURS = {"teacher": "#e45756", "student": "#4c78a8", "student_cached": "#54a24b"}
+# one colour per model wherever the app draws one (answers, speed, accuracy); "agree": both models at once
+MODEL_COLOURS = {**SPEED_COLOURS, "agree": "#9d9da1"}
 
 
 def speed_bars(results: dict) -> go.Figure:
@@ -444,5 +460,35 @@ def retrieval_timings(timings_ms: dict[str, float], title: str = "retrieval timi
         xaxis=dict(type="log", title="milliseconds (log scale)"),
         height=90 + 45 * len(values),
         margin=dict(l=10, r=10, t=50, b=40),
+    )
+    return fig
+
+
+def width_curve_figure(curve: dict) -> go.Figure:
+    """The measured speed-up of the cached student over the teacher against model width (log x), its range
+    over the interleaved rounds as error bars, beside the FLOP ratio and, on the right axis, the share of the
+    FLOP ratio reached: small models are bound by per-operator overhead, large ones by arithmetic.
+    `curve`: `speed.json`'s "width_curve" (`workbench bench --width-curve`)."""
+    points = curve["points"]
+    if not points:
+        raise ValueError("the width curve has no points")
+    widths = [p["width"] for p in points]
+    speedups = [p["speedup"] for p in points]
+    low, high = zip(*(p["speedup_range"] for p in points), strict=True)
+    errors = dict(type="data", symmetric=False, array=[h - s for h, s in zip(high, speedups, strict=True)],
+                  arrayminus=[s - lo for s, lo in zip(speedups, low, strict=True)])  # fmt: skip
+    share = [p["speedup"] / p["flop_ratio"] for p in points]
+    fig = go.Figure()
+    fig.add_scatter(x=widths, y=speedups, mode="lines+markers", name="measured speed-up", error_y=errors,
+                    line=dict(color=SPEED_COLOURS["student_cached"]))  # fmt: skip
+    fig.add_scatter(x=widths, y=[p["flop_ratio"] for p in points], mode="lines+markers", name="FLOP ratio",
+                    line=dict(dash="dash"))  # fmt: skip
+    fig.add_scatter(x=widths, y=share, mode="lines+markers", name="share of the FLOP ratio reached", yaxis="y2")
+    fig.update_layout(
+        title=f"cached student vs teacher, batch 1 ({curve['label']})",
+        xaxis=dict(title="model width", type="log"),
+        yaxis=dict(title="teacher time / student time"),
+        yaxis2=dict(overlaying="y", side="right", range=[0, 1], tickformat=".0%", showgrid=False),
+        height=380,
     )
     return fig

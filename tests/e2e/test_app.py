@@ -3,7 +3,10 @@ not depend on training: a VQA pair, an entailment teacher with no student, a two
 the Retrieval tab a dual student and an image-text matching fusion teacher. The app is the package
 `workbench.app`; `app.py` at the root builds it on an assets directory."""
 
+import csv
 import importlib.util
+import json
+import re
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,9 +18,10 @@ from PIL import Image, ImageDraw
 
 import workbench.app as app_module
 from workbench.api import load_model
+from workbench.coverage import vocabulary_record, write_train_vocab
 from workbench.data import load_dataset
 from workbench.data.samples import write_samples
-from workbench.data.shapes import ITM_LABELS, NLVR_LABELS, VE_LABELS, VQA_ANSWERS, VQA_TYPES
+from workbench.data.shapes import ITM_LABELS, NLVR_LABELS, SHAPES, VE_LABELS, VQA_ANSWERS, VQA_TYPES
 from workbench.models import create_model
 from workbench.models.io import save_checkpoint
 
@@ -48,12 +52,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launch(demo, attempts: int = 5) -> int:
+    """Serve `demo` on a free port (Gradio refuses port 0), trying another if one is taken before the launch."""
+    for attempt in range(attempts):
+        port = _free_port()
+        try:
+            app_module.serve(demo, port=port, prevent_thread_lock=True, quiet=True)
+            return port
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _tiny(root: Path, tokenizer, name: str, kind: str, labels, task: str, num_images: int = 1):
     size = dict(hidden_size=32, num_layers=2, num_heads=2)
     model = create_model(kind, len(tokenizer), len(labels), num_images, **size)
     meta = {"task": task, "labels": list(labels), "dataset": f"shapes-{task}"}
     meta["qtypes"] = list(VQA_TYPES) if task == "vqa" else []
     save_checkpoint(model, tokenizer, root / name, meta)
+    if task == "vqa":  # the VQA pair knows the words of 300 training questions; the others record no vocabulary
+        write_train_vocab(root / name, vocabulary_record(load_dataset("shapes-vqa", "train", 300), {}))
     return load_model(root / name)
 
 
@@ -91,10 +110,13 @@ def served(tmp_path_factory, tokenizer):
     demo = app_module.build_app(
         pairs, samples, errors_n=24, bench_settings=TINY_BENCH, retrieval=retrieval, gallery_size=GALLERY
     )
-    port = _free_port()
-    app_module.serve(demo, port=port, prevent_thread_lock=True, quiet=True)
+    port = _launch(demo)
+    APP["demo"] = demo
     yield Client(f"http://127.0.0.1:{port}/", verbose=False), samples
     demo.close()
+
+
+APP = {}  # the served app, for its private page events (called directly: API clients cannot)
 
 
 def _ask(client, image, question="is there a circle?", pair=VQA, image2=None):
@@ -123,16 +145,17 @@ def test_every_function_is_an_api_endpoint(served):
 
 def test_ask_answers_with_teacher_and_student_and_reuses_image_features(served):
     client, samples = served
-    t_text, t_plot, s_text, s_plot = _ask(client, samples[0]["path"], "how many circles are there?")
+    t_text, t_plot, s_text, s_plot, notes, download = _ask(client, samples[0]["path"], "how many circles are there?")
     assert _answer(t_text) in VQA_ANSWERS and _answer(s_text) in VQA_ANSWERS
     assert " ms" in t_text and " ms" in s_text and t_plot is not None and s_plot is not None
-    _, _, again, _ = _ask(client, samples[0]["path"], "is there a red square?")
+    assert notes == "" and json.loads(Path(download).read_text())["question"] == "how many circles are there?"
+    again = _ask(client, samples[0]["path"], "is there a red square?")[2]
     assert "image features cached" in again  # same pixels: the student's image tower did not run
 
 
 def test_teacher_without_a_student(served):
     client, samples = served
-    t_text, _, s_text, s_plot = _ask(client, samples[1]["path"], "there is a red circle.", pair=VE)
+    t_text, _, s_text, s_plot, _, _ = _ask(client, samples[1]["path"], "there is a red circle.", pair=VE)
     assert _answer(t_text) in VE_LABELS and "no student" in s_text and s_plot is None
 
 
@@ -140,14 +163,14 @@ def test_two_image_pair_needs_both_images(served):
     client, samples = served
     with pytest.raises(Exception, match="two images"):
         _ask(client, samples[0]["path"], "both images contain a red circle.", pair=NLVR)
-    t_text, _, s_text, _ = _ask(client, samples[0]["path"], "both images contain a circle.", NLVR, samples[1]["path"])
+    t_text, _, s_text, *_ = _ask(client, samples[0]["path"], "both images contain a circle.", NLVR, samples[1]["path"])
     assert _answer(t_text) in NLVR_LABELS and _answer(s_text) in NLVR_LABELS
 
 
 @pytest.mark.parametrize("pair", [VQA, NLVR])
 def test_random_example_is_a_rendered_scene_with_a_question(served, pair):
     client, _ = served
-    image, image2, question, info = client.predict(pair, api_name="/random_example")
+    image, image2, question, info, examples = client.predict(pair, api_name="/random_example")
     assert Image.open(image).size == (64, 64) and question and "answer" in info
     assert (image2 is not None) == (pair == NLVR)
 
@@ -162,21 +185,32 @@ def test_gallery_sample_and_example_question(served):
         client.predict(VQA, 99, "", api_name="/load_sample")
 
 
-def test_set_pair_updates_the_controls(served):
+def test_set_pair_resets_the_inputs_to_the_pairs_own(served):
     client, samples = served
     out = client.predict(NLVR, samples[0]["questions"][0], api_name="/set_pair")
-    assert out[3]["visible"] is True  # the right-hand image (the API leaves out the button update)
+    # the API leaves out the button update: 0 gallery, 1 examples, 2 image, 3 image2, 4 question, 5 caption,
+    # 6-7 headers, 8-13 answers, 14-21 Attention (layer, head, word, plots, text, notes, files), 22-25 Errors
+    shapes = [x for x in samples if x["source"] == "shapes"]
+    assert Path(out[2]["value"]).name == shapes[0]["file"] and out[2]["label"] == "left image"
+    assert out[3]["visible"] is True and Path(out[3]["value"]).name == shapes[1]["file"]  # NLVR: both images
+    assert out[5] == f"sample `{shapes[0]['file']}`"
+    assert [q for [q] in out[1]["samples"]][0] == out[4]["value"]  # the question is the pair's first example
     assert out[4]["label"].startswith("statement") and out[4]["value"] not in samples[0]["questions"]
-    assert out[11]["maximum"] == 2  # layers both models have
+    assert list(out[8:14]) == ["", None, "", None, "", None]  # no stale answer, notes or download
+    assert out[14]["maximum"] == 2  # layers both models have
+    assert out[18]["visible"] is True  # the maps over the right image
     own = client.predict(VE, "my own question?", api_name="/set_pair")
-    assert own[3]["visible"] is False and own[4]["value"] == "my own question?"  # typed by the user: kept
+    assert own[3]["visible"] is False and own[3]["value"] is None and own[18]["visible"] is False
+    assert own[4]["value"] == "my own question?"  # typed by the user: kept
+    back = client.predict(VQA, "my own question?", api_name="/set_pair")
+    assert Path(back[2]["value"]).name == shapes[0]["file"] and back[2]["label"] == "image"
 
 
 @pytest.mark.parametrize("method", ["attention", "rollout", "relevancy", "ig"])
 def test_explain_draws_teacher_and_student_maps(served, method):
     client, samples = served
     args = (VQA, handle_file(samples[0]["path"]), None, "is there a red circle?", method, 2, "mean", "all")
-    plot, text, word, layer, head = client.predict(*args, api_name="/explain")
+    plot, plot2, text, notes, files, word, layer, head = client.predict(*args, api_name="/explain")
     assert plot is not None and "Teacher vs student map" in text
     assert [label for label, _ in word["choices"]][1:] == ["1: is", "2: there", "3: a", "4: red", "5: circle", "6: ?"]
     assert layer["interactive"] is (method == "attention")
@@ -185,12 +219,12 @@ def test_explain_draws_teacher_and_student_maps(served, method):
 def test_explain_one_word_and_head_and_the_limits(served):
     client, samples = served
     image = handle_file(samples[0]["path"])
-    _, text, word, _, _ = client.predict(
+    _, _, text, _, _, word, _, _ = client.predict(
         VQA, image, None, "is there a red circle?", "attention", 1, "2", "4:red", api_name="/explain"
     )
     assert word["value"] == "4:red"
     for method in ("attention", "rollout", "relevancy"):  # two images: maps over the left one
-        plot, text, *_ = client.predict(
+        plot, plot2, text, *_ = client.predict(
             NLVR, image, image, "both images contain a circle.", method, 2, "mean", "all", api_name="/explain"
         )
         assert plot is not None and "left image" in text
@@ -202,10 +236,20 @@ def test_explain_one_word_and_head_and_the_limits(served):
 
 def test_speed_runs_the_benchmark(served):
     client, _ = served
-    plot, table = client.predict(VQA, "quick", api_name="/speed")
+    plot, table, csv_file = client.predict(VQA, "quick", api_name="/speed")
     assert plot is not None and "fusion teacher" in table and "image features cached" in table
+    rows = list(csv.DictReader(Path(csv_file).open()))
+    latency = [r for r in rows if r["section"] == "latency"]
+    assert {(r["path"], r["batch_size"]) for r in latency} == {
+        (p, b) for p in ("teacher", "student", "student_cached") for b in ("1", "2")
+    }  # the three paths at TINY_BENCH's batch sizes, then the retrieval timings at its one gallery size
+    assert [(r["path"], r["n_images"]) for r in rows if r["section"] == "retrieval"] == [
+        ("teacher", "4"),
+        ("student", "4"),
+    ]
+    assert all(float(r["median_s"]) > 0 for r in rows)
     assert "in eager PyTorch" in table
-    plot, table = client.predict(VQA, "onnx", api_name="/speed")
+    plot, table, _ = client.predict(VQA, "onnx", api_name="/speed")
     assert plot is not None and "both models run in ONNX Runtime" in table
     with pytest.raises(Exception, match="No student"):
         client.predict(VE, "quick", api_name="/speed")
@@ -251,7 +295,7 @@ def test_any_image_mode_and_size_is_answered(served, tmp_path, kind):
     client, _ = served
     path = tmp_path / f"{kind}.png"
     IMAGES[kind]().save(path)
-    t_text, _, s_text, _ = _ask(client, path)
+    t_text, _, s_text, *_ = _ask(client, path)
     assert _answer(t_text) in VQA_ANSWERS and _answer(s_text) in VQA_ANSWERS
 
 
@@ -274,7 +318,7 @@ def test_bad_questions_give_a_clear_message_and_the_app_stays_up(served, questio
 
 def test_non_ascii_question_is_answered(served):
     client, samples = served
-    t_text, _, s_text, _ = _ask(client, samples[0]["path"], "¿cuántos círculos hay? 有几个圆? 🟥")
+    t_text, _, s_text, *_ = _ask(client, samples[0]["path"], "¿cuántos círculos hay? 有几个圆? 🟥")
     assert _answer(t_text) in VQA_ANSWERS and _answer(s_text) in VQA_ANSWERS
 
 
@@ -445,3 +489,158 @@ def test_app_py_defines_a_module_level_demo_on_the_assets_directory(tmp_path, to
     assert [value for _, value in pair.choices] == ["shapes VQA"]
     assert "No retrieval student is loaded" in _markdown(module.demo, "retrieval-models")
     assert module.parse_args(["--assets", "elsewhere", "--port", "1"]).assets == "elsewhere"
+
+
+# ---------------------------------------------------------------------------------------- what the models cannot read
+
+
+def test_ask_says_what_the_models_cannot_read_and_still_answers(served, tmp_path):
+    client, samples = served
+    t_text, _, s_text, _, notes, download = _ask(client, samples[0]["path"], "qwerty zxcv?")
+    assert _answer(t_text) in VQA_ANSWERS and _answer(s_text) in VQA_ANSWERS
+    assert "Words never seen in training: `qwerty`, `zxcv`" in notes and "2 of its 2 content words" in notes
+    data = json.loads(Path(download).read_text())
+    assert data["question"] == "qwerty zxcv?" and data["pair"] == VQA and set(data["models"]) == {"teacher", "student"}
+    teacher = data["models"]["teacher"]
+    assert teacher["checkpoint"] == "vqa-teacher" and teacher["unknown_words"] == ["qwerty", "zxcv"]
+    assert teacher["answer"] == _answer(t_text) and len(teacher["top"]) == 5 and teacher["warnings"]
+    for question in ("🟥🟦🔺", "这是什么颜色？"):
+        notes = _ask(client, samples[0]["path"], question)[4]
+        assert "every token of it is [UNK]" in notes
+    one = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(one)
+    t_text, _, _, _, notes, _ = _ask(client, one, "how many circles are there?")
+    assert _answer(t_text) in VQA_ANSWERS and "1×1 pixels, smaller than the model's 4×4 patch grid" in notes
+    assert _ask(client, samples[0]["path"], "how many circles are there?")[4] == ""  # nothing to say
+
+
+def test_a_pair_without_a_vocabulary_still_flags_unreadable_text(served):
+    client, samples = served
+    notes = _ask(client, samples[1]["path"], "🟥🟦", pair=VE)[4]
+    assert "[UNK]" in notes and "never seen" not in notes  # no recorded vocabulary: no word list
+
+
+def _figure(plot) -> dict:
+    return json.loads(plot["plot"]) if isinstance(plot, dict) and "plot" in plot else json.loads(plot.plot)
+
+
+def test_each_model_keeps_its_colour_in_every_tab(served):
+    from workbench.viz import MODEL_COLOURS, SPEED_COLOURS
+
+    client, samples = served
+    _, t_plot, _, s_plot, _, _ = _ask(client, samples[0]["path"], "is there a red circle?")
+    assert _figure(t_plot)["data"][0]["marker"]["color"] == MODEL_COLOURS["teacher"] == SPEED_COLOURS["teacher"]
+    assert _figure(s_plot)["data"][0]["marker"]["color"] == MODEL_COLOURS["student"] == SPEED_COLOURS["student"]
+    _, plot, *_ = client.predict(VQA, "all", "any", api_name="/errors")
+    colours = {t["name"]: t["marker"]["color"] for t in _figure(plot)["data"]}
+    assert colours["teacher"] == MODEL_COLOURS["teacher"] and colours["student"] == MODEL_COLOURS["student"]
+
+
+def test_random_scene_examples_are_about_that_scene(served):
+    client, _ = served
+    data = load_dataset("shapes-vqa", "test", 1_000_000)
+    named = 0
+    for _ in range(3):
+        _, _, question, info, examples = client.predict(VQA, api_name="/random_example")
+        texts = [q for [q] in examples["samples"]]
+        assert texts[0] == question and len(texts) > 2 and len(set(texts)) == len(texts)
+        scene = data[int(re.search(r"#(\d+)", info).group(1))].meta["scene"]
+        present = {(o.colour, o.shape) for o in scene.objects}
+        for text in texts:  # every object a question names with "the <colour> <shape>" is in the scene
+            for colour, shape in re.findall(rf"the (\w+) ({'|'.join(SHAPES)})", text):
+                assert (colour, shape) in present, (text, present)
+                named += 1
+    assert named > 0
+
+
+def test_an_opened_test_example_brings_its_own_examples():
+    opened = _endpoint(APP["demo"], "open_on_click")(VQA, 5, "Ask")
+    image, image2, question, info, tabs, examples, message = opened
+    texts = [q for [q] in _samples(examples)]
+    assert texts[0] == question and len(texts) > 2 and message == "" and "test example #5" in info
+    scene = load_dataset("shapes-vqa", "test", 24)[5].meta["scene"]
+    present = {(o.colour, o.shape) for o in scene.objects}
+    for text in texts:
+        for colour, shape in re.findall(rf"the (\w+) ({'|'.join(SHAPES)})", text):
+            assert (colour, shape) in present, (text, present)
+
+
+def _samples(dataset) -> list:
+    return dataset["samples"] if isinstance(dataset, dict) else dataset.raw_samples
+
+
+def test_nlvr_maps_cover_both_images_and_download(served):
+    from workbench.app.exports import PNG_EXPORT
+
+    client, samples = served
+    image, image2 = handle_file(samples[0]["path"]), handle_file(samples[1]["path"])
+    for method in ("attention", "rollout", "relevancy"):
+        plot, plot2, text, notes, files, *_ = client.predict(
+            NLVR, image, image2, "both images contain a circle.", method, 2, "mean", "all", api_name="/explain"
+        )
+        assert plot is not None and plot2 is not None
+        assert "Teacher vs student map (left image)" in text and "Teacher vs student map (right image)" in text
+        npz = np.load(next(f for f in files if f.endswith(".npz")))
+        labels = list(npz["labels"])
+        assert (
+            len(labels) == 4 and sum("left image" in x for x in labels) == 2 and sum("right" in x for x in labels) == 2
+        )
+        assert all(npz[f"map_{k}"].shape == (4, 4) for k in range(4))  # 64-pixel images, 16-pixel patches
+        info = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+        assert info["method"] == method and info["images"] == ["left", "right"] and len(info["maps"]) == 4
+        assert ("kaleido is not installed" in text) is not PNG_EXPORT
+        assert any(f.endswith(".png") for f in files) is PNG_EXPORT
+
+
+def test_page_errors_go_to_the_message_area_and_clear_stale_results(served):
+    _, samples = served
+    page_ask = _endpoint(APP["demo"], "ask_on_click")
+    good = page_ask(VQA, samples[0]["path"], None, "is there a circle?")
+    assert _answer(good[0]) in VQA_ANSWERS and good[6] == ""
+    bad = page_ask(VQA, None, None, "is there a circle?")
+    assert list(bad[:6]) == ["", None, "", None, "", None] and "Pick a sample image" in bad[6]  # no stale answer
+    assert "Pick a sample image" in page_ask(NLVR, samples[0]["path"], None, "x.")[6].replace(
+        "two images", "Pick a sample image"
+    )
+    page_explain = _endpoint(APP["demo"], "explain_on_click")
+    out = page_explain(
+        NLVR, samples[0]["path"], samples[1]["path"], "both images contain a circle.", "ig", 2, "mean", "all"
+    )
+    assert out[0] is None and out[1] is None and "one-image models only" in out[8]
+    assert all(u == {"__type__": "update"} for u in out[5:8])  # word, layer, head untouched: no badge on a control
+    speed = _endpoint(APP["demo"], "speed_on_click")(VE, "quick", progress=lambda *a, **k: None)
+    assert speed[:3] == (None, "", None) and "No student" in speed[3]
+
+
+def _block(demo, elem_id: str):
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def test_attention_tab_shows_the_shipped_agreement_of_every_student(served):
+    """A collapsed accordion on the Attention tab holds the shipped agreement.json's mean Spearman ρ of each student
+    per map and the paired p-values, read when the page is built (nothing is run)."""
+    from workbench.explain.results import AGREEMENT_LABELS, TRAINED_MAP
+
+    shipped = json.loads((ROOT / "assets" / "results" / "agreement.json").read_text())
+    box, text = _block(APP["demo"], "attention-agreement-box"), _markdown(APP["demo"], "attention-agreement")
+    parents, node = [], box
+    while node is not None:
+        parents.append(getattr(node, "elem_id", None) or getattr(node, "id", None))
+        node = getattr(node, "parent", None)
+    assert "attention" in parents[1:]  # inside the Attention tab (gr.Tab(id="attention"))
+    assert box.open is False and f"({shipped['settings']['n']} test examples)" in box.label
+    rows = {
+        cells[0]: cells[1:]
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| map")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    assert len(rows) == len(shipped["settings"]["maps"]) == 4
+    for method in shipped["settings"]["maps"]:
+        label = next(k for k in rows if k.startswith(AGREEMENT_LABELS[method]))
+        assert ("†" in label) is (method == TRAINED_MAP)
+        rhos = [st["maps"][method]["overall"]["spearman"] for st in shipped["students"].values()]
+        ps = [pair["maps"][method]["spearman_p_value"] for pair in shipped["paired"].values()]
+        assert rows[label] == [f"{r:.3f}" for r in rhos] + ["< 0.001" if p < 0.001 else f"{p:.3f}" for p in ps]
+    assert "ρ `none`" in text and "p, `dide vs none`" in text  # the label-only baseline and its paired test
+    assert "takes no part in the student's answer" in text

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -82,29 +81,38 @@ def _past(out, progress) -> int:
     return sum(1 for r in _records(out) if r["step"] > progress["global_step"]) if progress else 0
 
 
+# The killed run stops itself (SIGSTOP) right after writing the loss record of this step: 2 steps past its
+# checkpoint at step 10 (--save-every 5), mid-epoch. Nothing is timed or polled, so where it dies is fixed.
+STOP_AFTER_STEP = 12
+_STOPPING_RUN = """
+import os, signal, sys
+from workbench.train import trainer
+
+record = trainer.Trainer.record
+
+def record_then_stop(self, r):
+    record(self, r)
+    if "loss" in r and r["step"] == {step}:
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+trainer.Trainer.record = record_then_stop
+from workbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def _kill_mid_epoch(out) -> dict:
-    """Start a run; once it has checkpointed at least twice and trained 2+ steps past its last checkpoint,
-    freeze it (SIGSTOP, so what we check is what it leaves) and SIGKILL it."""
+    """Start a run that freezes itself (SIGSTOP) after logging step STOP_AFTER_STEP, wait until it is stopped
+    (waitpid, no polling), and SIGKILL it: what we check is exactly what it leaves."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    code = _STOPPING_RUN.format(step=STOP_AFTER_STEP)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", *ARGS, "--out", str(out)],
-        env=env,
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-c", code, *ARGS, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            p = _progress(out)
-            if p and p["global_step"] >= 10 and _past(out, p) >= 2:
-                proc.send_signal(signal.SIGSTOP)
-                time.sleep(0.02)
-                p = _progress(out)
-                if p and p["step_in_epoch"] > 0 and _past(out, p) >= 1:
-                    break
-                proc.send_signal(signal.SIGCONT)  # it checkpointed meanwhile: try again
-            time.sleep(0.005)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)  # returns once the run has stopped itself (or ended)
+        assert os.WIFSTOPPED(status), f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
@@ -117,10 +125,10 @@ def _kill_mid_epoch(out) -> dict:
 def test_sigkilled_run_resumes_to_the_same_result(tmp_path, reference):
     killed = tmp_path / "killed"
     at = _kill_mid_epoch(killed)
-    assert at["epoch"] == 0 and 10 <= at["step_in_epoch"] < STEPS_PER_EPOCH, at  # mid-epoch, after a checkpoint
-    assert at["global_step"] % 5 == 0 and not (killed / "model").exists()
+    assert (at["epoch"], at["step_in_epoch"], at["global_step"]) == (0, 10, 10), at  # mid-epoch, after a checkpoint
+    assert not (killed / "model").exists()
     after = _past(killed, at)
-    assert after >= 1  # the kill lost steps, whose records the resumed run must not log twice
+    assert after == 2  # the kill lost steps 11 and 12, whose records the resumed run must not log twice
     leftovers = sorted(p.name for p in killed.iterdir() if p.name.startswith("state."))
     print(f"killed at {at}; {after} loss records past the checkpoint; leftovers {leftovers}")
 

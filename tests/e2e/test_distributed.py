@@ -19,8 +19,7 @@ Tolerances (measured values in docs/reliability.md):
 
 import json
 import os
-import socket
-import subprocess
+import shutil
 import sys
 
 import pytest
@@ -31,12 +30,6 @@ from workbench.models import create_model
 from workbench.models.io import save_checkpoint
 
 TOLERANCE = {"kd": dict(rel=0, abs=1e-5), "dide": dict(rel=2e-2, abs=0)}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _losses(out) -> list[tuple[int, float]]:
@@ -72,17 +65,26 @@ def _launch(port: int) -> list[str]:
             "--main_process_port", str(port)]  # fmt: skip
 
 
+def _fresh(out, command: list[str]) -> list[str]:
+    """`command`, with the run folder of an attempt that lost its port removed first."""
+    shutil.rmtree(out, ignore_errors=True)
+    return command
+
+
 @pytest.mark.parametrize("recipe", ["kd", "dide"])
-def test_two_processes_follow_the_single_process_loss_trajectory(tmp_path, teacher, recipe, one_thread):
+def test_two_processes_follow_the_single_process_loss_trajectory(
+    tmp_path, teacher, recipe, one_thread, run_on_free_port
+):
     # 30 steps of a global batch of 16 (8 per process), a loss record every step
     args = ["distill", "--teacher", str(teacher), "--recipe", recipe, "--dataset", "shapes-vqa",
             "--train-size", "480", "--val-size", "32", "--test-size", "32", "--batch-size", "16",
             "--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--lr", "2e-3",
             "--warmup-steps", "5", "--log-every", "1", "--seed", "1", "--no-progress"]  # fmt: skip
-    launch = [*_launch(_free_port()), "-m", "workbench.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     two = tmp_path / "two"
-    proc = subprocess.run([*launch, *args, "--out", str(two)], env=env, capture_output=True, text=True, timeout=300)
+    # a free port, and another one if something took it before the launcher bound it
+    proc = run_on_free_port(lambda port: _fresh(two, [*_launch(port), "-m", "workbench.cli", *args, "--out", str(two)]),
+                            env=env, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     one = tmp_path / "one"
     assert cli([*args, "--out", str(one)]) == 0
@@ -106,7 +108,9 @@ train(TrainConfig.from_json(sys.argv[1]), progress=False)
 """
 
 
-def test_two_processes_accumulating_gradients_follow_the_single_process_trajectory(tmp_path, one_thread):
+def test_two_processes_accumulating_gradients_follow_the_single_process_trajectory(
+    tmp_path, one_thread, run_on_free_port
+):
     from workbench.train import TrainConfig, train
 
     size = {"hidden_size": 32, "num_layers": 1, "num_heads": 2}
@@ -116,8 +120,8 @@ def test_two_processes_accumulating_gradients_follow_the_single_process_trajecto
     (tmp_path / "script.py").write_text(TRAIN_FROM_CONFIG)
     two.to_json(tmp_path / "two.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [*_launch(_free_port()), str(tmp_path / "script.py"), str(tmp_path / "two.json")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    script = [str(tmp_path / "script.py"), str(tmp_path / "two.json")]
+    proc = run_on_free_port(lambda port: _fresh(tmp_path / "two", [*_launch(port), *script]), env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     train(TrainConfig(out=str(tmp_path / "one"), **common), progress=False)
 

@@ -93,9 +93,10 @@ def test_relational_types_reach_85_percent(name, qtype):
 
 
 # the three defaults the 20-minute budget is set for (the NLVR teacher was added for distillation; its
-# time, measured while four other runs shared the two cores, is in the table of docs/results.md)
+# time, measured while four other runs shared the two cores, is in the table of docs/results.md). This reads the
+# training time each checkpoint recorded when it was built; it times nothing (`workbench rebuild` measures).
 @pytest.mark.parametrize("name", ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher"])
-def test_trained_within_20_minutes_on_this_cpu(name):
+def test_recorded_training_time_is_within_20_minutes(name):
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
     assert meta["train_seconds"] <= 20 * 60
 
@@ -108,8 +109,32 @@ def test_shipped_student_is_a_dide_dual_encoder_of_its_shipped_teacher(name):
     assert teacher.name == f"{SHIPPED_STUDENTS[name][0]}-teacher"
     teacher_meta = json.loads((ASSETS / teacher.name / "workbench.json").read_text())
     assert meta["labels"] == teacher_meta["labels"] and meta["dataset"] == teacher_meta["dataset"]
-    if "teacher_fingerprint" in meta:  # recorded since 2026-12-01: distilled from the teacher shipped now
-        assert meta["teacher_fingerprint"] == weights_fingerprint(ASSETS / teacher.name)
+
+
+# Students distilled before checkpoints recorded their teacher's fingerprint (2026-12-01): nothing in them says
+# which teacher weights they learned from, and re-distilling them would change the shipped weights. Rebuilt
+# (`workbench rebuild`), a student records it and must leave this list: the strict xfail fails until it does.
+NO_TEACHER_FINGERPRINT = {
+    "shapes-vqa-student": "distilled before fingerprints were recorded (2026-12-01)",
+    "shapes-ve-student": "distilled before fingerprints were recorded (2026-12-01)",
+    "shapes-nlvr-student": "distilled before fingerprints were recorded (2026-12-01)",
+    "shapes-vqa-student-fast": "distilled before fingerprints were recorded (2026-12-01)",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NO_TEACHER_FINGERPRINT[n]))
+        if n in NO_TEACHER_FINGERPRINT
+        else n
+        for n in SHIPPED_STUDENTS
+    ],
+)
+def test_shipped_student_records_the_fingerprint_of_its_shipped_teacher(name):
+    meta = json.loads((ASSETS / name / "workbench.json").read_text())
+    teacher = Path(meta["train_config"]["teacher"]).name
+    assert meta.get("teacher_fingerprint") == weights_fingerprint(ASSETS / teacher)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,14 +172,14 @@ def test_dide_student_within_1_5_points_of_its_teacher(task):
         pytest.param(
             "comparison",
             marks=pytest.mark.xfail(
-                strict=True, reason="measured over 3 seeds: dide 83.1 +- 0.9 vs none 82.5 +- 2.4 (no margin)"
+                strict=True, reason="measured over 5 seeds: dide 83.3 +- 1.4 vs none 82.1 +- 1.8 (p = 0.27)"
             ),
         ),
     ],
 )
 def test_dide_beats_none_on_relational_types_by_more_than_the_seed_spread(qtype):
     rows = json.loads(DIDE.read_text())["shapes-vqa"]["rows"]
-    assert len(rows["dide"]["runs"]) >= 3 and len(rows["none"]["runs"]) >= 3
+    assert len(rows["dide"]["runs"]) >= 5 and len(rows["none"]["runs"]) >= 5
     dide, none = rows["dide"]["per_type"][qtype], rows["none"]["per_type"][qtype]
     assert dide["mean"] - none["mean"] > dide["std"] + none["std"]
 
@@ -176,16 +201,20 @@ def test_shipped_speed_results_are_the_docs_table_and_measure_the_shipped_pair()
     assert student.text_config.num_hidden_layers == speed["models"]["student"]["text_layers"] == 1
 
 
-def test_cached_student_batch_32_reaches_70_percent_of_its_flop_ratio():
+# The speed figures below are the ones `workbench bench` measured and recorded in assets/results/speed.json: these
+# tests check the recorded numbers against the targets; they time nothing (the benchmark does).
+
+
+def test_recorded_cached_student_batch_32_reaches_70_percent_of_its_flop_ratio():
     assert _speed()["ratios"]["32"]["student_cached_fraction_of_flop_ratio"] >= 0.7
 
 
-def test_student_retrieval_1000_by_1000_is_500_times_faster():
+def test_recorded_student_retrieval_1000_by_1000_speedup_is_at_least_500():
     (entry,) = [e for e in _speed()["retrieval"]["entries"] if e["n_images"] == 1000]
     assert entry["speedup"] >= 500
 
 
-def test_cached_student_is_5_times_faster_than_the_teacher_at_batch_1():
+def test_recorded_cached_student_speedup_at_batch_1_is_at_least_5():
     assert _speed()["ratios"]["1"]["student_cached_speedup"] >= 5
 
 

@@ -43,13 +43,21 @@ def test_grid_has_three_seeds_of_every_row_at_low1_on_both_tasks_first():
     runs = MAD.runs()
     for task in TASKS:
         for row in ROWS:
-            assert sorted(r.seed for r in runs if r.task == task and r.setting == "low1" and r.row == row) == [0, 1, 2]
+            seeds = sorted(r.seed for r in runs if r.task == task and r.setting == "low1" and r.row == row)
+            assert seeds[:3] == [0, 1, 2]
     first = runs[: 2 * 3 * len(ROWS)]  # low1 on shapes-vqa, then low1 on shapes-ve
     assert [r.task for r in first] == ["shapes-vqa"] * 15 + ["shapes-ve"] * 15
     assert all(r.setting == "low1" for r in first)
     assert {r.row for r in runs[: len(ROWS)]} == set(ROWS)  # seed 0 of every row before any second seed
     assert list(dict.fromkeys(r.setting for r in runs)) == ["low1", "low10", "full"]
-    assert len(runs) == len(TASKS) * len(MAD.settings) * len(ROWS) * 3
+    # then seeds 3 and 4 of the claim's two rows at low1 (a Welch test over 5 seeds of each)
+    extra = runs[len(TASKS) * len(MAD.settings) * len(ROWS) * 3 :]
+    assert sorted((r.task, r.row, r.seed) for r in extra) == sorted(
+        (t, row, s) for t in TASKS for row in ("none", "mad") for s in (3, 4)
+    ) and all(r.setting == "low1" for r in extra)
+    for task in TASKS:
+        for row in ("none", "mad"):
+            assert sorted(r.seed for r in runs if (r.task, r.setting, r.row) == (task, "low1", row)) == [0, 1, 2, 3, 4]
 
 
 def test_every_run_has_its_own_folder(tmp_path):
@@ -103,7 +111,7 @@ def test_select_picks_tasks_settings_seeds_and_rows():
     picked = select(MAD.runs(), tasks=["shapes-ve"], settings=["low10"], seeds=[1])
     assert len(picked) == len(ROWS) and {(r.task, r.setting, r.seed) for r in picked} == {("shapes-ve", "low10", 1)}
     nones = select(MAD.runs(), settings=["low1"], rows=["none"])
-    assert len(nones) == len(TASKS) * 3 and {r.row for r in nones} == {"none"}
+    assert len(nones) == len(TASKS) * 5 and {r.row for r in nones} == {"none"}  # seeds 0-4 of the claim's row
 
 
 # ----------------------------------------------------------------------------------------------

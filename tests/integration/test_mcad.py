@@ -9,7 +9,7 @@ import torch
 from workbench.data import Collator, load_dataset
 from workbench.data.shapes import ITM_LABELS
 from workbench.methods import get_method, method_names
-from workbench.methods.mcad import RetrievalObjective
+from workbench.methods.mcad import RetrievalObjective, fit_fused_map
 from workbench.models import create_model
 from workbench.retrieval import DualEncoder, FusionMatcher
 
@@ -17,9 +17,13 @@ TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
 RETRIEVAL_RECIPES = method_names(task="retrieval")
 
 
-def make_retrieval_recipe(name, dual=None, fusion=None):
-    """The objective a retrieval method's run trains with."""
-    return RetrievalObjective(name, dual, fusion, get_method(name).config())
+def make_retrieval_recipe(name, dual=None, fusion=None, fused_map=None):
+    """The objective a retrieval method's run trains with (a recipe with fused features gets a map fitted on
+    16 training pairs when none is given)."""
+    config = get_method(name).config()
+    if fused_map is None and dual is not None and fusion is not None and config.gamma:
+        fused_map = fit_fused_map(dual, fusion, "shapes-retrieval", 16)
+    return RetrievalObjective(name, dual, fusion, config, fused_map)
 
 
 def default_weights(name):
@@ -63,7 +67,9 @@ def test_recipes_say_which_teacher_is_missing(parts):
         make_retrieval_recipe("clipkd")
     with pytest.raises(ValueError, match="fusion teacher"):
         make_retrieval_recipe("mcad", dual)
-    assert make_retrieval_recipe("mcad-nofused", dual).fusion is None  # alpha = 0: no fusion teacher needed
+    assert make_retrieval_recipe("mcad-nofused", dual).fusion is None  # gamma = alpha = 0: no fusion teacher
+    with pytest.raises(ValueError, match="fitted map"):
+        RetrievalObjective("mcad", dual, fusion, get_method("mcad").config())
     assert make_retrieval_recipe("clip", dual, fusion).dual is None  # contrastive only: teachers unused
 
 
@@ -74,6 +80,27 @@ def test_mcad_without_the_fused_signal_uses_the_dual_teachers_distribution(parts
     plain = dual.logit_scale() * dual.image_embeddings(batch.pixel_values[:, 0]) @ dual.embed_texts(batch.texts).T
     torch.testing.assert_close(without["logits"], plain)
     assert not torch.allclose(with_fused["logits"], plain)
+
+
+def test_mcad_mixes_the_fusion_teachers_pair_states_into_both_sides_and_the_scalar_ablation_adds_log_match(parts):
+    from workbench import losses
+
+    dual, fusion, batch = parts
+    fused_map = fit_fused_map(dual, fusion, "shapes-retrieval", 16)
+    t = make_retrieval_recipe("mcad", dual, fusion, fused_map).teacher_side(batch)
+    pixels, texts = batch.pixel_values[:, 0], batch.texts
+    f = fused_map(fusion.pooled(pixels, texts))  # [B, D] unit vectors in the dual teacher's space
+    u, v = dual.image_embeddings(pixels), dual.embed_texts(texts)
+    u2, v2 = torch.nn.functional.normalize(u + f, dim=-1), torch.nn.functional.normalize(v + f, dim=-1)
+    torch.testing.assert_close(t["logits"], dual.logit_scale() * u2 @ v2.T)
+    u3, v3 = losses.modified_teacher_features(u2, v2, t["logits"], beta=0.5)
+    torch.testing.assert_close(t["image"], u3)
+    torch.testing.assert_close(t["text"], v3)
+    assert t["pairs"] == 0  # no matching-head scores: gamma only
+    scalar = make_retrieval_recipe("mcad-scalar", dual, fusion).teacher_side(batch)
+    plain = dual.logit_scale() * u @ v.T
+    g = fusion.pair_log_match(pixels, texts, losses.fusion_pair_mask(plain, 3))
+    torch.testing.assert_close(scalar["logits"], losses.fused_teacher_logits(plain, g, 1.0))
 
 
 def _cli(*args):
@@ -99,7 +126,7 @@ def test_tiny_distill_retrieval_run_writes_a_student_with_retrieval_metrics(tmp_
     _cli(
         "distill-retrieval", "--recipe", "mcad", "--dual-teacher", str(tmp_path / "teacher" / "model"),
         "--fusion-teacher", str(tmp_path / "fusion"), "--out", str(tmp_path / "student"), "--alpha", "0.5",
-        "--max-steps", "2", *SMALL,
+        "--adapter-pairs", "24", "--max-steps", "2", *SMALL,
     )  # fmt: skip
     meta = json.loads((tmp_path / "student" / "model" / "workbench.json").read_text())
     test = meta["metrics"]["test"]
@@ -107,7 +134,8 @@ def test_tiny_distill_retrieval_run_writes_a_student_with_retrieval_metrics(tmp_
     assert test["n_images"] == 16 and {"R@1", "R@5", "R@10", "median_rank"} <= set(test["i2t"]) and "query_ms" in test
     assert test["accuracy"] == test["r1"] and test["params"] > 0 and test["index"]["seconds"] > 0
     args = meta["train_config"]["recipe_args"]
-    assert args["dual_teacher"].endswith("teacher/model") and args["alpha"] == 0.5
+    assert args["dual_teacher"].endswith("teacher/model") and args["alpha"] == 0.5 and args["gamma"] == 1.0
+    assert args["adapter_pairs"] == 24
     log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_accuracy" in x and "i2t R@1" in x["val_per_type"] for x in log)
     student = load_dual_encoder(tmp_path / "student" / "model").model

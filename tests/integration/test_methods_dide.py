@@ -142,28 +142,193 @@ def test_student_takes_the_teachers_size_and_patch_grid(tmp_path, tokenizer):
     assert student.text_config.hidden_size == 32 and student.text_config.num_hidden_layers == 2
 
 
-def test_dide_pt_runs_a_matching_stage_then_fine_tunes_from_it(tmp_path, tokenizer):
+def _tiny_matcher(tmp_path, tokenizer, **size):
+    """A fusion model with an image-text matching head (labels mismatch, match), as assets/shapes-itm-teacher."""
+    from workbench.models.io import save_checkpoint
+
+    matcher = create_model("fusion", len(tokenizer), 2, **{**TINY, **size})
+    save_checkpoint(matcher, tokenizer, tmp_path / "matcher", {"task": "itm", "labels": ["mismatch", "match"]})
+    return tmp_path / "matcher"
+
+
+def test_dide_pt_distils_the_matching_teacher_then_fine_tunes_from_the_task_teacher(tmp_path, tokenizer):
     import json
 
     from workbench.cli import main as cli
 
-    teacher = _tiny_teacher(tmp_path, tokenizer)
+    teacher, matcher = _tiny_teacher(tmp_path, tokenizer), _tiny_matcher(tmp_path, tokenizer)
     args = ["distill", "--teacher", str(teacher), "--recipe", "dide-pt", "--pretrain-steps", "3"]
+    args += ["--pretrain-teacher", str(matcher), "--log-every", "1"]
     args += ["--out", str(tmp_path / "s"), "--train-size", "64", "--val-size", "16", "--test-size", "16"]
     args += ["--batch-size", "16", "--no-progress", "--curriculum", "counting:2", "--oversample", "relation:2"]
     assert cli(args) == 0
     stage1 = json.loads((tmp_path / "s" / "pretrain" / "model" / "workbench.json").read_text())
     # the task's curriculum and oversampling are the fine-tuning's: the captions have no "counting" questions
     assert stage1["train_config"]["curriculum"] == [] and stage1["train_config"]["oversample"] == {}
+    assert stage1["dataset"] == "shapes-itm-mixed" and stage1["steps"] == 3
+    assert stage1["train_config"]["teacher"] == str(matcher)  # stage 1 learns from the matching teacher
+    assert stage1["train_config"]["recipe_args"]["soft"] == 1.0 and stage1["train_config"]["recipe_args"]["hard"] == 0
+    log = [json.loads(x) for x in (tmp_path / "s" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in log if "t2i" in x]
+    assert steps and all(x["soft"] > 0 and x["t2i"] > 0 and x["i2t"] > 0 and "ce" not in x for x in steps)
     final = json.loads((tmp_path / "s" / "model" / "workbench.json").read_text())
-    assert stage1["dataset"] == "shapes-itm" and stage1["steps"] == 3
-    assert stage1["train_config"]["recipe_args"]["soft"] == 0.0  # the teacher has no matching head
     assert final["recipe"] == "dide-pt" and final["dataset"] == "shapes-vqa"
+    assert final["train_config"]["teacher"] == str(teacher)  # stage 2 is dide from the task teacher
     assert final["train_config"]["curriculum"] == [[["counting"], 2]] and final["steps"] == 2 + 64 // 16
     assert final["train_config"]["oversample"] == {"relation": 2}
     assert final["train_config"]["init_from"] == str(tmp_path / "s" / "pretrain" / "model")
+
+
+def test_the_task_attention_ablation_learns_gold_match_labels_and_the_task_teachers_attention(tmp_path, tokenizer):
+    import json
+
+    from workbench.cli import main as cli
+
+    teacher = _tiny_teacher(tmp_path, tokenizer)
+    args = ["distill", "--teacher", str(teacher), "--recipe", "dide-pt-task-attn", "--pretrain-steps", "3"]
+    args += ["--out", str(tmp_path / "s"), "--train-size", "32", "--val-size", "16", "--test-size", "16"]
+    args += ["--batch-size", "16", "--no-progress", "--log-every", "1"]
+    assert cli(args) == 0
+    stage1 = json.loads((tmp_path / "s" / "pretrain" / "model" / "workbench.json").read_text())
+    assert stage1["dataset"] == "shapes-itm" and stage1["train_config"]["teacher"] == str(teacher)
+    assert stage1["train_config"]["recipe_args"]["soft"] == 0.0  # the task teacher has no matching head
     log = [json.loads(x) for x in (tmp_path / "s" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
-    assert all("soft" not in x for x in log)
+    assert any("ce" in x for x in log) and all("soft" not in x for x in log)
+
+
+def _matching_batch(tokenizer, n=8):
+    data = load_dataset("shapes-itm-mixed", "val", n)
+    return Collator(tokenizer, 64)([data[i] for i in range(n)])
+
+
+def _log_softmax(z):
+    import numpy as np
+
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_the_matching_stage_loss_is_the_kl_of_the_matching_teachers_soft_labels(tokenizer):
+    """Worked by hand on a tiny model: KL(softmax(z_T) || softmax(z_S)) over (mismatch, match), batch mean."""
+    import numpy as np
+
+    from workbench.methods.dide import matching_stage
+
+    torch.manual_seed(0)
+    batch = _matching_batch(tokenizer)
+    matcher = create_model("fusion", len(tokenizer), 2, **TINY).eval()
+    student = create_model("dual", len(tokenizer), 2, **TINY).eval()
+    with torch.no_grad():
+        z_t = matcher(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.numpy()
+        z_s = student(batch.input_ids, batch.attention_mask, batch.pixel_values).logits.numpy()
+    log_t, log_s = _log_softmax(z_t), _log_softmax(z_s)
+    by_hand = float((np.exp(log_t) * (log_t - log_s)).sum(-1).mean())
+    assert by_hand > 1e-4  # two random models disagree
+    alone = DiDEObjective("dide", matching_stage(get_method("dide-pt").config(t2i=0.0, i2t=0.0)), matcher)
+    loss, logs = alone.loss(student, batch)
+    assert loss.item() == pytest.approx(by_hand, abs=1e-5) and logs["soft"] == pytest.approx(by_hand, abs=1e-5)
+    assert "ce" not in logs  # no gold labels in the stage
+    full = DiDEObjective("dide", matching_stage(get_method("dide-pt").config()), matcher)
+    loss, logs = full.loss(student, batch)  # plus the matching teacher's own attention, t2i and i2t at weight 1
+    assert logs["t2i"] > 0 and logs["i2t"] > 0
+    assert loss.item() == pytest.approx(by_hand + logs["t2i"] + logs["i2t"], abs=1e-5)
+
+
+def test_the_matching_gradient_vanishes_when_the_student_matches_like_the_teacher(tokenizer):
+    """Both heads output constant logits (last layer's weights zeroed): equal biases give equal distributions on
+    every pair, so no gradient; another bias gives d loss / d bias = p_student - p_teacher."""
+    import numpy as np
+
+    from workbench.methods.dide import matching_stage
+
+    torch.manual_seed(0)
+    batch = _matching_batch(tokenizer)
+    matcher = create_model("fusion", len(tokenizer), 2, **TINY).eval()
+    student = create_model("dual", len(tokenizer), 2, **TINY).eval()
+    teacher_bias = [0.3, -0.7]
+    with torch.no_grad():
+        for model in (matcher, student):
+            model.classifier[-1].weight.zero_()
+            model.classifier[-1].bias.copy_(torch.tensor(teacher_bias))
+    objective = DiDEObjective("dide", matching_stage(get_method("dide-pt").config(t2i=0.0, i2t=0.0)), matcher)
+    loss, _ = objective.loss(student, batch)
+    loss.backward()
+    grads = [p.grad.abs().max().item() for p in student.parameters() if p.grad is not None]
+    assert loss.item() == pytest.approx(0.0, abs=1e-7) and grads and max(grads) < 1e-7
+    student.zero_grad()
+    with torch.no_grad():
+        student.classifier[-1].bias.copy_(torch.tensor([0.3, 0.3]))
+    loss, _ = objective.loss(student, batch)
+    loss.backward()
+    p_t, p_s = np.exp(_log_softmax(teacher_bias)), np.array([0.5, 0.5])
+    assert loss.item() == pytest.approx(float((p_t * np.log(p_t / p_s)).sum()), abs=1e-6)
+    assert student.classifier[-1].bias.grad.numpy() == pytest.approx(p_s - p_t, abs=1e-6)  # [-0.2311, 0.2311]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give --pretrain-teacher"),
+        (["--pretrain-teacher", "TASK"], "shapes-itm-mixed has 2 (mismatch, match)"),
+        (["--pretrain-teacher", "MATCHER8"], "does not fit the student (patch_size 8 vs 16"),
+    ],
+)
+def test_dide_pt_refuses_a_missing_or_unfitting_matching_teacher_before_training(
+    tmp_path, tokenizer, capsys, extra, message
+):
+    from workbench.cli import main as cli
+
+    teacher = _tiny_teacher(tmp_path, tokenizer)
+    paths = {"TASK": str(teacher), "MATCHER8": str(_tiny_matcher(tmp_path, tokenizer, patch_size=8))}
+    args = ["distill", "--teacher", str(teacher), "--recipe", "dide-pt", "--out", str(tmp_path / "s")]
+    args += ["--train-size", "32", "--batch-size", "16", "--no-progress", *[paths.get(a, a) for a in extra]]
+    assert cli(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s" / "pretrain").exists() and not (tmp_path / "s" / "model").exists()
+
+
+def test_layers_beyond_a_shallow_text_tower_fail_before_training(tmp_path, tokenizer, capsys):
+    """`--layers 0 1 --text-layers 1` used to distil teacher layer 0 only; now it is an error naming the depths."""
+    from workbench.cli import main as cli
+
+    teacher = _tiny_teacher(tmp_path, tokenizer)
+    args = ["distill", "--teacher", str(teacher), "--recipe", "dide", "--dataset", "shapes-vqa", "--layers", "0", "1",
+            "--text-layers", "1", "--out", str(tmp_path / "s"), "--train-size", "32", "--batch-size", "16",
+            "--no-progress"]  # fmt: skip
+    assert cli(args) == 2
+    assert "student text-tower layer 1 does not exist; it has 1 layer" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "model").exists()
+
+
+def test_a_layer_map_distils_the_named_teacher_layer_into_the_named_student_layers(tokenizer):
+    from workbench import losses
+
+    torch.manual_seed(0)
+    data = load_dataset("shapes-vqa", "val", 8)
+    batch = Collator(tokenizer, 64)([data[i] for i in range(8)])
+    teacher = create_model("fusion", len(tokenizer), len(data.labels), **TINY).eval()
+    student = create_model("dual", len(tokenizer), len(data.labels), **TINY).eval()
+    with torch.no_grad():
+        t = teacher(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=(0, 1))
+        s = student(batch.input_ids, batch.attention_mask, batch.pixel_values, qk_layers=(0, 1))
+
+    def kl(lt, lq, lk):
+        t_t2i, t_i2t = losses.teacher_cross_scores(*t.qk[0][lt], text_len=t.text_len)
+        s_t2i, s_i2t = losses.student_cross_scores(s.qk_text[lq], s.qk_image[0][lk])
+        mask = batch.attention_mask
+        t2i = losses.attention_kl(s_t2i, t_t2i, query_mask=mask)
+        return (t2i + losses.attention_kl(s_i2t, t_i2t, key_mask=mask)).item()
+
+    def loss(layer_map):
+        config = get_method("dide").config(soft=0.0, layer_map=layer_map)
+        return DiDEObjective("dide", config, teacher).loss(student, batch)[0].item()
+
+    assert loss(("1:0",)) == pytest.approx(kl(1, 0, 0), abs=1e-5)
+    assert loss(("0:0:1",)) == pytest.approx(kl(0, 0, 1), abs=1e-5)
+    assert loss(("1:0", "0:1")) == pytest.approx(kl(1, 0, 0) + kl(0, 1, 1), abs=1e-5)
+    assert abs(kl(1, 0, 0) - kl(0, 0, 0)) > 1e-3  # the teacher's layers differ, so the pairing is what is tested
+    assert loss(()) == pytest.approx(kl(1, 1, 1), abs=1e-5)  # the default: each model's last layer
 
 
 def test_a_shallower_text_tower_is_distilled_from_the_teachers_last_layer(tmp_path, tokenizer):
@@ -183,8 +348,8 @@ def test_a_shallower_text_tower_is_distilled_from_the_teachers_last_layer(tmp_pa
     assert all(x["t2i"] > 0 and x["i2t"] > 0 for x in log if "t2i" in x)  # the attention terms are live
 
 
-def test_dide_pt_from_a_two_image_stem_teacher_matches_on_one_image_then_fine_tunes_on_two(tmp_path, tokenizer):
-    """The NLVR teacher reads two images; the matching stage's captions have one (it crashed before)."""
+def test_the_task_attention_ablation_from_a_two_image_stem_teacher_fine_tunes_on_two_images(tmp_path, tokenizer):
+    """The NLVR teacher reads two images; the ablation's captions have one (it crashed before)."""
     from workbench.methods import distill
     from workbench.methods.dide import one_image_view
     from workbench.models import create_model, for_task
@@ -201,9 +366,31 @@ def test_dide_pt_from_a_two_image_stem_teacher_matches_on_one_image_then_fine_tu
     view = one_image_view(two)
     assert view.num_images == 1 and two.num_images == 2  # a copy: the teacher itself is unchanged
     cfg = TrainConfig(
+        dataset="shapes-nlvr", out=str(tmp_path / "s"), teacher=str(tmp_path / "teacher"),
+        recipe="dide-pt-task-attn", train_size=32, val_size=16, test_size=16, batch_size=16, max_steps=2,
+    )  # fmt: skip
+    distill(cfg, get_method("dide-pt-task-attn").config(pretrain_steps=2), progress=False)
+    student = load_checkpoint(tmp_path / "s" / "model").model
+    assert student.num_images == 2 and student.stem is not None
+
+
+def test_dide_pt_for_a_two_image_task_matches_on_one_image_then_fine_tunes_on_two(tmp_path, tokenizer):
+    """The matching teacher reads one image (the captions); the NLVR student then reads two."""
+    from workbench.methods import distill
+    from workbench.models import for_task
+    from workbench.models.io import load_checkpoint, save_checkpoint
+    from workbench.train import TrainConfig
+
+    data = load_dataset("shapes-nlvr", "val", 4)
+    two = for_task(create_model("fusion", len(tokenizer), 3, **TINY), 2, len(data.labels))
+    save_checkpoint(
+        two, tokenizer, tmp_path / "teacher", {"task": "nlvr", "labels": list(data.labels), "num_images": 2}
+    )
+    cfg = TrainConfig(
         dataset="shapes-nlvr", out=str(tmp_path / "s"), teacher=str(tmp_path / "teacher"), recipe="dide-pt",
         train_size=32, val_size=16, test_size=16, batch_size=16, max_steps=2,
     )  # fmt: skip
-    distill(cfg, get_method("dide-pt").config(pretrain_steps=2), progress=False)
-    student = load_checkpoint(tmp_path / "s" / "model").model
-    assert student.num_images == 2 and student.stem is not None
+    config = get_method("dide-pt").config(pretrain_steps=2, pretrain_teacher=str(_tiny_matcher(tmp_path, tokenizer)))
+    distill(cfg, config, progress=False)
+    assert load_checkpoint(tmp_path / "s" / "pretrain" / "model").model.num_images == 1
+    assert load_checkpoint(tmp_path / "s" / "model").model.num_images == 2

@@ -316,24 +316,22 @@ def test_a_clip_folder_is_a_dual_teacher_for_mcad(tmp_path, tokenizer):
     from workbench.data import Collator
     from workbench.data.shapes import ITM_LABELS
     from workbench.methods import get_method
-    from workbench.methods.mcad import RetrievalObjective
+    from workbench.methods.mcad import RetrievalObjective, fit_fused_map
     from workbench.models.clip import load_dual_encoder
 
     _tiny_clip(tmp_path / "clip")
     ck = load_dual_encoder(tmp_path / "clip")
     fusion = create_model("fusion", len(tokenizer), 2, **TINY)
-    recipe = RetrievalObjective(
-        "mcad",
-        DualEncoder(ck.model, ck.tokenizer),
-        FusionMatcher(fusion, tokenizer, ITM_LABELS),
-        get_method("mcad").config(),
-    )
+    dual, matcher = DualEncoder(ck.model, ck.tokenizer), FusionMatcher(fusion, tokenizer, ITM_LABELS)
+    fused_map = fit_fused_map(dual, matcher, "shapes-retrieval", 16)  # into the CLIP teacher's space
+    assert fused_map.weight.shape == (TINY["hidden_size"] + 1, 24)  # the fusion width (+ intercept) -> CLIP's 24
+    recipe = RetrievalObjective("mcad", dual, matcher, get_method("mcad").config(), fused_map)
     student = create_model("dual", len(tokenizer), 0, embed_dim=24, **TINY)
     data = load_dataset("shapes-retrieval", "train", 6)
     batch = Collator(tokenizer, 64)([data[i] for i in range(6)])
     loss, logs = recipe.loss(student, batch)
     loss.backward()
-    assert torch.isfinite(loss) and logs["feature"] > 0 and logs["fused_pairs"] >= 6
+    assert torch.isfinite(loss) and logs["feature"] > 0 and logs["fused_map_r2"] == fused_map.r2
     assert all(p.grad is None for p in ck.model.parameters())
     assert student.image_proj.weight.grad.abs().sum() > 0
 

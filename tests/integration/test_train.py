@@ -85,6 +85,9 @@ def test_interrupted_run_resumes_from_saved_step_and_matches(tmp_path):
     elapsed = [json.loads(line)["elapsed_s"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert elapsed[-1] >= 1000 and elapsed == sorted(elapsed)
     assert resumed["steps"] == ref["steps"] == 80
+    # the loss record of step 50, written after the checkpoint at 49, was cut back on resuming and written once
+    assert [r["step"] for r in _records(tmp_path / "run") if "loss" in r] == [50]
+    assert _records(tmp_path / "run") == _records(tmp_path / "ref")
     a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
     b = load_file(tmp_path / "run" / "model" / "model.safetensors")
     for k in a:
@@ -124,7 +127,13 @@ def test_cli_train_then_eval_writes_per_type_json(tmp_path, capsys):
     assert cli(["eval", str(out / "model"), "--split", "val", "--size", "60", "--out", str(tmp_path / "e.json")]) == 0
     metrics = json.loads((tmp_path / "e.json").read_text())
     assert metrics["n"] == 60 and metrics["dataset"] == "shapes-ve"
-    assert set(metrics["per_type"]) <= {"existence", "counting", "relation"}
+    # per type: the question types of those 60 examples, counted here from the dataset, each scored on its own
+    val = load_dataset("shapes-ve", "val", 60)
+    counts = {q: sum(val[i].qtype == q for i in range(60)) for q in {val[i].qtype for i in range(60)}}
+    assert {q: m["n"] for q, m in metrics["per_type"].items()} == counts
+    assert set(counts) == {"existence", "counting", "relation"}
+    overall = sum(m["accuracy"] * m["n"] for m in metrics["per_type"].values()) / 60
+    assert metrics["accuracy"] == pytest.approx(overall)
     assert "accuracy" in capsys.readouterr().out
 
 

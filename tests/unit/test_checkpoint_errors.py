@@ -38,13 +38,37 @@ def test_file_instead_of_folder(good):
         load_checkpoint(good / "config.json")
 
 
-def test_pickle_only_folder_is_refused_without_unpickling(good, tmp_path):
+def _side_effect_pickle(marker) -> bytes:
+    """A pickle whose loading creates `marker` (it calls `open(marker, "w")`): loading it leaves a trace."""
+    return f"cbuiltins\nopen\n(S'{marker}'\nS'w'\ntR.".encode()
+
+
+def test_pickle_only_folder_is_refused_without_unpickling(good, tmp_path, monkeypatch):
+    import pickle
+
+    import torch
+
+    control = tmp_path / "control"
+    pickle.loads(_side_effect_pickle(control)).close()  # the payload does leave its trace when unpickled
+    assert control.exists()
     bad = _copy(good, tmp_path)
     (bad / "model.safetensors").unlink()
-    # a pickle that would run code if it were ever loaded
-    (bad / "pytorch_model.bin").write_bytes(b"cos\nsystem\n(S'touch /tmp/pwned-by-workbench'\ntR.")
-    with pytest.raises(CheckpointError, match="never unpickles"):
+    marker = tmp_path / "unpickled"
+    for name in ("pytorch_model.bin", "model.pt"):
+        (bad / name).write_bytes(_side_effect_pickle(marker))
+    calls = []
+
+    def record(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("a checkpoint load tried to unpickle something")
+
+    for module, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")):
+        monkeypatch.setattr(module, name, record)
+    with pytest.raises(
+        CheckpointError, match="holds only pickle weights .*model.pt, pytorch_model.bin.*never unpickles"
+    ):
         load_checkpoint(bad)
+    assert calls == [] and not marker.exists()
 
 
 @pytest.mark.parametrize("keep_bytes", [0, 100, 5000])

@@ -102,3 +102,28 @@ def test_multilabel_soft_kd_targets_the_teachers_sigmoids_times_the_number_of_an
     h = lambda p: -(p * math.log(p) + (1 - p) * math.log(1 - p))  # noqa: E731
     got = losses.soft_label_kd_multilabel(teacher, teacher).item()
     assert got == pytest.approx(h(0.5) + h(0.75) + h(0.25), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- edges the mutants found
+
+
+def test_soft_label_kd_divides_both_sides_by_the_temperature_and_defaults_to_one():
+    s = torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, -2.0]])
+    t = torch.tensor([[0.0, 1.5, 0.0], [3.0, 0.0, -2.0]])
+
+    def by_hand(temperature):
+        p, log_q = (t / temperature).softmax(-1), (s / temperature).log_softmax(-1)
+        return ((p * (p.log() - log_q)).sum(-1).mean() * temperature**2).item()
+
+    assert losses.soft_label_kd(s, t, temperature=3.0).item() == pytest.approx(by_hand(3.0), rel=1e-6)
+    assert losses.soft_label_kd(s, t).item() == pytest.approx(by_hand(1.0), rel=1e-6)
+    assert by_hand(3.0) != pytest.approx(by_hand(1.0), rel=1e-2)
+
+
+def test_attention_kl_with_a_single_real_query_is_that_querys_kl():
+    t = torch.tensor([[[[math.log(3.0), 0.0], [5.0, -5.0]]]])  # query 0: teacher (3/4, 1/4); query 1 padded
+    s = torch.zeros(1, 1, 2, 2)
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    got = losses.attention_kl(s, t, query_mask=torch.tensor([[1, 0]]))
+    assert got.item() == pytest.approx(expected, rel=1e-6)  # divided by one real query, not more
+    assert losses.attention_kl(s, t, query_mask=torch.tensor([[0, 0]])).item() == 0.0  # none real: 0, not NaN

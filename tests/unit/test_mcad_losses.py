@@ -131,3 +131,55 @@ def test_losses_send_finite_gradients_to_the_student_only():
     total = total + losses.embedding_distill(s_img, u) + losses.embedding_distill(s_txt, w, "squared-l2")
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(s_img.grad).all() and s_img.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------- edges the mutants found
+
+
+def test_affinity_kl_divides_the_columns_by_the_temperature_too():
+    teacher = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, -1.0], [1.0, 1.0, 0.0]])
+    student = torch.tensor([[0.5, -1.0, 0.0], [1.0, 0.0, 2.0], [0.0, -2.0, 1.0]])
+
+    def kl_rows(s, t, temperature):
+        p, log_q = (t / temperature).softmax(-1), (s / temperature).log_softmax(-1)
+        return ((p * (p.log() - log_q)).sum(-1).mean() * temperature**2).item()
+
+    i2t, t2i = losses.affinity_kl(student, teacher, temperature=2.0)
+    assert i2t.item() == pytest.approx(kl_rows(student, teacher, 2.0), rel=1e-6)
+    assert t2i.item() == pytest.approx(kl_rows(student.T, teacher.T, 2.0), rel=1e-6)
+    assert t2i.item() != pytest.approx(kl_rows(student.T, teacher.T, 1.0), rel=1e-2)
+
+
+def test_squared_l2_sums_over_dimensions_and_averages_over_the_batch():
+    s = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])  # 2 examples of 3 dimensions
+    t = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert losses.embedding_distill(s, t, "squared-l2").item() == pytest.approx((1 + 5) / 2)
+    with pytest.raises(ValueError, match=r"\(build the student with embed_dim = the teacher's embedding width\)"):
+        losses.embedding_distill(torch.zeros(2, 3), torch.zeros(2, 2))
+
+
+def test_every_pair_is_scored_when_k_is_not_below_the_batch():
+    logits = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
+    for k in (0, -1, 3, 5):
+        mask = losses.fusion_pair_mask(logits, k)
+        assert mask.dtype == torch.bool and mask.shape == (3, 3) and bool(mask.all())
+
+
+def test_the_fused_logits_need_one_scored_pair_and_the_default_beta_is_one_half():
+    with pytest.raises(ValueError, match="^the fusion teacher scored no pair$"):
+        losses.fused_teacher_logits(torch.zeros(2, 2), torch.full((2, 2), float("nan")))
+    u = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.6, 0.8]]), dim=-1)
+    w = torch.nn.functional.normalize(torch.tensor([[0.0, 1.0], [1.0, 1.0]]), dim=-1)
+    z = torch.tensor([[1.0, 0.0], [0.5, 2.0]])
+    default = losses.modified_teacher_features(u, w, z)
+    half = losses.modified_teacher_features(u, w, z, beta=0.5)
+    assert all(torch.allclose(a, b) for a, b in zip(default, half))
+    assert not torch.allclose(default[0], losses.modified_teacher_features(u, w, z, beta=1.0)[0])
+
+
+def test_fused_feature_targets_add_the_fused_feature_at_full_weight_by_default():
+    u, v = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    f = torch.tensor([[1.0, 1.0]])
+    got_u, got_v = losses.fused_feature_targets(u, v, f)
+    torch.testing.assert_close(got_u, torch.nn.functional.normalize(torch.tensor([[2.0, 1.0]]), dim=-1))
+    torch.testing.assert_close(got_v, torch.nn.functional.normalize(torch.tensor([[1.0, 2.0]]), dim=-1))

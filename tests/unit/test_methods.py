@@ -25,16 +25,22 @@ def test_every_method_is_well_formed_and_its_config_round_trips_through_json(nam
 
 def test_the_registry_holds_every_method_and_baseline_in_order():
     assert method_names(task="answer") == (
-        "none", "kd", "hard", "dide", "dide-pt", "mad", "mad-naive", "mad-no-select", "mad-no-conf",
+        "none", "kd", "hard", "dide", "dide-pt", "dide-pt-task-attn", "mad", "mad-naive", "mad-no-select",
+        "mad-no-conf",
     )  # fmt: skip
-    assert method_names(task="retrieval") == ("clip", "clipkd", "affinity", "mcad", "mcad-nofused", "mcad-nofeat")
+    assert method_names(task="retrieval") == (
+        "clip", "clipkd", "affinity", "mcad", "mcad-scalar", "mcad-nofused", "mcad-nofeat",
+    )  # fmt: skip
     assert method_names(student="fusion") == ("hard", "mad", "mad-naive", "mad-no-select", "mad-no-conf")
 
 
 def test_ablations_differ_from_their_method_only_in_their_switches():
     full, naive = get_method("mad").config(), get_method("mad-naive").config()
     assert dataclasses.replace(full, token_selection=False, confidence=False) == naive
-    assert get_method("mcad-nofused").config() == dataclasses.replace(get_method("mcad").config(), alpha=0.0)
+    mcad = get_method("mcad").config()
+    assert get_method("mcad-nofused").config() == dataclasses.replace(mcad, gamma=0.0)
+    assert get_method("mcad-scalar").config() == dataclasses.replace(mcad, gamma=0.0, alpha=1.0)
+    assert get_method("mcad-nofeat").config() == dataclasses.replace(mcad, feature=0.0)
     assert get_method("dide").config().hard == 0.0  # the official fine-tuning: hard labels off
 
 
@@ -57,7 +63,11 @@ def test_configs_saved_before_the_registry_load_flat():
     assert get_method("dide").config_from_dict(old).t2i == 0.5
     meta = json.loads((ROOT / "assets" / "shapes-retrieval-student" / "workbench.json").read_text())
     config = get_method("mcad").config_from_dict(meta["train_config"]["recipe_args"])
-    assert config.fusion_teacher and config.alpha > 0
+    # saved before the fused features: the scalar method, whatever the recipe name
+    assert config.fusion_teacher and config.alpha > 0 and config.gamma == 0.0
+    assert config == get_method("mcad-scalar").config(
+        **{k: getattr(config, k) for k in ("dual_teacher", "fusion_teacher")}
+    )
 
 
 def test_no_module_outside_the_registry_lists_method_names():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from workbench import viz
 from workbench.viz import experiment_grid_bars, patch_maps_side_by_side, top_answers_bar, training_curves
 
 
@@ -72,3 +73,31 @@ def test_experiment_grid_bars_one_panel_per_task_and_gaps_for_unrun_rows():
     assert ve_none.hovertext[1] == "none, full: not run"
     assert ve_mad.hovertext[0] == "mad, low1: 80.0% ± 3.0% (2 seeds)"
     assert fig.data[0].marker.color == fig.data[2].marker.color  # a row keeps its colour across panels
+
+
+def test_width_curve_draws_the_speedup_its_range_the_flop_ratio_and_the_share_reached():
+    curve = {
+        "label": "speed only: untrained weights",
+        "points": [
+            {"width": 64, "speedup": 2.0, "speedup_range": [1.5, 2.5], "flop_ratio": 10.0},
+            {"width": 768, "speedup": 8.0, "speedup_range": [7.0, 9.0], "flop_ratio": 10.0},
+        ],
+    }
+    fig = viz.width_curve_figure(curve)
+    speed, flops, share = fig.data
+    assert list(speed.y) == [2.0, 8.0] and list(speed.error_y.array) == [0.5, 1.0]
+    assert list(speed.error_y.arrayminus) == [0.5, 1.0] and list(flops.y) == [10.0, 10.0]
+    assert list(share.y) == [0.2, 0.8] and share.yaxis == "y2" and fig.layout.xaxis.type == "log"
+    assert "untrained weights" in fig.layout.title.text
+    with pytest.raises(ValueError, match="no points"):
+        viz.width_curve_figure({"label": "", "points": []})
+
+
+def test_compare_training_curves_names_each_runs_traces_and_dots_the_baseline():
+    records = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0, "val_accuracy": 0.5}]
+    fig = viz.compare_training_curves({"none": records, "dide": records}, baseline="none", title="t")
+    names = [t.name for t in fig.data]
+    assert names and all(n.startswith(("none: ", "dide: ")) for n in names)
+    assert {n.split(": ")[0] for n in names} == {"none", "dide"}
+    assert all((t.line.dash == "dot") == t.name.startswith("none: ") for t in fig.data)
+    assert fig.layout.title.text == "t"

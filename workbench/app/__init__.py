@@ -6,17 +6,25 @@ One module per job:
 
   loading     the shipped assets: task / model pairs, the Retrieval tab's models, warm-up
   state       what the tabs share, explicit: the loaded pairs and their analysis copies, the test-split
-              cache, the texts the app suggested; the Retrieval tab's models and index
-  ui          shared UI pieces: the image input, checkpoint labels, turning library errors into messages
+              cache, the texts the app suggested, the examples about a scene, the downloads' folder; the
+              Retrieval tab's models and index
+  ui          shared UI pieces: the image input, checkpoint labels, what the models could not read, turning
+              library errors into messages, an endpoint wired for API clients and for the page (`endpoint`)
+  exports     the downloads: answers (JSON), maps (NPZ, JSON, PNG with kaleido), speed (CSV)
+  glossary    the page's short glossary
   ask, attention, speed, errors, retrieval
               one module per tab: its layout, its callbacks and its events (`build(...)`)
-  blocks      `build_app`: the page, the tabs in order, the pair selector that resets them all
+  blocks      `build_app`: the page, the message area, the glossary, the tabs in order, the pair selector
+              that resets them all
   launch      `shipped_demo` (the app on the shipped checkpoints) and `serve`
 
 Every event has an `api_name`, so each function can be called with `gradio_client`; the public
 endpoints are /ask, /random_example, /load_sample, /pick_example, /set_pair, /explain, /speed,
-/errors, /open_example and /retrieve. Events that only repeat one of them for the UI (e.g. Ask again
-after a random scene) are private.
+/errors, /open_example and /retrieve, on hidden triggers: through the API an error is raised. The page's
+own events (private) run the same functions but show an error in the page's one message area and clear the
+result it replaces, so no control is covered by Gradio's error badge and no stale answer stays beside it.
+Events that only repeat one of them for the UI (e.g. Ask again after a random scene) are private too.
+docs/app.md describes the page's rules.
 
 Models are loaded once at start-up. Three sets of weights, so that nothing one event does to a model
 (Captum's and the q/k captures' forward hooks, the benchmark's attention switch) can touch another

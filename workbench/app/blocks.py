@@ -1,6 +1,7 @@
-"""`build_app`: the page. A header, the task / model pair selector, then the five tabs in order (Ask,
-Attention, Speed, Errors, Retrieval), each built by its module; choosing another pair resets what every
-tab shows of the previous one (public endpoint /set_pair)."""
+"""`build_app`: the page. A header, the task / model pair selector, the page's one message area (every tab's
+errors), a short glossary, then the five tabs in order (Ask, Attention, Speed, Errors, Retrieval), each built by
+its module; choosing another pair resets what every tab shows of the previous one (public endpoint /set_pair).
+Selecting a tab redraws its plots to the tab's width (Plotly sizes a plot drawn in a hidden tab as 700 px wide)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import gradio as gr
 
 from workbench.app import ask, attention, errors, speed
 from workbench.app import retrieval as retrieval_tab
+from workbench.app.glossary import glossary_markdown
 from workbench.app.loading import RETRIEVAL_GALLERY, Pair, RetrievalModels, assets_dir, load_retrieval
 from workbench.app.state import AppState, RetrievalState
-from workbench.app.ui import user_errors
+from workbench.app.ui import PRIVATE, shown, user_errors
 from workbench.errors import WorkbenchError
 
 TITLE = "VL distillation workbench"
@@ -19,11 +21,14 @@ INTRO = (
     "A slow **fusion teacher** (image patches and words in one transformer) beside the fast "
     "**dual-encoder student** distilled from it (separate towers, image features cacheable)."
 )
+# after a tab is shown, a window resize makes every Plotly plot in it take its container's width (Plotly's own
+# resize handler skips hidden plots, so one drawn while its tab was hidden keeps the 700 px default)
+RESIZE_PLOTS_JS = "() => { for (const ms of [50, 300]) setTimeout(() => dispatchEvent(new Event('resize')), ms); }"
 
 
 def _wire_pair_change(state: AppState, tabs: tuple) -> None:
     """Choosing another pair resets the Ask, Attention and Errors tabs (Speed reads the pair when run;
-    Retrieval does not depend on it)."""
+    Retrieval does not depend on it) and clears the message area."""
     ask_tab, attention_tab, errors_tab = tabs
 
     @user_errors
@@ -38,7 +43,10 @@ def _wire_pair_change(state: AppState, tabs: tuple) -> None:
         )
 
     outputs = [*ask_tab.reset_outputs, *attention_tab.reset_outputs, *errors_tab.reset_outputs]
-    ask_tab.pair.change(set_pair, [ask_tab.pair, ask_tab.question], outputs, api_name="set_pair")
+    inputs = [ask_tab.pair, ask_tab.question]
+    ask_tab.api.click(set_pair, inputs, outputs, api_name="set_pair")  # for API clients: errors raised
+    page = shown(set_pair, tuple(gr.update() for _ in outputs))
+    ask_tab.pair.change(page, inputs, [*outputs, ask_tab.message], api_name="set_pair_on_change", **PRIVATE)
 
 
 def build_app(
@@ -65,15 +73,22 @@ def build_app(
     retrieval = load_retrieval(assets=assets) if retrieval is None else retrieval
     retrieval_state = RetrievalState(retrieval, gallery_size)
     state = AppState(pairs, samples)
+    recipes = [ck.meta.get("recipe") for p in pairs.values() for ck in p if ck is not None]
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(INTRO)
-        pair = gr.Dropdown(state.names, value=state.names[0], label="task / model pair", elem_id="pair")
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown(INTRO)
+                pair = gr.Dropdown(state.names, value=state.names[0], label="task / model pair", elem_id="pair")
+                message = gr.Markdown(elem_id="message")  # every tab's errors, in one place
+            with gr.Column(scale=2), gr.Accordion("Glossary", open=True, elem_id="glossary"):
+                gr.Markdown(glossary_markdown(recipes), max_height=230, elem_id="glossary-text")
         with gr.Tabs(selected="ask") as tabs:
-            ask_tab = ask.build(state, pair)
+            ask_tab = ask.build(state, pair, message)
             attention_tab = attention.build(state, ask_tab)
-            speed.build(state, pair, bench_settings)
+            speed.build(state, pair, bench_settings, message)
             errors_tab = errors.build(state, ask_tab, attention_tab, tabs, errors_n, data_roots)
-            retrieval_tab.build(retrieval_state)
+            retrieval_tab.build(retrieval_state, message)
+        tabs.select(None, None, None, js=RESIZE_PLOTS_JS, api_name="resize_plots", **PRIVATE)
         _wire_pair_change(state, (ask_tab, attention_tab, errors_tab))
     demo.queue(default_concurrency_limit=2, max_size=256)
     return demo

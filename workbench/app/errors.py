@@ -20,12 +20,20 @@ from workbench import viz
 from workbench.app.ask import AskTab
 from workbench.app.attention import AttentionTab
 from workbench.app.state import AppState
-from workbench.app.ui import ANALYSIS_QUEUE, PRIVATE, dataset_of, user_errors
+from workbench.app.ui import ANALYSIS_QUEUE, PRIVATE, dataset_of, endpoint, shown, user_errors
 from workbench.models.io import Checkpoint
 
 ERRORS_N = 600  # test examples compared (100 per shapes question type)
 ERROR_HEADERS = ["#", "type", "question", "gold", "teacher", "student", "attention KL"]
 NO_STUDENT = "No student is shipped for this task yet: nothing to compare the teacher with."
+CLEARED = ("", None, None, None, gr.update())  # the comparison after an error; the type filter kept
+UNCHANGED = (gr.update(),) * 6  # an example that could not be opened leaves the inputs as they are
+
+
+def accuracy_bars(per_type: dict[str, dict]):
+    """Accuracy by question type, each model in its colour (`viz.MODEL_COLOURS`, as in Ask and Speed)."""
+    fig = viz.accuracy_by_type_bar(per_type, models=("teacher", "student", "agree"))
+    return fig.for_each_trace(lambda t: t.update(marker_color=viz.MODEL_COLOURS.get(t.name)))
 
 
 def table_rows(rows: list[dict]) -> list[list]:
@@ -70,12 +78,15 @@ class ErrorsTab:
             f"Where teacher and student answer differently on the first {self.errors_n} examples of the test "
             "split (computed on first use, then kept). Clicking a row opens the example."
         )
+        self.api = gr.Button(visible=False)  # the public endpoints' trigger (`ui.endpoint`): API clients only
         with gr.Row():
             self.qtype = gr.Dropdown(["all", *teacher.meta.get("qtypes", [])], value="all", label="question type")
             self.wrong = gr.Radio(
                 [("any", "any"), ("student wrong", "student"), ("teacher wrong", "teacher")], value="any", label="show"
             )
-            self.target = gr.Radio(["Ask", "Attention"], value="Attention", label="open a row in")
+            self.target = gr.Radio(
+                ["Ask", "Attention"], value="Attention", label="open a row in", elem_id="open-target"
+            )
             self.find_btn = gr.Button("Find disagreements", variant="primary", elem_id="find-errors")
         self.summary = gr.Markdown(elem_id="errors-summary")
         self.table = gr.Dataframe(
@@ -90,23 +101,25 @@ class ErrorsTab:
             self.plot = gr.Plot(label="accuracy and agreement by type", elem_id="errors-plot")
             with gr.Column():
                 self.file = gr.File(label="every compared example (CSV)")
-                self.open_index = gr.Number(label="test example #", precision=0, minimum=0)
-                self.open_btn = gr.Button("Open example")
+                self.open_index = gr.Number(label="test example #", precision=0, minimum=0, elem_id="open-index")
+                self.open_btn = gr.Button("Open example", elem_id="open-example")
 
     def wire(self, tab: gr.Tab) -> None:
+        message = self.ask_tab.message
         inputs = [self.ask_tab.pair, self.qtype, self.wrong]
         outputs = [self.summary, self.plot, self.table, self.file, self.qtype]
-        self.find_btn.click(self.errors, inputs, outputs, api_name="errors", **ANALYSIS_QUEUE)
-        tab.select(self.errors, inputs, outputs, api_name="errors_on_tab", **ANALYSIS_QUEUE, **PRIVATE)
-        self.qtype.input(self.errors, inputs, outputs, api_name="errors_by_type", **ANALYSIS_QUEUE, **PRIVATE)
-        self.wrong.input(self.errors, inputs, outputs, api_name="errors_by_who", **ANALYSIS_QUEUE, **PRIVATE)
+        events = [(self.find_btn.click, "errors_on_click"), (tab.select, "errors_on_tab"),
+                  (self.qtype.input, "errors_by_type"), (self.wrong.input, "errors_by_who")]  # fmt: skip
+        endpoint(self.errors, inputs, outputs, "errors", self.api, events, message, CLEARED, **ANALYSIS_QUEUE)
         a = self.ask_tab
         opened = [a.image, a.image2, a.question, a.source_info, self.tabs]
         pair, target = a.pair, self.target
-        by_index = self.open_btn.click(
-            self.open_example, [pair, self.open_index, target], opened, api_name="open_example"
-        )
-        by_row = self.table.select(self.open_row, [pair, target], opened, api_name="open_row", **PRIVATE)
+        self.api.click(self.open_example, [pair, self.open_index, target], opened, api_name="open_example")
+        page_outputs = [*opened, a.examples, message]
+        by_index = self.open_btn.click(shown(self.open_page, UNCHANGED), [pair, self.open_index, target], page_outputs,
+                                       api_name="open_on_click", **PRIVATE)  # fmt: skip
+        by_row = self.table.select(shown(self.open_row, UNCHANGED), [pair, target], page_outputs, api_name="open_row",
+                                   **PRIVATE)  # fmt: skip
         for dep, name in ((by_index, "index"), (by_row, "row")):
             self.attention_tab.explain_after(a.then_ask(dep, f"ask_after_open_{name}"), f"explain_after_open_{name}")
 
@@ -189,7 +202,7 @@ class ErrorsTab:
         types = ["all", *stats["per_type"]]
         return (
             summary,
-            viz.accuracy_by_type_bar(stats["per_type"], models=("teacher", "student", "agree")),
+            accuracy_bars(stats["per_type"]),
             {"headers": ERROR_HEADERS, "data": table_rows(shown)},
             str(csv),
             gr.update(choices=types, value=qtype if qtype in types else "all"),
@@ -209,11 +222,19 @@ class ErrorsTab:
         tab = "attention" if str(target).lower() == "attention" else "ask"
         return ex.images[0], second, self.state.suggest(ex.text), info, gr.Tabs(selected=tab)
 
+    def open_page(self, pair_name: str, index, target: str = "Ask"):
+        """`open_example` for the page: also the examples about that test example (`AppState.scene_examples`)."""
+        opened = self.open_example(pair_name, index, target)
+        teacher, _ = self.state.pair(pair_name)
+        data = self.test_split(pair_name)
+        examples = self.state.scene_examples(teacher, data, int(index), data[int(index)])
+        return (*opened, gr.Dataset(samples=[[q] for q in examples]))
+
     def open_row(self, pair_name: str, target: str, evt: gr.SelectData):
         """A click in the Errors table: open that row's example (the row's first cell is its index)."""
         if not evt.row_value:
             raise gr.Error("Click a row of the table.")
-        return self.open_example(pair_name, int(evt.row_value[0]), target)
+        return self.open_page(pair_name, int(evt.row_value[0]), target)
 
 
 def build(

@@ -16,13 +16,14 @@ from workbench import viz
 from workbench.app.ask import pick_example
 from workbench.app.loading import RETRIEVAL_BUILD, RETRIEVAL_FUSION
 from workbench.app.state import RetrievalState
-from workbench.app.ui import EXAMPLE_COUNT, PRIVATE, user_errors
+from workbench.app.ui import EXAMPLE_COUNT, PRIVATE, endpoint, shown, user_errors
 from workbench.inputs import check_question
 
 RETRIEVAL_MAX_K = 24
 NO_STUDENT = f"No retrieval student is loaded. Build one with {RETRIEVAL_BUILD}, then restart the app."
 NO_FUSION = f"No fusion teacher is loaded, so there is nothing to re-rank with (assets/{RETRIEVAL_FUSION})."
 QUEUE = dict(concurrency_id="retrieve")
+CLEARED = ([], "", None, None)  # the results after an error
 
 
 def display(image: Image.Image) -> Image.Image:
@@ -100,13 +101,14 @@ def _info(query: str, index, out: dict, built_now: bool, models: RetrievalState)
 class RetrievalTab:
     """The Retrieval tab's components, callback and events over `models` (its own state)."""
 
-    def __init__(self, models: RetrievalState):
-        self.models = models
+    def __init__(self, models: RetrievalState, message=None):
+        self.models, self.message = models, message
 
     def layout(self) -> None:
         models = self.models
         gallery = models.gallery
         gr.Markdown(header(models), elem_id="retrieval-models")
+        self.api = gr.Button(visible=False)  # the public endpoint's trigger (`ui.endpoint`): API clients only
         with gr.Row():
             first = gallery.texts[0] if gallery else ""
             self.query = gr.Textbox(value=first, label="text query", max_lines=2, scale=4, elem_id="retrieval-query")
@@ -143,10 +145,15 @@ class RetrievalTab:
 
     def wire(self) -> None:
         inputs, outputs = [self.query, self.k, self.rerank], [self.results, self.info, self.plot, self.data]
-        self.search_btn.click(self.retrieve, inputs, outputs, api_name="retrieve", **QUEUE)
-        self.query.submit(self.retrieve, inputs, outputs, api_name="retrieve_on_enter", **QUEUE, **PRIVATE)
+        events = [(self.search_btn.click, "retrieve_on_click"), (self.query.submit, "retrieve_on_enter")]
+        endpoint(self.retrieve, inputs, outputs, "retrieve", self.api, events, self.message, CLEARED, **QUEUE)
         self.examples.click(pick_example, self.examples, self.query, api_name="pick_query", **PRIVATE).then(
-            self.retrieve, inputs, outputs, api_name="retrieve_after_example", **QUEUE, **PRIVATE
+            shown(self.retrieve, CLEARED),
+            inputs,
+            [*outputs, self.message],
+            api_name="retrieve_after_example",
+            **QUEUE,
+            **PRIVATE,
         )
 
     def _checked(self, query: str, k, rerank: bool) -> tuple[str, int]:
@@ -192,9 +199,9 @@ class RetrievalTab:
         return items, info, viz.retrieval_timings(timings, title), data
 
 
-def build(models: RetrievalState) -> RetrievalTab:
+def build(models: RetrievalState, message=None) -> RetrievalTab:
     """The Retrieval tab (inside the app's `gr.Tabs`), its components and events."""
-    tab = RetrievalTab(models)
+    tab = RetrievalTab(models, message)
     with gr.Tab("Retrieval", id="retrieval"):
         tab.layout()
     tab.wire()

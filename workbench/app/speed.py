@@ -14,8 +14,9 @@ from pathlib import Path
 import gradio as gr
 
 from workbench import viz
+from workbench.app.exports import speed_csv
 from workbench.app.state import AppState, copy_checkpoint
-from workbench.app.ui import num_images, user_errors
+from workbench.app.ui import endpoint, num_images, user_errors
 
 # settings for `workbench.bench.benchmark_pair` by name ("quick": None, the bench's own QUICK)
 BENCH_SETTINGS = {
@@ -47,10 +48,11 @@ def shipped_speed_markdown(path: str | Path | None = None) -> str:
 
 
 class SpeedTab:
-    """The Speed tab's components, callback and event. `settings`: benchmark settings by name."""
+    """The Speed tab's components, callback and event. `settings`: benchmark settings by name; `message`: the
+    page's message area."""
 
-    def __init__(self, state: AppState, pair: gr.Dropdown, settings: dict | None = None):
-        self.state, self.pair = state, pair
+    def __init__(self, state: AppState, pair: gr.Dropdown, settings: dict | None = None, message=None):
+        self.state, self.pair, self.message = state, pair, message
         self.settings = dict(settings or BENCH_SETTINGS)
 
     def layout(self) -> None:
@@ -61,6 +63,7 @@ class SpeedTab:
             "ONNX Runtime. Background work on the machine slows "
             "every path."
         )
+        self.api = gr.Button(visible=False)  # the public endpoint's trigger (`ui.endpoint`): API clients only
         with gr.Row():
             self.choice = gr.Radio(list(self.settings), value="quick", label="settings", elem_id="settings")
             self.run_btn = gr.Button("Run benchmark", variant="primary", elem_id="run-speed")
@@ -68,12 +71,16 @@ class SpeedTab:
             with gr.Column(scale=3):
                 self.plot = gr.Plot(label="speed (live)", elem_id="speed-plot")
                 self.table = gr.Markdown(elem_id="speed-table")
+                self.download = gr.File(label="the measurements (CSV)", height=80, elem_id="speed-download")
             with gr.Column(scale=2):  # read from the JSON, never measured here: the paper-scale run takes minutes
                 gr.Markdown(shipped_speed_markdown(), elem_id="speed-shipped")
 
     def wire(self) -> None:
-        outputs = [self.plot, self.table]
-        self.run_btn.click(self.speed, [self.pair, self.choice], outputs, api_name="speed", concurrency_limit=1)
+        outputs = [self.plot, self.table, self.download]
+        events = [(self.run_btn.click, "speed_on_click")]
+        cleared = (None, "", None)
+        endpoint(self.speed, [self.pair, self.choice], outputs, "speed", self.api, events, self.message, cleared,
+                 concurrency_limit=1)  # fmt: skip
 
     @user_errors
     def speed(self, pair_name: str, settings: str, progress=gr.Progress()):
@@ -99,12 +106,13 @@ class SpeedTab:
         load = result["machine"].get("load_average_1min_at_start")
         note = f"\n\nLoad average when the run started: {load} (other work on the machine slows every path)."
         fig = viz.speed_bars(result).update_layout(width=None, autosize=True)  # as wide as the tab
-        return fig, speed_table(result) + (note if load is not None else "")
+        table = speed_table(result) + (note if load is not None else "")
+        return fig, table, speed_csv(self.state.exports, result)
 
 
-def build(state: AppState, pair: gr.Dropdown, settings: dict | None = None) -> SpeedTab:
+def build(state: AppState, pair: gr.Dropdown, settings: dict | None = None, message=None) -> SpeedTab:
     """The Speed tab (inside the app's `gr.Tabs`), its components and event."""
-    tab = SpeedTab(state, pair, settings)
+    tab = SpeedTab(state, pair, settings, message)
     with gr.Tab("Speed", id="speed"):
         tab.layout()
     tab.wire()

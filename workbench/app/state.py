@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import random
 import threading
 from collections.abc import Callable
 
 import gradio as gr
 
+from workbench.app.exports import Exports
 from workbench.app.loading import Pair, RetrievalModels, retrieval_gallery_name
-from workbench.app.ui import EXAMPLE_COUNT, dataset_of, task_of
+from workbench.app.ui import EXAMPLE_COUNT, dataset_of, num_images, task_of
 from workbench.models.io import Checkpoint
 from workbench.retrieval import DualEncoder, FusionMatcher, GalleryIndex, retrieval_parameters, size_mb
 
@@ -40,6 +42,7 @@ class AppState:
         self.datasets: dict[tuple[str, int | None], object] = {}  # (dataset, size) -> its test split
         # texts the app itself put in the question box: replaced when the input changes (a user's own is kept)
         self.suggested = {q for s in samples for q in s.get("questions", []) + s.get("hypotheses", [])}
+        self.exports = Exports()  # the downloads' folder
 
     def pair(self, name: str, analysis: bool = False) -> Pair:
         """The named pair's serving models (or, with `analysis`, its analysis copies)."""
@@ -83,6 +86,33 @@ class AppState:
             data = self.dataset(teacher, EXAMPLE_COUNT)
             texts = [self.suggest(data[i].text) for i in range(min(EXAMPLE_COUNT, len(data)))]
         return list(texts)[:EXAMPLE_COUNT]
+
+    def first_sample(self, teacher: Checkpoint) -> tuple[str | None, str | None, dict | None]:
+        """The pair's own first input: (its first sample image, the next one for a two-image task, that sample)."""
+        shown = self.samples_for(teacher)
+        if not shown:
+            return None, None, None
+        second = shown[1 % len(shown)]["path"] if num_images(teacher) == 2 else None
+        return shown[0]["path"], second, shown[0]
+
+    def scene_examples(self, teacher: Checkpoint, data, index: int, example) -> list[str]:
+        """Example texts about example `index` of `data` (a random scene, an opened test example): its own text
+        first, then the generator's other questions of the task about the same scene(s) (shapes) or the other
+        questions about the same image (easy-VQA); each remembered as suggested."""
+        from workbench.data.shapes import VE_LABELS, VQA_TYPES, nlvr_statement, ve_hypothesis, vqa_question
+
+        task, meta, rng = task_of(teacher), example.meta, random.Random(index)
+        texts = [example.text]
+        if "scene" in meta and task == "vqa":
+            texts += [vqa_question(meta["scene"], t, rng)[0] for t in VQA_TYPES]
+        elif "scene" in meta and task == "ve":
+            made = (ve_hypothesis(meta["scene"], rng, want) for want in VE_LABELS * 4)
+            texts += [h[0] for h in made if h is not None]
+        elif "scenes" in meta and task == "nlvr":
+            texts += [nlvr_statement(*meta["scenes"], rng)[0] for _ in range(4 * EXAMPLE_COUNT)]
+        elif dataset_of(teacher) == "easy-vqa" and "image_id" in meta:
+            texts += [item[0] for item in data.items if item[2] == meta["image_id"]]
+        return [self.suggest(t) for t in dict.fromkeys(texts)][:EXAMPLE_COUNT]
 
     def attention_shape(self, name: str) -> tuple[int, int]:
         """(layers, heads) both models have; layers are aligned at the end, as DiDE pairs them. Read off

@@ -13,15 +13,17 @@ HELP = "measure faithfulness of the map methods and teacher-student map agreemen
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from workbench.explain.inputs import BASELINES
+    from workbench.explain.results import AGREEMENT_MAPS, MEASURES
 
     p = sub.add_parser(
         NAME,
         help=HELP,
         description="On the first N test examples of the teacher's dataset: deletion and insertion AUCs of every map "
         "method (attention, rollout, relevancy, ig) and of random patch order, and the share of examples where a "
-        "method's deletion AUC is below random's -> OUT/faithfulness.json; KL and Spearman of each student's "
-        "cross-attention (virtual, for a dual student) against the teacher's, overall and per question type -> "
-        "OUT/agreement.json. Prints both as markdown tables.",
+        "method's deletion AUC is below random's -> OUT/faithfulness.json; KL and Spearman of each student's maps "
+        "against the teacher's, overall and per question type -> OUT/agreement.json: its cross-attention (virtual, "
+        "for a dual student: what DiDE trains, so that row reads the training objective back) and the functional "
+        "maps (rollout, relevancy, Integrated Gradients). Prints both as markdown tables.",
     )
     p.add_argument("--teacher", default="assets/shapes-vqa-teacher", help="fusion teacher checkpoint folder")
     p.add_argument(
@@ -29,7 +31,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         nargs="+",
         metavar="NAME=PATH",
         default=None,
-        help="students to compare (default: dide=assets/shapes-vqa-student none=assets/shapes-vqa-student-none)",
+        help="students to compare (default: dide=assets/shapes-vqa-student none=assets/shapes-vqa-student-none "
+        "dide-fast=assets/shapes-vqa-student-fast)",
     )
     p.add_argument("--size", type=int, default=200, help="number of test examples (default 200)")
     p.add_argument("--dataset", default=None, help="default: the one the teacher was trained on (e.g. vqav2 with a "
@@ -48,6 +51,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the test scenes (0: the shipped test split)")
     p.add_argument("--layer", type=int, default=-1, help="layer of the compared attention maps (default: the last)")
+    p.add_argument("--only", choices=MEASURES, default=None, help="measure (and publish) one of the two only")
+    p.add_argument("--maps", nargs="+", choices=AGREEMENT_MAPS, default=list(AGREEMENT_MAPS),
+                   help="the agreement's maps (default: all; the virtual cross-attention first)")  # fmt: skip
     add_publish_option(p, "the two tables")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -56,7 +62,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     from workbench.explain.curves import check_steps
-    from workbench.explain.results import explain_results, parse_students
+    from workbench.explain.results import MEASURES, explain_results, parse_students
 
     try:
         students = parse_students(args.students)
@@ -73,4 +79,5 @@ def run(args: argparse.Namespace) -> None:
         args.teacher, students, size=args.size, out=args.out, readme=args.readme, baseline=args.baseline,
         ig_steps=args.ig_steps, random_orders=args.random_orders, seed=args.seed, layer=args.layer,
         progress=not args.no_progress, data=data, curve_steps=curve_steps,
+        measures=(args.only,) if args.only else MEASURES, maps=tuple(args.maps),
     )  # fmt: skip

@@ -9,6 +9,14 @@
 For raw attention ("attention"), agreement is computed word by word (each question word's
 text-to-image map in the chosen layer, heads averaged, renormalised over the patches: the image
 [CLS] key is left out) and averaged over the words; for the other methods on the one image map.
+
+What each map measures for a dual student: "attention" compares the student's *virtual*
+cross-attention (text-tower queries against image-tower keys), which takes no part in its forward
+pass and is exactly what DiDE's attention loss trains, so its agreement is the training objective
+read back. "rollout", "relevancy" and "ig" are functional: they come from what the student computes
+to answer (its image tower's attention flow; the gradients of its answer), so their agreement says
+whether the student's answer rests on the patches the teacher's does. For IG, KL is taken on the
+positive part of the maps (negative attributions clipped to 0); Spearman uses the signed values.
 """
 
 from __future__ import annotations
@@ -75,15 +83,19 @@ def word_agreement(teacher_maps, student_maps) -> dict[str, float]:
     }
 
 
-def batch_agreement(teacher: nn.Module, student: nn.Module, batch, method: str = "attention", layer: int = -1) -> list:
-    """Per-example {"kl", "spearman"} of the two models' `method` maps on one batch."""
+def batch_agreement(
+    teacher: nn.Module, student: nn.Module, batch, method: str = "attention", layer: int = -1, ig_steps: int = 32
+) -> list:
+    """Per-example {"kl", "spearman"} of the two models' `method` maps on one batch (relevancy and IG: each model's
+    map of its own predicted answer)."""
     from workbench.explain.attention import cross_probs
     from workbench.explain.grid import to_grid
     from workbench.explain.inputs import word_positions
     from workbench.explain.maps import image_maps
 
     if method != "attention":
-        t_maps, s_maps = image_maps(teacher, batch, method), image_maps(student, batch, method)
+        t_maps = image_maps(teacher, batch, method, ig_steps=ig_steps)
+        s_maps = image_maps(student, batch, method, ig_steps=ig_steps)
         return [map_agreement(t, s) for t, s in zip(t_maps, s_maps)]
     maps = []
     for model in (teacher, student):
@@ -119,10 +131,11 @@ def agreement_over_split(
     limit: int | None = None,
     batch_size: int = 32,
     progress: bool = False,
+    ig_steps: int = 32,
 ) -> dict:
     """Teacher-student map agreement on the first `limit` examples of `dataset`, per example and
     aggregated by question type: {"method", "layer", "per_example": [{"index", "qtype", "text",
-    "kl", "spearman"}], "overall": {...}, "per_type": {...}}."""
+    "kl", "spearman"}], "overall": {...}, "per_type": {...}}. `ig_steps`: Integrated Gradients' steps."""
     from tqdm.auto import tqdm
 
     n = len(dataset) if limit is None else min(limit, len(dataset))
@@ -130,11 +143,45 @@ def agreement_over_split(
     teacher.eval(), student.eval()
     rows, start = [], 0
     it = batches(dataset, collator, batch_size, list(range(n)))
-    for batch in tqdm(it, total=-(-n // batch_size), desc="agreement", disable=not progress, leave=False):
+    desc = f"agreement ({method})"
+    for batch in tqdm(it, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False):
         with torch.enable_grad():
-            scores = batch_agreement(teacher, student, batch, method, layer)
+            scores = batch_agreement(teacher, student, batch, method, layer, ig_steps)
         for i, s in enumerate(scores):
             rows.append({"index": start + i, "qtype": batch.qtypes[i], "text": batch.texts[i], **s})
         start += len(batch)
     teacher.train(states[0]), student.train(states[1])
     return {"method": method, "layer": layer, "per_example": rows, **summarise(rows)}
+
+
+def read_agreement(path) -> dict:
+    """An agreement file (`workbench explain-results`, assets/results/agreement.json) as a dict, checked to hold
+    the figures a summary reads: `students` -> name -> "overall" (and "maps" -> map -> "overall") with a numeric
+    "spearman"; `paired`, if present, a dict. FileNotFoundError when it is missing, ValueError when malformed."""
+    import json
+    from pathlib import Path
+
+    try:
+        results = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"not JSON ({e})") from e
+    students = results.get("students") if isinstance(results, dict) else None
+    if not isinstance(students, dict) or not students:
+        raise ValueError('no "students"')
+    for name, st in students.items():
+        maps = st.get("maps", {}) if isinstance(st, dict) else None
+        entries = [st.get("overall") if isinstance(st, dict) else None]
+        entries += [e.get("overall") if isinstance(e, dict) else None for e in (maps or {}).values()]
+        if not isinstance(maps, dict) or not all(_has_spearman(e) for e in entries):
+            raise ValueError(f"student {name!r} has no overall Spearman")
+    if not isinstance(results.get("paired", {}), dict):
+        raise ValueError('"paired" is not a dict')
+    return results
+
+
+def _has_spearman(overall) -> bool:
+    return isinstance(overall, dict) and (overall.get("spearman") is None or _is_number(overall["spearman"]))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)

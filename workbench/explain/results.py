@@ -3,9 +3,11 @@
 * `measure_faithfulness`: deletion and insertion AUCs of every map method, and of random patch
   orders, on the first N test examples of a teacher's dataset (`faithfulness_over_split`), with the
   share of examples where a method's deletion AUC is below random's -> `faithfulness.json`.
-* `measure_agreement`: teacher-student agreement of the text-to-image cross-attention maps (KL and
-  Spearman, overall and per question type; `agreement_over_split`) for each named student, and a
-  paired comparison of the first student with the others -> `agreement.json`.
+* `measure_agreement`: teacher-student agreement (KL and Spearman, overall and per question type;
+  `agreement_over_split`) for each named student of the text-to-image cross-attention (the student's
+  virtual one: what DiDE distils, so its agreement is the training objective read back) and of the
+  functional maps (rollout, relevancy, Integrated Gradients: from what each model computes to
+  answer), and a paired comparison of the first student with the others per map -> `agreement.json`.
 * `faithfulness_table` / `agreement_table`: the markdown docs/results.md shows, made from those files
   only, so a test can check docs/results.md against them.
 """
@@ -24,7 +26,12 @@ from workbench.explain.grid import patch_size_of
 from workbench.models.io import load_checkpoint, write_json_atomic
 
 FORMAT_VERSION = 1
-DEFAULT_STUDENTS = {"dide": "assets/shapes-vqa-student", "none": "assets/shapes-vqa-student-none"}
+# every shipped shapes-vqa student: dide, its label-only baseline, and the one-layer-text-tower dide student
+DEFAULT_STUDENTS = {
+    "dide": "assets/shapes-vqa-student",
+    "none": "assets/shapes-vqa-student-none",
+    "dide-fast": "assets/shapes-vqa-student-fast",
+}
 METHOD_LABELS = {
     "attention": "raw attention (last layer, text-to-image)",
     "rollout": "attention rollout",
@@ -144,6 +151,61 @@ def measure_faithfulness(
     )
 
 
+AGREEMENT_MAPS = ("attention", "rollout", "relevancy", "ig")  # the distilled map first, then the functional ones
+TRAINED_MAP = "attention"  # the student's virtual cross-attention: what DiDE's loss minimises (circular evidence)
+AGREEMENT_LABELS = {
+    "attention": "virtual cross-attention (trained by `dide`)",
+    "rollout": "attention rollout",
+    "relevancy": "gradient-weighted relevancy",
+    "ig": "Integrated Gradients",
+}
+
+
+def _agreement_entry(res: dict, seconds: float) -> dict:
+    """One map's agreement for one student: overall (with standard errors), per type, per example, seconds."""
+    rows = [{k: r[k] for k in ("index", "qtype", "kl", "spearman")} for r in res["per_example"]]
+    overall = dict(res["overall"])
+    overall["kl_sem"] = _sem([r["kl"] for r in rows])
+    overall["spearman_sem"] = _sem([r["spearman"] for r in rows])
+    return {"overall": overall, "per_type": res["per_type"], "per_example": rows, "seconds": seconds}
+
+
+def _paired(a: list[dict], b: list[dict]) -> dict:
+    """Example by example, student a minus student b: shares, mean differences with their standard errors, and the
+    two-sided p-value of a paired t-test (`scipy.stats.ttest_1samp` of the differences against 0)."""
+    kl_diff = np.array([x["kl"] - y["kl"] for x, y in zip(a, b)])
+    sp_diff = np.array([_nan(x["spearman"]) - _nan(y["spearman"]) for x, y in zip(a, b)], dtype=np.float64)
+    return {
+        "kl_lower_share": float(np.mean(kl_diff < 0)),
+        "kl_diff_mean": float(np.mean(kl_diff)),
+        "kl_diff_sem": _sem(kl_diff),
+        "kl_p_value": _paired_p(kl_diff),
+        "spearman_higher_share": float(np.mean(sp_diff[np.isfinite(sp_diff)] > 0)),
+        "spearman_diff_mean": float(np.nanmean(sp_diff)),
+        "spearman_diff_sem": _sem(sp_diff),
+        "spearman_p_value": _paired_p(sp_diff),
+    }
+
+
+def _paired_p(diff: np.ndarray) -> float:
+    from scipy import stats
+
+    diff = diff[np.isfinite(diff)]
+    if len(diff) < 2 or not np.any(diff != diff[0]):
+        return float("nan")
+    return float(stats.ttest_1samp(diff, 0.0).pvalue)
+
+
+def _p(p) -> str:
+    if p is None:
+        return ""
+    return ", paired t-test p < 0.001" if p < 0.001 else f", paired t-test p = {p:.3f}"
+
+
+def _nan(x) -> float:
+    return float("nan") if x is None else x
+
+
 def measure_agreement(
     teacher: str | Path,
     students: dict[str, str | Path],
@@ -153,10 +215,13 @@ def measure_agreement(
     batch_size: int = 16,
     progress: bool = True,
     data: dict | None = None,
+    maps: tuple[str, ...] = AGREEMENT_MAPS,
+    ig_steps: int = 16,
 ) -> dict:
-    """Teacher-student agreement of cross-attention maps for each named student (see module doc); `data` as
+    """Teacher-student agreement of each of `maps` for each named student (see module doc); `data` as
     `measure_faithfulness`'s. Both models read the teacher's pixels (a student of a HF ViLT teacher reads
-    images as it does)."""
+    images as it does). Each student's top-level "overall" / "per_type" / "per_example" are the virtual
+    cross-attention's (the distilled map); "maps" holds every measured map's, "attention" included."""
     from workbench.explain.agreement import agreement_over_split
 
     ck = load_checkpoint(teacher, device="cpu")
@@ -165,38 +230,30 @@ def measure_agreement(
     out = {}
     for name, path in students.items():
         st = load_checkpoint(path, device="cpu")
-        start = time.perf_counter()
-        res = agreement_over_split(
-            ck.model, st.model, examples, collate, method="attention", layer=layer, limit=size, batch_size=batch_size,
-            progress=progress,
-        )  # fmt: skip
-        rows = [{k: r[k] for k in ("index", "qtype", "kl", "spearman")} for r in res["per_example"]]
-        overall = dict(res["overall"])
-        overall["kl_sem"] = _sem([r["kl"] for r in rows])
-        overall["spearman_sem"] = _sem([r["spearman"] for r in rows])
+        measured = {}
+        for method in maps:
+            start = time.perf_counter()
+            res = agreement_over_split(
+                ck.model, st.model, examples, collate, method=method, layer=layer, limit=size, batch_size=batch_size,
+                progress=progress, ig_steps=ig_steps,
+            )  # fmt: skip
+            measured[method] = _agreement_entry(res, time.perf_counter() - start)
+        first = measured[maps[0]]
         out[name] = {
             "checkpoint": str(path),
             "recipe": st.meta.get("recipe"),
             "test_accuracy": st.meta.get("metrics", {}).get("test", {}).get("accuracy"),
-            "overall": overall,
-            "per_type": res["per_type"],
-            "per_example": rows,
-            "seconds": time.perf_counter() - start,
+            **{k: first[k] for k in ("overall", "per_type", "per_example")},
+            "maps": measured,
+            "seconds": sum(m["seconds"] for m in measured.values()),
         }
     names = list(out)
     paired = {}
     for other in names[1:]:
-        a, b = out[names[0]]["per_example"], out[other]["per_example"]
-        kl_diff = np.array([x["kl"] - y["kl"] for x, y in zip(a, b)])
-        sp_diff = np.array([x["spearman"] - y["spearman"] for x, y in zip(a, b)], dtype=np.float64)
-        paired[f"{names[0]} vs {other}"] = {
-            "kl_lower_share": float(np.mean(kl_diff < 0)),
-            "kl_diff_mean": float(np.mean(kl_diff)),
-            "kl_diff_sem": _sem(kl_diff),
-            "spearman_higher_share": float(np.mean(sp_diff[np.isfinite(sp_diff)] > 0)),
-            "spearman_diff_mean": float(np.nanmean(sp_diff)),
-            "spearman_diff_sem": _sem(sp_diff),
-        }
+        a, b = out[names[0]]["maps"], out[other]["maps"]
+        entry = _paired(a[maps[0]]["per_example"], b[maps[0]]["per_example"])
+        entry["maps"] = {m: _paired(a[m]["per_example"], b[m]["per_example"]) for m in maps}
+        paired[f"{names[0]} vs {other}"] = entry
     return _clean(
         {
             "format_version": FORMAT_VERSION,
@@ -205,11 +262,15 @@ def measure_agreement(
             "split": split,
             "settings": {
                 "n": min(size, len(examples)),
-                "method": "attention",
+                "method": maps[0],
+                "maps": list(maps),
                 "layer": layer,
                 "seed": seed,
-                "maps": "per question word, heads averaged, renormalised over the patches; "
+                "ig_steps": ig_steps,
+                "attention": "per question word, heads averaged, renormalised over the patches; "
                 "KL(teacher || student) and Spearman averaged over the words",
+                "functional": "rollout, relevancy and IG: one image map per example (relevancy and IG of each "
+                "model's own predicted answer); KL of IG on its positive part",
             },
             "students": out,
             "paired": paired,
@@ -275,53 +336,83 @@ def faithfulness_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _map_entry(holder: dict, method: str) -> dict | None:
+    """One map's figures in a student or paired entry (files from before "maps" hold the attention's only)."""
+    return (holder.get("maps") or {}).get(method) or (holder if method == "attention" else None)
+
+
+def agreement_summary(results: dict, method: str) -> dict[str, dict]:
+    """{student: its overall figures ("kl", "spearman", their "_sem"s, "n") on `method`'s map} from an
+    agreement.json, for a view beside one example's maps. `method == TRAINED_MAP` is what `dide` minimises."""
+    return {name: e["overall"] for name, st in results["students"].items() if (e := _map_entry(st, method))}
+
+
 def agreement_table(results: dict) -> str:
-    """Markdown: KL and Spearman of each student's cross-attention against the teacher's, overall
-    and per question type, and the paired comparison of the first student with the others."""
-    students = results["students"]
+    """Markdown: KL and Spearman of each map of each student against the teacher's, overall and per question
+    type (the distilled virtual cross-attention first, then the functional maps), the paired comparison of the
+    first student with the others per map, and which row measures what."""
+    students, s, m = results["students"], results["settings"], results["machine"]
+    maps = s.get("maps") or ["attention"]
     qtypes = sorted({q for st in students.values() for q in st["per_type"]})
     lines = [
-        "| student | recipe | test acc. % | KL (lower = closer) | Spearman (higher = closer) | "
-        + " | ".join(f"{q}: KL / ρ" for q in qtypes)
-        + " |",
-        "|---|---|---:|---:|---:|" + "---:|" * len(qtypes),
+        "| map (teacher vs student) | student | recipe | test acc. % | KL (lower = closer) "
+        "| Spearman (higher = closer) | " + " | ".join(f"{q}: KL / ρ" for q in qtypes) + " |",
+        "|---|---|---|---:|---:|---:|" + "---:|" * len(qtypes),
     ]
-    for name, st in students.items():
-        o = st["overall"]
-        acc = st.get("test_accuracy")
-        cells = []
-        for q in qtypes:
-            t = st["per_type"].get(q)
-            cells.append("" if t is None else f"{t['kl']:.3f} / {t['spearman']:.3f}")
-        lines.append(
-            f"| `{name}` | {st.get('recipe') or ''} | {'' if acc is None else f'{100 * acc:.1f}'} "
-            f"| {_pm(o['kl'], o.get('kl_sem'))} | {_pm(o['spearman'], o.get('spearman_sem'))} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    s, m = results["settings"], results["machine"]
-    layer = "the last layer" if s["layer"] == -1 else f"layer {s['layer']}"
+    for method in maps:
+        for name, st in students.items():
+            entry = _map_entry(st, method)
+            if entry is None:
+                continue
+            o, acc = entry["overall"], st.get("test_accuracy")
+            cells = [
+                "" if (t := entry["per_type"].get(q)) is None else f"{t['kl']:.3f} / {t['spearman']:.3f}"
+                for q in qtypes
+            ]
+            lines.append(
+                f"| {AGREEMENT_LABELS.get(method, method)} | `{name}` | {st.get('recipe') or ''} "
+                f"| {'' if acc is None else f'{100 * acc:.1f}'} "
+                f"| {_pm(o['kl'], o.get('kl_sem'))} | {_pm(o['spearman'], o.get('spearman_sem'))} | "
+                + " | ".join(cells)
+                + " |"
+            )
     lines.append("")
     for pair, p in results.get("paired", {}).items():
-        lines.append(
-            f"Paired, `{pair}`: lower KL on {100 * p['kl_lower_share']:.0f}% of examples "
-            f"(mean difference {_pm(p['kl_diff_mean'], p['kl_diff_sem'])}), higher Spearman on "
-            f"{100 * p['spearman_higher_share']:.0f}% "
-            f"(mean difference {_pm(p['spearman_diff_mean'], p['spearman_diff_sem'])})."
+        for method in maps:
+            if (pm := _map_entry(p, method)) is None:
+                continue
+            lines.append(
+                f"Paired, `{pair}`, {AGREEMENT_LABELS.get(method, method)}: lower KL on "
+                f"{100 * pm['kl_lower_share']:.0f}% of examples (mean difference "
+                f"{_pm(pm['kl_diff_mean'], pm['kl_diff_sem'])}{_p(pm.get('kl_p_value'))}), higher Spearman on "
+                f"{100 * pm['spearman_higher_share']:.0f}% (mean difference "
+                f"{_pm(pm['spearman_diff_mean'], pm['spearman_diff_sem'])}{_p(pm.get('spearman_p_value'))})."
+            )
+            lines.append("")
+    layer = "the last layer" if s["layer"] == -1 else f"layer {s['layer']}"
+    functional = [AGREEMENT_LABELS[x] for x in maps if x != "attention"]
+    note = (
+        f"The virtual cross-attention rows compare the teacher's text-to-image attention of {layer} with the "
+        "student's text-tower queries against its image-tower keys, per question word, heads averaged: the "
+        "quantity `dide`'s attention loss minimises, which takes no part in the student's answer, so its agreement "
+        "is the training objective read back, not evidence of where the student looks. "
+    )
+    if functional:
+        note += (
+            f"The functional maps ({', '.join(functional)}) come from each model's own computation, one map per "
+            "example (the student's rollout: its image tower's attention flow; relevancy and IG: of each model's "
+            f"own predicted answer; IG with {s.get('ig_steps', '?')} steps, its KL on the positive part). "
         )
-        lines.append("")
     lines.append(
-        f"Text-to-image attention of {layer} "
-        f"(the student's virtual cross-attention), per question word, "
-        f"heads averaged, over the patches; KL(teacher ‖ student) and Spearman averaged over words, then over the "
-        f"first {s['n']} {results['dataset']} {results['split']} examples (mean ± standard error). "
-        f"{_minutes(results['seconds'])} on {m['cpu']} ({m['threads']} thread(s)), {results['created'][:10]}."
+        note + f"KL(teacher ‖ student) and Spearman over the patches, mean ± standard error over the first {s['n']} "
+        f"{results['dataset']} {results['split']} examples. {_minutes(results['seconds'])} on {m['cpu']} "
+        f"({m['threads']} thread(s)), {results['created'][:10]}."
     )
     return "\n".join(lines)
 
 
 def parse_students(items: list[str] | None) -> dict[str, str]:
-    """["NAME=PATH", ...] -> {NAME: PATH} (default: the shipped dide and none students)."""
+    """["NAME=PATH", ...] -> {NAME: PATH} (default: the shipped shapes-vqa students, `DEFAULT_STUDENTS`)."""
     if not items:
         return dict(DEFAULT_STUDENTS)
     out = {}
@@ -331,6 +422,9 @@ def parse_students(items: list[str] | None) -> dict[str, str]:
             raise ValueError(f"--students takes NAME=PATH, got {item!r}")
         out[name] = path
     return out
+
+
+MEASURES = ("faithfulness", "agreement")
 
 
 def explain_results(
@@ -347,37 +441,48 @@ def explain_results(
     progress: bool = True,
     data: dict | None = None,
     curve_steps: int | str = "patch",
+    measures: tuple[str, ...] = MEASURES,
+    maps: tuple[str, ...] = AGREEMENT_MAPS,
 ) -> dict:
-    """Measure both, write OUT/faithfulness.json and OUT/agreement.json, print the tables, and with
-    `readme` replace its faithfulness and agreement sections. `data`: {"dataset", "data_root", "split"} to
-    measure on another split or dataset (e.g. VQAv2 val read from disk). `curve_steps`: the points of each
-    deletion / insertion curve, one per patch by default (as the shipped results were measured). Returns
-    {"faithfulness", "agreement", "tables", "written"}."""
+    """Measure `measures` (both by default), write OUT/faithfulness.json and OUT/agreement.json, print the tables,
+    and with `readme` replace its faithfulness and agreement sections. `data`: {"dataset", "data_root", "split"}
+    to measure on another split or dataset (e.g. VQAv2 val read from disk). `curve_steps`: the points of each
+    deletion / insertion curve, one per patch by default (as the shipped results were measured). `maps`: the
+    agreement's maps. Returns {"faithfulness", "agreement", "tables", "written"} (None for a measure not run)."""
     from tqdm.auto import tqdm
 
     from workbench.report import replace_section
 
-    students = dict(students or DEFAULT_STUDENTS)
-    out = Path(out)
-    stages = tqdm(total=2, desc="explain-results", disable=not progress)
-    stages.set_postfix_str("faithfulness")
-    faith = measure_faithfulness(
-        teacher, size, baseline=baseline, ig_steps=ig_steps, random_orders=random_orders, seed=seed,
-        progress=progress, data=data, steps=curve_steps,
-    )  # fmt: skip
-    f_path = write_results(faith, out / "faithfulness.json")
-    stages.update()
-    stages.set_postfix_str("agreement")
-    agree = measure_agreement(teacher, students, size, layer=layer, seed=seed, progress=progress, data=data)
-    a_path = write_results(agree, out / "agreement.json")
-    stages.update()
+    unknown = sorted(set(measures) - set(MEASURES))
+    if unknown:
+        raise ValueError(f"unknown measure(s) {unknown}; expected {MEASURES}")
+    students, out = dict(students or DEFAULT_STUDENTS), Path(out)
+    stages = tqdm(total=len(measures), desc="explain-results", disable=not progress)
+    results, tables, written = {"faithfulness": None, "agreement": None}, {}, []
+    if "faithfulness" in measures:
+        stages.set_postfix_str("faithfulness")
+        faith = measure_faithfulness(
+            teacher, size, baseline=baseline, ig_steps=ig_steps, random_orders=random_orders, seed=seed,
+            progress=progress, data=data, steps=curve_steps,
+        )  # fmt: skip
+        written.append(write_results(faith, out / "faithfulness.json"))
+        results["faithfulness"], tables["faithfulness"] = faith, faithfulness_table(faith)
+        stages.update()
+    if "agreement" in measures:
+        stages.set_postfix_str("agreement")
+        agree = measure_agreement(
+            teacher, students, size, layer=layer, seed=seed, progress=progress, data=data, maps=maps,
+            ig_steps=ig_steps,
+        )  # fmt: skip
+        written.append(write_results(agree, out / "agreement.json"))
+        results["agreement"], tables["agreement"] = agree, agreement_table(agree)
+        stages.update()
     stages.close()
-    tables = {"faithfulness": faithfulness_table(faith), "agreement": agreement_table(agree)}
     for name, table in tables.items():
         print(f"\n### {name}\n\n{table}\n")
-    print(f"wrote {f_path} and {a_path}")
+    print(f"wrote {' and '.join(map(str, written))}")
     if readme:
         for name, table in tables.items():
             changed = replace_section(readme, name, table)
             print(f"{'updated' if changed else 'unchanged'}: {readme} ({name})")
-    return {"faithfulness": faith, "agreement": agree, "tables": tables, "written": [f_path, a_path]}
+    return {**results, "tables": tables, "written": written}

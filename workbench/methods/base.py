@@ -53,6 +53,9 @@ class Method:
         """A config back from `asdict` / JSON (a run's `train_config.json` keeps it in `recipe_args`): lists
         become the tuples the dataclass declares; names it does not have raise a clear error."""
         values = _flatten_legacy(values)
+        upgrade = getattr(self.Config, "from_legacy", None)  # a method's own reading of its older configs
+        if upgrade is not None:
+            values = upgrade(values)
         known = {f.name: f for f in dataclasses.fields(self.Config)}
         unknown = sorted(set(values) - set(known))
         if unknown:

@@ -8,30 +8,35 @@ run by the shared training loop (`workbench.train.train`) on `shapes-retrieval` 
 teacher with an image-text matching head (`FusionMatcher`).
 
     S  = student similarity logits [B, B] (its own learned temperature)
-    St = dual teacher's logits (its temperature);  G = fusion teacher's log P(match) per pair
+    (u, w) = dual teacher's image and text embeddings;  f_i = the fusion teacher's joint (pooled) state of
+         the matched pair (image i, caption i), mapped into the dual space (`retrieval.adapter`)
+    (u~, w~) = normalize(u + gamma f), normalize(w + gamma f)  (`losses.fused_feature_targets`)
+    St = the dual teacher's temperature * u~ w~^T;  G = fusion teacher's log P(match) per pair
     Z  = St + alpha * G                                       (`losses.fused_teacher_logits`)
-    (u', w') = modified teacher features from (u, w) and Z    (`losses.modified_teacher_features`)
+    (u', w') = modified teacher features from (u~, w~) and Z  (`losses.modified_teacher_features`)
     loss = contrastive * InfoNCE(S)
          + kl * mean(KL_rows(Z || S), KL_cols(Z || S)) at temperature T
          + feature * mean(d(student image emb, u'), d(student text emb, w'))
 
-| recipe         | what it is                                    | contrastive | kl | feature      | alpha | beta |
-|----------------|-----------------------------------------------|-------------|----|--------------|-------|------|
-| `clip`         | contrastive only (also trains the dual teacher)| 1          | 0  | 0            | -     | -    |
-| `clipkd`       | CLIP-KD: feature (sq. L2) + relation (KL) KD  | 1           | 1  | 1 (sq. L2)   | 0     | 0    |
-| `affinity`     | TinyCLIP affinity mimicking (KL rows + cols)  | 0           | 1  | 0            | 0     | 0    |
-| `mcad`         | MCAD                                          | 1           | 1  | 1 (cosine)   | 1     | 0.5  |
-| `mcad-nofused` | MCAD without the fused single-stream signal   | 1           | 1  | 1 (cosine)   | 0     | 0.5  |
-| `mcad-nofeat`  | MCAD without feature distillation             | 1           | 1  | 0            | 1     | -    |
+| recipe | what it is | contrastive | kl | feature | gamma | alpha | beta |
+|---|---|---|---|---|---|---|---|
+| `clip` | contrastive only (also trains the dual teacher) | 1 | 0 | 0 | - | - | - |
+| `clipkd` | CLIP-KD: feature (sq. L2) + relation (KL) KD | 1 | 1 | 1 (sq. L2) | 0 | 0 | 0 |
+| `affinity` | TinyCLIP affinity mimicking (KL rows + cols) | 0 | 1 | 0 | 0 | 0 | 0 |
+| `mcad` | MCAD: fused features in the teacher's features | 1 | 1 | 1 (cosine) | 1 | 0 | 0.5 |
+| `mcad-scalar` | ablation: the fused signal as a scalar only | 1 | 1 | 1 (cosine) | 0 | 1 | 0.5 |
+| `mcad-nofused` | MCAD without the fused single-stream signal | 1 | 1 | 1 (cosine) | 0 | 0 | 0.5 |
+| `mcad-nofeat` | MCAD without feature distillation | 1 | 1 | 0 | 1 | 0 | - |
 
-What is ours where the MCAD paper is silent (see the loss docstrings for the reasons): the fused
-signal is the fusion teacher's log P(match) added to the dual teacher's logits (a product of
-experts); it is computed only for the pairs in the dual teacher's top-k of each row and column
-plus the diagonal (`fusion_topk`, B^2 joint passes per step being too slow here); it reaches the
-teacher features through the modified distribution, not through a learned map of the fused state;
-the student's retrieval projection is sized to the teacher's embedding width and is the learned
-feature map; loss weights 1, T = 1, beta = 0.5. CLIP-KD's interactive contrastive term and
-TinyCLIP's weight inheritance are not included.
+What is ours where the MCAD paper is silent (see the loss and adapter docstrings for the reasons): the
+fused features are the fusion teacher's pooled state of each matched in-batch pair, carried into the dual
+teacher's space by a linear map fitted once before distillation (ridge regression onto normalize(u + w)
+of `adapter_pairs` training pairs) and frozen, and added with weight gamma to both sides of the pair; the
+student's retrieval projection is sized to the teacher's embedding width and is the learned feature map;
+loss weights 1, T = 1, gamma = 1, beta = 0.5. `mcad-scalar` (this workbench's earlier MCAD) adds the fusion
+teacher's log P(match) to the dual teacher's logits instead (a product of experts), scored only for the
+pairs in the dual teacher's top-k of each row and column plus the diagonal (`fusion_topk`). CLIP-KD's
+interactive contrastive term and TinyCLIP's weight inheritance are not included.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from workbench.data.real import TASKS
 from workbench.errors import WorkbenchError
 from workbench.methods.base import Method, register
 from workbench.retrieval import DualEncoder, FusionMatcher, evaluate_retrieval, format_retrieval, loop_metrics
+from workbench.retrieval.adapter import FusedFeatureMap, fit_fused_feature_map
+from workbench.retrieval.encoders import model_device
 from workbench.train import TrainConfig, train
 
 
@@ -56,13 +63,21 @@ class RetrievalConfig:
     contrastive: float = 1.0  # symmetric InfoNCE on the student's own similarities
     kl: float = 1.0  # distribution distillation: KL on row- and column-softmaxes
     feature: float = 1.0  # feature distillation towards the (modified) teacher embeddings
-    alpha: float = 1.0  # weight of the fusion teacher's log P(match) in the modified logits (0: dual only)
+    gamma: float = 1.0  # weight of the fusion teacher's fused features added to the dual teacher's (0: none)
+    adapter_pairs: int = 2048  # training pairs the fused-feature map is fitted on (`retrieval.adapter`)
+    alpha: float = 0.0  # weight of the fusion teacher's log P(match) in the modified logits (mcad-scalar)
     beta: float = 0.5  # feature injection: how far teacher features move towards the matched other side
     temperature: float = 1.0  # distillation temperature, dividing both similarity matrices
     fusion_topk: int = 3  # fusion-scored pairs: the diagonal + top-k per row and column (<= 0: all B^2)
     feature_loss: Literal["cosine", "squared-l2"] = "cosine"  # `losses.embedding_distill`
     dual_teacher: str | None = None  # our dual checkpoint or a Hugging Face CLIP folder
     fusion_teacher: str | None = None  # a fusion checkpoint with a matching head (trained on shapes-itm-mixed)
+
+    @staticmethod
+    def from_legacy(values: dict) -> dict:
+        """Configs saved before the fused features (issue 28) have an `alpha` and no `gamma`: they are the scalar
+        method (`mcad-scalar`), whatever their recipe name says."""
+        return {**values, "gamma": 0.0} if "alpha" in values and "gamma" not in values else values
 
     def __post_init__(self):
         if self.feature_loss == "mse":  # the name runs before the registry gave CLIP-KD's squared L2 distance
@@ -76,7 +91,7 @@ def needs_dual(w: RetrievalConfig) -> bool:
 
 
 def needs_fusion(w: RetrievalConfig) -> bool:
-    return needs_dual(w) and bool(w.alpha)
+    return needs_dual(w) and bool(w.alpha or w.gamma)
 
 
 class RetrievalObjective:
@@ -88,6 +103,7 @@ class RetrievalObjective:
         dual: DualEncoder | None = None,
         fusion: FusionMatcher | None = None,
         config: RetrievalConfig | None = None,
+        fused_map: FusedFeatureMap | None = None,
     ):
         self.name = name
         self.config = w = config or RetrievalConfig()
@@ -97,8 +113,12 @@ class RetrievalObjective:
             raise ValueError(f"recipe {name!r} distils from a dual-encoder teacher: pass one")
         if needs_fusion(w) and fusion is None:
             raise ValueError(
-                f"recipe {name!r} injects the fusion teacher's matching scores (alpha={w.alpha}): pass one"
+                f"recipe {name!r} injects the fusion teacher's features or matching scores "
+                f"(gamma={w.gamma}, alpha={w.alpha}): pass one"
             )
+        if needs_fusion(w) and w.gamma and fused_map is None:
+            raise ValueError(f"recipe {name!r} mixes in fused features (gamma={w.gamma}): pass their fitted map")
+        self.fused_map = fused_map if needs_fusion(w) and w.gamma else None
         self.dual = dual if needs_dual(w) else None
         self.fusion = fusion if needs_fusion(w) else None
         if self.dual is not None:
@@ -129,9 +149,11 @@ class RetrievalObjective:
         pixels = batch.pixel_values[:, 0]
         u = dual.image_embeddings(pixels).float()
         v = dual.embed_texts(batch.texts).float()  # the teacher's own tokenizer
+        if self.fused_map is not None:  # MCAD: the joint state of each matched pair, in both of its sides
+            u, v = losses.fused_feature_targets(u, v, self.fused_map(self.fusion.pooled(pixels, batch.texts)), w.gamma)
         logits = dual.logit_scale().float() * u @ v.T
         out = {"image": u, "text": v, "logits": logits, "pairs": 0}
-        if self.fusion is not None:
+        if self.fusion is not None and w.alpha:
             mask = losses.fusion_pair_mask(logits, w.fusion_topk)
             g = self.fusion.pair_log_match(pixels, batch.texts, mask).to(logits.device)
             out["logits"] = losses.fused_teacher_logits(logits, g, w.alpha)
@@ -160,8 +182,10 @@ class RetrievalObjective:
                     + losses.embedding_distill(s_txt, t["text"], w.feature_loss)
                 ) / 2
                 total, logs["feature"] = total + w.feature * feat, float(feat.detach())
-            if self.fusion is not None:
+            if self.fusion is not None and w.alpha:
                 logs["fused_pairs"] = float(t["pairs"])
+            if self.fused_map is not None:
+                logs["fused_map_r2"] = self.fused_map.r2
         logs["scale"] = float(getattr(student, "module", student).logit_scale.detach().exp())
         return total, logs
 
@@ -174,6 +198,28 @@ class RetrievalObjective:
     @staticmethod
     def format_metrics(metrics: dict) -> str:
         return format_retrieval(metrics)
+
+
+@torch.no_grad()
+def fit_fused_map(
+    dual: DualEncoder, fusion: FusionMatcher, dataset: str, pairs: int, data_root=None, chunk: int = 256
+) -> FusedFeatureMap:
+    """The map of the fusion teacher's pooled state into the dual teacher's space, fitted on the first `pairs`
+    (image, caption) training pairs of `dataset` (the same pairs for every seed: the map is part of the
+    teacher, not of the run)."""
+    from workbench.data import load_dataset
+    from workbench.data.collate import image_to_tensor
+
+    data = load_dataset(dataset, "train", pairs, data_root=data_root)
+    pooled, target = [], []
+    for s in range(0, len(data), chunk):
+        examples = [data[i] for i in range(s, min(s + chunk, len(data)))]
+        pixels = torch.stack([image_to_tensor(e.images[0], fusion.image_size) for e in examples])
+        texts = [e.text for e in examples]
+        pooled.append(fusion.pooled(pixels, texts))
+        joint = dual.image_embeddings(pixels.to(model_device(dual.model))).float() + dual.embed_texts(texts).float()
+        target.append(nn.functional.normalize(joint, dim=-1).to(pooled[-1].device))
+    return fit_fused_feature_map(torch.cat(pooled), torch.cat(target))
 
 
 def run_retrieval(cfg: TrainConfig, config: RetrievalConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -228,17 +274,21 @@ def run_retrieval(cfg: TrainConfig, config: RetrievalConfig, resume: bool = Fals
             )
         ),
     )
-    recipe = RetrievalObjective(cfg.recipe, dual, fusion, config)
+    fused_map = None
+    if fusion is not None and weights.gamma:
+        fused_map = fit_fused_map(dual, fusion, cfg.dataset, weights.adapter_pairs, cfg.data_root)
+    recipe = RetrievalObjective(cfg.recipe, dual, fusion, config, fused_map)
     return train(cfg, recipe=recipe, resume=resume, progress=progress)
 
 
 # every recipe is one objective with parts switched on or off (the table in the module docstring)
 for _name, _defaults, _summary in (
-    ("clip", dict(kl=0.0, feature=0.0, alpha=0.0, beta=0.0), "CLIP: contrastive only (also trains the dual teacher)"),
-    ("clipkd", dict(alpha=0.0, beta=0.0, feature_loss="squared-l2"), "CLIP-KD: feature (squared L2) + relation KD"),
-    ("affinity", dict(contrastive=0.0, feature=0.0, alpha=0.0, beta=0.0), "TinyCLIP affinity mimicking"),
-    ("mcad", {}, "MCAD: distribution + feature KD from a dual teacher modified by the fusion teacher"),
-    ("mcad-nofused", dict(alpha=0.0), "MCAD without the fused single-stream signal"),
+    ("clip", dict(kl=0.0, feature=0.0, gamma=0.0, beta=0.0), "CLIP: contrastive only (also trains the dual teacher)"),
+    ("clipkd", dict(gamma=0.0, beta=0.0, feature_loss="squared-l2"), "CLIP-KD: feature (squared L2) + relation KD"),
+    ("affinity", dict(contrastive=0.0, feature=0.0, gamma=0.0, beta=0.0), "TinyCLIP affinity mimicking"),
+    ("mcad", {}, "MCAD: distribution + feature KD from a dual teacher whose features hold the fusion teacher's"),
+    ("mcad-scalar", dict(gamma=0.0, alpha=1.0), "MCAD ablation: the fusion teacher's log P(match) added to the logits"),
+    ("mcad-nofused", dict(gamma=0.0), "MCAD without the fused single-stream signal"),
     ("mcad-nofeat", dict(feature=0.0), "MCAD without feature distillation"),
 ):  # fmt: skip
     register(Method(_name, _summary, "retrieval", "dual", RetrievalConfig, run=run_retrieval, defaults=_defaults))

@@ -2,7 +2,8 @@
 
 A folder holds `config.json` (the model's HF config; for the dual student both towers' configs),
 `model.safetensors`, the tokenizer files and `workbench.json` (kind, task, labels, recipe,
-metrics). Only JSON and safetensors are ever read: never pickle, never code from the folder.
+metrics), and, written by training, `train_vocab.json` (the words of its training texts: `Checkpoint.train_vocab`;
+`workbench.coverage`). Only JSON and safetensors are ever read: never pickle, never code from the folder.
 
 A folder with no `workbench.json` whose config says `model_type: vilt` (e.g.
 `ViltForQuestionAnswering.save_pretrained(...)`) loads as a fusion teacher with its `id2label`. A HF ViLT folder
@@ -21,6 +22,7 @@ own folders read square images of `image_size`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -42,6 +44,7 @@ from workbench.models.preprocess import ViltImageSpec, collate_images
 from workbench.models.sharded import INDEX, SINGLE, has_weights, load_weights, weights_digest
 
 FORMAT_VERSION = 1
+TRAIN_VOCAB = "train_vocab.json"  # the words of the training texts, beside the weights (`workbench.coverage`)
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
 
@@ -59,6 +62,12 @@ class Checkpoint:
     @property
     def image_size(self) -> int:
         return self.meta["image_size"]
+
+    @functools.cached_property
+    def train_vocab(self) -> frozenset[str] | None:
+        """The words of the texts the model was trained on (normalised: `workbench.coverage.normalise`), read once
+        from the folder's `train_vocab.json`; None when the folder has none (a HF ViLT folder, an older run)."""
+        return None if self.path is None else read_train_vocab(self.path)
 
     @property
     def image_spec(self) -> ViltImageSpec | None:
@@ -292,7 +301,12 @@ def _load_tokenizer(path: Path):
     tok_config = path / "tokenizer_config.json"
     cls = _read_json(tok_config).get("tokenizer_class", "") if tok_config.exists() else ""
     loader = BertTokenizer if cls.startswith("BertTokenizer") else AutoTokenizer
-    return loader.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    tokenizer = loader.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    # settings that load but break tokenizing (a list as model_max_length, ...) fail here, not at the first ask
+    if not isinstance(tokenizer.model_max_length, int) or isinstance(tokenizer.model_max_length, bool):
+        raise ValueError(f"model_max_length {tokenizer.model_max_length!r} is not a whole number")
+    tokenizer("is there a red circle?", truncation=True, max_length=16)
+    return tokenizer
 
 
 # HF ViLT heads without task labels: loadable only as a starting point (`for_init`); the encoder is kept
@@ -332,6 +346,18 @@ def _vilt_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {k: v for k, v in state.items() if k.startswith("vilt.")}
     out.update({f"vilt.{k}": v for k, v in state.items() if k.startswith(encoder)})
     return out
+
+
+def read_train_vocab(folder: str | Path) -> frozenset[str] | None:
+    """The words of `folder`'s `train_vocab.json` ({"words": [...], ...}, `workbench.coverage.vocabulary_record`),
+    or None when there is no such file. Raises `CheckpointError` when the file is damaged."""
+    path = Path(folder) / TRAIN_VOCAB
+    if not path.is_file():
+        return None
+    words = _read_json(path).get("words")
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise CheckpointError(f"{path}: the field 'words' is not a list of strings; the file is damaged")
+    return frozenset(words)
 
 
 def read_tokenizer(path: str | Path):

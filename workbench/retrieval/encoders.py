@@ -146,6 +146,22 @@ class FusionMatcher:
         return torch.cat(out) if out else torch.zeros(0, device=device, dtype=torch.float64)
 
     @torch.no_grad()
+    def pooled(self, pixel_values: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """pixel_values [N, 3, H, W] in [-1, 1], N captions -> [N, hidden] the joint (pooled) state of each
+        aligned pair: the fused single-stream features MCAD mixes into the dual teacher's."""
+        device = model_device(self.model)
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        pixel_values = pixel_values.to(device)
+        out = [
+            self.model(ids[s : s + self.chunk], mask[s : s + self.chunk], pixel_values[s : s + self.chunk]).pooled
+            for s in range(0, len(ids), self.chunk)
+        ]
+        return torch.cat(out).float()
+
+    @torch.no_grad()
     def pair_log_match(self, pixel_values: torch.Tensor, texts: Sequence[str], pairs: torch.Tensor) -> torch.Tensor:
         """[B, B] log P(match | image i, caption j) where `pairs` [B, B] is True, NaN elsewhere."""
         i, j = pairs.nonzero(as_tuple=True)

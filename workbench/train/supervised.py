@@ -16,6 +16,7 @@ import torch
 from accelerate import PartialState
 from torch import nn
 
+from workbench.coverage import vocabulary_record, write_train_vocab
 from workbench.data import Collator, is_real_dataset, load_dataset, num_images
 from workbench.data.vocab import build_tokenizer
 from workbench.errors import WorkbenchError
@@ -220,6 +221,9 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
         # a student of a HF ViLT teacher keeps its teacher's preprocessing (preprocessor_config.json)
         spec = folder_image_spec(source_folder(cfg))
         save_checkpoint(final, tokenizer, out := Path(cfg.out) / "model", meta, image_spec=spec)
+        # the words it was trained on, beside the weights: `ask` reports a question's words it never saw
+        source = {"dataset": cfg.dataset, "split": "train", "size": len(train_set), "recipe": name}
+        write_train_vocab(out, vocabulary_record(train_set, source))
         write_json_atomic(out.parent / "test_metrics.json", test)
         accelerator.print(f"test {trainer.format_metrics(test)}")
     accelerator.wait_for_everyone()  # no process goes on (e.g. to a distillation's next stage) before model/ exists

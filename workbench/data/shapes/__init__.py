@@ -8,10 +8,12 @@ Within a scene every object has its own colour, so "the red circle" always names
 object, found by one attribute. Every answer is computed from the scene graph (`Scene.objects`), and
 the tests recompute them independently.
 
-Splits are disjoint by construction: a layout belongs to the split its hash falls in. The
-`compositional` split holds out some (colour, shape) combinations: the train / val / test
-scenes never contain them, every compositional scene contains at least one and its questions
-mention it (the domain shift of MAD's protocol).
+Splits are disjoint by construction: a layout belongs to the split its hash falls in (`in_split`),
+and so does every changed scene a split shows or names (retrieval variants, hard negatives), so no
+image or caption of one split is one of another. The `compositional` split holds out some
+(colour, shape) combinations: no train / val / test image or text contains or names them, every
+compositional scene contains at least one and its questions mention it (the domain shift of MAD's
+protocol).
 
 Modules: `scenes` (the world, scene generation, rendering), `questions` (VQA, VE and NLVR texts and
 answers), `captions` (captions and the changed scenes of hard negatives), `dataset` (`ShapesDataset`).
@@ -26,6 +28,8 @@ from workbench.data.shapes.captions import (
     caption,
     partial_scene,
     perturb,
+    perturb_in_split,
+    perturbations,
 )
 from workbench.data.shapes.dataset import ShapesDataset
 from workbench.data.shapes.questions import (
@@ -48,6 +52,7 @@ from workbench.data.shapes.scenes import (
     Obj,
     Scene,
     ShapesConfig,
+    in_split,
     make_scene,
     render,
     scene_key,
@@ -76,10 +81,13 @@ __all__ = [
     "ShapesConfig",
     "ShapesDataset",
     "caption",
+    "in_split",
     "make_scene",
     "nlvr_statement",
     "partial_scene",
     "perturb",
+    "perturb_in_split",
+    "perturbations",
     "render",
     "scene_key",
     "scene_rng",

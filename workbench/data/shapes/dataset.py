@@ -16,7 +16,7 @@ from workbench.data.shapes.captions import (
     RETRIEVAL_VARIANTS,
     caption,
     partial_scene,
-    perturb,
+    perturb_in_split,
 )
 from workbench.data.shapes.questions import (
     NLVR_LABELS,
@@ -28,6 +28,7 @@ from workbench.data.shapes.questions import (
     vqa_question,
 )
 from workbench.data.shapes.scenes import (
+    COLOURS,
     HELD_OUT,
     SPLITS,
     Scene,
@@ -93,21 +94,55 @@ class ShapesDataset:
         consecutive groups of `group_size`: a scene, then the same scene with one object's colour, shape or
         cell changed (`perturb`), so a caption's image must be told from images that differ in one word."""
         if not hasattr(self, "_gallery"):
-            seen: set[str] = set()
-            scenes, j = [], 0
-            while len(scenes) < self.size:
-                scene = self.scene(j)
-                group = [scene]
-                if self.retrieval_groups:
-                    rng = scene_rng(self.split, j, self.cfg.seed, salt=11)
-                    group += [perturb(scene, kind, rng) for kind in RETRIEVAL_VARIANTS]
-                j += 1
-                keys = [scene_key(s.objects) for s in group]
-                if len(set(keys)) == len(keys) and not seen.intersection(keys):
-                    seen.update(keys)
-                    scenes.extend(group)
-            self._gallery = scenes[: self.size]
+            self._gallery = (self._groups() if self.retrieval_groups else self._scenes())[: self.size]
         return self._gallery
+
+    def _scenes(self) -> list[Scene]:
+        seen: set[str] = set()
+        scenes, j = [], 0
+        while len(scenes) < self.size:
+            scene, j = self.scene(j), j + 1
+            if (key := scene_key(scene.objects)) not in seen:
+                seen.add(key)
+                scenes.append(scene)
+        return scenes
+
+    def _groups(self) -> list[Scene]:
+        """Every variant belongs to the split (`perturb_in_split`): a scene without one of each kind there is
+        skipped. Small scenes have few one-word changes (a two-object scene four shape swaps), so on val / test,
+        whose buckets hold 5% of layouts, most of them would be skipped: the groups take their scenes' object
+        counts in turn (2, 3, ..., 6, 2, ...; a scene draw's own count is uniform), each the next unused group of
+        that count in draw order."""
+        counts = range(self.cfg.min_objects, min(self.cfg.max_objects, len(COLOURS)) + 1)
+        found: dict[int, list] = {n: [] for n in counts}
+        seen: set[str] = set()
+        scenes, j = [], 0
+        while len(scenes) < self.size:
+            n = counts[len(scenes) // self.group_size % len(counts)]
+            while not found[n]:
+                scene, j = self.scene(j), j + 1
+                m = len(scene.objects)
+                if found[m]:  # one group of this count is waiting its turn: no need to look at another (so
+                    continue  # this never depends on `size`, and a smaller gallery is the start of a larger)
+                group = [scene, *self._variants(scene, j - 1)]
+                keys = [scene_key(s.objects) for s in group]
+                if len(keys) == len(set(keys)) == self.group_size and not seen.intersection(keys):
+                    seen.update(keys)
+                    found[m].append(group)
+            scenes.extend(found[n].pop())
+        return scenes
+
+    def _variants(self, scene: Scene, j: int) -> list[Scene]:
+        """Gallery scene j's variants, one per kind, each inside the split; [] (the scene is skipped) at the first
+        kind that has none there."""
+        rng, spare = (scene_rng(self.split, j, self.cfg.seed, salt=salt) for salt in (11, 12))
+        out = []
+        for kind in RETRIEVAL_VARIANTS:
+            variant = perturb_in_split(scene, kind, rng, self.split, spare)
+            if variant is None:
+                return []
+            out.append(variant)
+        return out
 
     def qtype(self, i: int) -> str:
         """Example i's question type without rendering it (the training curriculum filters on it). Only VQA
@@ -151,17 +186,28 @@ class ShapesDataset:
         raise RuntimeError(f"could not make a {want} hypothesis for example {i}")  # pragma: no cover
 
     def _itm(self, i: int, rng: random.Random) -> Example:
-        scene, kind = self.scene(i), self.qtype(i)
-        if kind == "match":
-            text = caption(scene)
-        elif kind == "other scene":  # salts 1-3 draw scenes no index uses as its own (i * 4)
-            other = next(o for o in (self.scene(i, salt=k) for k in (1, 2, 3)) if caption(o) != caption(scene))
-            text = caption(other)
-        elif kind == "partial scene":
-            text = caption(partial_scene(scene, [self.scene(i, salt=k) for k in (1, 2, 3)], rng))
-        else:
-            text = caption(perturb(scene, kind, rng))
-        return Example([render(scene, self.cfg.image_size)], text, int(kind == "match"), kind, {"scene": scene})
+        """The index's own scene and, for a negative, a changed scene inside the split (`in_split`); when the scene
+        has no such change of the example's kind (common on val / test, whose buckets hold 5% of layouts, and more
+        so the fewer its objects), the image is the first of the index's spare scenes (i * 4 + 10^7 * attempt)
+        with as many objects that has one, so each kind keeps the scene draw's object counts."""
+        own, kind, spare = self.scene(i), self.qtype(i), scene_rng(self.split, i, self.cfg.seed, salt=8)
+        donors = [self.scene(i, salt=k) for k in (1, 2, 3)] if kind in ("other scene", "partial scene") else []
+        for attempt in range(10_000):
+            scene = own if attempt == 0 else make_scene(self.split, i * 4 + attempt * 10_000_000, self.cfg)
+            if len(scene.objects) != len(own.objects):
+                continue
+            if kind == "match":
+                named = scene
+            elif kind == "other scene":  # salts 1-3 draw scenes no index uses as its own (i * 4)
+                named = next(o for o in donors if caption(o) != caption(scene))
+            elif kind == "partial scene":
+                named = partial_scene(scene, donors, rng, self.split)
+            else:
+                named = perturb_in_split(scene, kind, rng, self.split, spare)
+            if named is not None:
+                image = render(scene, self.cfg.image_size)
+                return Example([image], caption(named), int(kind == "match"), kind, {"scene": scene})
+        raise RuntimeError(f"no {kind} negative inside {self.split} for example {i}")  # pragma: no cover
 
     def _nlvr(self, i: int, rng: random.Random) -> Example:
         want = bool(i % 2)

@@ -7,9 +7,11 @@ default): one object per patch makes training fast and attention maps crisp.
 Within a scene every object has its own colour, so "the red circle" always names at most one
 object, found by one attribute.
 
-Splits are disjoint by construction: a layout belongs to the split its hash falls in. The
-`compositional` split holds out some (colour, shape) combinations: the train / val / test
-scenes never contain them, every compositional scene contains at least one.
+Splits are disjoint by construction: a layout belongs to the split its hash falls in (`in_split`).
+The `compositional` split holds out some (colour, shape) combinations: the train / val / test
+scenes never contain them, every compositional scene contains at least one. The same rule holds
+for every changed scene a split shows or names (hard negatives, retrieval variants), so no image
+or caption of one split is an image or caption of another.
 """
 
 from __future__ import annotations
@@ -97,11 +99,32 @@ def scene_key(objects: list[Obj]) -> str:
 
 
 def _bucket(objects: list[Obj]) -> int:
-    return int.from_bytes(hashlib.sha256(scene_key(objects).encode()).digest()[:4], "big") % 100
+    return _key_bucket(scene_key(objects))
+
+
+def _key_bucket(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 100
+
+
+def in_split(objects: list[Obj], split: str) -> bool:
+    """Whether a layout belongs to `split`: a compositional layout holds a held-out (colour, shape) pair; a train /
+    val / test one holds none and hashes to one of the split's buckets. Every scene a split shows as an image or
+    names in a caption (its scenes, and the changed scenes of hard negatives and retrieval variants) passes this."""
+    if split not in _SPLIT_SALT:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    held = any((o.colour, o.shape) in HELD_OUT for o in objects)
+    return held if split == "compositional" else not held and _bucket(objects) in _BUCKETS[split]
+
+
+_SHAPES_OF = {c: [sh for sh in SHAPES if (c, sh) not in HELD_OUT] for c in COLOURS}  # the shapes a colour may take
 
 
 def make_scene(split: str, index: int, cfg: ShapesConfig = ShapesConfig(), occluder: bool = False) -> Scene:
-    """Scene number `index` of `split`: deterministic in (split, index, cfg.seed)."""
+    """Scene number `index` of `split`: deterministic in (split, index, cfg.seed). Draws until the layout belongs
+    to the split (`in_split`; on val / test one draw in 20), so the loop is kept lean: objects are made once."""
+    if split not in _SPLIT_SALT:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    all_cells = [(r, c) for r in range(cfg.grid) for c in range(cfg.grid)]
     for attempt in range(10_000):
         rng = scene_rng(split, index, cfg.seed, salt=1000 + attempt)
         n = rng.randint(cfg.min_objects, min(cfg.max_objects, len(COLOURS)))
@@ -113,14 +136,16 @@ def make_scene(split: str, index: int, cfg: ShapesConfig = ShapesConfig(), occlu
             colours = rng.sample([c for c in COLOURS if c != pairs[0][0]], n - 1)
         else:
             pairs, colours = [], rng.sample(list(COLOURS), n)
-        for c in colours:
-            pairs.append((c, rng.choice([sh for sh in SHAPES if (c, sh) not in HELD_OUT])))
-        cells = rng.sample([(r, c) for r in range(cfg.grid) for c in range(cfg.grid)], n + 1)
-        objects = [
-            Obj(shape=sh, colour=c, size=rng.choice(SIZES), row=r, col=k) for (c, sh), (r, k) in zip(pairs, cells)
-        ]
-        objects.sort(key=lambda o: (o.row, o.col))
-        if split == "compositional" or _bucket(objects) in _BUCKETS[split]:
+        pairs += [(c, rng.choice(_SHAPES_OF[c])) for c in colours]
+        cells = rng.sample(all_cells, n + 1)
+        # (row, col, colour, shape, size) in reading order: what `scene_key` joins
+        drawn = sorted((r, k, c, sh, rng.choice(SIZES)) for (c, sh), (r, k) in zip(pairs, cells))
+        # a train / val / test draw never holds a held-out pair, a compositional one always does (its first)
+        if (
+            split == "compositional"
+            or _key_bucket(";".join(f"{c},{sh},{size},{r},{k}" for r, k, c, sh, size in drawn)) in _BUCKETS[split]
+        ):
+            objects = [Obj(shape=sh, colour=c, size=size, row=r, col=k) for r, k, c, sh, size in drawn]
             return Scene(objects=objects, grid=cfg.grid, occluder=cells[n] if occluder else None, seed=index)
     raise RuntimeError("no scene found for this split")  # pragma: no cover - probability ~ 0.95**10000
 

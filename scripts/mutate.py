@@ -1,0 +1,309 @@
+"""Mutation testing of the core modules (`make mutate`): run mutmut module by module, then report.
+
+    python scripts/mutate.py                 # every module, then the report
+    python scripts/mutate.py losses evaluate # some modules (the report covers what mutants/ holds)
+    python scripts/mutate.py --report        # the report only, from the results in mutants/
+
+mutmut (configured in pyproject.toml's [tool.mutmut]: the files, the tests) writes every mutant into mutants/
+and runs each against the tests that call the mutated function. A module here is a file and the functions of
+it in scope (`SCOPE`); the orchestration functions that load checkpoints and train (`run_*`) are left to the
+integration tier's tiny runs, too slow to run per mutant. The report: the kill rate per module (written
+between the `mutation` markers of docs/testing.md), assets/results/mutation.json and docs/mutation-report.md
+(every surviving mutant, its one-line change and why it survives: `EQUIVALENT` below, by rule or by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# module: (file, mutant-name globs in scope). The method recipes are their objectives (the loss each computes, the
+# teacher outputs it reads, what it trains); the runs that load checkpoints and call the trainer are not in scope.
+# module: (file, mutant-name globs in scope). mutmut names a mutant `<module>.x_<function>__mutmut_<n>`, or
+# `<module>.xǁ<Class>ǁ<method>__mutmut_<n>` for a method.
+SCOPE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "losses": ("workbench/losses.py", ("workbench.losses.*",)),
+    "methods.dide": ("workbench/methods/dide.py", ("workbench.methods.dide.xǁDiDEObjectiveǁ*",)),
+    "methods.labels": ("workbench/methods/labels.py", ("workbench.methods.labels.xǁ*",)),
+    "methods.dual_student": (
+        "workbench/methods/dual_student.py",
+        ("workbench.methods.dual_student.xǁTeacherObjectiveǁ*", "workbench.methods.dual_student.x_student_size_*"),
+    ),
+    "methods.mad": ("workbench/methods/mad.py", ("workbench.methods.mad.xǁ*", "workbench.methods.mad.x__grid_*")),
+    "methods.mcad": ("workbench/methods/mcad.py", ("workbench.methods.mcad.xǁ*", "workbench.methods.mcad.x_[!r]*")),
+    "evaluate": ("workbench/evaluate.py", ("workbench.evaluate.*",)),
+    "explain.attention": ("workbench/explain/attention.py", ("workbench.explain.attention.*",)),
+    "explain.rollout_maps": ("workbench/explain/rollout_maps.py", ("workbench.explain.rollout_maps.*",)),
+    "explain.relevancy_maps": ("workbench/explain/relevancy_maps.py", ("workbench.explain.relevancy_maps.*",)),
+    "models.io": ("workbench/models/io.py", ("workbench.models.io.*",)),
+    "data.shapes.questions": ("workbench/data/shapes/questions.py", ("workbench.data.shapes.questions.*",)),
+    "train.state": ("workbench/train/state.py", ("workbench.train.state.*",)),
+    "train.trainer": (  # the resume path: the loop's start (restore), its epochs and what a checkpoint records
+        "workbench/train/trainer.py",
+        tuple(f"workbench.train.trainer.xǁTrainerǁ{m}__mutmut_*" for m in ("setup", "fit", "checkpoint")),
+    ),
+}
+
+KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # a failing test, pytest's internal error, a timeout, a type check
+SURVIVED = {0}
+NO_TESTS = {33, 5}
+
+# Survivors that no test can kill, by rule on the function and the changed line (old -> new), and why. Each rule
+# was checked against the mutants it matches: a rule that matched a killable mutant would hide it.
+TWO_D = (  # functions whose tensors are always 2-D [batch, features] (or [batch, batch]): axis 1 is axis -1
+    r"soft_label_kd|soft_label_kd_multilabel|vqa_bce|embedding_distill|modified_teacher_features"
+    r"|fused_feature_targets|fusion_pair_mask|clip_contrastive|x_evaluate|compare_models"
+)
+RULES: list[tuple[str, str, str, str]] = [
+    # (regex on the function, on the old line, on the new line, why the mutant is equivalent)
+    (r".", r"\.to\(device\)", r"\.to\(None\)", "device placement: every test runs on the CPU, the only device here"),
+    (r".", r"indent=2", r"indent=(None|3)|, \)\)", "JSON whitespace: every reader parses the same object"),
+    (
+        r"load_weights_into",
+        r"strict=False",
+        r"strict=None",
+        "`strict=None` for `strict=False`: torch tests `if strict`",
+    ),
+    (
+        r"save_checkpoint",
+        r"mkdtemp\(dir=path.parent, prefix=",
+        r"dir=None|prefix=None|mkdtemp\(prefix=|, \)\)",
+        "where and under which name the temporary folder is made: it is renamed into place (here the system's "
+        "temporary folder is on the same filesystem, so the rename works from there too) and nothing else reads it",
+    ),
+    (
+        r".",
+        r"device=",
+        r"device=None|\(\s*\)|, \)",
+        "device placement: every test runs on the CPU, the only device here",
+    ),
+    (r".", r'float\("-inf"\)', r'float\("-INF"\)', 'float("-INF") is float("-inf")'),
+    (
+        TWO_D,
+        r"\(-1\)|\[-1\]|dim=-1",
+        r"\(\+1\)|\[\+1\]|dim=\+1|, \)",
+        "axis 1 for axis -1 (or the default axis, 1) on the 2-D tensors this function takes",
+    ),
+    (
+        r"clip_contrastive|fusion_pair_mask",
+        r"shape\[0\]",
+        r"shape\[1\]",
+        "the similarity matrix is square (a batch of aligned pairs): its two sizes are equal",
+    ),
+    (
+        r"Trainerǁ(setup|checkpoint)",
+        r"scaler",
+        r".",
+        "fp16's loss scaler exists only on a GPU (fp16 is refused on the CPU), and this machine has none",
+    ),
+    (
+        r"fusion_pair_mask",
+        r"topk\(k, dim=1\)",
+        r"topk\(k, \)",
+        "topk's default axis is the last: axis 1 of a 2-D matrix",
+    ),
+    (
+        r"x__scores$",
+        r"transpose\(-1, -2\)",
+        r"transpose\(-1, \+2\)",
+        "q and k are 4-D [batch, heads, tokens, width]: axis 2 is axis -2",
+    ),
+    (
+        r"fusion_pair_mask",
+        r"k >= b",
+        r"k > b",
+        "at k = b the top-k of every row and column is every pair: the same all-true mask",
+    ),
+    (
+        r"token_feature_distill",
+        r"\.to\(",
+        r"\.to\(None\)",
+        "`.to(None)` keeps the tensor as it is; the bool mask / float weights give the same values by type promotion",
+    ),
+]
+
+# Survivors explained one by one: {mutant name: why it is equivalent}. Names are mutmut's for the code as it is
+# now; a changed function renumbers its mutants, and `make mutate` then lists any survivor without a reason.
+EQUIVALENT: dict[str, str] = {
+    "workbench.train.state.x__jsonable__mutmut_1": "json writes a tuple as a list: converting it first changes nothing",
+    "workbench.evaluate.x_evaluate__mutmut_1": "the default batch size decides how many examples one model call "
+    "sees, not any result",
+    "workbench.evaluate.x_compare_models__mutmut_1": "the default batch size decides how many examples one model "
+    "call sees, not any row",
+    "workbench.evaluate.x_export_rows__mutmut_19": "`newline=None` for `newline=''`: on Linux (line separator "
+    "`\\n`) the csv module's `\\r\\n` line ends are written unchanged either way",
+    "workbench.evaluate.x_export_rows__mutmut_21": "the same, with `newline` left out (its default is None)",
+    "workbench.train.trainer.xǁTrainerǁsetup__mutmut_88": "`keep_fp32_wrapper=None` for `False`: accelerate tests "
+    "`if not keep_fp32_wrapper`, so None removes the autocast wrapper as False does",
+    "workbench.train.trainer.xǁTrainerǁfit__mutmut_51": "`return` for `break` as the loop's last statement: nothing "
+    "follows the loop in `fit`",
+    "workbench.train.state.x_load_state__mutmut_21": "`break` for `continue` on the `rng.` key: safetensors returns "
+    "the keys sorted and `rng.torch` sorts after every `<index>.<name>` key, so nothing is left to skip",
+}
+
+
+def mutant_globs(modules: list[str]) -> list[str]:
+    return [g for m in modules for g in SCOPE[m][1]]
+
+
+def not_killed(module: str) -> list[str]:
+    """The mutants of `module` in scope that no test has killed yet (survived, untested, or not run)."""
+    file, globs = SCOPE[module]
+    meta = ROOT / "mutants" / f"{file}.meta"
+    codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    return [k for k, v in codes.items() if v not in KILLED and any(fnmatch.fnmatch(k, g) for g in globs)]
+
+
+def run(modules: list[str], jobs: int, retest: bool = False) -> None:
+    """mutmut on each module's mutants in scope (`retest`: only those not killed yet, after adding tests)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORKBENCH_ASSETS": str(ROOT / "assets")}
+    mutmut = Path(sys.executable).parent / "mutmut"
+    for module in modules:
+        names = not_killed(module) if retest else list(SCOPE[module][1])
+        print(f"== {module}: {'retesting ' + str(len(names)) if retest else 'every'} mutant(s)", flush=True)
+        if not names:
+            continue
+        log = ROOT / "mutants" / f"run-{module}.log"
+        log.parent.mkdir(exist_ok=True)
+        with open(log, "w") as out:
+            proc = subprocess.run([str(mutmut), "run", "--max-children", str(jobs), *names], cwd=ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        if proc.returncode:
+            sys.exit(f"mutmut failed on {module} (exit {proc.returncode}); see {log}")
+
+
+def _functions(path: Path) -> dict[str, str]:
+    """{function name: its source} of every function in a mutmut-generated file (methods included)."""
+    text = path.read_text()
+    return {
+        node.name: ast.get_source_segment(text, node)
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+
+
+def _change(functions: dict[str, str], name: str) -> tuple[str, str]:
+    """(old lines, new lines) of mutant `name` against the original function, stripped."""
+    short = name.rsplit(".", 1)[1]
+    orig_name = short.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+    orig = functions.get(orig_name, "")
+    mutant = functions.get(short, "").replace(short, orig_name, 1)
+    old, new = [], []
+    for line in difflib.ndiff(orig.splitlines(), mutant.splitlines()):
+        if line.startswith("- "):
+            old.append(line[2:].strip())
+        elif line.startswith("+ "):
+            new.append(line[2:].strip())
+    return " / ".join(old), " / ".join(new)
+
+
+def _why(name: str, old: str, new: str) -> str | None:
+    if name in EQUIVALENT:
+        return EQUIVALENT[name]
+    function = name.rsplit(".", 1)[1].rsplit("__mutmut_", 1)[0]
+    for function_re, old_re, new_re, why in RULES:
+        if re.search(function_re, function) and re.search(old_re, old) and re.search(new_re, new):
+            return why
+    return None
+
+
+def collect() -> dict:
+    """Per module: counts and the surviving / untested mutants with their change and reason."""
+    out = {}
+    for module, (file, globs) in SCOPE.items():
+        meta = ROOT / "mutants" / f"{file}.meta"
+        if not meta.exists():
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        mine = {k: v for k, v in codes.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
+        functions = _functions(ROOT / "mutants" / file)
+        survivors = []
+        for name, code in sorted(mine.items(), key=lambda kv: _order(kv[0])):
+            if code in KILLED:
+                continue
+            old, new = _change(functions, name)
+            status = "survived" if code in SURVIVED else "no tests" if code in NO_TESTS else f"not run ({code})"
+            survivors.append({"mutant": name, "status": status, "old": old, "new": new, "why": _why(name, old, new)})
+        killed = sum(v in KILLED for v in mine.values())
+        explained = sum(s["why"] is not None for s in survivors)
+        out[module] = {
+            "file": file,
+            "mutants": len(mine),
+            "killed": killed,
+            "kill_rate": killed / max(len(mine), 1),
+            "equivalent": explained,
+            "kill_rate_of_killable": killed / max(len(mine) - explained, 1),
+            "survivors": survivors,
+        }
+    return out
+
+
+def _order(name: str) -> tuple[str, int]:
+    base, _, n = name.rpartition("__mutmut_")
+    return base, int(n) if n.isdigit() else 0
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| module | mutants | killed | kill rate | survivors explained (equivalent) | unexplained |",
+        "|---|---|---|---|---|---|",
+    ]
+    for module, r in results.items():
+        unexplained = sum(s["why"] is None for s in r["survivors"])
+        lines.append(f"| `{module}` | {r['mutants']} | {r['killed']} | {100 * r['kill_rate']:.1f}% | "
+                     f"{r['equivalent']} | {unexplained} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def report(results: dict) -> None:
+    sys.path.insert(0, str(ROOT))
+    from workbench.report import replace_section
+
+    (ROOT / "assets" / "results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "assets" / "results" / "mutation.json").write_text(json.dumps(results, indent=2) + "\n")
+    replace_section(ROOT / "docs" / "testing.md", "mutation", table(results))
+    md = [
+        "# Surviving mutants",
+        "",
+        "Written by `make mutate` (scripts/mutate.py) from mutmut's results: every mutant of the core modules",
+        "that no test killed, its change (old -> new line) and why it survives. docs/testing.md explains.",
+        "",
+    ]
+    for module, r in results.items():
+        md += [f"## `{module}` ({r['file']}): {r['killed']} of {r['mutants']} killed", ""]
+        for s in r["survivors"]:
+            why = s["why"] or "**unexplained: a test should kill it**"
+            md += [f"- `{s['mutant'].rsplit('.', 1)[1]}` ({s['status']}): `{s['old']}` -> `{s['new']}`  ", f"  {why}"]
+        md.append("")
+    (ROOT / "docs" / "mutation-report.md").write_text("\n".join(md))
+    print(table(results))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"some of {list(SCOPE)} (default: all)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--report", action="store_true", help="only write the report from mutants/")
+    parser.add_argument("--retest", action="store_true", help="run only the mutants not killed yet (new tests)")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in SCOPE]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; expected some of {list(SCOPE)}")
+    if not args.report:
+        run(args.modules or list(SCOPE), args.jobs, args.retest)
+    report(collect())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
