@@ -20,6 +20,7 @@ from workbench.cli import (
     experiment,
     explain,
     explain_results,
+    paraphrase_results,
     pretrain_mae,
     rebuild,
     report,
@@ -31,7 +32,7 @@ from workbench.errors import WorkbenchError
 
 # the subcommands, in the order `workbench --help` lists them
 COMMANDS = (train, distill, pretrain_mae, experiment, evaluate, ask, rebuild, explain, bench, explain_results,
-            report, distill_retrieval, retrieval, scale)  # fmt: skip
+            report, distill_retrieval, retrieval, scale, paraphrase_results)  # fmt: skip
 NAMES = tuple(c.NAME for c in COMMANDS)
 
 

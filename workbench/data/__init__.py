@@ -14,6 +14,7 @@ from workbench.data import real
 from workbench.data.collate import Batch, Collator, ImagePipeline, image_to_tensor
 from workbench.data.example import Example
 from workbench.data.files import DatasetError, DatasetLayoutError
+from workbench.data.paraphrase import PARAPHRASE_SPLITS
 from workbench.data.real import LAYOUTS, REAL_DATASETS, is_real_dataset, load_real_dataset
 from workbench.data.shapes import ITM_MIXED_TYPES, ShapesConfig, ShapesDataset
 
@@ -22,6 +23,7 @@ DEFAULT_SIZES = {"train": 120_000, "val": 2_000, "test": 3_000, "compositional":
 DATASETS = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr", "shapes-itm", "shapes-itm-mixed", "shapes-retrieval",
             "shapes-retrieval-hard")  # fmt: skip
 RETRIEVAL_DATASETS = ("shapes-retrieval-hard", "shapes-retrieval")  # galleries: the first is the default
+PARAPHRASED = ("easy-vqa", "shapes-vqa", "shapes-ve", "shapes-nlvr")  # `load_dataset(paraphrase=...)`, test-paraphrase
 
 
 def load_dataset(
@@ -32,13 +34,24 @@ def load_dataset(
     labels: Sequence[str] | None = None,
     *,
     seed: int = 0,
+    paraphrase: str | None = None,
 ):
     """A dataset by name and split (`train`, `val`, `test`, and `compositional` for shapes).
+
+    Reworded text (`workbench.data.paraphrase`; shapes-vqa, shapes-ve, shapes-nlvr, easy-vqa): `paraphrase="train"`
+    draws each text from the training families, and the split `test-paraphrase` is the test split with every
+    text in a held-out family (same images, same labels).
 
     Real datasets (`REAL_DATASETS`) are read from `data_root` (required: one `DatasetLayoutError` naming the
     files expected otherwise); `labels` is the teacher's class order (its `id2label`; VQAv2's answer
     vocabulary) and `size` the first examples. The generated datasets take neither `data_root` nor `labels`.
     """
+    if split in PARAPHRASE_SPLITS:
+        if paraphrase not in (None, "held-out"):
+            raise ValueError(f"split {split} is reworded in the held-out families, not {paraphrase!r}")
+        split, paraphrase = PARAPHRASE_SPLITS[split], "held-out"
+    if paraphrase is not None and name not in PARAPHRASED:
+        raise ValueError(f"{name} has no reworded texts; these do: {PARAPHRASED}")
     if is_real_dataset(name):
         return load_real_dataset(name, split, data_root, labels=labels, size=size)
     if data_root is not None:
@@ -46,14 +59,14 @@ def load_dataset(
     if name == "easy-vqa":
         from workbench.data.easy_vqa import EasyVQADataset
 
-        return EasyVQADataset(split, size)
+        return EasyVQADataset(split, size, paraphrase=paraphrase)
     size = size or DEFAULT_SIZES.get(split)
     if name == "shapes-itm-mixed":  # the matching task with other and partial scenes' captions among the negatives
         return ShapesDataset("itm", split, size, ShapesConfig(seed=seed), itm_kinds=ITM_MIXED_TYPES)
     if name == "shapes-retrieval-hard":  # the gallery in groups of a scene and three one-attribute variants
         return ShapesDataset("retrieval", split, size, ShapesConfig(seed=seed), retrieval_groups=True)
     if name.startswith("shapes-") and name in DATASETS:
-        return ShapesDataset(name.split("-", 1)[1], split, size, ShapesConfig(seed=seed))
+        return ShapesDataset(name.split("-", 1)[1], split, size, ShapesConfig(seed=seed), paraphrase=paraphrase)
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS + REAL_DATASETS}")
 
 
@@ -65,6 +78,8 @@ def num_images(name: str) -> int:
 __all__ = [
     "DATASETS",
     "LAYOUTS",
+    "PARAPHRASED",
+    "PARAPHRASE_SPLITS",
     "REAL_DATASETS",
     "RETRIEVAL_DATASETS",
     "Batch",

@@ -14,6 +14,7 @@ import re
 from PIL import Image
 
 from workbench.data.example import Example
+from workbench.data.paraphrase import rephrase, text_rng
 
 QTYPES = ("shape", "colour", "yes/no")
 # Finer kinds a curriculum phase may name (`TrainConfig.curriculum`): the yes/no questions split by what they ask
@@ -75,7 +76,16 @@ def _qtype(answer: str, shapes: set[str]) -> str:
 class EasyVQADataset:
     """Map-style dataset of `Example`s over the easy-VQA package's files."""
 
-    def __init__(self, split: str, size: int | None = None, val_fraction: float = 0.1, augment: bool | None = None):
+    def __init__(
+        self,
+        split: str,
+        size: int | None = None,
+        val_fraction: float = 0.1,
+        augment: bool | None = None,
+        paraphrase: str | None = None,
+    ):
+        """`paraphrase`: "train" or "held-out" rewords each question in a family of that group
+        (`workbench.data.paraphrase`), one draw per question (its flips share it); None keeps the package's."""
         import easy_vqa
 
         if split not in ("train", "val", "test"):
@@ -97,6 +107,12 @@ class EasyVQADataset:
         if size is not None:
             self.items = self.items[:size]
         self._tags = [(qt, _tag(q, self.labels[a])) if qt == "yes/no" else (qt,) for q, a, _, qt in self.items]
+        if paraphrase is not None:  # after the tags, which are read from the package's wording
+            self.items = [
+                (rephrase(q, "easy-vqa", paraphrase, text_rng("easy-vqa", split, j), qt), a, i, qt)
+                for j, (q, a, i, qt) in enumerate(self.items)
+            ]
+        self.paraphrase = paraphrase
         self.paths = paths
         self.flips = 4 if (split == "train" if augment is None else augment) else 1
         self._cache: dict[int, Image.Image] = {}

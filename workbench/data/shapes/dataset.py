@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from workbench.data.example import Example
+from workbench.data.paraphrase import MODES, rephrase, text_rng
 from workbench.data.shapes.captions import (
     ITM_LABELS,
     ITM_TYPES,
@@ -54,11 +55,18 @@ class ShapesDataset:
         cfg: ShapesConfig = ShapesConfig(),
         itm_kinds: tuple = ITM_TYPES,
         retrieval_groups: bool = False,
+        paraphrase: str | None = None,
     ):
         """`itm_kinds`: the cycle of matching-pair kinds (ITM_TYPES; ITM_MIXED_TYPES for shapes-itm-mixed).
-        `retrieval_groups`: the retrieval gallery in groups of near-duplicates (shapes-retrieval-hard)."""
+        `retrieval_groups`: the retrieval gallery in groups of near-duplicates (shapes-retrieval-hard).
+        `paraphrase` (vqa, ve, nlvr): "train" or "held-out" rewords each text in a family of that group
+        (`workbench.data.paraphrase`) with the example's own draw; scenes and labels stay the same."""
         if task not in self.tasks:
             raise ValueError(f"unknown shapes task {task!r}; expected one of {self.tasks}")
+        if paraphrase is not None and (paraphrase not in MODES or task not in ("vqa", "ve", "nlvr")):
+            raise ValueError(f"paraphrase={paraphrase!r} on shapes-{task}: the vqa, ve and nlvr texts are reworded, "
+                             f"in one of {MODES}")  # fmt: skip
+        self.paraphrase = paraphrase
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         self.task, self.split, self.size, self.cfg = task, split, size, cfg
@@ -162,7 +170,12 @@ class ShapesDataset:
             scene = self.gallery()[i]
             return Example([render(scene, self.cfg.image_size)], caption(scene), i, "caption", {"scene": scene})
         make = {"vqa": self._vqa, "ve": self._ve, "itm": self._itm, "nlvr": self._nlvr}[self.task]
-        return make(i, rng)
+        example = make(i, rng)
+        if self.paraphrase is not None:
+            name = f"shapes-{self.task}"
+            draws = text_rng(name, self.split, i, self.cfg.seed)
+            example.text = rephrase(example.text, name, self.paraphrase, draws, example.qtype)
+        return example
 
     def _vqa(self, i: int, rng: random.Random) -> Example:
         scene = self.scene(i)
