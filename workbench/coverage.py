@@ -111,11 +111,18 @@ def training_vocabulary(texts: Iterable[str]) -> set[str]:
 
 def vocabulary_record(dataset, source: dict) -> dict:
     """What `train_vocab.json` holds for a model trained on `dataset` (its train split): the sorted words, how
-    many texts they come from, and `source` (which dataset, split and size)."""
+    many texts they come from, and `source` (which dataset, split and size). A run on reworded text (`source`
+    {"paraphrase": "train"}) also counts every word of its dataset's training templates
+    (`workbench.data.paraphrase.vocabulary`): its texts were drawn from them."""
     texts = list(dataset_texts(dataset))
+    vocab = training_vocabulary(texts)
+    if source.get("paraphrase"):
+        from workbench.data.paraphrase import vocabulary
+
+        vocab |= {normalise(w) for w in vocabulary(source["dataset"], source["paraphrase"])}
     return {
         "format_version": VOCAB_FORMAT,
-        "words": sorted(training_vocabulary(texts)),
+        "words": sorted(vocab),
         "n_texts": len(texts),
         "source": source,
         "normalised": "lower case, accents removed; words split at whitespace and punctuation",
@@ -132,7 +139,9 @@ def write_train_vocab(folder: str | Path, record: dict) -> Path:
 def recorded_vocabulary(folder: str | Path, data_root: str | Path | None = None) -> dict:
     """`vocabulary_record` of the training split a checkpoint's `workbench.json` records (dataset, train split,
     train size): for a checkpoint saved before training wrote `train_vocab.json`. A real dataset is read from
-    `data_root`. Raises `WorkbenchError` when the folder records no training run."""
+    `data_root`. A run on reworded text (train config `paraphrase`) is read back reworded as it trained, with its
+    training templates' words (`vocabulary_record`). Raises `WorkbenchError` when the folder records no training
+    run."""
     import json
 
     from workbench.data import is_real_dataset, load_dataset
@@ -145,13 +154,16 @@ def recorded_vocabulary(folder: str | Path, data_root: str | Path | None = None)
     if not name:
         raise WorkbenchError(f"{folder} records no training dataset (workbench.json: train_config.dataset)")
     size = cfg.get("train_size")
+    paraphrase = "train" if cfg.get("paraphrase") else None
     if is_real_dataset(name):
         if data_root is None:
             raise WorkbenchError(f"{folder} was trained on {name}, read from disk: give its data root")
         data = load_dataset(name, "train", size, data_root=data_root, labels=meta.get("labels"))
     else:
-        data = load_dataset(name, "train", size)
+        data = load_dataset(name, "train", size, paraphrase=paraphrase)
     source = {"dataset": name, "split": "train", "size": len(data), "recipe": meta.get("recipe")}
+    if paraphrase:
+        source["paraphrase"] = paraphrase
     return vocabulary_record(data, source)
 
 

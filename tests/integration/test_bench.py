@@ -334,3 +334,28 @@ def test_a_pair_run_keeps_the_paper_scale_section(tmp_path):
     write_speed({"paper_scale": {"preset": "toy"}}, out)
     write_speed({"paths": {}}, out)
     assert json.loads(out.read_text()) == {"paths": {}, "paper_scale": {"preset": "toy"}}
+
+
+def test_a_second_preset_run_adds_its_runtime_to_the_students_it_times(tmp_path):
+    """Runtimes measured in separate runs: the second run's runtime joins the first's for the student it times
+    (best-runtime ratios recomputed over both), the student it does not time is kept as it was."""
+    out = tmp_path / "speed.json"
+    argv = ["bench", "--preset", "toy", "--out", str(out), "--quick", "--no-progress", "--threads", "1", "--no-coco"]
+    assert main([*argv, "--runtimes", "eager"]) == 0
+    first = json.loads(out.read_text())["paper_scale"]
+    assert main([*argv, "--runtimes", "bf16", "--students", "student-fast"]) == 0
+    section = json.loads(out.read_text())["paper_scale"]
+    assert section["students"]["student"] == first["students"]["student"]
+    fast = section["students"]["student-fast"]
+    assert set(fast["runs"]) == {"eager", "bf16"}
+    assert fast["runs"]["bf16"]["settings"]["runtime"] == "bf16"
+    for b, row in fast["best"].items():  # each path's fastest median over both runtimes
+        for path, key in (("teacher", None), ("student_cached", "student_cached")):
+            cells = {rt: r["paths"][path]["batches"][b]["per_example_ms"] for rt, r in fast["runs"].items()}
+            best_rt = min(cells, key=cells.get)
+            if key is None:
+                assert row["teacher_runtime"] == best_rt and row["teacher_ms"] == cells[best_rt]
+            else:
+                assert row[key]["runtime"] == best_rt and row[key]["ms"] == cells[best_rt]
+    assert "bf16" not in section["not_run"] and "eager" not in section["not_run"] and "onnx" in section["not_run"]
+    assert len(section["invocations"]) == 2

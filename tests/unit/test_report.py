@@ -56,6 +56,10 @@ GENERATED = {
         "workbench explain-results",
     ),
     "speed": (lambda: _table("workbench.bench", "speed_table", _json("speed")), "workbench bench ... (docs/usage.md)"),
+    "paraphrase": (
+        lambda: _table("workbench.paraphrase_results", "paraphrase_table", _json("paraphrase")),
+        "workbench paraphrase-results",
+    ),
 }
 
 

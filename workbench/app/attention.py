@@ -30,6 +30,7 @@ from workbench.app.ui import (
     user_errors,
 )
 from workbench.inputs import check_question
+from workbench.models.precision import inference_precision
 
 # (label, `workbench.explain` method), in the order offered
 METHOD_CHOICES = [
@@ -76,7 +77,10 @@ def _image_result(ck, batch, method: str, layer_index: int, image_index: int) ->
     from workbench.explain import attention_rollout, cross_attention, explain, relevancy
 
     if image_index == 0:
-        return explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index)[method]
+        # Integrated Gradients' 32 forward and backward passes in the model's fast precision (bf16 autocast for a
+        # ViLT-sized model on a CPU with native bf16: about 3x faster); one-pass maps stay fp32
+        with inference_precision(ck.model, "auto" if method == "ig" else "fp32"):
+            return explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index)[method]
     if method == "attention":
         ca = cross_attention(ck.model, batch, ck.tokenizer, image_index=image_index)
         return {"tokens": ca["tokens"], "cross": ca}

@@ -95,16 +95,19 @@ def _cell(model, fn, inputs, ms, b: int) -> dict:
 
 
 def _timed_call(runtime: str, model: nn.Module, runner: nn.Module, fn, inputs, threads: int):
-    """The zero-argument call a cell times: `fn` on the compiled `runner` (or the model itself), or through
-    ONNX Runtime."""
+    """The zero-argument call a cell times: `fn` on the compiled `runner` (or the model itself, under bf16
+    autocast for "bf16"), or through ONNX Runtime."""
     if runtime == "onnx":
         from workbench.onnx_runtime import onnx_call
 
         return onnx_call(model, fn, inputs, threads)
 
+    device_type = next(model.parameters()).device.type
+
     @torch.inference_mode()
     def timed():
-        return fn(runner, *inputs)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=runtime == "bf16"):
+            return fn(runner, *inputs)
 
     return timed
 

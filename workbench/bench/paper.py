@@ -21,9 +21,14 @@ from workbench.configs.bench import PRESETS
 TARGETS = {"cached_speedup_batch_1": 8.0, "fraction_of_flop_ratio_batch_32": 0.7}
 
 
+def batches_of(run: dict, path: str) -> dict[str, dict]:
+    """{batch size: cell} of `path` in one run ({} for a run that failed)."""
+    return run.get("paths", {}).get(path, {}).get("batches", {})
+
+
 def _best(runs: dict[str, dict], path: str, b: str) -> tuple[str, dict] | None:
     """(runtime, cell) of `path`'s fastest median at batch `b` over the runtimes that ran."""
-    cells = [(rt, r["paths"][path]["batches"][b]) for rt, r in runs.items() if "paths" in r]
+    cells = [(rt, cell) for rt, r in runs.items() if (cell := batches_of(r, path).get(b)) is not None]
     return min(cells, key=lambda c: c[1]["median_s"]) if cells else None
 
 

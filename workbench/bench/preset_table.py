@@ -9,7 +9,7 @@ from pathlib import Path
 from workbench.bench.preset import UNTRAINED
 from workbench.models.io import write_json_atomic
 
-RUNTIME_NAMES = {"eager": "eager", "compile": "torch.compile", "onnx": "ONNX Runtime"}
+RUNTIME_NAMES = {"eager": "eager", "bf16": "eager bf16", "compile": "torch.compile", "onnx": "ONNX Runtime"}
 
 
 def merge_speed_section(path: str | Path, section: str, value: dict) -> Path:

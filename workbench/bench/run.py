@@ -19,7 +19,8 @@ from workbench.models.fusion import FusionTeacher
 from workbench.models.io import Checkpoint
 
 FORMAT_VERSION = 1
-RUNTIMES = ("eager", "compile", "onnx")
+# "bf16": eager PyTorch under bf16 autocast (matrix products in bfloat16; `workbench.models.precision`)
+RUNTIMES = ("eager", "bf16", "compile", "onnx")
 QUICK = dict(batch_sizes=(1, 4), retrieval_sizes=(4, 8), min_run_time=0.05, budget_s=2.0, n_examples=8)
 METHODS = {
     "timing": "torch.utils.benchmark.Timer after one warm-up call, fixed threads; the three paths of a batch size "

@@ -8,7 +8,12 @@ from pathlib import Path
 from workbench.bench.latency import PATHS
 from workbench.models.io import write_json_atomic
 
-RUNTIME_LABELS = {"eager": "in eager PyTorch", "compile": "`torch.compile`d", "onnx": "in ONNX Runtime (exported)"}
+RUNTIME_LABELS = {
+    "eager": "in eager PyTorch",
+    "bf16": "in eager PyTorch under bf16 autocast",
+    "compile": "`torch.compile`d",
+    "onnx": "in ONNX Runtime (exported)",
+}
 
 
 # sections of the speed file other runs write (`workbench bench --preset` / `--width-curve`): a pair run keeps them

@@ -97,22 +97,36 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _merged(path: str, name: str, section: dict) -> dict:
-    """`section`, plus the students an earlier run of the same preset wrote into `path` and this run did not time
-    (so the students can be measured in separate runs)."""
+    """`section` merged with what an earlier run of the same preset wrote into `path`: students this run did not
+    time are kept, and a student timed again keeps the runtimes this run did not repeat (its best-runtime ratios
+    and targets recomputed over all of its runs), so students and runtimes can be measured in separate runs."""
     import json
     from pathlib import Path
+
+    from workbench.bench.paper import batches_of, best_ratios, check_targets
 
     old = json.loads(Path(path).read_text()).get(name) if Path(path).exists() else None
     if not old or old.get("preset") != section["preset"]:
         return section
-    students = {**old["students"], **section["students"]}
-    runs = [*old.get("invocations", [old["load_average"]]), section["load_average"]]
-    not_run = {**section.get("not_run", {}), **old.get("not_run", {})}  # the earlier run's reasons say more
-    return {**old, **section, "students": students, "invocations": runs, "not_run": not_run}
+    students = dict(old["students"])
+    for s_name, entry in section["students"].items():
+        before = students.get(s_name)
+        if before is None:
+            students[s_name] = entry
+            continue
+        runs = {**before["runs"], **entry["runs"]}
+        sizes = tuple(sorted({int(b) for r in runs.values() for b in batches_of(r, "teacher")}))
+        best = best_ratios(runs, sizes)
+        students[s_name] = {**before, **entry, "runs": runs, "best": best, "targets": check_targets(best, sizes)}
+    invocations = [*old.get("invocations", [old["load_average"]]), section["load_average"]]
+    ran = {rt for entry in students.values() for rt, r in entry["runs"].items() if "paths" in r}
+    reasons = {**section.get("not_run", {}), **old.get("not_run", {})}  # the earlier run's reasons say more
+    not_run = {rt: why for rt, why in reasons.items() if rt not in ran}
+    return {**old, **section, "students": students, "invocations": invocations, "not_run": not_run}
 
 
 def _run_preset(args: argparse.Namespace) -> None:
-    from workbench.bench import merge_speed_section, preset_table
+    from workbench.bench import RUNTIMES, merge_speed_section, preset_table
     from workbench.bench.paper import benchmark_preset
 
     quick = dict(batch_sizes=(1, 4), min_run_time=0.05, n_examples=8) if args.quick else {}
@@ -126,9 +140,7 @@ def _run_preset(args: argparse.Namespace) -> None:
         args.preset, tuple(args.runtimes), tuple(args.students) if args.students else None, rounds=args.rounds,
         threads=args.threads or 2, coco=coco, progress=say, **quick,
     )  # fmt: skip
-    section["not_run"] = {
-        rt: "not requested (--runtimes)" for rt in ("eager", "compile", "onnx") if rt not in args.runtimes
-    }
+    section["not_run"] = {rt: "not requested (--runtimes)" for rt in RUNTIMES if rt not in args.runtimes}
     section = _merged(args.out, args.section, section)
     out = merge_speed_section(args.out, args.section, section)
     print(preset_table(section))

@@ -10,7 +10,9 @@ from workbench.errors import WorkbenchError
 
 NAME = "eval"
 HELP = "accuracy overall and per question type of a checkpoint (VQAv2: the VQA score per answer type)"
-GENERATED_SPLITS = ("train", "val", "test", "compositional")
+# test-paraphrase: the test split with every text in a held-out rewording (shapes-vqa, shapes-ve, shapes-nlvr,
+# easy-vqa; `workbench.data.paraphrase`)
+GENERATED_SPLITS = ("train", "val", "test", "compositional", "test-paraphrase")
 
 
 def split_choices() -> list[str]:
@@ -42,8 +44,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--split",
         default="test",
         choices=split_choices(),
-        help="generated datasets: train, val, test, compositional; real ones: train, val, test or the release's "
-        "names (VQAv2: test is the official val; SNLI-VE dev; NLVR2 dev, test1; VQAv2 test-dev)",
+        help="generated datasets: train, val, test, compositional, and test-paraphrase (the test examples, every "
+        "text in a held-out rewording: shapes-vqa, shapes-ve, shapes-nlvr, easy-vqa); real ones: train, val, test "
+        "or the release's names (VQAv2: test is the official val; SNLI-VE dev; NLVR2 dev, test1; VQAv2 test-dev)",
     )
     p.add_argument("--size", type=int, default=None, help="number of examples (default: the whole split)")
     p.add_argument("--batch-size", type=int, default=256, help="examples per forward pass (default 256)")
@@ -63,9 +66,12 @@ def recorded_data_root(ck, dataset: str) -> str | None:
 def load_data(ck, dataset: str, split: str, size: int | None, data_root: str | None):
     """The split to evaluate: a real one in the checkpoint's class order (its `id2label` / labels)."""
     from workbench.cli.common import check_data_root
-    from workbench.data import is_real_dataset, load_dataset
+    from workbench.data import PARAPHRASED, is_real_dataset, load_dataset
+    from workbench.data.paraphrase import PARAPHRASE_SPLITS
     from workbench.data.real import TASKS
 
+    if split in PARAPHRASE_SPLITS and dataset not in PARAPHRASED:
+        raise WorkbenchError(f"{dataset} has no reworded texts, so no {split}; these do: {', '.join(PARAPHRASED)}")
     check_data_root(dataset, data_root)
     if not is_real_dataset(dataset):
         return load_dataset(dataset, split, size)

@@ -17,6 +17,7 @@ HELP = "explain a prediction: attention maps, rollout, relevancy, Integrated Gra
 def add_parser(sub) -> argparse.ArgumentParser:
     from workbench.explain.inputs import BASELINES
     from workbench.explain.maps import METHODS
+    from workbench.models.precision import PRECISIONS
 
     p = sub.add_parser(
         NAME,
@@ -54,6 +55,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "every 10%%, Chefer et al.'s perturbation test), 'patch' every patch (one forward pass per patch: slow)",
     )
     p.add_argument("--random-orders", type=int, default=3, help="random patch orders averaged for the chance curve")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="arithmetic of the curves' and Integrated Gradients' forward passes (the other maps are always fp32): "
+        "auto = bf16 autocast for a model of 20 M parameters or more on hardware with native bf16 (about 3x "
+        "faster at ViLT-B/32 size on a CPU with AVX-512 BF16), else fp32",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -85,14 +94,14 @@ def run(args: argparse.Namespace) -> None:
     report = explain_models(
         models, images[0], question, methods, word=args.word, layer=args.layer, baseline=args.baseline,
         ig_steps=args.ig_steps, second_image=images[1] if len(images) > 1 else None, curve_steps=curve_steps,
-        random_orders=args.random_orders,
+        random_orders=args.random_orders, precision=args.precision,
     )  # fmt: skip
     for name, m in report["summary"]["models"].items():
         aucs = "  ".join(f"{k} {v['deletion']:.3f}" for k, v in m["faithfulness"].items())
         rand = m["random"]["deletion"]
         rand = "" if rand is None else f"  random {rand:.3f}"
         print(f"{name}: {m['answer']} ({m['confidence']:.1%});  deletion AUC: {aucs}{rand}")
-        print(f"  {_timing(m['seconds'])}")
+        print(f"  {_timing(m['seconds'])}; curves and IG in {m['precision']}")
     for method, a in report["summary"].get("agreement", {}).items():
         print(f"teacher-student agreement, {method}: KL {a['kl']:.3f}, Spearman {a['spearman']:.3f}")
     written = write_report(report, args.out)

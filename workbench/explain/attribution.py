@@ -122,8 +122,9 @@ def integrated_gradients(
         f_base = forward(base_ids, base_pixels, mask, *extra)[0, target]
     t = text_length(batch, index)
     return {
-        "image": patch_attr[0].sum(0).detach().cpu().numpy().astype(np.float64),  # [d, rows, cols] -> grid
-        "text": word_attr[0, :t].sum(-1).detach().cpu().numpy().astype(np.float64),
+        # float() first: under bf16 autocast the attributions are bf16, which numpy cannot hold
+        "image": patch_attr[0].float().sum(0).detach().cpu().numpy().astype(np.float64),  # [d, rows, cols] -> grid
+        "text": word_attr[0, :t].float().sum(-1).detach().cpu().numpy().astype(np.float64),
         "tokens": tokens(batch, tokenizer, index),
         "target": target,
         "f_input": float(logits[0, target]),

@@ -21,6 +21,7 @@ from workbench.explain.grid import cell_of
 from workbench.explain.inputs import encode, masked
 from workbench.explain.maps import METHODS, explain
 from workbench.inputs import read_image
+from workbench.models.precision import inference_precision, resolve_precision
 
 TITLES = {
     "attention": "text-to-image attention (question words, heads averaged)",
@@ -55,18 +56,20 @@ def explain_models(
     random_orders: int = 3,
     second_image=None,
     curve_steps: int | str = DEFAULT_STEPS,
+    precision: str = "auto",
 ) -> dict:
     """Explain `question` about `image` (and `second_image`, for two-image NLVR models; the maps are of the first
     image) for each named `Checkpoint` in `models` (e.g. {"teacher": ..., "student": ...}). Returns {"summary":
     plain data, "figures": {name: plotly figure}}. `curve_steps`: the points of the deletion / insertion curves
     (10: every 10% of the patches; "patch": every patch). The summary records each model's seconds per method
-    (its map and its curves)."""
+    (its map and its curves) and the precision each ran in (`workbench.models.precision`: "auto" is bf16 autocast
+    for a large model on hardware with native bf16, fp32 otherwise)."""
     image = read_image(image)
     second = read_image(second_image) if second_image is not None else None
     results, summary = {}, {"question": question, "methods": list(methods), "models": {}}
     for name, ck in models.items():
         results[name] = _explain_one(
-            ck, (image, second), question, methods, layer, baseline, ig_steps, random_orders, curve_steps
+            ck, (image, second), question, methods, layer, baseline, ig_steps, random_orders, curve_steps, precision
         )
         summary["models"][name] = _model_summary(ck, results[name], methods)
     figures = _method_figures(results, methods, question, image)
@@ -104,10 +107,13 @@ def _explain_one(
     ig_steps: int,
     random_orders: int,
     curve_steps=DEFAULT_STEPS,
+    precision: str = "auto",
 ) -> dict:
     """One model's maps, answer and deletion / insertion curves: {"batch", "res", "curves", "answer", "probs",
-    "seconds": {method: {"map", "curves"}}}. Random-order curves (the chance baseline) are drawn with the first
-    method's. `images`: (image, second image or None)."""
+    "seconds": {method: {"map", "curves"}}, "precision"}. Random-order curves (the chance baseline) are drawn with
+    the first method's. `images`: (image, second image or None). `precision` applies to the many forward passes
+    (the curves, Integrated Gradients' path); the answer and the attention, rollout and relevancy maps (one pass
+    each) are always computed in fp32."""
     # the image as the checkpoint reads it: a HF ViLT folder (and its students) keeps the aspect ratio
     batch = encode(ck.model, ck.tokenizer, images[0], question, images[1], image_pipeline=ck.image_pipeline)
     with torch.no_grad():
@@ -117,12 +123,14 @@ def _explain_one(
     res, curves, seconds, ends = {}, {}, {}, {}  # `ends`: the intact and all-baseline images' probabilities
     for k, m in enumerate(methods):
         start = time.perf_counter()
-        res[m] = explain(ck.model, batch, ck.tokenizer, (m,), layer=layer, ig_steps=ig_steps, baseline=baseline)[m]
+        with inference_precision(ck.model, precision if m == "ig" else "fp32"):
+            res[m] = explain(ck.model, batch, ck.tokenizer, (m,), layer=layer, ig_steps=ig_steps, baseline=baseline)[m]
         mid = time.perf_counter()
-        found = perturbation_curves(
-            ck.model, batch, {m: res[m]["image"]}, target=answer, baseline=baseline,
-            random_orders=random_orders if k == 0 else 0, steps=curve_steps, ends=ends,
-        )  # fmt: skip
+        with inference_precision(ck.model, precision):
+            found = perturbation_curves(
+                ck.model, batch, {m: res[m]["image"]}, target=answer, baseline=baseline,
+                random_orders=random_orders if k == 0 else 0, steps=curve_steps, ends=ends,
+            )  # fmt: skip
         for mode in ("deletion", "insertion"):
             curves[(m, mode)] = found[(m, mode)]
             if ("random", mode) in found:  # the chance baseline rides on the first method's curves
@@ -130,7 +138,7 @@ def _explain_one(
                 curves[(m, mode)]["random_auc"] = found[("random", mode)]["auc"]
         seconds[m] = {"map": mid - start, "curves": time.perf_counter() - mid}
     return {"batch": batch, "res": res, "curves": curves, "answer": ck.labels[answer], "probs": probs,
-            "seconds": seconds}  # fmt: skip
+            "seconds": seconds, "precision": resolve_precision(precision, ck.model)}  # fmt: skip
 
 
 def _model_summary(ck, result: dict, methods) -> dict:
@@ -148,6 +156,7 @@ def _model_summary(ck, result: dict, methods) -> dict:
         "maps": {m: res[m]["image"].tolist() for m in methods},
         "curve_steps": next(iter(curves.values()))["steps"],
         "seconds": {m: {k: round(v, 3) for k, v in t.items()} for m, t in result["seconds"].items()},
+        "precision": result["precision"],
     }
 
 

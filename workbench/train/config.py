@@ -40,6 +40,11 @@ class TrainConfig:
     train_size: int | None = None  # None: the dataset's default
     val_size: int = 2000
     test_size: int | None = None  # None: the whole test split
+    # train and validate on reworded text: each question, hypothesis or statement drawn from its training families
+    # (workbench/data/paraphrase.py; shapes-vqa, shapes-ve, shapes-nlvr, easy-vqa); the test split keeps the
+    # dataset's wording, and the held-out split test-paraphrase (`workbench eval --split test-paraphrase`) is never
+    # used in training or selection. A fresh tokenizer also gets the reworded texts' words
+    paraphrase: bool = False
     # the global batch of one optimizer step: over all processes (DDP) and all `grad_accum` micro-batches
     batch_size: int = 128
     lr: float = 5e-4
@@ -91,6 +96,12 @@ class TrainConfig:
             raise WorkbenchError(f"grad_accum {self.grad_accum!r}: expected a whole number >= 1")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise WorkbenchError(f"num_workers {self.num_workers!r}: expected a whole number >= 0")
+        if self.paraphrase:
+            from workbench.data import PARAPHRASED  # only then: reading a config does not load the datasets
+
+            if self.dataset not in PARAPHRASED:
+                these = ", ".join(PARAPHRASED)
+                raise WorkbenchError(f"--paraphrase: {self.dataset} has no reworded texts; these do: {these}")
 
     def to_json(self, path: str | Path) -> None:
         """Write the config as `<out>/train_config.json` holds it."""

@@ -18,6 +18,7 @@ from torch import nn
 
 from workbench.coverage import vocabulary_record, write_train_vocab
 from workbench.data import Collator, is_real_dataset, load_dataset, num_images
+from workbench.data.paraphrase import PARAPHRASE_SPLITS
 from workbench.data.vocab import build_tokenizer
 from workbench.errors import WorkbenchError
 from workbench.evaluate import evaluate, format_metrics
@@ -46,7 +47,7 @@ def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
             model = for_task(model, n_images, len(labels))  # another task: keep the encoder, start a new head
         return model.train(), ck.tokenizer
     # a student must read token ids exactly as its teacher does
-    tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer()
+    tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer(paraphrase=cfg.paraphrase)
     folders = {
         k: v for k, v in (("student", cfg.student_init), ("image", cfg.image_init), ("text", cfg.text_init)) if v
     }
@@ -173,9 +174,15 @@ def claim_output(cfg: TrainConfig, resume: bool) -> Path:
 def load_split(cfg: TrainConfig, split: str, size: int | None):
     """A split of the run's dataset; a real one (`workbench.data.real`) read from `cfg.data_root` in the source
     folder's class order (`sources.dataset_labels`: VQAv2, the teacher's answer vocabulary), its images opened
-    per example (the DataLoader workers of `num_workers` read them ahead of the step)."""
+    per example (the DataLoader workers of `num_workers` read them ahead of the step). With `cfg.paraphrase` the
+    train and val texts are drawn from the training families (`workbench.data.paraphrase`); the test split keeps
+    the dataset's own wording, and the held-out `test-paraphrase` is never a split of a run."""
+    if split in PARAPHRASE_SPLITS:
+        raise WorkbenchError(f"{split} holds the held-out rewordings: a run never trains, validates or tests on it "
+                             f"(evaluate a checkpoint on it with `workbench eval --split {split}`)")  # fmt: skip
+    paraphrase = "train" if cfg.paraphrase and split != "test" else None
     if not is_real_dataset(cfg.dataset):
-        return load_dataset(cfg.dataset, split, size)
+        return load_dataset(cfg.dataset, split, size, paraphrase=paraphrase)
     return load_dataset(cfg.dataset, split, size, data_root=cfg.data_root, labels=dataset_labels(cfg))
 
 
@@ -223,6 +230,8 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
         save_checkpoint(final, tokenizer, out := Path(cfg.out) / "model", meta, image_spec=spec)
         # the words it was trained on, beside the weights: `ask` reports a question's words it never saw
         source = {"dataset": cfg.dataset, "split": "train", "size": len(train_set), "recipe": name}
+        if cfg.paraphrase:  # reworded: its training templates' words count too (`coverage.vocabulary_record`)
+            source["paraphrase"] = "train"
         write_train_vocab(out, vocabulary_record(train_set, source))
         write_json_atomic(out.parent / "test_metrics.json", test)
         accelerator.print(f"test {trainer.format_metrics(test)}")
