@@ -102,3 +102,34 @@ def test_kept_ends_give_the_same_curves_map_by_map(tiny):
         for mode in ("deletion", "insertion"):
             np.testing.assert_allclose(alone[(name, mode)]["scores"], together[(name, mode)]["scores"], atol=1e-5)
     assert set(ends) == {"intact", "blank"}
+
+
+@pytest.mark.parametrize("num_images, image_index, padded", [(1, 0, False), (2, 1, False), (2, 0, True)])
+def test_the_students_curve_forward_encodes_the_fixed_parts_once_and_equals_its_forward(
+    num_images, image_index, padded
+):
+    """The dual student's curve forward (question and unperturbed images encoded once) against the model's own
+    forward on the same copies: one and two images, the second image perturbed, a padded image."""
+    from workbench.explain.curves import model_forward
+
+    torch.manual_seed(0)
+    model = create_model("dual", 50, 5, num_images=num_images, **SIZE).eval()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(5, 50, (1, 7), generator=g)
+    mask = torch.ones(1, 7, dtype=torch.long)
+    pixels = torch.rand(num_images, 3, 64, 64, generator=g) * 2 - 1
+    pixel_mask = None
+    if padded:  # the image part is the top 48 x 32 pixels of the 64 x 64 canvas
+        pixel_mask = torch.zeros(num_images, 64, 64, dtype=torch.long)
+        pixel_mask[:, :48, :32] = 1
+    chunk = torch.rand(3, 3, 64, 64, generator=g)
+    calls = []
+    model.text_tower.register_forward_hook(lambda *a: calls.append("text"))
+    got = model_forward(model, ids, mask, pixels, image_index, pixel_mask)(chunk)
+    assert calls == ["text"]  # the question once, not once per copy
+    full = pixels[None].repeat(3, 1, 1, 1, 1)
+    full[:, image_index] = chunk
+    extra = {} if pixel_mask is None else {"pixel_mask": pixel_mask[None].expand(3, -1, -1, -1)}
+    with torch.no_grad():
+        want = model(ids.expand(3, -1), mask.expand(3, -1), full, **extra).logits.softmax(-1)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

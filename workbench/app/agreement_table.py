@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from workbench.explain.agreement import read_agreement
-from workbench.explain.results import AGREEMENT_LABELS, AGREEMENT_MAPS, TRAINED_MAP, _map_entry, agreement_summary
+from workbench.explain.results import AGREEMENT_LABELS, AGREEMENT_MAPS, TRAINED_MAP, agreement_summary, map_entry
 
 TITLE = "How closely each student's maps follow the teacher's"
 TRAINED_MARK = "†"
@@ -50,7 +50,7 @@ def agreement_overview(results: dict) -> str:
         summary = agreement_summary(results, method)
         cells = [_rho(summary[name].get("spearman")) if name in summary else "n/a" for name in students]
         for pair in paired.values():
-            entry = _map_entry(pair, method)
+            entry = map_entry(pair, method)
             cells.append(_p_value(entry.get("spearman_p_value")) if entry else "n/a")
         lines.append(f"| {_map_label(method)} | " + " | ".join(cells) + " |")
     examples = " ".join(str(x) for x in (s.get("n"), results.get("dataset"), results.get("split")) if x)

@@ -112,6 +112,8 @@ class CurveRunner:
 def model_forward(model: nn.Module, ids, mask, all_pixels, image_index: int, pixel_mask):
     """`forward(chunk)` for `CurveRunner`: the softmax of `model` on copies of the example whose image
     `image_index` is each image of `chunk` ([k, 3, H, W])."""
+    if hasattr(model, "encode_text") and hasattr(model, "fuse"):
+        return _dual_forward(model, ids, mask, all_pixels, image_index, pixel_mask)
 
     def forward(chunk: torch.Tensor) -> torch.Tensor:
         k = chunk.shape[0]
@@ -120,5 +122,31 @@ def model_forward(model: nn.Module, ids, mask, all_pixels, image_index: int, pix
         extra = {} if pixel_mask is None else {"pixel_mask": pixel_mask[None].expand(k, *pixel_mask.shape)}
         with torch.no_grad():
             return model(ids.expand(k, -1), mask.expand(k, -1), full, **extra).logits.float().softmax(-1)
+
+    return forward
+
+
+def _dual_forward(model: nn.Module, ids, mask, all_pixels, image_index: int, pixel_mask):
+    """`model_forward` for a dual encoder, whose towers are separate: the question and the images that are not
+    perturbed are encoded once, and each copy runs only the perturbed image through the image tower and the
+    head (the same function as the model's forward; a two-image NLVR student costs half)."""
+
+    def image_mask(j: int, k: int):
+        return None if pixel_mask is None else pixel_mask[j][None].expand(k, *pixel_mask.shape[1:])
+
+    with torch.no_grad():
+        text = model.encode_text(ids, mask)
+        fixed = {
+            j: model.encode_image(all_pixels[j][None], pixel_mask=image_mask(j, 1))
+            for j in range(all_pixels.shape[0])
+            if j != image_index
+        }
+
+    def forward(chunk: torch.Tensor) -> torch.Tensor:
+        k = chunk.shape[0]
+        with torch.no_grad():
+            mine = model.encode_image(chunk, pixel_mask=image_mask(image_index, k))
+            states = [mine if j == image_index else fixed[j].expand(k, -1, -1) for j in range(all_pixels.shape[0])]
+            return model.fuse(text.expand(k, -1, -1), states).float().softmax(-1)
 
     return forward

@@ -336,7 +336,7 @@ def faithfulness_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _map_entry(holder: dict, method: str) -> dict | None:
+def map_entry(holder: dict, method: str) -> dict | None:
     """One map's figures in a student or paired entry (files from before "maps" hold the attention's only)."""
     return (holder.get("maps") or {}).get(method) or (holder if method == "attention" else None)
 
@@ -344,7 +344,7 @@ def _map_entry(holder: dict, method: str) -> dict | None:
 def agreement_summary(results: dict, method: str) -> dict[str, dict]:
     """{student: its overall figures ("kl", "spearman", their "_sem"s, "n") on `method`'s map} from an
     agreement.json, for a view beside one example's maps. `method == TRAINED_MAP` is what `dide` minimises."""
-    return {name: e["overall"] for name, st in results["students"].items() if (e := _map_entry(st, method))}
+    return {name: e["overall"] for name, st in results["students"].items() if (e := map_entry(st, method))}
 
 
 def agreement_table(results: dict) -> str:
@@ -361,7 +361,7 @@ def agreement_table(results: dict) -> str:
     ]
     for method in maps:
         for name, st in students.items():
-            entry = _map_entry(st, method)
+            entry = map_entry(st, method)
             if entry is None:
                 continue
             o, acc = entry["overall"], st.get("test_accuracy")
@@ -379,7 +379,7 @@ def agreement_table(results: dict) -> str:
     lines.append("")
     for pair, p in results.get("paired", {}).items():
         for method in maps:
-            if (pm := _map_entry(p, method)) is None:
+            if (pm := map_entry(p, method)) is None:
                 continue
             lines.append(
                 f"Paired, `{pair}`, {AGREEMENT_LABELS.get(method, method)}: lower KL on "
