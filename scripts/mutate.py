@@ -111,8 +111,9 @@ def run(modules: list[str], jobs: int, retest: bool = False) -> None:
 def _functions(path: Path) -> dict[str, str]:
     """{function name: its source} of every function in a mutmut-generated file (methods included)."""
     text = path.read_text()
+    lines = text.splitlines()  # once: ast.get_source_segment splits the whole file again on every call
     return {
-        node.name: ast.get_source_segment(text, node)
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
         for node in ast.walk(ast.parse(text))
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
@@ -125,11 +126,12 @@ def _change(functions: dict[str, str], name: str) -> tuple[str, str]:
     orig = functions.get(orig_name, "")
     mutant = functions.get(short, "").replace(short, orig_name, 1)
     old, new = [], []
-    for line in difflib.ndiff(orig.splitlines(), mutant.splitlines()):
-        if line.startswith("- "):
-            old.append(line[2:].strip())
-        elif line.startswith("+ "):
-            new.append(line[2:].strip())
+    # unified_diff, not ndiff: ndiff's character-level pass is slow over thousands of mutants
+    for line in difflib.unified_diff(orig.splitlines(), mutant.splitlines(), n=0, lineterm=""):
+        if line.startswith("-") and not line.startswith("---"):
+            old.append(line[1:].strip())
+        elif line.startswith("+") and not line.startswith("+++"):
+            new.append(line[1:].strip())
     return " / ".join(old), " / ".join(new)
 
 
