@@ -30,7 +30,7 @@ RULES: list[tuple[str, str, str, str]] = [
     (
         r".",
         r"device=",
-        r"device=None|\(\s*\)|, \)",
+        r"device=None|^(?!.*device=)",  # the argument set to None or dropped, nothing else on the line
         "device placement: every test runs on the CPU, the only device here",
     ),
     (r".", r'float\("-inf"\)', r'float\("-INF"\)', 'float("-INF") is float("-inf")'),

@@ -48,7 +48,9 @@ def _targets(logits: torch.Tensor, target) -> torch.Tensor:
     if target is None:
         return logits.argmax(-1)
     t = torch.as_tensor(target, device=logits.device).long().flatten()
-    return t.expand(logits.shape[0]) if t.numel() == 1 else t
+    if t.numel() not in (1, logits.shape[0]):
+        raise ValueError(f"expected one target or one per example ({logits.shape[0]}), got {t.numel()}")
+    return t.expand(logits.shape[0])
 
 
 def relevancy_rows(model: nn.Module, batch: Batch, target=None, image_index: int = 0) -> dict[str, torch.Tensor]:
