@@ -37,6 +37,8 @@ RULES: list[tuple[str, str, str, str]] = [
 ]
 
 EQUIVALENT: dict[str, str] = {
+    "workbench.explain.relevancy_maps.x_relevancy_matrix__mutmut_23": "`shape[-2]` for `shape[-1]`: `a_bar` is a "
+    "self-attention map over one sequence, [..., N, N], so its last two sizes are equal",
     "workbench.explain.attention.x_cross_probs__mutmut_27": "the teacher's q / k of layers `l - n` for `l`: "
     "`capture_qk` stores layer x under x % n, so both store (and `cross_probs` reads) layer l",
     "workbench.explain.relevancy_maps.x_relevancy_rows__mutmut_58": "`n = None` for the teacher: `flat` holds its "
