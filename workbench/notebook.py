@@ -10,7 +10,8 @@ deletion curve can only rank explanation maps when blanking the image changes th
 Executed copies: `execute` runs a notebook top to bottom (nbclient, the kernel started in `notebooks/`);
 `to_html` writes it as one HTML file whose plotly figures render offline (each figure as a `text/html`
 output that draws into a div, plotly.js loaded from `plotly.min.js` beside the HTML, written once by
-`write_plotlyjs`); solution cells sit in collapsed `<details>` blocks. `python -m workbench.notebook` does
+`write_plotlyjs`; the JupyterLab template's CSS, the same for every notebook, linked from `notebook.css`
+beside the HTML); solution cells sit in collapsed `<details>` blocks. `python -m workbench.notebook` does
 both for a list of notebooks. nbclient and nbconvert come with the `test` / `lab` extras.
 """
 
@@ -32,6 +33,7 @@ from workbench.viz import compare_training_curves
 QUICK_ENV = "WORKBENCH_NOTEBOOK_QUICK"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PLOTLY_JS = "plotly.min.js"  # written beside the HTML copies, loaded by each of them
+NOTEBOOK_CSS = "notebook.css"  # the lab template's CSS, written beside the HTML copies, linked by each
 SOLUTION_TAG = "solution"  # code cells holding an exercise's solution (collapsed in JupyterLab and in HTML)
 TRY_TAG = "try-it"  # the "try it yourself" cell of a notebook
 
@@ -183,6 +185,9 @@ TEMPLATE = (
 <script src="{{ resources.workbench_plotlyjs }}"></script>
 {{ super() }}
 {%- endblock html_head_js -%}
+{%- block notebook_css -%}
+<link rel="stylesheet" href="{{ resources.workbench_css }}">
+{%- endblock notebook_css -%}
 {% block codecell %}
 {%- if '"""
     + SOLUTION_TAG
@@ -200,19 +205,52 @@ TEMPLATE = (
 
 def to_html(nb, out: str | Path, digest: str, note: str = "") -> Path:
     """Write an executed notebook as `out` (HTML, JupyterLab's look): figures inline (plotly.js from
-    `plotly.min.js` in the same folder, see `write_plotlyjs`), solution cells collapsed, `digest` (of the
-    source notebook, `sources_digest`) in a meta tag."""
+    `plotly.min.js` in the same folder, see `write_plotlyjs`), the lab template's CSS linked from
+    `notebook.css` in the same folder (written here, see `template_css`), solution cells collapsed, `digest`
+    (of the source notebook, `sources_digest`) in a meta tag."""
     import jinja2
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
-    exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"workbench.html.j2": TEMPLATE})])
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[jinja2.DictLoader({"workbench.html.j2": TEMPLATE})],
+        config=Config({"CSSHTMLHeaderPreprocessor": {"enabled": False}}),  # its CSS goes to notebook.css
+    )
     exporter.template_file = "workbench.html.j2"
-    resources = {"workbench_digest": digest, "workbench_plotlyjs": PLOTLY_JS, "metadata": {"name": Path(out).stem}}
-    body, _ = exporter.from_notebook_node(html_ready(nb, note), resources=resources)
+    resources = {
+        "workbench_digest": digest,
+        "workbench_plotlyjs": PLOTLY_JS,
+        "workbench_css": NOTEBOOK_CSS,
+        "metadata": {"name": Path(out).stem},
+    }
+    body, resources = exporter.from_notebook_node(html_ready(nb, note), resources=resources)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(out.parent / NOTEBOOK_CSS, template_css(exporter, resources))
     out.write_text(body, encoding="utf-8")
     return out
+
+
+def template_css(exporter, resources) -> str:
+    """The CSS nbconvert's lab template would inline into every page, in its order: pygments' code colours
+    (`CSSHTMLHeaderPreprocessor`), then the template's `notebook_css` block (JupyterLab's index.css, the
+    theme, a few print and layout rules), without the `<style>` tags."""
+    import copy
+
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+    _, resources = CSSHTMLHeaderPreprocessor().preprocess(None, copy.copy(resources))
+    lab = exporter.environment.get_template("lab/index.html.j2")
+    block = "".join(lab.blocks["notebook_css"](lab.new_context({"resources": resources})))
+    parts = [*resources["inlining"]["css"], re.sub(r"</?style[^>]*>", "", block)]
+    return "\n".join(part.strip() + "\n" for part in parts)
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
 
 
 def write_plotlyjs(folder: str | Path) -> Path:
@@ -221,10 +259,7 @@ def write_plotlyjs(folder: str | Path) -> Path:
 
     path = Path(folder) / PLOTLY_JS
     path.parent.mkdir(parents=True, exist_ok=True)
-    js = get_plotlyjs()
-    if not path.exists() or path.read_text(encoding="utf-8") != js:
-        path.write_text(js, encoding="utf-8")
-    return path
+    return _write_if_changed(path, get_plotlyjs())
 
 
 def _run_note(source: Path, quick: bool, seconds: float, load: dict | None) -> str:
@@ -239,8 +274,8 @@ def _run_note(source: Path, quick: bool, seconds: float, load: dict | None) -> s
 
 
 def export_html(paths: list[str | Path], out: str | Path, quick: bool = False, say=print) -> dict:
-    """Execute each notebook and write its HTML copy into `out` (plus `plotly.min.js` and `runs.json`: the
-    mode, seconds and load average of each). Returns the `runs.json` content."""
+    """Execute each notebook and write its HTML copy into `out` (plus `plotly.min.js`, `notebook.css` and
+    `runs.json`: the mode, seconds and load average of each). Returns the `runs.json` content."""
     import nbformat
 
     from workbench.bench.measure import load_average

@@ -6,6 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.pictures import data_uri, rgb_array
+
 
 def top_answers_bar(top: list[tuple[str, float]], title: str = "top answers") -> go.Figure:
     """Horizontal bars of (answer, probability), best on top."""
@@ -61,59 +63,35 @@ def compare_training_curves(runs: dict[str, list[dict]], baseline: str | None = 
     return fig.update_layout(title=title)
 
 
-def _image_array(image) -> np.ndarray:
-    """PIL image or array -> [H, W, 3] uint8."""
-    arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255 if arr.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
-    return arr[..., :3]
+def _panel_traces(m, zmin, zmax, colorscale, showscale, zlabel, image=None, opacity=0.6, max_side: int = 512):
+    """The traces of one [rows, cols] map: a heatmap, over `image` (in pixel coordinates, embedded at most
+    `max_side` pixels a side, encoded once for every panel that shows it) if given."""
+    rows, cols = m.shape
+    hover = [[f"row {r}, col {c}: {m[r, c]:.3g}" for c in range(cols)] for r in range(rows)]
+    heat = dict(z=m, zmin=zmin, zmax=zmax, colorscale=colorscale, showscale=showscale, colorbar=dict(title=zlabel),
+                hovertext=hover, hoverinfo="text")  # fmt: skip
+    if image is None:
+        return [go.Heatmap(**heat)]
+    arr = rgb_array(image)
+    source, scale = data_uri(arr, max_side)
+    ph, pw = round(arr.shape[0] * scale) / rows, round(arr.shape[1] * scale) / cols
+    return [go.Image(source=source, hoverinfo="skip"),
+            go.Heatmap(**heat, x0=pw / 2, dx=pw, y0=ph / 2, dy=ph, opacity=opacity)]  # fmt: skip
 
 
-def _image_source(arr: np.ndarray, max_side: int = 512) -> tuple[str, float]:
-    """A PNG data URI of the picture (at most `max_side` pixels a side) and its scale factor: far
-    smaller in a figure than the pixel values as JSON."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    im = Image.fromarray(arr)
-    scale = min(1.0, max_side / max(im.size))
-    if scale < 1.0:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), scale
+def _panel_axes(image) -> tuple[dict, dict]:
+    """(x axis, y axis) settings of a map panel: row 0 at the top, cells square; ticks only without a picture."""
+    ticks = dict(dtick=1) if image is None else dict(showticklabels=False)
+    return dict(constrain="domain", **ticks), dict(autorange="reversed", **ticks)
 
 
 def _map_panel(fig, m, row, col, zmin, zmax, colorscale, showscale, zlabel, image=None, opacity=0.6) -> None:
-    """One [rows, cols] map in subplot (row, col); over `image` (in pixel coordinates) if given."""
-    rows, cols = m.shape
-    hover = [[f"row {r}, col {c}: {m[r, c]:.3g}" for c in range(cols)] for r in range(rows)]
-    heat = dict(
-        z=m,
-        zmin=zmin,
-        zmax=zmax,
-        colorscale=colorscale,
-        showscale=showscale,
-        colorbar=dict(title=zlabel),
-        hovertext=hover,
-        hoverinfo="text",
-    )
-    if image is None:
-        fig.add_trace(go.Heatmap(**heat), row=row, col=col)
-        fig.update_xaxes(dtick=1, constrain="domain", row=row, col=col)
-        fig.update_yaxes(dtick=1, autorange="reversed", row=row, col=col)
-    else:
-        source, scale = _image_source(_image_array(image))
-        height, width = round(np.asarray(image).shape[0] * scale), round(np.asarray(image).shape[1] * scale)
-        ph, pw = height / rows, width / cols
-        fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=row, col=col)
-        fig.add_trace(go.Heatmap(**heat, x0=pw / 2, dx=pw, y0=ph / 2, dy=ph, opacity=opacity), row=row, col=col)
-        fig.update_xaxes(showticklabels=False, constrain="domain", row=row, col=col)
-        fig.update_yaxes(showticklabels=False, autorange="reversed", row=row, col=col)
+    """One [rows, cols] map in subplot (row, col); over `image` if given."""
+    for trace in _panel_traces(m, zmin, zmax, colorscale, showscale, zlabel, image, opacity):
+        fig.add_trace(trace, row=row, col=col)
+    x_axis, y_axis = _panel_axes(image)
+    fig.update_xaxes(**x_axis, row=row, col=col)
+    fig.update_yaxes(**y_axis, row=row, col=col)
 
 
 def _scale(arrays, zmin, zmax, symmetric) -> tuple[float, float]:
@@ -206,6 +184,9 @@ def word_strip(tokens: list[str], weights: dict[str, np.ndarray], title: str = "
     return fig
 
 
+PANEL_PX = 200  # the side of one `head_grid` panel, in screen pixels
+
+
 def head_grid(
     maps: np.ndarray,
     title: str = "",
@@ -227,12 +208,20 @@ def head_grid(
     titles = [f"{r} · {c}" for r in row_labels for c in col_labels]
     fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.06)
     lo, hi = float(maps.min()), float(maps.max())
-    for i in range(n_rows):
-        for j in range(n_cols):
-            _map_panel(fig, maps[i, j], i + 1, j + 1, lo, hi, colorscale, i == 0 and j == 0, "", image, opacity)
-            k = i * n_cols + j + 1
-            fig.update_yaxes(scaleanchor="x" if k == 1 else f"x{k}", row=i + 1, col=j + 1)
-    fig.update_layout(title=title, height=200 * n_rows + 90, width=200 * n_cols + 120, margin=dict(l=10, r=10, t=80))
+    # every trace and axis in one call each: per-panel `row=, col=` updates cost seconds over 144 panels; the
+    # picture at the panel's size on screen keeps a ViLT-B/32 grid a few MB
+    traces, x_axis, y_axis = [], *_panel_axes(image)
+    for k in range(n_rows * n_cols):
+        i, j = divmod(k, n_cols)
+        suffix = "" if k == 0 else str(k + 1)
+        for t in _panel_traces(maps[i, j], lo, hi, colorscale, k == 0, "", image, opacity, PANEL_PX):
+            traces.append(t.update(xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        fig.layout[f"xaxis{suffix}"].update(x_axis)
+        fig.layout[f"yaxis{suffix}"].update(y_axis, scaleanchor=f"x{suffix}")
+    fig.add_traces(traces)
+    fig.update_layout(
+        title=title, height=PANEL_PX * n_rows + 90, width=PANEL_PX * n_cols + 120, margin=dict(l=10, r=10, t=80)
+    )
     for a in fig.layout.annotations:
         a.font.size = 10
     return fig

@@ -179,6 +179,61 @@ def rendered_figures(browser, html: Path) -> tuple[list[int], list[str]]:
     return counts, errors
 
 
+# JupyterLab's light theme: a code cell's input area is --jp-cell-editor-background = --md-grey-100 = #f5f5f5;
+# without the template's CSS the browser's default is a transparent background
+CODE_INPUT_GREY = "rgb(245, 245, 245)"
+
+
+def code_input_background(browser, html: Path) -> str:
+    """The computed background colour of the first code cell's input area of an HTML file in Chromium."""
+    page = browser.new_page()
+    page.goto(html.as_uri())
+    page.wait_for_load_state("load")
+    colour = page.evaluate("() => getComputedStyle(document.querySelector('.jp-InputArea-editor')).backgroundColor")
+    page.close()
+    return colour
+
+
+def inline_css(html_text: str) -> int:
+    """Characters of CSS inside the `<style>` blocks of a page."""
+    return sum(len(css) for css in re.findall(r"<style[^>]*>(.*?)</style>", html_text, re.S))
+
+
+def test_html_copies_link_the_template_css_written_once_beside_them(tmp_path, browser):
+    """Two pages in one folder share one notebook.css (the lab template's CSS, about 260 kB) instead of each
+    inlining it; the page's code cells get their grey input from that file, and lose it when it is missing."""
+    import plotly.graph_objects as go
+
+    from workbench.notebook import NOTEBOOK_CSS
+
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("print(1 + 1)", execution_count=1)
+    figure = go.Figure(go.Bar(x=["a", "b"], y=[1, 2])).to_plotly_json()
+    code.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="2\n"),
+        nbformat.v4.new_output("display_data", data={PLOTLY_MIME: json.loads(json.dumps(figure, default=list))}),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A page"), code]
+    folder = tmp_path / "html"
+    write_plotlyjs(folder)
+    pages = [to_html(nb, folder / f"{name}.html", "test") for name in ("one", "two")]
+    css = folder / NOTEBOOK_CSS
+    assert sorted(p.name for p in folder.iterdir()) == ["notebook.css", "one.html", "plotly.min.js", "two.html"]
+    assert len(css.read_text()) > 200_000
+    assert ".jp-InputArea-editor" in css.read_text() and ".highlight" in css.read_text()  # lab + pygments rules
+    for page in pages:
+        text = page.read_text()
+        assert '<link href="notebook.css" rel="stylesheet"/>' in text
+        assert ".jp-InputArea-editor" not in text and "--jp-cell-editor-background" not in text
+        assert inline_css(text) < 2_000, inline_css(text)  # only mermaid's few rules stay inline
+        assert len(text) < 100_000, len(text)
+    assert code_input_background(browser, pages[0]) == CODE_INPUT_GREY
+    counts, errors = rendered_figures(browser, pages[0])
+    assert not errors and counts == [3], counts
+    css.unlink()
+    assert code_input_background(browser, pages[1]) == "rgba(0, 0, 0, 0)"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_quick_mode_with_its_solutions_and_its_html_copy_draws_its_figures(
     path, monkeypatch, tmp_path, browser
@@ -347,6 +402,8 @@ def test_there_is_one_html_copy_per_notebook_and_plotly_js_beside_them():
     assert sorted(p.stem for p in HTML.glob("*.html")) == NAMES, STALE
     js = (HTML / PLOTLY_JS).read_text()
     assert "plotly.js" in js[:2000].lower() and len(js) > 1_000_000
+    css = (HTML / "notebook.css").read_text()  # the lab template's CSS, shared by the copies
+    assert ".jp-InputArea-editor" in css and len(css) > 200_000, STALE
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -366,6 +423,10 @@ def test_html_copy_is_of_the_current_notebook_in_full_mode_small_and_draws_every
     assert not errors
     assert expected >= 1 and len(counts) == expected
     assert all(n >= 1 for n in counts), counts  # each figure div holds the SVG plotly drew
+    # the template's CSS is linked (notebook.css beside the copy), not inlined again
+    assert '<link href="notebook.css" rel="stylesheet"/>' in text, STALE
+    assert inline_css(text) < 2_000 and "--jp-cell-editor-background" not in text, STALE
+    assert code_input_background(browser, html) == CODE_INPUT_GREY
     # links point to the other copies and to the docs, from where the copy is
     links = re.findall(r'href="([^"#:]+)(?:#[^"]*)?"', text)
     assert all((html.parent / link).exists() for link in links), links

@@ -47,14 +47,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--word", default=None, help="question word for the per-word maps (default: the last word)")
     p.add_argument("--layer", type=int, default=-1, help="layer of the raw attention maps (default: the last)")
     p.add_argument("--baseline", default="mean", choices=BASELINES, help="removed patches")
-    p.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients steps")
+    p.add_argument(
+        "--ig-steps",
+        type=int,
+        default=16,
+        help="Integrated Gradients steps (Captum's Gauss-Legendre quadrature)",
+    )
     p.add_argument(
         "--curve-steps",
         default="10",
         help="points of the deletion / insertion curves: N samples 0, 1/N, ..., all of the patches (default 10: "
         "every 10%%, Chefer et al.'s perturbation test), 'patch' every patch (one forward pass per patch: slow)",
     )
-    p.add_argument("--random-orders", type=int, default=3, help="random patch orders averaged for the chance curve")
+    p.add_argument("--random-orders", type=int, default=2, help="random patch orders averaged for the chance curve")
     p.add_argument(
         "--precision",
         default="auto",

@@ -198,6 +198,7 @@ def pretrain_config(cfg: TrainConfig, config) -> TrainConfig:
         test_size=600,
         init_from=None,
         data_root=None,  # the captions are generated; the task's data root is not theirs
+        paraphrase=False,  # nor are they reworded: the caption sets have one wording
         curriculum=[],  # the task's curriculum and oversampling name the task's question types, not the captions'
         oversample={},
         recipe_args=asdict(stage),

@@ -323,9 +323,10 @@ def run_mad(
     if num_images(cfg.dataset) != 1:
         raise WorkbenchError(f"MAD is implemented for one image per example; {cfg.dataset} has two")
     text, vision = load_teachers(config)
-    tokenizer = load_checkpoint(cfg.init_from).tokenizer if cfg.init_from else build_tokenizer()
+    tokenizer = load_checkpoint(cfg.init_from).tokenizer if cfg.init_from else build_tokenizer(cfg.paraphrase)
     cfg = replace(cfg, model="fusion", teacher=None, recipe_args=asdict(config))
-    pairs = load_dataset(cfg.dataset, "train", cfg.train_size)  # the shapes sets render lazily: cheap
+    # the training texts as the run reads them (reworded with --paraphrase): the probe's lookups are keyed by text
+    pairs = load_dataset(cfg.dataset, "train", cfg.train_size, paraphrase="train" if cfg.paraphrase else None)
     probe_data = pairs if config.confidence else None
     cache_file = None
     if config.feature_cache and vision is not None:
