@@ -18,6 +18,7 @@ from workbench.bench.pair import BenchInputs, Pair
 from workbench.models.dual import DualStudent
 from workbench.models.fusion import FusionTeacher
 from workbench.models.io import Checkpoint
+from workbench.models.precision import inference_precision
 
 PATHS = ("teacher", "student", "student_cached")
 PATH_LABELS = {
@@ -102,11 +103,11 @@ def _timed_call(runtime: str, model: nn.Module, runner: nn.Module, fn, inputs, t
 
         return onnx_call(model, fn, inputs, threads)
 
-    device_type = next(model.parameters()).device.type
+    precision = "bf16" if runtime == "bf16" else "fp32"
 
     @torch.inference_mode()
     def timed():
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=runtime == "bf16"):
+        with inference_precision(model, precision):
             return fn(runner, *inputs)
 
     return timed

@@ -121,12 +121,13 @@ def _explain_one(
     probs = logits.softmax(-1)
     answer = int(probs.argmax())
     res, curves, seconds, ends = {}, {}, {}, {}  # `ends`: the intact and all-baseline images' probabilities
+    chosen = resolve_precision(precision, ck.model)  # once: "auto" looks at the model and the hardware
     for k, m in enumerate(methods):
         start = time.perf_counter()
-        with inference_precision(ck.model, precision if m == "ig" else "fp32"):
+        with inference_precision(ck.model, chosen if m == "ig" else "fp32"):
             res[m] = explain(ck.model, batch, ck.tokenizer, (m,), layer=layer, ig_steps=ig_steps, baseline=baseline)[m]
         mid = time.perf_counter()
-        with inference_precision(ck.model, precision):
+        with inference_precision(ck.model, chosen):
             found = perturbation_curves(
                 ck.model, batch, {m: res[m]["image"]}, target=answer, baseline=baseline,
                 random_orders=random_orders if k == 0 else 0, steps=curve_steps, ends=ends,
@@ -138,7 +139,7 @@ def _explain_one(
                 curves[(m, mode)]["random_auc"] = found[("random", mode)]["auc"]
         seconds[m] = {"map": mid - start, "curves": time.perf_counter() - mid}
     return {"batch": batch, "res": res, "curves": curves, "answer": ck.labels[answer], "probs": probs,
-            "seconds": seconds, "precision": resolve_precision(precision, ck.model)}  # fmt: skip
+            "seconds": seconds, "precision": chosen}  # fmt: skip
 
 
 def _model_summary(ck, result: dict, methods) -> dict:
