@@ -259,6 +259,35 @@ def test_integrated_gradients_completeness(models, batch, tokenizer, kind):
     assert abs(ig["delta"]) <= 0.02 * abs(diff) + 1e-3
 
 
+@pytest.mark.parametrize("kind", ["fusion", "dual"])
+def test_integrated_gradients_ends_and_delta_are_captums(models, batch, tokenizer, kind):
+    """The target, f(input), f(baseline) come from one batched pass of input and baseline, and the delta from
+    them: the same numbers as separate passes and Captum's own `return_convergence_delta`."""
+    from captum.attr import LayerIntegratedGradients
+
+    from workbench.explain.attribution import baseline_ids, embedding_layers
+    from workbench.explain.inputs import baseline_image
+
+    model = models[kind]
+    ig = integrated_gradients(model, batch, tokenizer=tokenizer, n_steps=8)
+
+    def forward(ids, pixels, mask):
+        return model(ids, mask, pixels).logits.float()
+
+    ids, mask, pixels = batch.input_ids[:1], batch.attention_mask[:1], batch.pixel_values[:1]
+    base = (baseline_ids(ids, mask, tokenizer.pad_token_id), baseline_image(pixels, "mean"))
+    with torch.no_grad():
+        f_in, f_base = forward(ids, pixels, mask)[0], forward(*base, mask)[0]
+    assert ig["target"] == int(f_in.argmax())
+    assert ig["f_input"] == pytest.approx(float(f_in[ig["target"]]), abs=1e-5)
+    assert ig["f_baseline"] == pytest.approx(float(f_base[ig["target"]]), abs=1e-5)
+    lig = LayerIntegratedGradients(forward, list(embedding_layers(model)))
+    _, delta = lig.attribute((ids, pixels), baselines=base, additional_forward_args=(mask,), target=ig["target"],
+                             n_steps=8, return_convergence_delta=True)  # fmt: skip
+    assert ig["delta"] == pytest.approx(float(delta[0]), abs=1e-5)
+    assert integrated_gradients(model, batch, target=3, tokenizer=tokenizer, n_steps=4)["target"] == 3
+
+
 def test_explain_and_image_maps_every_method(models, batch, tokenizer):
     for kind, model in models.items():
         res = explain(model, batch, tokenizer, ig_steps=4)

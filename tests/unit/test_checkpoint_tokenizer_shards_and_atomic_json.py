@@ -186,22 +186,24 @@ def test_a_pretraining_head_without_a_pooler_loads_as_a_start_with_a_fresh_poole
     assert torch.equal(weight, hf.vilt.embeddings.text_embeddings.word_embeddings.weight)
 
 
-def test_a_load_draws_only_the_random_numbers_of_building_the_layers(fusion):
-    """A fresh teacher draws its image positions and [CLS] token (`init_positions`); a load does not, since the
-    folder's weights replace them. So what a seeded run draws after loading a teacher (its student, say) depends on
-    the architecture alone."""
+def test_a_load_leaves_the_random_generator_where_it_was(fusion, tokenizer, tmp_path):
+    """Building a model draws random numbers (a fresh teacher its image positions and [CLS] token too); a load
+    does not move the generator, since the folder's weights replace them. So what a seeded run draws after loading
+    a teacher (its student, say) does not depend on the teacher. Also for a pre-training head, whose fresh
+    classifier is initialised."""
     from workbench.models.fusion import FusionTeacher
 
     config = ViltConfig.from_dict(json.loads((fusion / "config.json").read_text()))
     torch.manual_seed(0)
-    FusionTeacher(config, len(LABELS), 1, init_positions=False)
     expected = torch.rand(4)
     torch.manual_seed(0)
-    FusionTeacher(config, len(LABELS), 1)
-    assert not torch.equal(torch.rand(4), expected)  # drawing the positions does move the generator
-    torch.manual_seed(0)
-    load_checkpoint(fusion)
-    assert torch.equal(torch.rand(4), expected)
+    FusionTeacher(config, len(LABELS), 1, init_positions=False)
+    assert not torch.equal(torch.rand(4), expected)  # building does move the generator
+    hf = _vilt_folder(ViltForTokenClassification(_tiny_vilt_config(tokenizer, num_labels=5)), tokenizer, tmp_path)
+    for folder, for_init in ((fusion, False), (hf, True)):
+        torch.manual_seed(0)
+        load_checkpoint(folder, for_init=for_init)
+        assert torch.equal(torch.rand(4), expected), folder
 
 
 # ---------------------------------------------------------------------------------------------- damaged JSON

@@ -37,6 +37,8 @@ STUDENT_RUN = dict(
     val_size=600,
     test_size=3000,
     save_every=500,
+    # the questions of training and validation also come in the train paraphrase families, as the teachers' did
+    paraphrase=True,
 )
 # easy-VQA has 34,700 training questions (x4 flips), the whole test split; every recipe sees the data as the
 # teacher did, within the same 3,000 steps: its curriculum (shape questions first: without it the teacher never

@@ -13,7 +13,9 @@ from pathlib import Path
 from workbench.data.easy_vqa import TEACHER_CURRICULUM as EASY_VQA_TEACHER_CURRICULUM
 from workbench.data.easy_vqa import TEACHER_OVERSAMPLE as EASY_VQA_TEACHER_OVERSAMPLE
 
-_COMMON = dict(model="fusion", batch_size=64, lr=7e-4, warmup_steps=300)
+# paraphrase: training and validation questions also come in the train paraphrase families (synonyms, British
+# spellings, other word orders); the held-out families are the test-paraphrase split (`workbench eval`)
+_COMMON = dict(model="fusion", batch_size=64, lr=7e-4, warmup_steps=300, paraphrase=True)
 # fresh generated scenes every step; 16-pixel patches = one grid cell = one object
 _SHAPES = dict(_COMMON, train_size=128_000, val_size=1200, test_size=3000)
 
