@@ -105,6 +105,8 @@ DIDE = dict(
         "easy-vqa-student": ("easy-vqa", "dide"),
         "shapes-nlvr-student": ("shapes-nlvr", "dide"),
         "shapes-vqa-student-fast": ("shapes-vqa", "dide (text tower 1 layer)"),
+        # the baseline beside them in the app and in the agreement table: the same student on the task loss alone
+        "shapes-vqa-student-none": ("shapes-vqa", "none"),
     },
     baseline="none",
     metrics=("accuracy",),

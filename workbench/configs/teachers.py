@@ -39,8 +39,9 @@ TEACHERS: dict[str, dict] = {
         curriculum=EASY_VQA_TEACHER_CURRICULUM,
         warm_start="shapes-vqa-teacher",
         oversample=EASY_VQA_TEACHER_OVERSAMPLE,
-        # pinned, so a rebuild is deterministic (the step's floating-point sums depend on the thread count)
-        threads=2,
+        # pinned, so a rebuild is deterministic (the step's floating-point sums depend on the thread count); one
+        # thread, so it runs beside another rebuild job on a two-core machine
+        threads=1,
     ),
     # curriculum: starts from the shapes-vqa teacher (from scratch, "same row / column" relations stayed
     # at 57% after 6,000 steps; from the VQA teacher they are at 100% by step 2,000)
