@@ -176,3 +176,25 @@ def paraphrase_table(results: dict) -> str:
         *_worst_lines(results["checkpoints"]),
     ]
     return "\n".join(lines)
+
+
+def readme_table(results: dict) -> str:
+    """The README's short form: per dataset, the teacher's and the student's test and reworded accuracy."""
+    lines = [
+        "| task | teacher: test → reworded % | ratio | student: test → reworded % | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    by_dataset: dict[str, dict[str, dict]] = defaultdict(dict)
+    for row in results["checkpoints"]:
+        by_dataset[row["dataset"]][row["kind"]] = row
+    for dataset, rows in by_dataset.items():
+        cells = []
+        for kind in ("fusion", "dual"):
+            row = rows.get(kind)
+            if row is None:
+                cells += ["", ""]
+                continue
+            accuracy = f"{_pct(row['test']['accuracy'])} → {_pct(row['test-paraphrase']['accuracy'])}"
+            cells += [accuracy, f"{row['ratio']:.2f}"]
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

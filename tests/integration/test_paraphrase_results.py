@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from workbench.data.paraphrase import EASY_VQA
-from workbench.paraphrase_results import DEFAULT_CHECKPOINTS, paraphrase_table
+from workbench.paraphrase_results import DEFAULT_CHECKPOINTS, paraphrase_table, readme_table
 from workbench.report import read_section
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,9 +62,13 @@ def test_the_command_writes_the_json_and_the_section(tmp_path):
     from workbench.cli import main
 
     out, page = tmp_path / "paraphrase.json", tmp_path / "page.md"
-    page.write_text("before\n<!-- paraphrase:start -->\nold\n<!-- paraphrase:end -->\nafter\n")
+    page.write_text(
+        "before\n<!-- paraphrase:start -->\nold\n<!-- paraphrase:end -->\n<!-- reworded:start -->\n"
+        "<!-- reworded:end -->\nafter\n"
+    )
     argv = ["paraphrase-results", "--assets", str(ROOT / "assets"), "--checkpoints", "easy-vqa-teacher",
-            "--size", "24", "--out", str(out), "--readme", str(page), "--no-progress"]  # fmt: skip
+            "--size", "24", "--out", str(out), "--readme", str(page), "--summary", str(page),
+            "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     results = json.loads(out.read_text())
     (row,) = results["checkpoints"]
@@ -73,6 +77,8 @@ def test_the_command_writes_the_json_and_the_section(tmp_path):
     text = page.read_text()
     assert text.startswith("before\n") and text.endswith("after\n")
     assert read_section(text, "paraphrase") == paraphrase_table(results).strip()
+    assert read_section(text, "reworded") == readme_table(results).strip()
+    assert "| easy-vqa | " in read_section(text, "reworded")
 
 
 def test_the_shipped_file_measures_the_shipped_weights_all_trained_on_rewordings():
@@ -105,8 +111,9 @@ def test_reworded_accuracy_is_at_least_95_percent_of_test_accuracy(name):
 def test_the_table_says_which_checkpoints_trained_on_rewordings_miss_the_target():
     def row(name, ratio, trained):
         metrics = {"accuracy": 1.0, "per_type": {"q": {"accuracy": 1.0}}, "per_template": {}}
+        reworded = {**metrics, "accuracy": ratio}
         return {"checkpoint": name, "dataset": "d", "kind": "fusion", "n": 10, "ratio": ratio,
-                "paraphrase_training": trained, "test": metrics, "test-paraphrase": {**metrics, "accuracy": ratio}}  # fmt: skip
+                "paraphrase_training": trained, "test": metrics, "test-paraphrase": reworded}  # fmt: skip
 
     results = {"settings": {"size": 10}, "seconds": 6.0, "created": "2026-12-03",
                "machine": {"cpu": "cpu", "threads": 1}}  # fmt: skip

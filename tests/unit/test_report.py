@@ -196,6 +196,12 @@ def test_readme_headline_numbers_are_the_results_files():
         assert not missing, f"README headline row {method} / {task}: {missing} not in {row}"
 
 
+def test_readme_reworded_table_is_the_paraphrase_results_file():
+    from workbench.paraphrase_results import readme_table
+
+    assert read_section(README.read_text(), "reworded") == readme_table(_json("paraphrase")).strip()
+
+
 # -- links stay inside the repository
 
 

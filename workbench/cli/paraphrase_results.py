@@ -29,6 +29,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", default="assets/results/paraphrase.json", help="write the results as JSON here")
     add_publish_option(p, "the table")
+    p.add_argument(
+        "--summary",
+        default=None,
+        metavar="FILE",
+        help="also write the short per-task table into FILE's 'reworded' section (e.g. README.md)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
     return p
@@ -44,3 +50,9 @@ def run(args: argparse.Namespace) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(args.out), results)
     publish(paraphrase_table(results), args.out, args.readme, "paraphrase")
+    if args.summary:
+        from workbench.paraphrase_results import readme_table
+        from workbench.report import replace_section
+
+        replace_section(args.summary, "reworded", readme_table(results))
+        print(f"wrote the short table into {args.summary}")
