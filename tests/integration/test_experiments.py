@@ -386,7 +386,20 @@ def _without_new_statistics(document):
     return {k: _without_new_statistics(v) for k, v in document.items() if k not in drop}
 
 
-@pytest.mark.parametrize("name", ["dide", "mad", "mcad"])
+# assets/results/dide.json was measured with the fixed-template teachers; the teachers were rebuilt on reworded text
+# (2026-12-03), so re-collecting against assets/ sets those runs aside by their teacher fingerprint, as designed,
+# until `workbench experiment dide` re-runs them. The strict xfail fails once the file is of the shipped teachers.
+STALE_AGAINST_SHIPPED_TEACHERS = "dide.json's runs distilled the teachers shipped before the 2026-12-03 rebuild"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("dide", marks=pytest.mark.xfail(strict=True, reason=STALE_AGAINST_SHIPPED_TEACHERS)),
+        "mad",
+        "mcad",
+    ],
+)
 def test_recollecting_the_shipped_results_from_their_recorded_values_reproduces_them(name, tmp_path):
     """No run folder: every figure comes from the shipped file's records; the file comes back the same, plus
     the statistics; a claim is decided (met or not) only on 5+ seeds of each row."""
