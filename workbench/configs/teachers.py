@@ -46,7 +46,7 @@ TEACHERS: dict[str, dict] = {
     # starts from the shapes-vqa teacher (from scratch, "same row / column" relations stayed at 57% after 6,000 steps;
     # from the VQA teacher at 100% by step 2,000 for the teacher trained on the fixed templates). With reworded text
     # (2026-12-03) seed 0 stalled: relation at 62%, 57%, 59% on val after each epoch (counting and existence at 100%),
-    # so the recipe takes seed 1 (chosen on val; runs/para/shapes-ve-teacher-failed holds seed 0's log)
+    # so the recipe takes seed 1 (chosen on val; docs/lab-notes.md "Reworded text")
     "shapes-ve": dict(_SHAPES, epochs=3, init_from="shapes-vqa-teacher", seed=1),
     # two images per statement; the same curriculum (the second image's type embedding starts as the first's)
     "shapes-nlvr": dict(_SHAPES, epochs=1, train_size=192_000, max_steps=3000, init_from="shapes-vqa-teacher"),
