@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from workbench.allocator import keep_freed_memory
 from workbench.app import RETRIEVAL_GALLERY, assets_dir, serve, shipped_demo, shipped_pairs
 from workbench.app.launch import start_preload
 
@@ -63,6 +64,7 @@ def create_demo(args: argparse.Namespace):
     """The app on the shipped checkpoints of `args.assets` (or the default assets directory)."""
     if args.assets:  # the library's own asset lookups (e.g. `workbench.api.load_model` by name) agree
         os.environ["WORKBENCH_ASSETS"] = str(Path(args.assets).resolve())
+    keep_freed_memory()  # large forward passes reuse freed memory instead of faulting in fresh pages each time
     assets = assets_dir(args.assets)
     t0 = time.perf_counter()
     demo = shipped_demo(assets, gallery_size=args.gallery_size, data_roots=data_roots(args.data_root))

@@ -3,6 +3,7 @@ curves, agreement metrics against hand-computed values, error analysis, figures 
 
 import csv
 import math
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import numpy as np
@@ -486,3 +487,27 @@ def test_student_towers_of_different_depths_pair_their_last_layers(tokenizer, ba
 
     t2i, _ = student_cross_scores(out.qk_text[1], out.qk_image[0][2])  # the towers' last layers
     np.testing.assert_allclose(ca["t2i"][-1], to_grid(t2i.softmax(-1)[0], (4, 4), offset=1).numpy(), atol=1e-6)
+
+
+def test_dual_student_ig_runs_eager_attention_on_cpu_and_restores_sdpa(models, batch, tokenizer, monkeypatch):
+    """On a CPU the student's IG passes run eager attention (its backward is faster there than SDPA's); the
+    towers are back on their own setting afterwards, and the attributions are SDPA's up to float rounding."""
+    from workbench.explain import attribution
+
+    dual = models["dual"]
+    assert dual.attn_implementation == "sdpa"
+    seen = []
+    original = attribution.LayerIntegratedGradients.attribute
+
+    def spy(self, *args, **kwargs):
+        seen.append(dual.text_config._attn_implementation)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(attribution.LayerIntegratedGradients, "attribute", spy)
+    eager = integrated_gradients(dual, batch, tokenizer=tokenizer, n_steps=8)
+    assert seen == ["eager"] and dual.attn_implementation == "sdpa"
+    monkeypatch.setattr(attribution, "_fastest_backward_attention", lambda model, device: nullcontext())
+    fused = integrated_gradients(dual, batch, tokenizer=tokenizer, n_steps=8)
+    assert seen == ["eager", "sdpa"]
+    np.testing.assert_allclose(eager["image"], fused["image"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(eager["text"], fused["text"], rtol=1e-4, atol=1e-6)

@@ -16,6 +16,7 @@ from PIL import Image
 from workbench.api import ask, assets_dir, load_model
 from workbench.errors import WorkbenchError
 from workbench.models.io import Checkpoint
+from workbench.models.precision import resolve_precision
 
 Pair = tuple[Checkpoint, Checkpoint | None]  # (fusion teacher, its dual student or None)
 
@@ -127,10 +128,28 @@ def load_retrieval(
 
 
 def warm_up(pairs: dict[str, Pair]) -> None:
-    """One query per model, so the first user's request does not pay for lazy initialisation."""
+    """One query per model, so the first user's request does not pay for lazy initialisation. A model large enough
+    to run Integrated Gradients in bf16 (`workbench.models.precision`) also computes one IG map: at ViLT-B/32 size
+    the process's first backward passes fault in about a GB of fresh memory (the teacher and student pair's first
+    IG took 6.3-7.7 s, the next ones 3.9-4.6 s; docs/results.md), which the Attention tab's first click would
+    otherwise pay. The toy models skip it (a few milliseconds either way)."""
     blank = Image.new("RGB", (64, 64), "white")
+    seen: set[int] = set()  # a teacher shared by several pairs is warmed once
     for teacher, student in pairs.values():
         second = blank if int(teacher.meta.get("num_images", 1)) == 2 else None
-        ask(teacher, blank, "is there a red circle?", second_image=second)
-        if student is not None:
-            ask(student, blank, "is there a red circle?", second_image=second)
+        for ck in (teacher, student):
+            if ck is None or id(ck) in seen:
+                continue
+            seen.add(id(ck))
+            ask(ck, blank, "is there a red circle?", second_image=second)
+            if second is None and resolve_precision("auto", ck.model) == "bf16":
+                _warm_up_ig(ck, blank)
+
+
+def _warm_up_ig(ck: Checkpoint, image: Image.Image) -> None:
+    """The Attention tab's Integrated Gradients map of one model, computed and thrown away."""
+    from workbench.app.attention import _image_result  # here: the explanation modules load Captum
+    from workbench.explain import encode
+
+    batch = encode(ck.model, ck.tokenizer, image, "is there a red circle?", image_pipeline=ck.image_pipeline)
+    _image_result(ck, batch, "ig", -1, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from workbench.allocator import keep_freed_memory
 from workbench.cli import (
     ask,
     bench,
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in NAMES else ""  # "": no subcommand (top-level help, an error)
     args = build_parser(only=command).parse_args(argv)
+    keep_freed_memory()  # large forward passes reuse freed memory instead of faulting in fresh pages each time
     try:
         args.func(args)
     except (WorkbenchError, FileExistsError, FileNotFoundError) as e:

@@ -1,0 +1,43 @@
+"""The app's start-up warm-up: one query per checkpoint, and for a model large enough to run Integrated
+Gradients in bf16 one IG map too (the Attention tab's first click would otherwise fault in its memory)."""
+
+import pytest
+
+from workbench.app import loading
+from workbench.app.loading import warm_up
+from workbench.models.io import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_checkpoint("assets/shapes-vqa-teacher"), load_checkpoint("assets/shapes-vqa-student")
+
+
+def test_large_models_compute_one_ig_map_each_and_a_shared_teacher_once(shipped, monkeypatch):
+    teacher, student = shipped
+    large = {id(teacher.model)}  # as if only the teacher were ViLT-sized
+    monkeypatch.setattr(loading, "resolve_precision", lambda p, model: "bf16" if id(model) in large else "fp32")
+    asked, warmed = [], []
+    monkeypatch.setattr(loading, "ask", lambda ck, *a, **k: asked.append(ck))
+    real = loading._warm_up_ig
+    monkeypatch.setattr(loading, "_warm_up_ig", lambda ck, image: (warmed.append(ck), real(ck, image)))
+    warm_up({"vqa": (teacher, student), "again": (teacher, None)})
+    assert asked == [teacher, student]  # each checkpoint once, though the teacher is in two pairs
+    assert warmed == [teacher]
+
+
+def test_toy_models_skip_the_ig_warm_up(shipped, monkeypatch):
+    teacher, student = shipped
+    monkeypatch.setattr(loading, "_warm_up_ig", lambda ck, image: pytest.fail("a toy model was warmed with IG"))
+    warm_up({"vqa": (teacher, student)})  # the shipped models are small: fp32, no IG warm-up
+
+
+def test_the_ig_warm_up_runs_the_attention_tabs_map(shipped, monkeypatch):
+    from workbench.app import attention
+
+    teacher, _ = shipped
+    calls = []
+    real = attention._image_result
+    monkeypatch.setattr(attention, "_image_result", lambda *a: calls.append(a[2]) or real(*a))
+    loading._warm_up_ig(teacher, loading.Image.new("RGB", (64, 64), "white"))
+    assert calls == ["ig"]
