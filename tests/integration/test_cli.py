@@ -193,3 +193,15 @@ def test_the_documented_easy_vqa_command_is_the_shipped_recipe():
     documented, _ = _parse(*shlex.split(line)[1:])
     rebuilt = teacher_config("easy-vqa", assets="assets")
     assert documented == dataclasses.replace(rebuilt, out=documented.out)
+
+
+def test_teacher_recipes_start_only_from_teachers_built_before_them():
+    """`rebuild` trains the recipes in order: a checkpoint a recipe starts from is an earlier recipe's asset."""
+    from workbench.configs.teachers import ASSET_FIELDS, TEACHERS, teacher_name
+
+    built: set[str] = set()
+    for name, recipe in TEACHERS.items():
+        for key in ASSET_FIELDS:
+            if key in recipe:
+                assert recipe[key] in built, (name, key, recipe[key])
+        built.add(teacher_name(name))

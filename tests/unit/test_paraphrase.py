@@ -16,6 +16,7 @@ from workbench.data import load_dataset
 from workbench.data.easy_vqa import QTYPES as EASY_VQA_QTYPES
 from workbench.data.paraphrase import (
     INTENTS,
+    drop_words,
     family_counts,
     parse,
     renderings,
@@ -81,7 +82,7 @@ def test_every_template_of_a_meaning_keeps_its_slots(name):
     """The same colours, shapes, sizes and numbers, none dropped and none added."""
     for intent in INTENTS[name]:
         expected = sorted(slots(intent.original[0]))
-        for t in intent.original + intent.train + intent.held_out:
+        for t in intent.original + intent.train + intent.held_out + intent.held_out_val:
             assert sorted(slots(t)) == expected, (intent.name, t)
 
 
@@ -89,7 +90,7 @@ def test_every_template_of_a_meaning_keeps_its_slots(name):
 def test_held_out_templates_use_only_words_of_the_training_templates(name):
     seen = set().union(*(words(t) for i in INTENTS[name] for t in i.original + i.train))
     for intent in INTENTS[name]:
-        for t in intent.held_out:
+        for t in intent.held_out + intent.held_out_val:
             assert words(t) <= seen, (t, words(t) - seen)
 
 
@@ -190,3 +191,81 @@ def test_rephrase_refuses_what_it_cannot_read():
         load_dataset("shapes-itm", "test-paraphrase", 10)
     with pytest.raises(ValueError, match="held-out"):
         load_dataset("shapes-vqa", "test-paraphrase", 10, paraphrase="train")
+
+
+def test_the_validation_rewordings_are_neither_training_nor_test_texts():
+    """shapes-vqa's `held_out_val` families: every intent has some, and no text they give is a training text or a
+    test (held-out) one, so choosing a recipe on val-paraphrase never looks at the test wordings."""
+    name = "shapes-vqa"
+    assert all(len(i.held_out_val) >= 2 for i in INTENTS[name])
+    val = set().union(*(renderings(t, name) for i in INTENTS[name] for t in i.held_out_val))
+    test = set().union(*(renderings(t, name) for i in INTENTS[name] for t in i.held_out))
+    train = set().union(*(renderings(t, name) for i in INTENTS[name] for t in i.original + i.train))
+    assert len(val) > 40 and not val & test and not val & train
+    assert not val & set(training_texts(name))
+
+
+def test_the_val_paraphrase_split_is_the_val_split_in_validation_wording():
+    n = 300
+    val, reworded = load_dataset("shapes-vqa", "val", n), load_dataset("shapes-vqa", "val-paraphrase", n)
+    groups = set()
+    for i in range(n):
+        a, b = val[i], reworded[i]
+        assert (b.label, b.qtype) == (a.label, a.qtype)
+        assert [im.tobytes() for im in b.images] == [im.tobytes() for im in a.images]
+        intent, group, _ = template_of(b.text, "shapes-vqa")
+        assert intent is parse(a.text, "shapes-vqa")[0]
+        groups.add(group)
+    assert groups == {"held-out-val"}
+
+
+def test_val_paraphrase_of_a_dataset_without_validation_rewordings_is_an_error():
+    with pytest.raises(ValueError, match="no held-out-val rewordings"):
+        load_dataset("shapes-ve", "val-paraphrase", 4)[0]
+
+
+class Draws:
+    """An rng whose random() returns the given values in turn (and choice/randrange take the first)."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def random(self):
+        return self.values.pop(0)
+
+    def randrange(self, n):
+        return 0
+
+
+def test_drop_words_worked_by_hand():
+    template = "how many {shape}s can you see?"
+    # own words: how, many, can, you, see? -> draws below 0.3 drop "many" and "you"
+    assert drop_words(template, 0.3, Draws([0.9, 0.1, 0.5, 0.2, 0.7])) == "how {shape}s can see?"
+    # "see?" dropped: the closing mark stays
+    assert drop_words(template, 0.3, Draws([0.9, 0.9, 0.9, 0.9, 0.1])) == "how many {shape}s can you?"
+    # every own word drawn to go: one stays (the first, by this rng), with the mark
+    assert drop_words(template, 0.5, Draws([0.0] * 5)) == "how {shape}s?"
+    assert drop_words(template, 0.0, Draws([0.0] * 5)) == template
+    with pytest.raises(ValueError, match="probability"):
+        drop_words(template, 1.0, Draws([]))
+
+
+def test_word_dropout_keeps_labels_and_slots_and_zero_changes_nothing():
+    n = 300
+    plain = load_dataset("shapes-vqa", "train", n, paraphrase="train")
+    dropped = load_dataset("shapes-vqa", "train", n, paraphrase="train", word_dropout=0.3)
+    zero = load_dataset("shapes-vqa", "train", n, paraphrase="train", word_dropout=0.0)
+    original = load_dataset("shapes-vqa", "train", n)
+    shorter = 0
+    for i in range(n):
+        a, b = plain[i], dropped[i]
+        assert zero[i].text == a.text
+        assert (b.label, b.qtype) == (a.label, a.qtype)
+        kept = b.text.rstrip("?.").split()
+        assert set(kept) <= set(a.text.rstrip("?.").split())  # only left out, never added or reordered
+        for value in parse(original[i].text, "shapes-vqa")[1].values():  # every colour, shape, size is still there
+            assert value in b.text
+        shorter += len(kept) < len(a.text.rstrip("?.").split())
+    assert shorter > n // 2  # at 0.3 most texts lose a word
+    with pytest.raises(ValueError, match="paraphrase"):
+        load_dataset("shapes-vqa", "train", 4, word_dropout=0.1)

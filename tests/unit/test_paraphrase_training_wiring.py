@@ -67,10 +67,29 @@ def test_easy_vqa_training_questions_are_reworded_too(tmp_path):
     assert all(template_of(t, "easy-vqa")[1] != "held-out" for t in texts)
 
 
-def test_no_run_ever_reads_the_held_out_split(tmp_path):
+@pytest.mark.parametrize("split", ["test-paraphrase", "val-paraphrase"])
+def test_no_run_ever_reads_the_held_out_splits(tmp_path, split):
     for flag in (True, False):
         with pytest.raises(WorkbenchError, match="held-out"):
-            load_split(_cfg(tmp_path, paraphrase=flag), "test-paraphrase", 10)
+            load_split(_cfg(tmp_path, paraphrase=flag), split, 10)
+
+
+def test_word_dropout_reaches_the_training_split_only(tmp_path):
+    cfg = _cfg(tmp_path, paraphrase=True, word_dropout=0.3)
+    plain = _cfg(tmp_path, paraphrase=True)
+    train, train_plain = load_split(cfg, "train", N), load_split(plain, "train", N)
+    assert sum(len(train[i].text) < len(train_plain[i].text) for i in range(N)) > N // 2
+    for split in ("val", "test"):
+        got, want = load_split(cfg, split, N), load_split(plain, split, N)
+        assert [got[i].text for i in range(N)] == [want[i].text for i in range(N)]
+
+
+def test_word_dropout_needs_reworded_text_and_a_probability(tmp_path):
+    with pytest.raises(WorkbenchError, match="paraphrase"):
+        _cfg(tmp_path, word_dropout=0.1)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(WorkbenchError, match="probability"):
+            _cfg(tmp_path, paraphrase=True, word_dropout=bad)
 
 
 def test_only_datasets_with_reworded_texts_take_the_flag(tmp_path):

@@ -11,8 +11,9 @@ from workbench.errors import WorkbenchError
 NAME = "eval"
 HELP = "accuracy overall and per question type of a checkpoint (VQAv2: the VQA score per answer type)"
 # test-paraphrase: the test split with every text in a held-out rewording (shapes-vqa, shapes-ve, shapes-nlvr,
-# easy-vqa; `workbench.data.paraphrase`)
-GENERATED_SPLITS = ("train", "val", "test", "compositional", "test-paraphrase")
+# easy-vqa; `workbench.data.paraphrase`); val-paraphrase: the val split in the validation rewordings (shapes-vqa),
+# for choosing a recipe without looking at the test ones
+GENERATED_SPLITS = ("train", "val", "test", "compositional", "test-paraphrase", "val-paraphrase")
 
 
 def split_choices() -> list[str]:
@@ -45,7 +46,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default="test",
         choices=split_choices(),
         help="generated datasets: train, val, test, compositional, and test-paraphrase (the test examples, every "
-        "text in a held-out rewording: shapes-vqa, shapes-ve, shapes-nlvr, easy-vqa); real ones: train, val, test "
+        "text in a held-out rewording: shapes-vqa, shapes-ve, shapes-nlvr, easy-vqa), val-paraphrase (the val "
+        "examples in the validation rewordings: shapes-vqa); real ones: train, val, test "
         "or the release's names (VQAv2: test is the official val; SNLI-VE dev; NLVR2 dev, test1; VQAv2 test-dev)",
     )
     p.add_argument("--size", type=int, default=None, help="number of examples (default: the whole split)")
@@ -74,7 +76,10 @@ def load_data(ck, dataset: str, split: str, size: int | None, data_root: str | N
         raise WorkbenchError(f"{dataset} has no reworded texts, so no {split}; these do: {', '.join(PARAPHRASED)}")
     check_data_root(dataset, data_root)
     if not is_real_dataset(dataset):
-        return load_dataset(dataset, split, size)
+        try:
+            return load_dataset(dataset, split, size)
+        except ValueError as e:  # e.g. val-paraphrase of a dataset without validation rewordings
+            raise WorkbenchError(str(e)) from e
     if TASKS[dataset] == "retrieval":
         raise WorkbenchError(
             f"{dataset} is a retrieval dataset: evaluate a dual encoder on it with "

@@ -35,21 +35,27 @@ def load_dataset(
     *,
     seed: int = 0,
     paraphrase: str | None = None,
+    word_dropout: float = 0.0,
 ):
     """A dataset by name and split (`train`, `val`, `test`, and `compositional` for shapes).
 
     Reworded text (`workbench.data.paraphrase`; shapes-vqa, shapes-ve, shapes-nlvr, easy-vqa): `paraphrase="train"`
-    draws each text from the training families, and the split `test-paraphrase` is the test split with every
-    text in a held-out family (same images, same labels).
+    draws each text from the training families (`word_dropout`: each word of a training text's own phrasing left
+    out with that probability), the split `test-paraphrase` is the test split with every text in a held-out
+    family (same images, same labels), and `val-paraphrase` the val split in the validation rewordings
+    (shapes-vqa), for choosing a recipe without the test ones.
 
     Real datasets (`REAL_DATASETS`) are read from `data_root` (required: one `DatasetLayoutError` naming the
     files expected otherwise); `labels` is the teacher's class order (its `id2label`; VQAv2's answer
     vocabulary) and `size` the first examples. The generated datasets take neither `data_root` nor `labels`.
     """
     if split in PARAPHRASE_SPLITS:
-        if paraphrase not in (None, "held-out"):
-            raise ValueError(f"split {split} is reworded in the held-out families, not {paraphrase!r}")
-        split, paraphrase = PARAPHRASE_SPLITS[split], "held-out"
+        base, families = PARAPHRASE_SPLITS[split]
+        if paraphrase not in (None, families):
+            raise ValueError(f"split {split} is reworded in the {families} families, not {paraphrase!r}")
+        split, paraphrase = base, families
+    if word_dropout and paraphrase is None:
+        raise ValueError("word_dropout applies to reworded text: give paraphrase too")
     if paraphrase is not None and name not in PARAPHRASED:
         raise ValueError(f"{name} has no reworded texts; these do: {PARAPHRASED}")
     if is_real_dataset(name):
@@ -59,14 +65,16 @@ def load_dataset(
     if name == "easy-vqa":
         from workbench.data.easy_vqa import EasyVQADataset
 
-        return EasyVQADataset(split, size, paraphrase=paraphrase)
+        return EasyVQADataset(split, size, paraphrase=paraphrase, word_dropout=word_dropout)
     size = size or DEFAULT_SIZES.get(split)
     if name == "shapes-itm-mixed":  # the matching task with other and partial scenes' captions among the negatives
         return ShapesDataset("itm", split, size, ShapesConfig(seed=seed), itm_kinds=ITM_MIXED_TYPES)
     if name == "shapes-retrieval-hard":  # the gallery in groups of a scene and three one-attribute variants
         return ShapesDataset("retrieval", split, size, ShapesConfig(seed=seed), retrieval_groups=True)
     if name.startswith("shapes-") and name in DATASETS:
-        return ShapesDataset(name.split("-", 1)[1], split, size, ShapesConfig(seed=seed), paraphrase=paraphrase)
+        task = name.split("-", 1)[1]
+        cfg = ShapesConfig(seed=seed)
+        return ShapesDataset(task, split, size, cfg, paraphrase=paraphrase, word_dropout=word_dropout)
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS + REAL_DATASETS}")
 
 

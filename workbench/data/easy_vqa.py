@@ -83,9 +83,11 @@ class EasyVQADataset:
         val_fraction: float = 0.1,
         augment: bool | None = None,
         paraphrase: str | None = None,
+        word_dropout: float = 0.0,
     ):
         """`paraphrase`: "train" or "held-out" rewords each question in a family of that group
-        (`workbench.data.paraphrase`), one draw per question (its flips share it); None keeps the package's."""
+        (`workbench.data.paraphrase`), one draw per question (its flips share it); None keeps the package's.
+        `word_dropout`: each word of a reworded question's own phrasing left out with that probability."""
         import easy_vqa
 
         if split not in ("train", "val", "test"):
@@ -107,9 +109,11 @@ class EasyVQADataset:
         if size is not None:
             self.items = self.items[:size]
         self._tags = [(qt, _tag(q, self.labels[a])) if qt == "yes/no" else (qt,) for q, a, _, qt in self.items]
+        if word_dropout and paraphrase is None:
+            raise ValueError("word_dropout applies to reworded text: give paraphrase too")
         if paraphrase is not None:  # after the tags, which are read from the package's wording
             self.items = [
-                (rephrase(q, "easy-vqa", paraphrase, text_rng("easy-vqa", split, j), qt), a, i, qt)
+                (rephrase(q, "easy-vqa", paraphrase, text_rng("easy-vqa", split, j), qt, word_dropout), a, i, qt)
                 for j, (q, a, i, qt) in enumerate(self.items)
             ]
         self.paraphrase = paraphrase

@@ -9,26 +9,30 @@ is the {shape}?") also has families of rewordings, split in two:
   what colour?", "of the A and the B, which ..."), "can you see" for "is there", "what number of" for "how many",
   contractions ("what's", "there's", "isn't");
 * `held_out` families: other rewordings, never used in training, made only of words the train families of the
-  same dataset use (so a model has seen every word and must read the new combination or order).
+  same dataset use (so a model has seen every word and must read the new combination or order);
+* `held_out_val` families (shapes-vqa so far): a third set of such rewordings, for choosing a recipe on the
+  validation split (`val-paraphrase`) without ever looking at the test rewordings.
 
 `rephrase` rewrites a text into a family of either group: the intent and its slots (colours, shapes, sizes,
 numbers) are read from the text, so the label, which comes from the scene, stays the example's. A template
 keeps every slot of its intent and nothing else; no held-out rendering is a training text (tests/unit/
 test_paraphrase.py renders them all). The datasets draw from the train families with `paraphrase="train"` and
-from the held-out ones on the `test-paraphrase` split (`workbench.data.load_dataset`).
+from the held-out ones on the `test-paraphrase` split, the validation rewordings on `val-paraphrase`
+(`workbench.data.load_dataset`).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 
 from workbench.data.shapes.scenes import COLOURS, SHAPES, SIZES
 
-MODES = ("train", "held-out")  # which families a dataset draws its text from
-PARAPHRASE_SPLITS = {"test-paraphrase": "test"}  # split name -> the split whose examples it rewords (held-out)
+MODES = ("train", "held-out", "held-out-val")  # which families a dataset draws its text from
+# split name -> (the split whose examples it rewords, the families it rewords them in)
+PARAPHRASE_SPLITS = {"test-paraphrase": ("test", "held-out"), "val-paraphrase": ("val", "held-out-val")}
 EASY_VQA_COLOURS = ("green", "red", "gray", "teal", "black", "yellow", "brown", "blue")
 EASY_VQA_SHAPES = ("circle", "rectangle", "triangle")
 SPELLINGS = {"gray": "grey"}  # American -> British slot values: either may be written (50/50)
@@ -54,12 +58,16 @@ class Intent:
     original: tuple[str, ...]
     train: tuple[str, ...]
     held_out: tuple[str, ...]
+    held_out_val: tuple[str, ...] = ()
 
     def templates(self, mode: str) -> tuple[str, ...]:
-        """The templates a dataset draws from in `mode`: the originals and the train families, or the held-out."""
+        """The templates a dataset draws from in `mode`: the originals and the train families, the held-out
+        (test) ones or the validation ones."""
         if mode not in MODES:
             raise ValueError(f"unknown paraphrase mode {mode!r}; expected one of {MODES}")
-        return self.original + self.train if mode == "train" else self.held_out
+        if mode == "train":
+            return self.original + self.train
+        return self.held_out if mode == "held-out" else self.held_out_val
 
 
 _A, _B = "the {ca} {sa}", "the {cb} {sb}"  # the two objects of a two-object question
@@ -136,6 +144,32 @@ SHAPES_VQA = (
            (f"is {_A} equal in size to {_B}?", f"are {_A} and {_B} of the same size?",
             f"does {_A} have the same size as {_B}?", f"do {_A} and {_B} have equal size?")),
 )  # fmt: skip
+
+# The validation rewordings of shapes-vqa (`held_out_val`): neither a training nor a test (held-out) template,
+# made of the training families' words like the held-out ones; by intent name
+_SHAPES_VQA_VAL = {
+    "colour of a shape": ("what is the color of the {shape} in the picture?",
+                          "which colour does the {shape} in the image have?", "the colour of the {shape} is what?"),
+    "shape of a colour": ("what shape does the {colour} thing have?", "the {colour} thing is which shape?",
+                          "what is the shape of the {colour} item in the picture?"),
+    "size": ("the {colour} {shape} is what size?", "what size does the {colour} {shape} have?",
+             "is the {colour} {shape} big or small?"),
+    "existence": ("is there a {colour} {shape} in the picture?", "is a {colour} {shape} present in the image?",
+                  "does the picture have a {colour} {shape}?"),
+    "count of a size": ("how many {size} objects can be seen?", "count the {size} things.",
+                        "how many {size} objects are in the picture?"),
+    "count of a shape": ("how many {shape}s can be seen?", "count the {shape}s in the image.",
+                         "how many {shape}s are in the picture?"),
+    "count of all": ("how many things can you see?", "what number of objects are in the image?", "count the shapes."),
+    "row": ("which row has the {colour} {shape}?", "the {colour} {shape} is located in what row?"),
+    "column": ("which column has the {colour} {shape}?", "the {colour} {shape} is located in what column?"),
+    "further left": (f"which one is farther left, {_A} or {_B}?", f"of {_A} and {_B}, which is closer to the left?"),
+    "higher": (f"which one is nearer the top, {_A} or {_B}?", f"of {_A} and {_B}, which is higher up?"),
+    "bigger": (f"which one is the bigger object: {_A} or {_B}?", f"of {_A} and {_B}, which is bigger?"),
+    "more common": ("which shape is more common: {x}s or {y}s?", "which one appears more often, {x} or {y}?"),
+    "same size": (f"does {_A} match {_B} in size?", f"is {_A} of the same size as {_B}?"),
+}  # fmt: skip
+SHAPES_VQA = tuple(replace(i, held_out_val=_SHAPES_VQA_VAL[i.name]) for i in SHAPES_VQA)
 
 # Entailment hypotheses say what the scene holds, never what can be seen: an object under the cloth is there
 # but not visible, so "can be seen" would turn a neutral hypothesis into a contradiction.
@@ -273,16 +307,41 @@ def text_rng(dataset: str, split: str, index: int, seed: int = 0) -> random.Rand
     return random.Random(f"paraphrase:{dataset}:{split}:{index}:{seed}")
 
 
-def rephrase(text: str, dataset: str, mode: str, rng: random.Random, qtype: str | None = None) -> str:
+def rephrase(
+    text: str, dataset: str, mode: str, rng: random.Random, qtype: str | None = None, word_dropout: float = 0.0
+) -> str:
     """`text` (one of `dataset`'s own) in a family of `mode` ("train": the originals and the train families;
-    "held-out"), drawn with `rng`; a "gray" slot is written "grey" half the time. `qtype`, when given, must be
-    the intent's (a check that the text was read as what the example asks)."""
+    "held-out"; "held-out-val"), drawn with `rng`; a "gray" slot is written "grey" half the time. `qtype`, when
+    given, must be the intent's (a check that the text was read as what the example asks). `word_dropout`: each
+    word of the template's own text is left out with this probability (`drop_words`), drawn after the rest so a
+    dataset without it rewords exactly as before."""
     intent, values = parse(text, dataset)
     if qtype is not None and qtype != intent.qtype:
         raise ValueError(f"{text!r} reads as a {intent.qtype!r} question, not {qtype!r}")
-    template = rng.choice(intent.templates(mode))
+    templates = intent.templates(mode)
+    if not templates:
+        raise ValueError(f"{dataset} has no {mode} rewordings (its intent {intent.name!r} has none)")
+    template = rng.choice(templates)
     values = {k: SPELLINGS[v] if v in SPELLINGS and rng.random() < 0.5 else v for k, v in values.items()}
+    if word_dropout > 0:
+        template = drop_words(template, word_dropout, rng)
     return template.format(**values)
+
+
+def drop_words(template: str, p: float, rng: random.Random) -> str:
+    """`template` with each word of its own text left out with probability `p`; the slots (the colours, shapes,
+    sizes the answer depends on) always stay, so the label still holds, and so does one own word and the closing
+    "?" or ".". A training-time noise: the model cannot lean on any single word of the phrasing."""
+    if not 0 <= p < 1:
+        raise ValueError(f"word dropout {p!r}: expected a probability in [0, 1)")
+    pieces = template.split(" ")
+    own = [k for k, w in enumerate(pieces) if "{" not in w]
+    gone = {k for k in own if rng.random() < p}
+    if own and len(gone) == len(own):
+        gone.discard(own[rng.randrange(len(own))])
+    out = " ".join(w for k, w in enumerate(pieces) if k not in gone)
+    end = template[-1]
+    return out + end if end in "?." and not out.endswith(end) else out
 
 
 def renderings(template: str, dataset: str) -> set[str]:
@@ -315,20 +374,23 @@ def vocabulary(dataset: str | None = None, mode: str | None = None) -> list[str]
         out = {w for values in SLOT_WORDS.values() for v in values for w in re.findall(r"[a-z]+", v)}
     for name, intents in INTENTS.items():
         for intent in intents if dataset in (None, name) else ():
-            for t in intent.templates(mode) if mode else intent.original + intent.train + intent.held_out:
+            every = intent.original + intent.train + intent.held_out + intent.held_out_val
+            for t in intent.templates(mode) if mode else every:
                 out |= words(t)
     return sorted(out)
 
 
 def family_counts(dataset: str) -> dict[str, dict[str, int]]:
-    """{qtype: {"intents", "original", "train", "held-out"}}: how many templates of each group per question type."""
+    """{qtype: {"intents", "original", "train", "held-out", "held-out-val"}}: how many templates of each group per
+    question type."""
     out: dict[str, dict[str, int]] = {}
     for intent in INTENTS[dataset]:
-        row = out.setdefault(intent.qtype, {"intents": 0, "original": 0, "train": 0, "held-out": 0})
+        row = out.setdefault(intent.qtype, {"intents": 0, "original": 0, "train": 0, "held-out": 0, "held-out-val": 0})
         row["intents"] += 1
         row["original"] += len(intent.original)
         row["train"] += len(intent.train)
         row["held-out"] += len(intent.held_out)
+        row["held-out-val"] += len(intent.held_out_val)
     return out
 
 
@@ -336,8 +398,8 @@ _ALL_PATTERNS: dict[str, list] = {}
 
 
 def template_of(text: str, dataset: str) -> tuple[Intent, str, str]:
-    """(intent, group, template) of any text a template of `dataset` gives (group: "original", "train" or
-    "held-out"); ValueError for any other text."""
+    """(intent, group, template) of any text a template of `dataset` gives (group: "original", "train",
+    "held-out" or "held-out-val"); ValueError for any other text."""
     if dataset not in _ALL_PATTERNS:
         _ALL_PATTERNS[dataset] = [
             (intent, group, t, _pattern(t))
@@ -346,6 +408,7 @@ def template_of(text: str, dataset: str) -> tuple[Intent, str, str]:
                 ("original", intent.original),
                 ("train", intent.train),
                 ("held-out", intent.held_out),
+                ("held-out-val", intent.held_out_val),
             )  # fmt: skip
             for t in templates
         ]

@@ -45,6 +45,9 @@ class TrainConfig:
     # dataset's wording, and the held-out split test-paraphrase (`workbench eval --split test-paraphrase`) is never
     # used in training or selection. A fresh tokenizer also gets the reworded texts' words
     paraphrase: bool = False
+    # with `paraphrase`: each word of a training text's own phrasing is left out with this probability (its colours,
+    # shapes and sizes stay; `workbench.data.paraphrase.drop_words`), so no single word decides what is asked
+    word_dropout: float = 0.0
     # the global batch of one optimizer step: over all processes (DDP) and all `grad_accum` micro-batches
     batch_size: int = 128
     lr: float = 5e-4
@@ -96,6 +99,10 @@ class TrainConfig:
             raise WorkbenchError(f"grad_accum {self.grad_accum!r}: expected a whole number >= 1")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise WorkbenchError(f"num_workers {self.num_workers!r}: expected a whole number >= 0")
+        if not 0 <= self.word_dropout < 1:
+            raise WorkbenchError(f"word_dropout {self.word_dropout!r}: expected a probability in [0, 1)")
+        if self.word_dropout and not self.paraphrase:
+            raise WorkbenchError("word_dropout applies to reworded text: set paraphrase too (--paraphrase)")
         if self.paraphrase:
             from workbench.data import PARAPHRASED  # only then: reading a config does not load the datasets
 

@@ -176,13 +176,15 @@ def load_split(cfg: TrainConfig, split: str, size: int | None):
     folder's class order (`sources.dataset_labels`: VQAv2, the teacher's answer vocabulary), its images opened
     per example (the DataLoader workers of `num_workers` read them ahead of the step). With `cfg.paraphrase` the
     train and val texts are drawn from the training families (`workbench.data.paraphrase`); the test split keeps
-    the dataset's own wording, and the held-out `test-paraphrase` is never a split of a run."""
+    the dataset's own wording, and the held-out `test-paraphrase` (and `val-paraphrase`) is never a split of a run.
+    `cfg.word_dropout` applies to the training texts only."""
     if split in PARAPHRASE_SPLITS:
-        raise WorkbenchError(f"{split} holds the held-out rewordings: a run never trains, validates or tests on it "
+        raise WorkbenchError(f"{split} holds held-out rewordings: a run never trains, validates or tests on it "
                              f"(evaluate a checkpoint on it with `workbench eval --split {split}`)")  # fmt: skip
     paraphrase = "train" if cfg.paraphrase and split != "test" else None
     if not is_real_dataset(cfg.dataset):
-        return load_dataset(cfg.dataset, split, size, paraphrase=paraphrase)
+        drop = cfg.word_dropout if split == "train" else 0.0
+        return load_dataset(cfg.dataset, split, size, paraphrase=paraphrase, word_dropout=drop)
     return load_dataset(cfg.dataset, split, size, data_root=cfg.data_root, labels=dataset_labels(cfg))
 
 

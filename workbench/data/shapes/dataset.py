@@ -56,17 +56,21 @@ class ShapesDataset:
         itm_kinds: tuple = ITM_TYPES,
         retrieval_groups: bool = False,
         paraphrase: str | None = None,
+        word_dropout: float = 0.0,
     ):
         """`itm_kinds`: the cycle of matching-pair kinds (ITM_TYPES; ITM_MIXED_TYPES for shapes-itm-mixed).
         `retrieval_groups`: the retrieval gallery in groups of near-duplicates (shapes-retrieval-hard).
         `paraphrase` (vqa, ve, nlvr): "train" or "held-out" rewords each text in a family of that group
-        (`workbench.data.paraphrase`) with the example's own draw; scenes and labels stay the same."""
+        (`workbench.data.paraphrase`) with the example's own draw; scenes and labels stay the same. `word_dropout`:
+        each word of the reworded text's own phrasing left out with that probability (`paraphrase.drop_words`)."""
         if task not in self.tasks:
             raise ValueError(f"unknown shapes task {task!r}; expected one of {self.tasks}")
         if paraphrase is not None and (paraphrase not in MODES or task not in ("vqa", "ve", "nlvr")):
             raise ValueError(f"paraphrase={paraphrase!r} on shapes-{task}: the vqa, ve and nlvr texts are reworded, "
                              f"in one of {MODES}")  # fmt: skip
-        self.paraphrase = paraphrase
+        if word_dropout and paraphrase is None:
+            raise ValueError("word_dropout applies to reworded text: give paraphrase too")
+        self.paraphrase, self.word_dropout = paraphrase, word_dropout
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         self.task, self.split, self.size, self.cfg = task, split, size, cfg
@@ -174,7 +178,7 @@ class ShapesDataset:
         if self.paraphrase is not None:
             name = f"shapes-{self.task}"
             draws = text_rng(name, self.split, i, self.cfg.seed)
-            example.text = rephrase(example.text, name, self.paraphrase, draws, example.qtype)
+            example.text = rephrase(example.text, name, self.paraphrase, draws, example.qtype, self.word_dropout)
         return example
 
     def _vqa(self, i: int, rng: random.Random) -> Example:
