@@ -64,19 +64,20 @@ def compare_training_curves(runs: dict[str, list[dict]], baseline: str | None = 
 
 
 def _panel_traces(m, zmin, zmax, colorscale, showscale, zlabel, image=None, opacity=0.6, max_side: int = 512):
-    """The traces of one [rows, cols] map: a heatmap, over `image` (in pixel coordinates, embedded at most
-    `max_side` pixels a side, encoded once for every panel that shows it) if given."""
+    """The traces of one [rows, cols] map, as plain dicts (a figure takes them as they are, without building a
+    graph object per trace): a heatmap, over `image` (in pixel coordinates, embedded at most `max_side` pixels a
+    side, encoded once for every panel that shows it) if given."""
     rows, cols = m.shape
     hover = [[f"row {r}, col {c}: {m[r, c]:.3g}" for c in range(cols)] for r in range(rows)]
-    heat = dict(z=m, zmin=zmin, zmax=zmax, colorscale=colorscale, showscale=showscale, colorbar=dict(title=zlabel),
-                hovertext=hover, hoverinfo="text")  # fmt: skip
+    heat = dict(type="heatmap", z=m, zmin=zmin, zmax=zmax, colorscale=colorscale, showscale=showscale,
+                colorbar=dict(title=dict(text=zlabel)), hovertext=hover, hoverinfo="text")  # fmt: skip
     if image is None:
-        return [go.Heatmap(**heat)]
+        return [heat]
     arr = rgb_array(image)
     source, scale = data_uri(arr, max_side)
     ph, pw = round(arr.shape[0] * scale) / rows, round(arr.shape[1] * scale) / cols
-    return [go.Image(source=source, hoverinfo="skip"),
-            go.Heatmap(**heat, x0=pw / 2, dx=pw, y0=ph / 2, dy=ph, opacity=opacity)]  # fmt: skip
+    return [dict(type="image", source=source, hoverinfo="skip"),
+            dict(heat, x0=pw / 2, dx=pw, y0=ph / 2, dy=ph, opacity=opacity)]  # fmt: skip
 
 
 def _panel_axes(image) -> tuple[dict, dict]:
@@ -205,26 +206,45 @@ def head_grid(
     n_rows, n_cols = maps.shape[:2]
     row_labels = row_labels or [f"layer {i}" for i in range(n_rows)]
     col_labels = col_labels or [f"head {j}" for j in range(n_cols)]
-    titles = [f"{r} · {c}" for r in row_labels for c in col_labels]
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.06)
     lo, hi = float(maps.min()), float(maps.max())
-    # every trace and axis in one call each: per-panel `row=, col=` updates cost seconds over 144 panels; the
-    # picture at the panel's size on screen keeps a ViLT-B/32 grid a few MB
-    traces, x_axis, y_axis = [], *_panel_axes(image)
+    # the whole figure as one dict, validated once: make_subplots and per-panel updates cost about a second for
+    # ViLT-B's 144 panels; the picture at the panel's size on screen keeps a ViLT-B/32 grid a few MB
+    xs, ys = grid_domains(n_rows, n_cols, HEAD_GRID_SPACING)
+    x_axis, y_axis = _panel_axes(image)
+    traces, layout = [], {}
+    annotations = []
     for k in range(n_rows * n_cols):
         i, j = divmod(k, n_cols)
         suffix = "" if k == 0 else str(k + 1)
         for t in _panel_traces(maps[i, j], lo, hi, colorscale, k == 0, "", image, opacity, PANEL_PX):
-            traces.append(t.update(xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
-        fig.layout[f"xaxis{suffix}"].update(x_axis)
-        fig.layout[f"yaxis{suffix}"].update(y_axis, scaleanchor=f"x{suffix}")
-    fig.add_traces(traces)
-    fig.update_layout(
-        title=title, height=PANEL_PX * n_rows + 90, width=PANEL_PX * n_cols + 120, margin=dict(l=10, r=10, t=80)
-    )
-    for a in fig.layout.annotations:
-        a.font.size = 10
-    return fig
+            traces.append(dict(t, xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        layout[f"xaxis{suffix}"] = dict(x_axis, domain=xs[j], anchor=f"y{suffix}")
+        layout[f"yaxis{suffix}"] = dict(y_axis, domain=ys[i], anchor=f"x{suffix}", scaleanchor=f"x{suffix}")
+        annotations.append(dict(text=f"{row_labels[i]} · {col_labels[j]}", x=(xs[j][0] + xs[j][1]) / 2, y=ys[i][1],
+                                xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False,
+                                font=dict(size=10)))  # fmt: skip
+    layout.update(
+        title=dict(text=title), annotations=annotations, height=PANEL_PX * n_rows + 90,
+        width=PANEL_PX * n_cols + 120, margin=dict(l=10, r=10, t=80),
+    )  # fmt: skip
+    return go.Figure(dict(data=traces, layout=layout))
+
+
+HEAD_GRID_SPACING = (0.03, 0.06)  # (horizontal, vertical) gaps between panels, as fractions of the figure
+
+
+def grid_domains(n_rows: int, n_cols: int, spacing: tuple[float, float]) -> tuple[list, list]:
+    """([x domain of each column], [y domain of each row, row 0 on top]): make_subplots' layout of an n_rows x
+    n_cols grid with (horizontal, vertical) `spacing` (tests/unit/test_viz_grid.py compares them)."""
+    hs, vs = spacing
+    w = (1 - hs * (n_cols - 1)) / n_cols
+    h = (1 - vs * (n_rows - 1)) / n_rows
+    def fit(a: float, b: float) -> list[float]:  # float sums can leave [0, 1] by 1e-16, which plotly rejects
+        return [min(max(a, 0.0), 1.0), min(max(b, 0.0), 1.0)]
+
+    xs = [fit(j * (w + hs), j * (w + hs) + w) for j in range(n_cols)]
+    ys = [fit(1 - i * (h + vs) - h, 1 - i * (h + vs)) for i in range(n_rows)]
+    return xs, ys
 
 
 def perturbation_curves(curves: dict[str, dict], title: str = "") -> go.Figure:
