@@ -210,9 +210,7 @@ def head_grid(
     # the whole figure as one dict, validated once: make_subplots and per-panel updates cost about a second for
     # ViLT-B's 144 panels; the picture at the panel's size on screen keeps a ViLT-B/32 grid a few MB
     xs, ys = grid_domains(n_rows, n_cols, HEAD_GRID_SPACING)
-    x_axis, y_axis = _panel_axes(image)
-    traces, layout = [], {}
-    annotations = []
+    (x_axis, y_axis), traces, layout, annotations = _panel_axes(image), [], {}, []
     for k in range(n_rows * n_cols):
         i, j = divmod(k, n_cols)
         suffix = "" if k == 0 else str(k + 1)
@@ -239,9 +237,7 @@ def grid_domains(n_rows: int, n_cols: int, spacing: tuple[float, float]) -> tupl
     hs, vs = spacing
     w = (1 - hs * (n_cols - 1)) / n_cols
     h = (1 - vs * (n_rows - 1)) / n_rows
-    def fit(a: float, b: float) -> list[float]:  # float sums can leave [0, 1] by 1e-16, which plotly rejects
-        return [min(max(a, 0.0), 1.0), min(max(b, 0.0), 1.0)]
-
+    fit = lambda a, b: [min(max(a, 0.0), 1.0), min(max(b, 0.0), 1.0)]  # noqa: E731 (float sums can leave [0, 1])
     xs = [fit(j * (w + hs), j * (w + hs) + w) for j in range(n_cols)]
     ys = [fit(1 - i * (h + vs) - h, 1 - i * (h + vs)) for i in range(n_rows)]
     return xs, ys

@@ -1,6 +1,8 @@
 """The app's start-up warm-up: one query per checkpoint, and for a model large enough to run Integrated
 Gradients in bf16 one IG map too (the Attention tab's first click would otherwise fault in its memory)."""
 
+from contextlib import nullcontext
+
 import pytest
 
 from workbench.app import loading
@@ -33,11 +35,14 @@ def test_toy_models_skip_the_ig_warm_up(shipped, monkeypatch):
 
 
 def test_the_ig_warm_up_runs_the_attention_tabs_map(shipped, monkeypatch):
+    """The same map the tab computes: Integrated Gradients, with the tab's steps, in the model's fast precision."""
+    import workbench.explain
     from workbench.app import attention
 
     teacher, _ = shipped
     calls = []
-    real = attention._image_result
-    monkeypatch.setattr(attention, "_image_result", lambda *a: calls.append(a[2]) or real(*a))
+    real = workbench.explain.explain
+    monkeypatch.setattr(workbench.explain, "explain", lambda *a, **k: calls.append((a[3], k)) or real(*a, **k))
+    monkeypatch.setattr(loading, "inference_precision", lambda model, p: calls.append(p) or nullcontext())
     loading._warm_up_ig(teacher, loading.Image.new("RGB", (64, 64), "white"))
-    assert calls == ["ig"]
+    assert calls == ["auto", (("ig",), {"ig_steps": attention.IG_STEPS})] and attention.IG_STEPS == 16

@@ -29,10 +29,11 @@ from workbench.app.ui import (
     shown,
     user_errors,
 )
+from workbench.explain.attribution import TAB_IG_STEPS
 from workbench.inputs import check_question
 from workbench.models.precision import inference_precision
 
-IG_STEPS = 16  # as `workbench explain` and the shipped faithfulness results
+IG_STEPS = TAB_IG_STEPS  # 16: as `workbench explain` and the shipped faithfulness results
 
 # (label, `workbench.explain` method), in the order offered
 METHOD_CHOICES = [

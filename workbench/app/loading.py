@@ -16,7 +16,7 @@ from PIL import Image
 from workbench.api import ask, assets_dir, load_model
 from workbench.errors import WorkbenchError
 from workbench.models.io import Checkpoint
-from workbench.models.precision import resolve_precision
+from workbench.models.precision import inference_precision, resolve_precision
 
 Pair = tuple[Checkpoint, Checkpoint | None]  # (fusion teacher, its dual student or None)
 
@@ -147,9 +147,11 @@ def warm_up(pairs: dict[str, Pair]) -> None:
 
 
 def _warm_up_ig(ck: Checkpoint, image: Image.Image) -> None:
-    """The Attention tab's Integrated Gradients map of one model, computed and thrown away."""
-    from workbench.app.attention import _image_result  # here: the explanation modules load Captum
-    from workbench.explain import encode
+    """The Attention tab's Integrated Gradients map of one model (its steps, its precision), computed and thrown
+    away."""
+    from workbench.explain import encode, explain  # here: the explanation modules load Captum
+    from workbench.explain.attribution import TAB_IG_STEPS
 
     batch = encode(ck.model, ck.tokenizer, image, "is there a red circle?", image_pipeline=ck.image_pipeline)
-    _image_result(ck, batch, "ig", -1, 0)
+    with inference_precision(ck.model, "auto"):
+        explain(ck.model, batch, ck.tokenizer, ("ig",), ig_steps=TAB_IG_STEPS)

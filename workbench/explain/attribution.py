@@ -34,6 +34,8 @@ from workbench.explain.attention import eager_attention
 from workbench.explain.grid import _unwrap, is_fusion
 from workbench.explain.inputs import baseline_image, pixels_5d, text_length, to_device, tokens
 
+TAB_IG_STEPS = 16  # the app's Attention tab, as `workbench explain` and the shipped faithfulness results
+
 
 def embedding_layers(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(patch projection, word embeddings) of either model kind."""
