@@ -359,3 +359,21 @@ def test_a_second_preset_run_adds_its_runtime_to_the_students_it_times(tmp_path)
                 assert row[key]["runtime"] == best_rt and row[key]["ms"] == cells[best_rt]
     assert "bf16" not in section["not_run"] and "eager" not in section["not_run"] and "onnx" in section["not_run"]
     assert len(section["invocations"]) == 2
+
+
+def test_a_preset_run_with_readme_rewrites_the_published_speed_section(tmp_path):
+    """--readme on a --preset run republishes the doc's speed section from the whole JSON: a runtime measured in
+    a later run leaves the "not run" line of the published table."""
+    from workbench.bench import speed_table
+
+    out, doc = tmp_path / "speed.json", tmp_path / "results.md"
+    pair = ["bench", "--teacher", "assets/shapes-vqa-teacher", "--student", "assets/shapes-vqa-student", "--quick"]
+    assert main([*pair, "--threads", "1", "--no-progress", "--out", str(out)]) == 0  # the pair's results first
+    doc.write_text("# r\n<!-- speed:start -->\nold\n<!-- speed:end -->\n")
+    argv = ["bench", "--preset", "toy", "--out", str(out), "--quick", "--no-progress", "--threads", "1", "--no-coco"]
+    assert main([*argv, "--runtimes", "eager", "--readme", str(doc)]) == 0
+    first = doc.read_text()
+    assert "old" not in first and "Paper scale" in first and "eager bf16: not run at this size" in first
+    assert speed_table(json.loads(out.read_text())) in first
+    assert main([*argv, "--runtimes", "bf16", "--students", "student-fast", "--readme", str(doc)]) == 0
+    assert "eager bf16: not run at this size" not in doc.read_text()

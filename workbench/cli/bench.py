@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from pathlib import Path
 
 from workbench.cli.common import add_publish_option, publish
 from workbench.errors import WorkbenchError
@@ -145,6 +146,7 @@ def _run_preset(args: argparse.Namespace) -> None:
     out = merge_speed_section(args.out, args.section, section)
     print(preset_table(section))
     print(f"wrote {args.section} into {out}")
+    _republish(out, args.readme)
 
 
 def _run_widths(args: argparse.Namespace) -> None:
@@ -155,6 +157,21 @@ def _run_widths(args: argparse.Namespace) -> None:
     out = merge_speed_section(args.out, "width_curve", curve)
     print(width_table(curve))
     print(f"wrote width_curve into {out}")
+    _republish(out, args.readme)
+
+
+def _republish(out, readme: str | None) -> None:
+    """With --readme, the file's speed section rewritten from the whole JSON (the pair's tables and the sections a
+    --preset or --width-curve run adds): a section run changes the published tables too."""
+    import json
+
+    from workbench.bench import speed_table
+    from workbench.report import replace_section
+
+    results = json.loads(Path(out).read_text())
+    if readme and "paths" in results:  # the pair's own results, which the published section opens with
+        changed = replace_section(readme, "speed", speed_table(results))
+        print(f"{'updated' if changed else 'unchanged'}: {readme}")
 
 
 def run(args: argparse.Namespace) -> None:
