@@ -2,7 +2,7 @@
 
 Every generated text of shapes-vqa, shapes-ve, shapes-nlvr and easy-VQA is one of a few fixed templates (the
 "original" ones: what the generators and the easy-VQA package write). Each meaning (an `Intent`: "what colour
-is the {shape}?") also has families of rewordings, split in two:
+is the {shape}?") also has families of rewordings, in two groups (three for shapes-vqa):
 
 * `train` families: synonyms ("larger" / "bigger", "picture" / "image"), British and American spellings
   ("colour" / "color"; the easy-VQA colour "gray" is also written "grey"), other word orders ("the {shape} is
@@ -13,7 +13,7 @@ is the {shape}?") also has families of rewordings, split in two:
 * `held_out_val` families (shapes-vqa so far): a third set of such rewordings, for choosing a recipe on the
   validation split (`val-paraphrase`) without ever looking at the test rewordings.
 
-`rephrase` rewrites a text into a family of either group: the intent and its slots (colours, shapes, sizes,
+`rephrase` rewrites a text into a family of one group: the intent and its slots (colours, shapes, sizes,
 numbers) are read from the text, so the label, which comes from the scene, stays the example's. A template
 keeps every slot of its intent and nothing else; no held-out rendering is a training text (tests/unit/
 test_paraphrase.py renders them all). The datasets draw from the train families with `paraphrase="train"` and
