@@ -5,8 +5,9 @@ grows only after the first such free, and the heap's top is given back to the ke
 of a ViLT-B-sized model over a batch of perturbed images allocates and frees activations of tens of MB per layer,
 so every pass faulted in (and the kernel zeroed) fresh pages: measured on the 2-core AMD EPYC CI machine, the
 first batch-32 bf16 forward of the ViLT-B/32-sized teacher took 4.3 s and the next 1.9 s; with the two settings
-below 1.6 s and 1.5 s (docs/results.md, "How long an explanation takes"). The price is that the process keeps its
-peak memory instead of returning it between passes, which a command that runs one job and exits does not mind.
+below 1.6-1.7 s and 1.5-1.7 s (docs/results.md, "How long an explanation takes"). The price is that the process
+keeps its peak memory instead of returning it between passes, which a command that runs one job and exits does
+not mind.
 
 `keep_freed_memory()` is called by the entry points (the `workbench` command and the app), never on import of the
 library. It does nothing off glibc (macOS, Windows, musl) and leaves alone a setting the user made with glibc's

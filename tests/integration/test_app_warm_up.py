@@ -37,7 +37,7 @@ def test_toy_models_skip_the_ig_warm_up(shipped, monkeypatch):
 def test_the_ig_warm_up_runs_the_attention_tabs_map(shipped, monkeypatch):
     """The same map the tab computes: Integrated Gradients, with the tab's steps, in the model's fast precision."""
     import workbench.explain
-    from workbench.app import attention
+    from workbench.explain.attribution import TAB_IG_STEPS
 
     teacher, _ = shipped
     calls = []
@@ -45,4 +45,4 @@ def test_the_ig_warm_up_runs_the_attention_tabs_map(shipped, monkeypatch):
     monkeypatch.setattr(workbench.explain, "explain", lambda *a, **k: calls.append((a[3], k)) or real(*a, **k))
     monkeypatch.setattr(loading, "inference_precision", lambda model, p: calls.append(p) or nullcontext())
     loading._warm_up_ig(teacher, loading.Image.new("RGB", (64, 64), "white"))
-    assert calls == ["auto", (("ig",), {"ig_steps": attention.IG_STEPS})] and attention.IG_STEPS == 16
+    assert calls == ["auto", (("ig",), {"ig_steps": TAB_IG_STEPS})] and TAB_IG_STEPS == 16

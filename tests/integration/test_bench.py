@@ -377,3 +377,6 @@ def test_a_preset_run_with_readme_rewrites_the_published_speed_section(tmp_path)
     assert speed_table(json.loads(out.read_text())) in first
     assert main([*argv, "--runtimes", "bf16", "--students", "student-fast", "--readme", str(doc)]) == 0
     assert "eager bf16: not run at this size" not in doc.read_text()
+    # a later pair run republishes the whole file too: the size section stays in the doc
+    assert main([*pair, "--threads", "1", "--no-progress", "--out", str(out), "--readme", str(doc)]) == 0
+    assert "Paper scale" in doc.read_text() and speed_table(json.loads(out.read_text())) in doc.read_text()

@@ -205,3 +205,9 @@ def test_teacher_recipes_start_only_from_teachers_built_before_them():
             if key in recipe:
                 assert recipe[key] in built, (name, key, recipe[key])
         built.add(teacher_name(name))
+
+
+def test_eval_on_val_paraphrase_of_a_dataset_without_it_is_a_clear_error(capsys):
+    """The dataset refuses the split when it is built (not at its first example, past the command's error handling)."""
+    assert main(["eval", "assets/shapes-ve-teacher", "--split", "val-paraphrase", "--size", "4"]) == 2
+    assert "no held-out-val rewordings" in capsys.readouterr().err

@@ -33,8 +33,6 @@ from workbench.explain.attribution import TAB_IG_STEPS
 from workbench.inputs import check_question
 from workbench.models.precision import inference_precision
 
-IG_STEPS = TAB_IG_STEPS  # 16: as `workbench explain` and the shipped faithfulness results
-
 # (label, `workbench.explain` method), in the order offered
 METHOD_CHOICES = [
     ("raw attention", "attention"),
@@ -83,7 +81,7 @@ def _image_result(ck, batch, method: str, layer_index: int, image_index: int) ->
         # Integrated Gradients' 32 forward and backward passes in the model's fast precision (bf16 autocast for a
         # ViLT-sized model on a CPU with native bf16: about 3x faster); one-pass maps stay fp32
         with inference_precision(ck.model, "auto" if method == "ig" else "fp32"):
-            return explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index, ig_steps=IG_STEPS)[method]
+            return explain(ck.model, batch, ck.tokenizer, (method,), layer=layer_index, ig_steps=TAB_IG_STEPS)[method]
     if method == "attention":
         ca = cross_attention(ck.model, batch, ck.tokenizer, image_index=image_index)
         return {"tokens": ca["tokens"], "cross": ca}

@@ -146,7 +146,8 @@ def _run_preset(args: argparse.Namespace) -> None:
     out = merge_speed_section(args.out, args.section, section)
     print(preset_table(section))
     print(f"wrote {args.section} into {out}")
-    _republish(out, args.readme)
+    if args.readme:
+        _publish_whole(out, args.readme)
 
 
 def _run_widths(args: argparse.Namespace) -> None:
@@ -157,25 +158,25 @@ def _run_widths(args: argparse.Namespace) -> None:
     out = merge_speed_section(args.out, "width_curve", curve)
     print(width_table(curve))
     print(f"wrote width_curve into {out}")
-    _republish(out, args.readme)
+    if args.readme:
+        _publish_whole(out, args.readme)
 
 
-def _republish(out, readme: str | None) -> None:
-    """With --readme, the file's speed section rewritten from the whole JSON (the pair's tables and the sections a
-    --preset or --width-curve run adds): a section run changes the published tables too."""
+def _publish_whole(out, readme: str | None) -> None:
+    """The speed tables of the whole JSON at `out` (the pair's, and the sections --preset and --width-curve runs add
+    to it), printed and, with --readme, written into that file's speed section: whichever kind of run writes, the
+    published section is the file's, never one run's part of it."""
     import json
 
     from workbench.bench import speed_table
-    from workbench.report import replace_section
 
     results = json.loads(Path(out).read_text())
-    if readme and "paths" in results:  # the pair's own results, which the published section opens with
-        changed = replace_section(readme, "speed", speed_table(results))
-        print(f"{'updated' if changed else 'unchanged'}: {readme}")
+    if "paths" in results:  # the pair's results, which the tables open with
+        publish(speed_table(results), out, readme, "speed")
 
 
 def run(args: argparse.Namespace) -> None:
-    from workbench.bench import QUICK, benchmark_pair, speed_table, write_speed
+    from workbench.bench import QUICK, benchmark_pair, write_speed
 
     if args.width_curve:
         return _run_widths(args)
@@ -197,5 +198,4 @@ def run(args: argparse.Namespace) -> None:
         rounds=args.rounds,
         **settings,
     )
-    out = write_speed(results, args.out)
-    publish(speed_table(results), out, args.readme, "speed")
+    _publish_whole(write_speed(results, args.out), args.readme)

@@ -14,7 +14,7 @@ from workbench.data import real
 from workbench.data.collate import Batch, Collator, ImagePipeline, image_to_tensor
 from workbench.data.example import Example
 from workbench.data.files import DatasetError, DatasetLayoutError
-from workbench.data.paraphrase import PARAPHRASE_SPLITS
+from workbench.data.paraphrase import PARAPHRASE_SPLITS, check_rewording
 from workbench.data.real import LAYOUTS, REAL_DATASETS, is_real_dataset, load_real_dataset
 from workbench.data.shapes import ITM_MIXED_TYPES, ShapesConfig, ShapesDataset
 
@@ -54,10 +54,9 @@ def load_dataset(
         if paraphrase not in (None, families):
             raise ValueError(f"split {split} is reworded in the {families} families, not {paraphrase!r}")
         split, paraphrase = base, families
-    if word_dropout and paraphrase is None:
-        raise ValueError("word_dropout applies to reworded text: give paraphrase too")
     if paraphrase is not None and name not in PARAPHRASED:
         raise ValueError(f"{name} has no reworded texts; these do: {PARAPHRASED}")
+    check_rewording(name, paraphrase, word_dropout)  # also for a real dataset, which would ignore word_dropout
     if is_real_dataset(name):
         return load_real_dataset(name, split, data_root, labels=labels, size=size)
     if data_root is not None:

@@ -14,7 +14,7 @@ import re
 from PIL import Image
 
 from workbench.data.example import Example
-from workbench.data.paraphrase import rephrase, text_rng
+from workbench.data.paraphrase import check_rewording, rephrase, text_rng
 
 QTYPES = ("shape", "colour", "yes/no")
 # Finer kinds a curriculum phase may name (`TrainConfig.curriculum`): the yes/no questions split by what they ask
@@ -109,8 +109,7 @@ class EasyVQADataset:
         if size is not None:
             self.items = self.items[:size]
         self._tags = [(qt, _tag(q, self.labels[a])) if qt == "yes/no" else (qt,) for q, a, _, qt in self.items]
-        if word_dropout and paraphrase is None:
-            raise ValueError("word_dropout applies to reworded text: give paraphrase too")
+        check_rewording("easy-vqa", paraphrase, word_dropout)
         if paraphrase is not None:  # after the tags, which are read from the package's wording
             self.items = [
                 (rephrase(q, "easy-vqa", paraphrase, text_rng("easy-vqa", split, j), qt, word_dropout), a, i, qt)

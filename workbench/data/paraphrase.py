@@ -328,6 +328,24 @@ def rephrase(
     return template.format(**values)
 
 
+def check_rewording(dataset: str, mode: str | None, word_dropout: float = 0.0) -> None:
+    """ValueError unless `dataset`'s texts can be reworded in `mode` (None: kept as they are) with `word_dropout`:
+    a known mode, templates of that mode for every meaning of the dataset (`held-out-val` exists for shapes-vqa
+    only), a dropout probability in [0, 1) and only on reworded text. The datasets call it when built, so a bad
+    combination fails there, not at the first example."""
+    if not 0 <= word_dropout < 1:
+        raise ValueError(f"word dropout {word_dropout!r}: expected a probability in [0, 1)")
+    if mode is None:
+        if word_dropout:
+            raise ValueError("word_dropout applies to reworded text: give paraphrase too")
+        return
+    if mode not in MODES:
+        raise ValueError(f"unknown paraphrase mode {mode!r}; expected one of {MODES}")
+    missing = [intent.name for intent in INTENTS.get(dataset, ()) if not intent.templates(mode)]
+    if missing:
+        raise ValueError(f"{dataset} has no {mode} rewordings (its intents {missing} have none)")
+
+
 def drop_words(template: str, p: float, rng: random.Random) -> str:
     """`template` with each word of its own text left out with probability `p`; the slots (the colours, shapes,
     sizes the answer depends on) always stay, so the label still holds, and so does one own word and the closing

@@ -99,10 +99,13 @@ class TrainConfig:
             raise WorkbenchError(f"grad_accum {self.grad_accum!r}: expected a whole number >= 1")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise WorkbenchError(f"num_workers {self.num_workers!r}: expected a whole number >= 0")
-        if not 0 <= self.word_dropout < 1:
-            raise WorkbenchError(f"word_dropout {self.word_dropout!r}: expected a probability in [0, 1)")
-        if self.word_dropout and not self.paraphrase:
-            raise WorkbenchError("word_dropout applies to reworded text: set paraphrase too (--paraphrase)")
+        if self.paraphrase or self.word_dropout:  # only then: reading a plain config does not load the datasets
+            from workbench.data.paraphrase import check_rewording
+
+            try:
+                check_rewording(self.dataset, "train" if self.paraphrase else None, self.word_dropout)
+            except ValueError as e:
+                raise WorkbenchError(f"{e} (--paraphrase, --word-dropout)") from e
         if self.paraphrase:
             from workbench.data import PARAPHRASED  # only then: reading a config does not load the datasets
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from workbench.data.example import Example
-from workbench.data.paraphrase import MODES, rephrase, text_rng
+from workbench.data.paraphrase import MODES, check_rewording, rephrase, text_rng
 from workbench.data.shapes.captions import (
     ITM_LABELS,
     ITM_TYPES,
@@ -68,8 +68,7 @@ class ShapesDataset:
         if paraphrase is not None and (paraphrase not in MODES or task not in ("vqa", "ve", "nlvr")):
             raise ValueError(f"paraphrase={paraphrase!r} on shapes-{task}: the vqa, ve and nlvr texts are reworded, "
                              f"in one of {MODES}")  # fmt: skip
-        if word_dropout and paraphrase is None:
-            raise ValueError("word_dropout applies to reworded text: give paraphrase too")
+        check_rewording(f"shapes-{task}", paraphrase, word_dropout)
         self.paraphrase, self.word_dropout = paraphrase, word_dropout
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
