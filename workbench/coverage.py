@@ -154,7 +154,7 @@ def recorded_vocabulary(folder: str | Path, data_root: str | Path | None = None)
     if not name:
         raise WorkbenchError(f"{folder} records no training dataset (workbench.json: train_config.dataset)")
     size = cfg.get("train_size")
-    paraphrase = "train" if cfg.get("paraphrase") else None
+    paraphrase = cfg.get("paraphrase_families", "train") if cfg.get("paraphrase") else None
     if is_real_dataset(name):
         if data_root is None:
             raise WorkbenchError(f"{folder} was trained on {name}, read from disk: give its data root")

@@ -8,15 +8,17 @@ from pathlib import Path
 
 
 def teacher_table(assets: str | Path) -> str:
-    """Markdown: one row per shipped checkpoint, accuracy overall and per question type."""
-    rows = []
+    """Markdown: one row per shipped checkpoint, accuracy overall and per question type, and on the held-out
+    wordings (`reworded_accuracy`) where measured."""
+    rows, reworded = [], reworded_accuracy(assets)
     for meta_path in sorted(Path(assets).glob("*/workbench.json")):
         meta = json.loads(meta_path.read_text())
         size_mb = sum(p.stat().st_size for p in meta_path.parent.iterdir()) / 2**20
         if meta.get("kind") == "mae":  # MAD's vision teacher: images only, no task, measured by reconstruction
             s = meta["settings"]
             rows.append(
-                f"| `{meta_path.parent.name}` | shapes images | mae | - | masked-patch MSE {meta['final_loss']:.3f} | "
+                f"| `{meta_path.parent.name}` | shapes images | mae | - | - | "
+                f"masked-patch MSE {meta['final_loss']:.3f} | "
                 f"{meta['steps']} steps x {s['batch_size']}, {meta['train_seconds'] / 60:.1f} min | {size_mb:.1f} MB |"
             )
             continue
@@ -26,16 +28,35 @@ def teacher_table(assets: str | Path) -> str:
         minutes = meta.get("train_seconds", 0) / 60
         # a retrieval student logs mean R@1 as its "accuracy" (per type: each direction's R@1); say so
         score = ("R@1 " if "r1" in test else "") + f"{100 * test['accuracy']:.2f}"
+        held_out = reworded.get(meta_path.parent.name)
+        held_out = f"{100 * held_out[0]:.2f} (n={held_out[1]})" if held_out else "-"
         rows.append(
             f"| `{meta_path.parent.name}` | {meta['dataset']} | {meta['kind']} | {score} "
-            f"(n={test['n']}) | {per_type} | {meta.get('steps', '?')} steps x {cfg.get('batch_size', '?')}, "
-            f"{minutes:.1f} min | {size_mb:.1f} MB |"
+            f"(n={test['n']}) | {held_out} | {per_type} | {meta.get('steps', '?')} steps x "
+            f"{cfg.get('batch_size', '?')}, {minutes:.1f} min | {size_mb:.1f} MB |"
         )
     head = (
-        "| checkpoint | data | model | test accuracy % | per question type (test, %) | training on this CPU | size |\n"
-        "|---|---|---|---|---|---|---|"
+        "| checkpoint | data | model | test accuracy % | held-out wordings % | per question type (test, %) | "
+        "training on this CPU | size |\n|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *rows])
+
+
+def reworded_accuracy(assets: str | Path) -> dict[str, tuple[float, int]]:
+    """{checkpoint: (accuracy, n)} on the held-out wordings (split test-paraphrase), from
+    ASSETS/results/paraphrase.json (`workbench paraphrase-results`), for the checkpoints whose weights it
+    measured: a checkpoint rebuilt since then gets none until it is measured again."""
+    from workbench.models.sharded import weights_digest
+
+    path = Path(assets) / "results" / "paraphrase.json"
+    if not path.is_file():
+        return {}
+    out = {}
+    for row in json.loads(path.read_text()).get("checkpoints", []):
+        folder = Path(assets) / row["checkpoint"]
+        if folder.is_dir() and row.get("fingerprint") == weights_digest(folder):
+            out[row["checkpoint"]] = (row["test-paraphrase"]["accuracy"], row["test-paraphrase"]["n"])
+    return out
 
 
 def read_section(text: str, name: str) -> str:

@@ -466,6 +466,18 @@ def test_retrieval_teachers_are_not_offered_as_ask_pairs(tmp_path):
     assert list(app_module.shipped_pairs(tmp_path)) == ["shapes VQA"]
 
 
+def test_an_earlier_stage_of_a_shipped_teacher_is_not_offered_as_a_pair(tmp_path):
+    """shapes-vqa-base-teacher (a shapes-vqa teacher the shipped one was fine-tuned from) is no pair of its own;
+    a teacher of another dataset, or one whose dataset has no shipped teacher, still is."""
+    import json
+
+    datasets = {"shapes-vqa": "shapes-vqa", "shapes-vqa-base": "shapes-vqa", "vqav2": "vqav2", "mine": "easy-vqa"}
+    for task, dataset in datasets.items():
+        (tmp_path / f"{task}-teacher").mkdir()
+        (tmp_path / f"{task}-teacher" / "workbench.json").write_text(json.dumps({"dataset": dataset}))
+    assert sorted(app_module.shipped_pairs(tmp_path)) == ["mine", "shapes VQA", "vqav2"]
+
+
 def _shipped_layout(tmp_path: Path, tokenizer) -> Path:
     """An assets directory laid out as the repository's: one VQA pair and the samples, no retrieval models."""
     assets = tmp_path / "assets"

@@ -13,7 +13,15 @@ from workbench.models.io import load_checkpoint, weights_fingerprint
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # (shapes-itm-teacher: the MCAD grid's image-text matching teacher, which re-ranks in the app's Retrieval tab)
-TEACHERS = ["easy-vqa-teacher", "shapes-vqa-teacher", "shapes-ve-teacher", "shapes-nlvr-teacher", "shapes-itm-teacher"]
+# (shapes-vqa-base-teacher: the shapes-vqa teacher before its wider-wording fine-tune; the other teachers start from it)
+TEACHERS = [
+    "easy-vqa-teacher",
+    "shapes-vqa-base-teacher",
+    "shapes-vqa-teacher",
+    "shapes-ve-teacher",
+    "shapes-nlvr-teacher",
+    "shapes-itm-teacher",
+]
 SHIPPED_STUDENTS = dict(GRIDS["dide"]["shipped"])  # {asset folder: (task, grid row)}, what `rebuild` builds
 NOT_SHIPPED: dict[str, str] = {}  # a student listed here is an expected absence (a strict xfail says why)
 STUDENTS = [
@@ -51,6 +59,9 @@ def test_recorded_accuracy_reproduces_on_a_test_subset(name):
     assert abs(got - recorded) < 3 * (recorded * (1 - recorded) / n) ** 0.5 + 0.01, (got, recorded)
 
 
+RENAMED = {"shapes-vqa-teacher": "shapes-vqa-base-teacher"}  # {name a checkpoint was built under: its name now}
+
+
 def test_easy_vqa_teacher_reaches_97_percent():
     meta = json.loads((ASSETS / "easy-vqa-teacher" / "workbench.json").read_text())
     assert meta["metrics"]["test"]["n"] == 9673  # the whole easy-VQA test split
@@ -59,7 +70,11 @@ def test_easy_vqa_teacher_reaches_97_percent():
     config = meta["train_config"]
     assert config["seed"] == 0
     for key, value in TEACHER_RECIPES["easy-vqa"].items():
-        assert (Path(config[key]).name if key == "warm_start" else config[key]) == value, key
+        recorded = Path(config[key]).name if key == "warm_start" else config[key]
+        # built (2026-12-03) before the shapes-vqa teacher it warm-started from was renamed shapes-vqa-base-teacher
+        # (same weights) and a fine-tune of it took the name
+        recorded = RENAMED.get(recorded, recorded) if key == "warm_start" else recorded
+        assert recorded == value, key
 
 
 def test_shipped_retrieval_student_is_an_mcad_student_whose_recorded_r_at_1_reproduces():
@@ -101,7 +116,12 @@ def test_relational_types_reach_85_percent(name, qtype):
 # with the fixed templates (docs/lab-notes.md). A strict xfail: it fails once a rebuild on two idle threads is
 # recorded within the budget, and the entry must then go.
 BUSY_REBUILD = "rebuilt on one thread beside another training job (docs/lab-notes.md, 2026-12-03): recorded {} s"
-SLOW_RECORD = {"easy-vqa-teacher": 2384, "shapes-vqa-teacher": 3152, "shapes-ve-teacher": 1605}
+# shapes-vqa: its base teacher's 3,152 s + the fine-tune's (two stages)
+SLOW_RECORD = {
+    "easy-vqa-teacher": 2384,
+    "shapes-vqa-teacher": "3152 (base) + 294 (fine-tune)",
+    "shapes-ve-teacher": 1605,
+}
 
 
 @pytest.mark.parametrize(
@@ -114,8 +134,19 @@ SLOW_RECORD = {"easy-vqa-teacher": 2384, "shapes-vqa-teacher": 3152, "shapes-ve-
     ],
 )
 def test_recorded_training_time_is_within_20_minutes(name):
+    assert training_seconds(name) <= 20 * 60
+
+
+def training_seconds(name: str) -> float:
+    """The recorded time of `name` and of the earlier stage of its dataset it starts from (shapes-vqa: the base
+    teacher, then the fine-tune), so a two-stage recipe counts whole."""
     meta = json.loads((ASSETS / name / "workbench.json").read_text())
-    assert meta["train_seconds"] <= 20 * 60
+    start = meta["train_config"].get("init_from")
+    if start and Path(start).name != name and (ASSETS / Path(start).name).is_dir():
+        earlier = json.loads((ASSETS / Path(start).name / "workbench.json").read_text())
+        if earlier["dataset"] == meta["dataset"]:
+            return meta["train_seconds"] + training_seconds(Path(start).name)
+    return meta["train_seconds"]
 
 
 @pytest.mark.parametrize("name", STUDENTS)

@@ -160,12 +160,12 @@ def test_distill_hands_every_method_to_the_registry(monkeypatch):
 def test_teacher_recipes_are_data_and_rebuild_builds_them(tmp_path):
     from workbench.configs.teachers import TEACHERS, teacher_config
 
-    for dataset, recipe in TEACHERS.items():
-        cfg = teacher_config(dataset, tmp_path / "runs", tmp_path / "assets")
-        assert cfg.dataset == dataset and cfg.out == str(tmp_path / "runs" / f"{dataset}-teacher")
+    for name, recipe in TEACHERS.items():
+        cfg = teacher_config(name, tmp_path / "runs", tmp_path / "assets")
+        assert cfg.dataset == recipe.get("dataset", name) and cfg.out == str(tmp_path / "runs" / f"{name}-teacher")
         for key, value in recipe.items():
             got = getattr(cfg, key)
-            assert (Path(got).name if key in ("init_from", "warm_start") else got) == value, (dataset, key)
+            assert (Path(got).name if key in ("init_from", "warm_start") else got) == value, (name, key)
     only = [a for a in build_parser("rebuild")._subparsers._group_actions[0].choices["rebuild"]._actions
             if "--only" in a.option_strings][0]  # fmt: skip
     assert set(TEACHERS) <= set(only.choices)

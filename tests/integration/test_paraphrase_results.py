@@ -91,10 +91,7 @@ def test_the_shipped_file_measures_the_shipped_weights_all_trained_on_rewordings
 
 # issue 29's acceptance: on the held-out wordings, each teacher and student keeps >= 95% of its test accuracy.
 # A checkpoint listed here measured short of it (the strict xfail fails once a rebuild reaches the target).
-SHORT_OF_TARGET: dict[str, str] = {
-    "shapes-vqa-teacher": "measured 2026-12-03: 93.77% reworded vs 100% test (ratio 0.938); 'how many objects do you "
-    "see?' 0%, 'how large is the {colour} {shape}?' 26% (docs/results.md)",
-}
+SHORT_OF_TARGET: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def test_every_template_of_a_meaning_keeps_its_slots(name):
     """The same colours, shapes, sizes and numbers, none dropped and none added."""
     for intent in INTENTS[name]:
         expected = sorted(slots(intent.original[0]))
-        for t in intent.original + intent.train + intent.held_out + intent.held_out_val:
+        for t in intent.original + intent.train + intent.wider + intent.held_out + intent.held_out_val:
             assert sorted(slots(t)) == expected, (intent.name, t)
 
 
@@ -217,6 +217,43 @@ def test_the_val_paraphrase_split_is_the_val_split_in_validation_wording():
         assert intent is parse(a.text, "shapes-vqa")[0]
         groups.add(group)
     assert groups == {"held-out-val"}
+
+
+def test_the_wider_training_rewordings_are_no_validation_or_test_text_and_need_no_new_word():
+    """shapes-vqa's `wider` families (the "train-wide" mode): every intent has some, none gives a text of the
+    validation or test rewordings, and every word is one the shipped tokenizer has (so the shipped teacher can be
+    fine-tuned on them; a new word would be read letter by letter)."""
+    import json
+    from pathlib import Path
+
+    name = "shapes-vqa"
+    assert all(len(i.wider) >= 3 for i in INTENTS[name])
+    wider = set().union(*(renderings(t, name) for i in INTENTS[name] for t in i.wider))
+    held = set().union(*(renderings(t, name) for i in INTENTS[name] for t in i.held_out + i.held_out_val))
+    train = set().union(*(renderings(t, name) for i in INTENTS[name] for t in i.original + i.train))
+    assert len(wider) > 1000 and not wider & held and not wider & train
+    tokenizer = Path(__file__).resolve().parents[2] / "assets" / "shapes-vqa-teacher" / "tokenizer.json"
+    vocab = set(json.loads(tokenizer.read_text())["model"]["vocab"])
+    assert set().union(*(words(t) for i in INTENTS[name] for t in i.wider)) <= vocab
+
+
+def test_train_wide_draws_the_train_and_the_wider_families_and_keeps_every_label():
+    n = 400
+    plain = load_dataset("shapes-vqa", "train", n)
+    wide = load_dataset("shapes-vqa", "train", n, paraphrase="train-wide")
+    groups = set()
+    for i in range(n):
+        a, b = plain[i], wide[i]
+        assert (b.label, b.qtype) == (a.label, a.qtype)
+        intent, group, _ = template_of(b.text, "shapes-vqa")
+        assert intent is parse(a.text, "shapes-vqa")[0]
+        groups.add(group)
+    assert groups == {"original", "train", "wider"}
+
+
+def test_train_wide_of_a_dataset_without_wider_rewordings_is_an_error():
+    with pytest.raises(ValueError, match="no train-wide rewordings"):
+        load_dataset("shapes-ve", "train", 4, paraphrase="train-wide")
 
 
 def test_val_paraphrase_of_a_dataset_without_validation_rewordings_is_an_error():

@@ -140,3 +140,25 @@ def test_the_recorded_vocabulary_of_a_reworded_run_counts_its_training_templates
     question = "what is the color of the item in the picture?"  # `ask` reports no unknown word for this run
     assert [w for w in words(question) if normalise(w) not in para["words"]] == []
     assert {"color", "item", "picture"} <= {w for w in words(question) if normalise(w) not in plain["words"]}
+
+
+def test_train_wide_families_reach_train_and_val_and_the_recorded_vocabulary(tmp_path):
+    cfg = _cfg(tmp_path, paraphrase=True, paraphrase_families="train-wide")
+    assert cfg.rewording == "train-wide" and _cfg(tmp_path, paraphrase=True).rewording == "train"
+    assert _cfg(tmp_path, paraphrase_families="train-wide").rewording is None  # without --paraphrase: own wording
+    for split in ("train", "val"):
+        got = load_split(cfg, split, 200)
+        groups = {template_of(got[i].text, "shapes-vqa")[1] for i in range(200)}
+        assert "wider" in groups and groups <= {"original", "train", "wider"}, split
+    test = load_split(cfg, "test", N)
+    assert [test[i].text for i in range(N)] == [load_dataset("shapes-vqa", "test", N)[i].text for i in range(N)]
+    args = ["train", "--dataset", "shapes-vqa", "--out", str(tmp_path / "o"), "--paraphrase"]
+    parsed = build_parser("train").parse_args([*args, "--paraphrase-families", "train-wide"])
+    assert train_config(parsed).rewording == "train-wide"
+
+
+def test_train_wide_needs_a_dataset_with_wider_rewordings_and_a_known_name(tmp_path):
+    with pytest.raises(WorkbenchError, match="no train-wide rewordings"):
+        _cfg(tmp_path, "shapes-ve", paraphrase=True, paraphrase_families="train-wide")
+    with pytest.raises(WorkbenchError, match="paraphrase_families"):
+        _cfg(tmp_path, paraphrase=True, paraphrase_families="held-out")

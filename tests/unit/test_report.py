@@ -84,7 +84,28 @@ def test_a_retrieval_checkpoint_row_says_its_score_is_r_at_1(tmp_path):
         meta = {"dataset": name, "kind": "dual", "metrics": {"test": test}, "steps": 2, "train_seconds": 60}
         (tmp_path / name / "workbench.json").write_text(json.dumps(meta))
     ret, vqa = teacher_table(tmp_path).splitlines()[2:]
-    assert "| R@1 85.00 (n=8) | i2t R@1 90.0, t2i R@1 80.0 |" in ret and "| 85.00 (n=8) | counting 85.0 |" in vqa
+    assert "| R@1 85.00 (n=8) | - | i2t R@1 90.0, t2i R@1 80.0 |" in ret
+    assert "| 85.00 (n=8) | - | counting 85.0 |" in vqa
+
+
+def test_the_held_out_wording_column_shows_only_measurements_of_the_shipped_weights(tmp_path):
+    from workbench.models.sharded import weights_digest
+
+    for name in ("measured", "rebuilt", "never"):
+        (tmp_path / name).mkdir()
+        test = {"accuracy": 0.9, "n": 8, "per_type": {"counting": {"accuracy": 0.9}}}
+        meta = {"dataset": "d", "kind": "fusion", "metrics": {"test": test}, "steps": 2, "train_seconds": 60}
+        (tmp_path / name / "workbench.json").write_text(json.dumps(meta))
+        (tmp_path / name / "model.safetensors").write_bytes(name.encode())
+    measured = {"accuracy": 0.875, "n": 8}
+    rows = [{"checkpoint": n, "fingerprint": weights_digest(tmp_path / "measured"), "test-paraphrase": measured}
+            for n in ("measured", "rebuilt")]  # fmt: skip
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "paraphrase.json").write_text(json.dumps({"checkpoints": rows}))
+    lines = {line.split(" | ")[0]: line for line in teacher_table(tmp_path).splitlines()[2:]}
+    assert "| 90.00 (n=8) | 87.50 (n=8) | counting 90.0 |" in lines["| `measured`"]
+    assert "| 90.00 (n=8) | - | counting 90.0 |" in lines["| `rebuilt`"]  # other weights than the ones measured
+    assert "| 90.00 (n=8) | - | counting 90.0 |" in lines["| `never`"]
 
 
 # -- the README: a front page

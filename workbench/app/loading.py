@@ -9,6 +9,7 @@ the environment variable WORKBENCH_ASSETS (what `python app.py --assets DIR` set
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -49,6 +50,7 @@ def shipped_pairs(assets: str | Path | None = None) -> dict[str, tuple[Path, Pat
     order = list(TASK_NAMES)
     tasks = sorted(p.name.removesuffix("-teacher") for p in assets.glob("[!.]*-teacher") if p.is_dir())
     tasks = [task for task in tasks if task not in RETRIEVAL_TASKS]  # the Retrieval tab's models
+    tasks = [task for task in tasks if not _earlier_stage(assets, task)]
     tasks.sort(key=lambda task: order.index(task) if task in order else len(order))
     pairs, extra = {}, {}
     for task in tasks:
@@ -59,6 +61,17 @@ def shipped_pairs(assets: str | Path | None = None) -> dict[str, tuple[Path, Pat
             if s.is_dir():
                 extra[f"{name} · {s.name[len(task) + 1 :]}"] = (t, s)
     return {**pairs, **extra}
+
+
+def _earlier_stage(assets: Path, task: str) -> bool:
+    """Whether `<task>-teacher` is an earlier stage of another shipped teacher of its dataset (shapes-vqa-base of
+    shapes-vqa, which the other teachers start from): not a pair of the app's."""
+    meta = assets / f"{task}-teacher" / "workbench.json"
+    try:
+        dataset = json.loads(meta.read_text()).get("dataset")
+    except (OSError, ValueError):
+        return False  # the pair's loading reports a broken folder
+    return bool(dataset) and dataset != task and (assets / f"{dataset}-teacher").is_dir()
 
 
 def load_pairs(paths: dict[str, tuple[Path, Path | None]]) -> dict[str, Pair]:

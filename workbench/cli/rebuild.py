@@ -56,14 +56,14 @@ def run(args: argparse.Namespace) -> None:
     write_samples(assets / "samples")
 
 
-def rebuild_teacher(dataset: str, runs: Path, assets: Path, resume: bool, progress: bool) -> None:
+def rebuild_teacher(name: str, runs: Path, assets: Path, resume: bool, progress: bool) -> None:
     from workbench.configs.teachers import teacher_config, teacher_name
     from workbench.train import train
 
-    cfg = teacher_config(dataset, runs, assets)  # its init_from / warm_start: a teacher built earlier in the loop
-    print(f"== training the {dataset} teacher into {cfg.out}")
+    cfg = teacher_config(name, runs, assets)  # its init_from / warm_start: a teacher built earlier in the loop
+    print(f"== training the {name} teacher into {cfg.out}")
     train(cfg, resume=resume, progress=progress)
-    ship(Path(cfg.out) / "model", assets / teacher_name(dataset))
+    ship(Path(cfg.out) / "model", assets / teacher_name(name))
 
 
 def student_run(name: str):

@@ -258,14 +258,14 @@ MCAD = dict(
     prepare="mcad-teachers",
     paths={"dual_teacher": "{root}/teachers/dual/model", "fusion_teacher": "{root}/teachers/fusion-itm/model"},
     teachers=dict(
-        # the shipped shapes-vqa teacher fine-tuned on `shapes-itm-mixed` (its encoder already reads colours,
+        # the shipped shapes-vqa base teacher fine-tuned on `shapes-itm-mixed` (its encoder already reads colours,
         # shapes and positions; the negatives are one-attribute swaps, other scenes' captions and partial scenes,
         # so it learns to rank as well as to spot a swap, and must check every object named)
         fusion=dict(
             model="fusion",
             dataset="shapes-itm-mixed",
             out="teachers/fusion-itm",
-            init_from="{assets}/shapes-vqa-teacher",
+            init_from="{assets}/shapes-vqa-base-teacher",
         ),
         # our dual encoder at a larger size, trained with the `clip` method
         dual=dict(model="dual", dataset=RETRIEVAL_DATA, out="teachers/dual", recipe="clip"),

@@ -2,7 +2,7 @@
 
 Every generated text of shapes-vqa, shapes-ve, shapes-nlvr and easy-VQA is one of a few fixed templates (the
 "original" ones: what the generators and the easy-VQA package write). Each meaning (an `Intent`: "what colour
-is the {shape}?") also has families of rewordings, in two groups (three for shapes-vqa):
+is the {shape}?") also has families of rewordings, in two groups (four for shapes-vqa):
 
 * `train` families: synonyms ("larger" / "bigger", "picture" / "image"), British and American spellings
   ("colour" / "color"; the easy-VQA colour "gray" is also written "grey"), other word orders ("the {shape} is
@@ -11,7 +11,9 @@ is the {shape}?") also has families of rewordings, in two groups (three for shap
 * `held_out` families: other rewordings, never used in training, made only of words the train families of the
   same dataset use (so a model has seen every word and must read the new combination or order);
 * `held_out_val` families (shapes-vqa so far): a third set of such rewordings, for choosing a recipe on the
-  validation split (`val-paraphrase`) without ever looking at the test rewordings.
+  validation split (`val-paraphrase`) without ever looking at the test rewordings;
+* `wider` families (shapes-vqa so far): more training rewordings, drawn beside the train families in the
+  "train-wide" mode (`TrainConfig.paraphrase_families`), never a validation or test text.
 
 `rephrase` rewrites a text into a family of one group: the intent and its slots (colours, shapes, sizes,
 numbers) are read from the text, so the label, which comes from the scene, stays the example's. A template
@@ -30,7 +32,8 @@ from itertools import product
 
 from workbench.data.shapes.scenes import COLOURS, SHAPES, SIZES
 
-MODES = ("train", "held-out", "held-out-val")  # which families a dataset draws its text from
+# which families a dataset draws its text from: "train-wide" is "train" plus the wider training set (`wider`)
+MODES = ("train", "train-wide", "held-out", "held-out-val")
 # split name -> (the split whose examples it rewords, the families it rewords them in)
 PARAPHRASE_SPLITS = {"test-paraphrase": ("test", "held-out"), "val-paraphrase": ("val", "held-out-val")}
 EASY_VQA_COLOURS = ("green", "red", "gray", "teal", "black", "yellow", "brown", "blue")
@@ -59,14 +62,18 @@ class Intent:
     train: tuple[str, ...]
     held_out: tuple[str, ...]
     held_out_val: tuple[str, ...] = ()
+    wider: tuple[str, ...] = ()  # more training rewordings, drawn only in the "train-wide" mode
 
     def templates(self, mode: str) -> tuple[str, ...]:
-        """The templates a dataset draws from in `mode`: the originals and the train families, the held-out
-        (test) ones or the validation ones."""
+        """The templates a dataset draws from in `mode`: the originals and the train families (and the wider
+        ones), the held-out (test) ones or the validation ones. Only the families `mode` names: "train-wide" of
+        an intent without wider rewordings is empty, so `check_rewording` can tell."""
         if mode not in MODES:
             raise ValueError(f"unknown paraphrase mode {mode!r}; expected one of {MODES}")
         if mode == "train":
             return self.original + self.train
+        if mode == "train-wide":
+            return self.original + self.train + self.wider if self.wider else ()
         return self.held_out if mode == "held-out" else self.held_out_val
 
 
@@ -169,7 +176,50 @@ _SHAPES_VQA_VAL = {
     "more common": ("which shape is more common: {x}s or {y}s?", "which one appears more often, {x} or {y}?"),
     "same size": (f"does {_A} match {_B} in size?", f"is {_A} of the same size as {_B}?"),
 }  # fmt: skip
-SHAPES_VQA = tuple(replace(i, held_out_val=_SHAPES_VQA_VAL[i.name]) for i in SHAPES_VQA)
+# The wider training rewordings of shapes-vqa (`wider`, drawn in the "train-wide" mode): more closers, openers and
+# word orders per meaning ("how many ... does the picture contain?", "... in the scene?", "which of A and B ...?"),
+# made of the words the shipped tokenizer already has (so a checkpoint can be fine-tuned on them), never a
+# validation or test template (tests/unit/test_paraphrase.py renders them all); by intent name
+_SHAPES_VQA_WIDER = {
+    "colour of a shape": ("what colour is the {shape} in the picture?", "what color is the {shape} in the scene?",
+                          "the {shape} has what colour?", "what's the colour of the {shape} in the image?",
+                          "which color is the {shape} in the picture?"),
+    "shape of a colour": ("what is the shape of the {colour} thing?", "which shape is the {colour} object in the "
+                          "picture?", "the {colour} thing is what kind of shape?", "what shape is the {colour} item?",
+                          "the {colour} object has what shape?"),
+    "size": ("what size is the {colour} {shape} in the picture?", "how big is the {colour} {shape} in the image?",
+             "the size of the {colour} {shape} is what?", "is the {colour} {shape} small or big?",
+             "which size is the {colour} {shape}?"),
+    "existence": ("is there a {colour} {shape} in the scene?", "does the scene contain a {colour} {shape}?",
+                  "can a {colour} {shape} be seen in the image?", "is a {colour} {shape} shown?",
+                  "can you see a {colour} {shape} in the picture?"),
+    "count of a size": ("how many {size} things are in the image?", "how many {size} shapes does the picture "
+                        "contain?", "count the {size} things in the picture.", "how many {size} objects are shown?",
+                        "what number of {size} things can you see?"),
+    "count of a shape": ("how many {shape}s does the picture contain?", "how many {shape}s are shown?",
+                         "how many {shape}s are in the scene?", "what number of {shape}s does the image contain?",
+                         "count the {shape}s in the picture."),
+    "count of all": ("how many objects does the picture contain?", "how many shapes can you see?",
+                     "how many things are shown?", "what number of things are there?",
+                     "how many objects are in the scene?", "count the objects in the picture."),
+    "row": ("what row is the {colour} {shape} located in?", "the {colour} {shape} is located in which row?",
+            "the {colour} {shape} is in what row?", "in which row is the {colour} {shape} located?"),
+    "column": ("the {colour} {shape} sits in what column?", "the {colour} {shape} is located in which column?",
+               "the {colour} {shape} is in what column?", "in which column is the {colour} {shape} located?"),
+    "further left": (f"which is further to the left, {_A} or {_B}?", f"of {_A} and {_B}, which one is farther left?",
+                     f"{_A} or {_B}: which is further left?", f"which one is more to the left, {_A} or {_B}?"),
+    "higher": (f"which one sits higher, {_A} or {_B}?", f"of {_A} and {_B}, which is nearer the top?",
+               f"{_A} or {_B}: which one is higher up?", f"which one is closer to the top: {_A} or {_B}?"),
+    "bigger": (f"which is the bigger one, {_A} or {_B}?", f"which of {_A} and {_B} is larger?",
+               f"{_A} or {_B}: which one is bigger?", f"of {_A} and {_B}, which is the bigger object?"),
+    "more common": ("which shape appears more often: {x}s or {y}s?", "are there more {x}s or {y}s in the picture?",
+                    "which one is more frequent, {x} or {y}?", "which is more frequent: {x}s or {y}s?"),
+    "same size": (f"do {_A} and {_B} share the same size?", f"are {_A} and {_B} of equal size?",
+                  f"is the size of {_A} the same as the size of {_B}?"),
+}  # fmt: skip
+SHAPES_VQA = tuple(
+    replace(i, held_out_val=_SHAPES_VQA_VAL[i.name], wider=_SHAPES_VQA_WIDER[i.name]) for i in SHAPES_VQA
+)
 
 # Entailment hypotheses say what the scene holds, never what can be seen: an object under the cloth is there
 # but not visible, so "can be seen" would turn a neutral hypothesis into a contradiction.
@@ -392,21 +442,23 @@ def vocabulary(dataset: str | None = None, mode: str | None = None) -> list[str]
         out = {w for values in SLOT_WORDS.values() for v in values for w in re.findall(r"[a-z]+", v)}
     for name, intents in INTENTS.items():
         for intent in intents if dataset in (None, name) else ():
-            every = intent.original + intent.train + intent.held_out + intent.held_out_val
+            every = intent.original + intent.train + intent.wider + intent.held_out + intent.held_out_val
             for t in intent.templates(mode) if mode else every:
                 out |= words(t)
     return sorted(out)
 
 
 def family_counts(dataset: str) -> dict[str, dict[str, int]]:
-    """{qtype: {"intents", "original", "train", "held-out", "held-out-val"}}: how many templates of each group per
-    question type."""
+    """{qtype: {"intents", "original", "train", "wider", "held-out", "held-out-val"}}: how many templates of each
+    group per question type."""
     out: dict[str, dict[str, int]] = {}
     for intent in INTENTS[dataset]:
-        row = out.setdefault(intent.qtype, {"intents": 0, "original": 0, "train": 0, "held-out": 0, "held-out-val": 0})
+        groups = ("intents", "original", "train", "wider", "held-out", "held-out-val")
+        row = out.setdefault(intent.qtype, dict.fromkeys(groups, 0))
         row["intents"] += 1
         row["original"] += len(intent.original)
         row["train"] += len(intent.train)
+        row["wider"] += len(intent.wider)
         row["held-out"] += len(intent.held_out)
         row["held-out-val"] += len(intent.held_out_val)
     return out
@@ -425,6 +477,7 @@ def template_of(text: str, dataset: str) -> tuple[Intent, str, str]:
             for group, templates in (
                 ("original", intent.original),
                 ("train", intent.train),
+                ("wider", intent.wider),
                 ("held-out", intent.held_out),
                 ("held-out-val", intent.held_out_val),
             )  # fmt: skip

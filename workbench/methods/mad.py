@@ -326,7 +326,7 @@ def run_mad(
     tokenizer = load_checkpoint(cfg.init_from).tokenizer if cfg.init_from else build_tokenizer(cfg.paraphrase)
     cfg = replace(cfg, model="fusion", teacher=None, recipe_args=asdict(config))
     # the training texts as the run reads them (reworded with --paraphrase): the probe's lookups are keyed by text
-    pairs = load_dataset(cfg.dataset, "train", cfg.train_size, paraphrase="train" if cfg.paraphrase else None)
+    pairs = load_dataset(cfg.dataset, "train", cfg.train_size, paraphrase=cfg.rewording)
     probe_data = pairs if config.confidence else None
     cache_file = None
     if config.feature_cache and vision is not None:

@@ -24,6 +24,7 @@ TASK_OF = {
 }
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+TRAINING_FAMILIES = ("train", "train-wide")  # the paraphrase modes a run can train on (`workbench.data.paraphrase`)
 
 
 @dataclass
@@ -45,6 +46,9 @@ class TrainConfig:
     # dataset's wording, and the held-out split test-paraphrase (`workbench eval --split test-paraphrase`) is never
     # used in training or selection. A fresh tokenizer also gets the reworded texts' words
     paraphrase: bool = False
+    # with `paraphrase`: which training families: "train", or "train-wide" (those and the wider training rewordings,
+    # shapes-vqa: more closers and word orders per meaning)
+    paraphrase_families: str = "train"
     # with `paraphrase`: each word of a training text's own phrasing is left out with this probability (its colours,
     # shapes and sizes stay; `workbench.data.paraphrase.drop_words`), so no single word decides what is asked
     word_dropout: float = 0.0
@@ -99,19 +103,29 @@ class TrainConfig:
             raise WorkbenchError(f"grad_accum {self.grad_accum!r}: expected a whole number >= 1")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise WorkbenchError(f"num_workers {self.num_workers!r}: expected a whole number >= 0")
+        if self.paraphrase_families not in TRAINING_FAMILIES:
+            raise WorkbenchError(
+                f"paraphrase_families {self.paraphrase_families!r}: expected one of {TRAINING_FAMILIES}"
+            )
         if self.paraphrase or self.word_dropout:  # only then: reading a plain config does not load the datasets
             from workbench.data.paraphrase import check_rewording
 
             try:
-                check_rewording(self.dataset, "train" if self.paraphrase else None, self.word_dropout)
+                check_rewording(self.dataset, self.rewording, self.word_dropout)
             except ValueError as e:
-                raise WorkbenchError(f"{e} (--paraphrase, --word-dropout)") from e
+                raise WorkbenchError(f"{e} (--paraphrase, --paraphrase-families, --word-dropout)") from e
         if self.paraphrase:
             from workbench.data import PARAPHRASED  # only then: reading a config does not load the datasets
 
             if self.dataset not in PARAPHRASED:
                 these = ", ".join(PARAPHRASED)
                 raise WorkbenchError(f"--paraphrase: {self.dataset} has no reworded texts; these do: {these}")
+
+    @property
+    def rewording(self) -> str | None:
+        """The families the training (and validation) texts are drawn from (`load_dataset`'s `paraphrase`), None
+        when the run keeps the dataset's own wording."""
+        return self.paraphrase_families if self.paraphrase else None
 
     def to_json(self, path: str | Path) -> None:
         """Write the config as `<out>/train_config.json` holds it."""

@@ -181,7 +181,7 @@ def load_split(cfg: TrainConfig, split: str, size: int | None):
     if split in PARAPHRASE_SPLITS:
         raise WorkbenchError(f"{split} holds held-out rewordings: a run never trains, validates or tests on it "
                              f"(evaluate a checkpoint on it with `workbench eval --split {split}`)")  # fmt: skip
-    paraphrase = "train" if cfg.paraphrase and split != "test" else None
+    paraphrase = cfg.rewording if split != "test" else None
     if not is_real_dataset(cfg.dataset):
         drop = cfg.word_dropout if split == "train" else 0.0
         return load_dataset(cfg.dataset, split, size, paraphrase=paraphrase, word_dropout=drop)
@@ -232,8 +232,8 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
         save_checkpoint(final, tokenizer, out := Path(cfg.out) / "model", meta, image_spec=spec)
         # the words it was trained on, beside the weights: `ask` reports a question's words it never saw
         source = {"dataset": cfg.dataset, "split": "train", "size": len(train_set), "recipe": name}
-        if cfg.paraphrase:  # reworded: its training templates' words count too (`coverage.vocabulary_record`)
-            source["paraphrase"] = "train"
+        if cfg.rewording:  # reworded: its training templates' words count too (`coverage.vocabulary_record`)
+            source["paraphrase"] = cfg.rewording
         write_train_vocab(out, vocabulary_record(train_set, source))
         write_json_atomic(out.parent / "test_metrics.json", test)
         accelerator.print(f"test {trainer.format_metrics(test)}")
