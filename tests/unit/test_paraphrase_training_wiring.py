@@ -145,7 +145,8 @@ def test_the_recorded_vocabulary_of_a_reworded_run_counts_its_training_templates
 def test_train_wide_families_reach_train_and_val_and_the_recorded_vocabulary(tmp_path):
     cfg = _cfg(tmp_path, paraphrase=True, paraphrase_families="train-wide")
     assert cfg.rewording == "train-wide" and _cfg(tmp_path, paraphrase=True).rewording == "train"
-    assert _cfg(tmp_path, paraphrase_families="train-wide").rewording is None  # without --paraphrase: own wording
+    with pytest.raises(WorkbenchError, match="give --paraphrase too"):  # not silently the dataset's own wording
+        _cfg(tmp_path, paraphrase_families="train-wide")
     for split in ("train", "val"):
         got = load_split(cfg, split, 200)
         groups = {template_of(got[i].text, "shapes-vqa")[1] for i in range(200)}

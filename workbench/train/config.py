@@ -107,6 +107,8 @@ class TrainConfig:
             raise WorkbenchError(
                 f"paraphrase_families {self.paraphrase_families!r}: expected one of {TRAINING_FAMILIES}"
             )
+        if self.paraphrase_families != "train" and not self.paraphrase:  # else it would be silently ignored
+            raise WorkbenchError("--paraphrase-families applies to reworded text: give --paraphrase too")
         if self.paraphrase or self.word_dropout:  # only then: reading a plain config does not load the datasets
             from workbench.data.paraphrase import check_rewording
 
