@@ -46,7 +46,7 @@ def reworded_accuracy(assets: str | Path) -> dict[str, tuple[float, int]]:
     """{checkpoint: (accuracy, n)} on the held-out wordings (split test-paraphrase), from
     ASSETS/results/paraphrase.json (`workbench paraphrase-results`), for the checkpoints whose weights it
     measured: a checkpoint rebuilt since then gets none until it is measured again."""
-    from workbench.models.sharded import weights_digest
+    from workbench.models.io import weights_fingerprint
 
     path = Path(assets) / "results" / "paraphrase.json"
     if not path.is_file():
@@ -54,7 +54,7 @@ def reworded_accuracy(assets: str | Path) -> dict[str, tuple[float, int]]:
     out = {}
     for row in json.loads(path.read_text()).get("checkpoints", []):
         folder = Path(assets) / row["checkpoint"]
-        if folder.is_dir() and row.get("fingerprint") == weights_digest(folder):
+        if folder.is_dir() and row.get("fingerprint") == weights_fingerprint(folder):
             out[row["checkpoint"]] = (row["test-paraphrase"]["accuracy"], row["test-paraphrase"]["n"])
     return out
 

@@ -89,7 +89,7 @@ def test_a_retrieval_checkpoint_row_says_its_score_is_r_at_1(tmp_path):
 
 
 def test_the_held_out_wording_column_shows_only_measurements_of_the_shipped_weights(tmp_path):
-    from workbench.models.sharded import weights_digest
+    from workbench.models.io import weights_fingerprint
 
     for name in ("measured", "rebuilt", "never"):
         (tmp_path / name).mkdir()
@@ -98,7 +98,7 @@ def test_the_held_out_wording_column_shows_only_measurements_of_the_shipped_weig
         (tmp_path / name / "workbench.json").write_text(json.dumps(meta))
         (tmp_path / name / "model.safetensors").write_bytes(name.encode())
     measured = {"accuracy": 0.875, "n": 8}
-    rows = [{"checkpoint": n, "fingerprint": weights_digest(tmp_path / "measured"), "test-paraphrase": measured}
+    rows = [{"checkpoint": n, "fingerprint": weights_fingerprint(tmp_path / "measured"), "test-paraphrase": measured}
             for n in ("measured", "rebuilt")]  # fmt: skip
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "paraphrase.json").write_text(json.dumps({"checkpoints": rows}))
