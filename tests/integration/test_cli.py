@@ -18,7 +18,7 @@ from workbench.train import TrainConfig
 
 SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
 # the TrainConfig fields no command offers as an option: filled by the method or from the size options
-NOT_OPTIONS = {"size", "recipe_args"}
+NOT_OPTIONS = {"size", "recipe_args", "tokenizer_from"}  # tokenizer_from: set by dide-pt for its first stage
 
 
 def _help(*args):

@@ -232,6 +232,33 @@ def test_run_grid_skips_runs_the_last_results_file_records(tmp_path, monkeypatch
     assert calls == [str(tmp_path / "new" / "shapes-vqa" / "kd-seed0")]
 
 
+def test_rerun_trains_recorded_runs_again_and_their_new_figures_replace_the_recorded_ones(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", _recording_distill(calls))
+    grid = dataclasses.replace(DIDE, blocks=(dict(tasks=("shapes-vqa",), rows=("none",), seeds=(0, 1)),))
+    runs = grid.runs()
+    for run in runs:
+        _fake_run(tmp_path / "old", run, 0.5, 0.5)
+    previous = json.loads(json.dumps(collect(grid, tmp_path / "old", tmp_path / "assets")))
+    _fake_run(tmp_path / "new", runs[1], 0.7, 0.5)  # seed 1 already re-run in this folder: it is not trained again
+    run_grid(grid, tmp_path / "new", tmp_path / "assets", progress=False, previous=previous, rerun=True)
+    assert calls == [str(tmp_path / "new" / "shapes-vqa" / "none-seed0")]
+    _fake_run(tmp_path / "new", runs[0], 0.9, 0.5)
+    rows = collect(grid, tmp_path / "new", tmp_path / "assets", previous=previous)["shapes-vqa"]["rows"]
+    assert rows["none"]["accuracy"]["values"] == [0.9, 0.7]
+
+
+def test_the_experiment_command_passes_rerun_to_the_runner(tmp_path, monkeypatch):
+    from workbench.cli import main as cli
+
+    seen = []
+    monkeypatch.setattr("workbench.experiments.run_grid", lambda *a, **k: seen.append(k["rerun"]) or [])
+    for extra, want in (([], False), (["--rerun"], True)):
+        args = ["experiment", "dide", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "r.json")]
+        assert cli([*args, "--tasks", "shapes-vqa", "--rows", "none", *extra]) == 0
+        assert seen.pop() is want
+
+
 def test_a_dide_pt_runs_minutes_include_its_matching_stage(tmp_path):
     run = _one(DIDE, "shapes-vqa", "dide-pt")
     _fake_run(tmp_path, run, 0.8, 0.5)  # 600 s
@@ -264,7 +291,12 @@ def test_students_of_a_since_rebuilt_teacher_are_set_aside_and_rerun(tmp_path, m
 
     (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"new weights")
     assert weights_fingerprint(assets / "easy-vqa-teacher") != old
-    assert set(collect(grid, tmp_path, assets, previous=previous)["easy-vqa"]["rows"]) == {"none"}
+    again = collect(grid, tmp_path, assets, previous=previous)["easy-vqa"]
+    assert set(again["rows"]) == {"none"}
+    assert {row: r["runs"][0]["why"] for row, r in again["earlier"].items()} == {  # kept apart, for reference
+        "kd": f"teacher {old}, since rebuilt",
+        "dide": f"teacher {old}, since rebuilt",
+    }
     shutil.rmtree(tmp_path / "easy-vqa" / "kd-seed0")  # a run only the results file remembers
     run_grid(grid, tmp_path, assets, progress=False, previous=previous)
     assert calls == [str(tmp_path / "easy-vqa" / "kd-seed0"), str(tmp_path / "easy-vqa" / "dide-seed0")]

@@ -179,6 +179,47 @@ def test_dide_pt_distils_the_matching_teacher_then_fine_tunes_from_the_task_teac
     assert final["train_config"]["init_from"] == str(tmp_path / "s" / "pretrain" / "model")
 
 
+def test_dide_pt_takes_a_matching_teacher_of_the_default_vocabulary_under_a_reworded_task_teacher(tmp_path, tokenizer):
+    """The shipped case: the matching teacher reads the default vocabulary, the task teacher (trained on reworded
+    text) the same ids plus appended words. Both stages read the task teacher's tokenizer, so stage 2 starts from
+    an embedding of the right size and the reworded words keep their ids."""
+    from workbench.data.vocab import build_tokenizer
+    from workbench.methods import distill
+    from workbench.models.io import load_checkpoint
+    from workbench.train import TrainConfig
+
+    reworded = build_tokenizer(paraphrase=True)
+    assert len(reworded) > len(tokenizer)
+    teacher = _tiny_teacher(tmp_path, reworded)
+    matcher = _tiny_matcher(tmp_path, tokenizer)
+    cfg = TrainConfig(
+        dataset="shapes-vqa", out=str(tmp_path / "s"), teacher=str(teacher), recipe="dide-pt", paraphrase=True,
+        train_size=32, val_size=16, test_size=16, batch_size=16, max_steps=2,
+    )  # fmt: skip
+    distill(cfg, get_method("dide-pt").config(pretrain_steps=2, pretrain_teacher=str(matcher)), progress=False)
+    for stage in (tmp_path / "s" / "pretrain" / "model", tmp_path / "s" / "model"):
+        ck = load_checkpoint(stage)
+        assert ck.tokenizer.get_vocab() == reworded.get_vocab(), stage
+        assert ck.model.text_tower.embeddings.word_embeddings.num_embeddings == len(reworded), stage
+
+
+def test_dide_pt_refuses_a_matching_teacher_whose_token_ids_differ(tmp_path, tokenizer, capsys):
+    from transformers import BertTokenizer
+
+    from workbench.cli import main as cli
+
+    vocab = list(tokenizer.get_vocab())
+    vocab[-1], vocab[-2] = vocab[-2], vocab[-1]  # two words swap ids: the teacher would read another word
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    renumbered = BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=True)
+    teacher, matcher = _tiny_teacher(tmp_path, tokenizer), _tiny_matcher(tmp_path, renumbered)
+    args = ["distill", "--teacher", str(teacher), "--recipe", "dide-pt", "--pretrain-teacher", str(matcher)]
+    args += ["--out", str(tmp_path / "s"), "--train-size", "32", "--batch-size", "16", "--no-progress"]
+    assert cli(args) == 2
+    assert "must have the same id in the task teacher's" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "pretrain").exists()
+
+
 def test_the_task_attention_ablation_learns_gold_match_labels_and_the_task_teachers_attention(tmp_path, tokenizer):
     import json
 

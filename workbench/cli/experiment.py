@@ -57,6 +57,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, choices=_union(GRIDS, "presets"),
                    help=f"a named variant of the grid's budgets ({_per_grid(GRIDS, 'presets')})")  # fmt: skip
     p.add_argument("--collect", action="store_true", help="do not train; only gather finished runs")
+    p.add_argument("--rerun", action="store_true",
+                   help="train the selected runs again even where the results file records them (after a recipe "
+                   "change no teacher fingerprint shows); their new figures replace the recorded ones")  # fmt: skip
     p.add_argument("--results", default=None, help="results JSON (default: ASSETS/results/<the grid's file>)")
     add_publish_option(p, "the table")
     p.add_argument("--no-progress", action="store_true")
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> None:
     if not args.collect:
         picked = dict(tasks=args.tasks, settings=args.settings, seeds=args.seeds, rows=args.rows)
         _check_selection(grid, picked, paths)
-        run_grid(grid, root, assets, select=picked, progress=not args.no_progress, previous=previous, paths=paths)
+        run_grid(grid, root, assets, select=picked, progress=not args.no_progress, previous=previous, paths=paths,
+                 rerun=args.rerun)  # fmt: skip
     document = collect(grid, root, assets, previous=previous, paths=paths)
     write_results(document, out)
     publish(results_table(grid, document), out, args.readme, grid.name)

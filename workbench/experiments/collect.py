@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from workbench.experiments.grid import Grid, as_grid
-from workbench.experiments.measure import current, fingerprints, measured, recorded
+from workbench.experiments.measure import all_recorded, fingerprints, measured, shipped, why_earlier
 from workbench.experiments.stats import summary, versus
 
 LAYOUTS = {
@@ -29,23 +29,38 @@ def collect(
     """The grid's results document (the file `results_path` names), from its finished runs.
 
     A run whose folder is gone keeps the figures `previous` (the last results document) recorded for it, so
-    the table grows across sessions and machines; a run folder present now wins."""
+    the table grows across sessions and machines; a run folder present now wins, then the shipped model that
+    is the run (`measure.shipped`), then the record. Figures of an earlier teacher
+    or recipe of the run (`measure.why_earlier`) count for nothing and go to the `earlier` groups, which a
+    layout may keep apart for reference (the DiDE table does) until the run is trained again."""
     grid = as_grid(grid)
     root, assets = Path(root), Path(assets)
     runs = grid.runs(paths)
     before = layout(grid).rows_of(grid, previous) if previous else {}
     prints = fingerprints(grid, runs, root, assets)
     groups: dict = {}  # (task, view) -> {row: {"seeds", "runs", ...}}, in run order
+    earlier: dict = {}  # the same, of figures that are not of the run as defined now (each run says why)
     for run in runs:
         fingerprint = prints.get(run.task)
-        figures = current(measured(grid, run, root), fingerprint) or current(recorded(before, grid, run), fingerprint)
-        for view, record in figures.items():
-            row = groups.setdefault((run.task, view), {}).setdefault(run.row, {"seeds": [], "runs": []})
-            row["seeds"].append(run.seed)
-            row["runs"].append({"seed": run.seed, **record})
-    for rows in groups.values():
+        found = (measured(grid, run, root), shipped(grid, run, assets), *all_recorded(before, grid, run))
+        candidates = [(f, why_earlier(grid, run, f, fingerprint)) for f in found if f]
+        now = [f for f, why in candidates if not why]
+        if now:
+            _add(groups, run, now[0])
+        old = [(f, why) for f, why in candidates if why]
+        if old:  # kept beside a current one: the earlier rows stay whole
+            figures, why = old[0]
+            _add(earlier, run, {view: {**record, "why": why} for view, record in figures.items()})
+    for rows in (*groups.values(), *earlier.values()):
         summarise(grid, rows)
-    return layout(grid).document(grid, groups, root, assets, previous or {}, prints)
+    return layout(grid).document(grid, groups, root, assets, previous or {}, prints, earlier=earlier)
+
+
+def _add(groups: dict, run, figures: dict) -> None:
+    for view, record in figures.items():
+        row = groups.setdefault((run.task, view), {}).setdefault(run.row, {"seeds": [], "runs": []})
+        row["seeds"].append(run.seed)
+        row["runs"].append({"seed": run.seed, **record})
 
 
 def summarise(grid: Grid, rows: dict) -> None:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,9 @@ class Grid:
     presets: dict = field(default_factory=dict)
     preset: str | None = None
     rerank_k: int | None = None
+    # how a recorded run without a recipe digest counts: "current" (it cannot be told apart from one of today's
+    # recipe), or "earlier" (the grid's recipe is known to have changed since such records were written)
+    undigested_records: str = "current"
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -99,6 +104,13 @@ class Run:
 
     def dir(self, root: Path) -> Path:
         return Path(root) / self.folder
+
+    @property
+    def recipe_digest(self) -> str:
+        """A short digest of what decides the run's training besides its teachers (method, dataset, seed, budget,
+        method config): a recorded run whose digest differs was trained to an earlier recipe of its row."""
+        text = json.dumps([self.method, self.task, self.seed, self.budget, self.config], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def resolved_paths(self, root: Path, assets: Path) -> dict[str, str]:
         return {k: v.format(root=root, assets=assets) for k, v in self.paths.items()}

@@ -21,7 +21,10 @@ def teachers_eval_path(root: Path) -> Path:
     return Path(root) / "teachers" / "eval.json"
 
 
-def document(grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict) -> dict:
+def document(
+    grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict, earlier: dict | None = None
+) -> dict:
+    # `earlier` (runs of a since-rebuilt teacher or an earlier recipe) is not kept: this table has no such section
     found = groups.get((grid.tasks[0], "test"), {})
     rows = {name: found[name] for name in grid.rows if name in found}  # table order
     path = teachers_eval_path(root)

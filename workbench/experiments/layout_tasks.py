@@ -12,14 +12,29 @@ from workbench.experiments.stats import claim, format_test, verdict
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
-    return {(task, "test"): entry.get("rows", {}) for task, entry in (document or {}).items()}
+    """{(task, "test"): {row: {"runs": ...}}}: each row's current runs, then its earlier ones (which a run's own
+    current record, when there is one, comes before)."""
+    out = {}
+    for task, entry in (document or {}).items():
+        rows = {name: {"runs": list(row["runs"])} for name, row in entry.get("rows", {}).items()}
+        for name, row in entry.get("earlier", {}).items():
+            rows.setdefault(name, {"runs": []})["runs"].extend(row["runs"])
+        out[(task, "test")] = rows
+    return out
 
 
-def document(grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict) -> dict:
+def document(
+    grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict, earlier: dict | None = None
+) -> dict:
+    """{task: {"teacher", "rows", "checks"}} in run order, plus "earlier": the rows of runs that learned from a
+    since-rebuilt teacher or to an earlier recipe, kept for reference (no check reads them)."""
     results: dict = {}
-    for (task, _view), rows in groups.items():
-        entry = {"teacher": teacher(grid, task, root, assets, prints.get(task)), "rows": rows}
+    earlier = earlier or {}
+    for task in dict.fromkeys(t for t, _view in (*groups, *earlier)):
+        entry = {"teacher": teacher(grid, task, root, assets, prints.get(task)), "rows": groups.get((task, "test"), {})}
         entry["checks"] = checks(grid, task, entry)
+        if earlier.get((task, "test")):
+            entry["earlier"] = earlier[(task, "test")]
         results[task] = entry
     return results
 
@@ -73,10 +88,12 @@ def _note(name: str, check: dict) -> str:
 
 
 def table(grid: Grid, results: dict) -> str:
-    """Markdown: per task, the teacher then each row, overall and per question type; then the claims."""
+    """Markdown: per task, the teacher then each row, overall and per question type; then the rows of earlier
+    teachers or recipes, marked; then the claims."""
     blocks = []
     for task, entry in results.items():
-        qtypes = sorted({q for row in entry["rows"].values() for q in row["per_type"]})
+        earlier = entry.get("earlier", {})
+        qtypes = sorted({q for row in (*entry["rows"].values(), *earlier.values()) for q in row["per_type"]})
         lines = [
             f"| {task} | seeds | overall | " + " | ".join(qtypes) + " | minutes |",
             "|" + "---|" * (len(qtypes) + 4),
@@ -85,14 +102,23 @@ def table(grid: Grid, results: dict) -> str:
             t = entry["teacher"]
             cells = " | ".join(f"{100 * t['per_type'][q]:.1f}" if q in t["per_type"] else "" for q in qtypes)
             lines.append(f"| teacher (fusion) | | {100 * t['accuracy']:.1f} | {cells} | |")
-        for variant, row in entry["rows"].items():
-            cells = " | ".join(_fmt(row["per_type"][q]) if q in row["per_type"] else "" for q in qtypes)
-            minutes = statistics.fmean(r["minutes"] for r in row["runs"])
-            lines.append(
-                f"| student `{variant}` | {len(row['runs'])} | {_fmt(row['accuracy'])} | {cells} | {minutes:.1f} |"
-            )
+        lines += [_row_line(f"student `{variant}`", row, qtypes) for variant, row in entry["rows"].items()]
+        if earlier:
+            note = "*earlier teacher or recipe: for reference only, no claim rests on these*"
+            lines.append(f"| {note} |{' |' * (len(qtypes) + 3)}")
+            lines += [_row_line(f"`{variant}` ({_whys(row)})", row, qtypes) for variant, row in earlier.items()]
         if entry.get("checks"):
             notes = "; ".join(_note(k, v) for k, v in entry["checks"].items())
             lines.append(f"\nTargets ({task}): {notes}.")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "(no finished runs yet)"
+
+
+def _row_line(label: str, row: dict, qtypes: list[str]) -> str:
+    cells = " | ".join(_fmt(row["per_type"][q]) if q in row["per_type"] else "" for q in qtypes)
+    minutes = statistics.fmean(r["minutes"] for r in row["runs"])
+    return f"| {label} | {len(row['runs'])} | {_fmt(row['accuracy'])} | {cells} | {minutes:.1f} |"
+
+
+def _whys(row: dict) -> str:
+    return "; ".join(dict.fromkeys(r.get("why", "earlier") for r in row["runs"]))

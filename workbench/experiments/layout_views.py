@@ -19,7 +19,10 @@ def rows_of(grid: Grid, document: dict) -> dict:
     return {(task, view): rows for task, views in results.items() for view, rows in views.items()}
 
 
-def document(grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict) -> dict:
+def document(
+    grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict, earlier: dict | None = None
+) -> dict:
+    # `earlier` (runs of a since-rebuilt teacher or an earlier recipe) is not kept: this table has no such section
     results: dict = {}
     for (task, view), rows in groups.items():
         results.setdefault(task, {})[view] = rows

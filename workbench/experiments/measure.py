@@ -15,7 +15,12 @@ RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "median_rank")
 
 def eval_path(run: Run, root: Path, split: str) -> Path:
     """Where a run's evaluation on an extra split goes (the name `workbench eval --split` would use)."""
-    return run.dir(root) / "model" / f"eval-{run.task}-{split}.json"
+    return split_file(run.dir(root), run.task, split)
+
+
+def split_file(folder: Path, task: str, split: str) -> Path:
+    """A run folder's (or a shipped model folder's) evaluation on an extra split."""
+    return Path(folder) / "model" / f"eval-{task}-{split}.json"
 
 
 def finished(grid: Grid, run: Run, root: Path) -> bool:
@@ -30,14 +35,58 @@ def measured(grid: Grid, run: Run, root: Path) -> dict:
         return {}
     meta = _read(run.dir(root) / "model" / "workbench.json")
     if grid.layout == "retrieval":
-        return {view: retrieval_record(meta) for view in grid.views_of(run.setting)}
-    return answer_records(grid, run, root, meta)
+        figures = {view: retrieval_record(meta) for view in grid.views_of(run.setting)}
+    else:
+        figures = answer_records(grid, run, run.dir(root), meta)
+    # the recipe it was trained to, so a later change of the grid shows in the results file; a folder counts as of
+    # today's recipe (folders are scratch: after changing a recipe, `workbench experiment --rerun` its runs)
+    for record in figures.values():
+        record["recipe"] = run.recipe_digest
+    return figures
 
 
-def answer_records(grid: Grid, run: Run, root: Path, meta: dict) -> dict:
+def shipped(grid: Grid, run: Run, assets: Path) -> dict:
+    """The figures of the shipped model that is this run (`Grid.shipped`: seed 0 of its row, in assets/<name>),
+    if every field the grid sets for the run is what the shipped model was trained with; else {}. So a table
+    keeps the runs `workbench rebuild` re-made for the shipped models even when the grid's folders are gone."""
+    if run.seed != 0 or grid.layout == "retrieval" or grid.extra_splits(run.setting):
+        return {}
+    for name, (task, row) in grid.shipped.items():
+        meta_path = Path(assets) / name / "workbench.json"
+        if (task, row) != (run.task, run.row) or not meta_path.exists():
+            continue
+        meta = _read(meta_path)
+        if not same_recipe(run, meta.get("train_config") or {}):
+            continue
+        figures = answer_records(grid, run, Path(assets) / name, meta)
+        for record in figures.values():
+            record.update(recipe=run.recipe_digest, shipped=name)
+        return figures
+    return {}
+
+
+def same_recipe(run: Run, saved: dict) -> bool:
+    """Whether a saved TrainConfig (a checkpoint's `train_config`) has every field the grid sets for `run`:
+    seed, dataset, method, budget (its `size` entries among the saved size) and method config (among the saved
+    `recipe_args`). Paths and fields the grid leaves at their defaults are not compared."""
+
+    def same(a, b) -> bool:
+        return json.loads(json.dumps(a)) == json.loads(json.dumps(b))  # tuples and lists alike
+
+    budget = {k: v for k, v in run.budget.items() if k != "size"}
+    want = {"seed": run.seed, "dataset": run.task, "recipe": run.method, **budget}
+    size, args = saved.get("size") or {}, saved.get("recipe_args") or {}
+    return (
+        all(same(saved.get(k), v) for k, v in want.items())
+        and all(same(size.get(k), v) for k, v in run.budget.get("size", {}).items())
+        and all(same(args.get(k), v) for k, v in run.config.items())
+    )
+
+
+def answer_records(grid: Grid, run: Run, folder: Path, meta: dict) -> dict:
     """Accuracy overall and per question type on each view's split, minutes (a `dide-pt` run's matching stage
-    included), steps; the teacher's fingerprint when the run learned from one; MAD's confidence probe."""
-    folder = run.dir(root)
+    included), steps; the teacher's fingerprint when the run learned from one; MAD's confidence probe. `folder`
+    holds the run's `model`, its matching stage and probe (a run folder, or a shipped model's folder)."""
     seconds = meta.get("train_seconds", 0)
     stage1 = folder / "pretrain" / "model" / "workbench.json"
     if stage1.exists():
@@ -47,7 +96,7 @@ def answer_records(grid: Grid, run: Run, root: Path, meta: dict) -> dict:
     probe = _read(probe_file) if probe_file.exists() else None
     out = {}
     for view, split in grid.views_of(run.setting).items():
-        test = in_domain if split == "test" else _read(eval_path(run, root, split))
+        test = in_domain if split == "test" else _read(split_file(folder, run.task, split))
         record = {
             "accuracy": test["accuracy"],
             "per_type": {q: m["accuracy"] for q, m in test["per_type"].items()},
@@ -87,12 +136,20 @@ def retrieval_record(meta: dict) -> dict:
 
 def recorded(rows: dict, grid: Grid, run: Run) -> dict:
     """The run's figures as a results file recorded them; `rows` is {(task, view): {row: {"runs": ...}}}."""
-    out = {}
+    return next(iter(all_recorded(rows, grid, run)), {})
+
+
+def all_recorded(rows: dict, grid: Grid, run: Run) -> list[dict]:
+    """Every figures the file recorded for the run, in its order (the DiDE file keeps a run's current record and
+    its record of an earlier teacher or recipe)."""
+    out: list[dict] = []
     for view in grid.views_of(run.setting):
         row = (rows.get((run.task, view)) or {}).get(run.row) or {}
         found = [r for r in row.get("runs", []) if r["seed"] == run.seed]
-        if found:
-            out[view] = {k: v for k, v in found[0].items() if k != "seed"}
+        for i, record in enumerate(found):
+            if i == len(out):
+                out.append({})
+            out[i][view] = {k: v for k, v in record.items() if k != "seed"}
     return out
 
 
@@ -110,14 +167,26 @@ def fingerprints(grid: Grid, runs, root: Path, assets: Path) -> dict[str, str | 
     return out
 
 
-def current(figures: dict, fingerprint: str | None) -> dict:
-    """`figures` if the run learned from the teacher there now, else {}. Runs from before fingerprints were
-    recorded count (they cannot be told apart), as do runs that learned from no teacher."""
+def current(grid: Grid, run: Run, figures: dict, fingerprint: str | None) -> dict:
+    """`figures` if they are of the run as the grid defines it now (`why_earlier` finds nothing), else {}."""
+    return {} if why_earlier(grid, run, figures, fingerprint) else figures
+
+
+def why_earlier(grid: Grid, run: Run, figures: dict, fingerprint: str | None) -> str | None:
+    """Why recorded figures are not of the run as it is defined now, or None: the teacher it learned from was
+    rebuilt since (runs that learned from no teacher, or from before fingerprints were recorded, pass this
+    test), or its row's recipe changed (a recipe digest that differs; a record without one, when the grid
+    says such records predate a change: `Grid.undigested_records`)."""
     for record in figures.values():
         seen = record.get("teacher_fingerprint")
         if seen is not None and fingerprint is not None and seen != fingerprint:
-            return {}
-    return figures
+            return f"teacher {seen}, since rebuilt"
+        recipe = record.get("recipe")
+        if recipe is None and grid.undigested_records == "earlier":
+            return "an earlier recipe"
+        if recipe is not None and recipe != run.recipe_digest:
+            return f"an earlier recipe ({recipe})"
+    return None
 
 
 def _read(path: Path) -> dict:

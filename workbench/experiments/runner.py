@@ -27,13 +27,15 @@ def run_grid(
     progress: bool = True,
     previous: dict | None = None,
     paths: dict | None = None,
+    rerun: bool = False,
 ) -> list[str]:
     """Run the grid's unfinished runs in order; returns the folders (relative to `root`) this call finished.
 
     `select`: {"tasks", "settings", "seeds", "rows"} (each None or a list: all); `previous`: the last results
     document (a run it records counts as finished, its folder may be gone); `paths`: teachers given instead of
     the grid's (e.g. {"dual_teacher": DIR}). A run whose teacher was rebuilt since it ran is set aside
-    (`<folder>.teacher-<fingerprint>`) and runs again."""
+    (`<folder>.teacher-<fingerprint>`) and runs again. `rerun`: the selected runs train again even where `previous`
+    records them (the recipe changed in a way no fingerprint shows); a run finished in `root` still counts."""
     from workbench.experiments.collect import layout
 
     grid, root, assets = as_grid(grid), Path(root), Path(assets)
@@ -43,7 +45,8 @@ def run_grid(
     todo = []
     for run in runs:
         _set_aside_if_stale(grid, run, root, prints.get(run.task))
-        if not finished(grid, run, root) and not current(recorded(before, grid, run), prints.get(run.task)):
+        known = not rerun and current(grid, run, recorded(before, grid, run), prints.get(run.task))
+        if not finished(grid, run, root) and not known:
             todo.append(run)
     done = PREPARE[grid.prepare](grid, root, assets, todo, paths, progress) if grid.prepare else []
     wait = WAITING.get(grid.prepare)
@@ -68,7 +71,7 @@ def run_grid(
 def _set_aside_if_stale(grid: Grid, run: Run, root: Path, fingerprint: str | None) -> None:
     """A finished run distilled from a teacher since rebuilt is renamed aside, so it runs again."""
     figures = measured(grid, run, root)
-    if figures and not current(figures, fingerprint):
+    if figures and not current(grid, run, figures, fingerprint):
         out = run.dir(root)
         seen = next(iter(figures.values()))["teacher_fingerprint"]
         out.rename(out.with_name(f"{out.name}.teacher-{seen}"))

@@ -175,9 +175,20 @@ def load_matching_teacher(config: DiDEPretrainConfig, cfg: TrainConfig):
             f"the matching teacher {ck.path} does not fit the student ({what}, teacher vs student): its "
             "attention is distilled head by head and patch by patch"
         )
-    if cfg.teacher and load_checkpoint(cfg.teacher).tokenizer.get_vocab() != ck.tokenizer.get_vocab():
-        raise CheckpointError(f"the matching teacher {ck.path} and the task teacher {cfg.teacher} tokenize differently")
+    if cfg.teacher and not reads_alike(load_checkpoint(cfg.teacher).tokenizer.get_vocab(), ck.tokenizer.get_vocab()):
+        raise CheckpointError(
+            f"the matching teacher {ck.path} and the task teacher {cfg.teacher} tokenize differently: every token "
+            "of the matching teacher's vocabulary must have the same id in the task teacher's"
+        )
     return ck.model
+
+
+def reads_alike(task_vocab: dict, matching_vocab: dict) -> bool:
+    """Whether the task teacher's vocabulary gives every token of the matching teacher's the same id. The
+    reworded vocabulary appends words and never renumbers (`workbench.data.vocab`), so a matching teacher of the
+    default vocabulary reads the captions' ids exactly as the student, which keeps the task teacher's tokenizer
+    through both stages."""
+    return all(task_vocab.get(token) == i for token, i in matching_vocab.items())
 
 
 def pretrain_config(cfg: TrainConfig, config) -> TrainConfig:
@@ -191,6 +202,7 @@ def pretrain_config(cfg: TrainConfig, config) -> TrainConfig:
         out=str(Path(cfg.out) / "pretrain"),
         recipe="dide",
         teacher=getattr(config, "pretrain_teacher", None) or cfg.teacher,
+        tokenizer_from=cfg.teacher,  # stage 2 continues this model: it reads the task teacher's token ids
         epochs=1,
         max_steps=steps,
         train_size=steps * cfg.batch_size,

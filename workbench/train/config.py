@@ -73,6 +73,9 @@ class TrainConfig:
     image_init: str | None = None  # a ViT folder, or a ViLT folder (its vision part): the image tower alone
     text_init: str | None = None  # a BERT folder (the "bert" text tower) or a ViLT / ViT one (the "vilt" one)
     teacher: str | None = None  # distillation: the teacher's folder (its tokenizer is used too)
+    # a fresh model's tokenizer from this folder instead of the teacher's (set by a method, not an option: dide-pt's
+    # matching stage learns from a teacher of a smaller vocabulary but must read token ids as the task teacher does)
+    tokenizer_from: str | None = None
     size: dict = field(default_factory=dict)  # model size overrides (hidden_size, num_layers, ...)
     recipe_args: dict = field(default_factory=dict)
     # a curriculum: phases [[qtypes, steps], ...] that open the first epoch, each training only on questions of

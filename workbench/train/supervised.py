@@ -47,7 +47,8 @@ def build_model_and_tokenizer(cfg: TrainConfig, labels: tuple[str, ...]):
             model = for_task(model, n_images, len(labels))  # another task: keep the encoder, start a new head
         return model.train(), ck.tokenizer
     # a student must read token ids exactly as its teacher does
-    tokenizer = load_checkpoint(cfg.teacher).tokenizer if cfg.teacher else build_tokenizer(paraphrase=cfg.paraphrase)
+    source = cfg.tokenizer_from or cfg.teacher
+    tokenizer = load_checkpoint(source).tokenizer if source else build_tokenizer(paraphrase=cfg.paraphrase)
     folders = {
         k: v for k, v in (("student", cfg.student_init), ("image", cfg.image_init), ("text", cfg.text_init)) if v
     }
