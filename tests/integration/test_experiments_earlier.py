@@ -120,3 +120,16 @@ def test_a_shipped_model_of_a_since_rebuilt_teacher_goes_to_the_earlier_section(
     entry = collect(grid, tmp_path / "runs", assets)["shapes-vqa"]
     assert "dide" not in entry["rows"]
     assert entry["earlier"]["dide"]["runs"][0]["why"] == "teacher 0123456789abcdef, since rebuilt"
+
+
+def test_the_runner_skips_a_run_its_shipped_model_already_is_unless_told_to_rerun(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
+    grid, assets = _grid("earlier", seeds=(0,)), tmp_path / "assets"
+    run = _one(grid, "none")
+    _ship(assets, "shapes-vqa-student-none", _meta(0.75, {"seed": 0, "dataset": "shapes-vqa", "recipe": "none",
+                                                          **run.budget}))  # fmt: skip
+    run_grid(grid, tmp_path / "runs", assets, select={"rows": ["none"]}, progress=False)
+    assert calls == []
+    run_grid(grid, tmp_path / "runs", assets, select={"rows": ["none"]}, progress=False, rerun=True)
+    assert calls == [str(tmp_path / "runs" / "shapes-vqa" / "none-seed0")]

@@ -1,5 +1,6 @@
-"""Running a grid: every run not finished (nor recorded by the last results file) and not claimed by another
-worker, in order, each trained with `workbench.methods.distill` and then tested on its setting's extra splits.
+"""Running a grid: every run not finished (nor recorded by the last results file, nor shipped as its model) and
+not claimed by another worker, in order, each trained with `workbench.methods.distill` and then tested on its
+setting's extra splits.
 
 Several workers (terminals, sessions, machines sharing the folder) may run one grid: a run is claimed with a
 lock file (`locks`), a dead worker's run is taken over and resumes from its last checkpoint.
@@ -12,7 +13,7 @@ from pathlib import Path
 from workbench.experiments.grid import Grid, Run, as_grid
 from workbench.experiments.grid import select as select_runs
 from workbench.experiments.locks import claim, is_done, release
-from workbench.experiments.measure import current, eval_path, fingerprints, finished, measured, recorded
+from workbench.experiments.measure import current, eval_path, fingerprints, finished, measured, recorded, shipped
 from workbench.experiments.teachers import check_mad_teachers, prepare_mcad_teachers, waiting
 
 PREPARE = {"mad-teachers": check_mad_teachers, "mcad-teachers": prepare_mcad_teachers}
@@ -45,7 +46,11 @@ def run_grid(
     todo = []
     for run in runs:
         _set_aside_if_stale(grid, run, root, prints.get(run.task))
-        known = not rerun and current(grid, run, recorded(before, grid, run), prints.get(run.task))
+        # recorded by the last results file, or shipped as the model the run would make (`measure.shipped`)
+        known = not rerun and any(
+            current(grid, run, figures, prints.get(run.task))
+            for figures in (recorded(before, grid, run), shipped(grid, run, assets))
+        )
         if not finished(grid, run, root) and not known:
             todo.append(run)
     done = PREPARE[grid.prepare](grid, root, assets, todo, paths, progress) if grid.prepare else []
