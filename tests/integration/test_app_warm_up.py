@@ -1,5 +1,5 @@
-"""The app's start-up warm-up: one query per checkpoint, and for a model large enough to run Integrated
-Gradients in bf16 one IG map too (the Attention tab's first click would otherwise fault in its memory)."""
+"""The app's start-up warm-up: one query per checkpoint, and one IG map for a large model too (the Attention
+tab's first click would otherwise fault in its memory)."""
 
 from contextlib import nullcontext
 
@@ -18,7 +18,7 @@ def shipped():
 def test_large_models_compute_one_ig_map_each_and_a_shared_teacher_once(shipped, monkeypatch):
     teacher, student = shipped
     large = {id(teacher.model)}  # as if only the teacher were ViLT-sized
-    monkeypatch.setattr(loading, "resolve_precision", lambda p, model: "bf16" if id(model) in large else "fp32")
+    monkeypatch.setattr(loading, "is_large", lambda model: id(model) in large)
     asked, warmed = [], []
     monkeypatch.setattr(loading, "ask", lambda ck, *a, **k: asked.append(ck))
     real = loading._warm_up_ig

@@ -7,7 +7,7 @@ import torch
 
 from workbench.data.collate import Batch
 from workbench.explain.attribution import integrated_gradients
-from workbench.explain.curves import check_steps, step_counts
+from workbench.explain.curves import CurveRunner, check_steps, step_counts
 from workbench.explain.faithfulness import auc, perturbation_curve, perturbation_curves
 from workbench.models import create_model
 
@@ -69,8 +69,45 @@ def test_batched_curves_equal_one_image_at_a_time(tiny, kind, steps):
             np.testing.assert_allclose(got["scores"], alone["scores"], atol=1e-5, rtol=0)
             np.testing.assert_allclose(got["fractions"], alone["fractions"])
             assert got["auc"] == pytest.approx(alone["auc"], abs=1e-5)
-        rand = perturbation_curve(model, batch, maps["a"], mode, index=1, steps=steps, random_orders=2, seed=3)
-        np.testing.assert_allclose(together[("random", mode)]["scores"], rand["random_scores"], atol=1e-5, rtol=0)
+    # the chance curves: deletion over two random orders; insertion over the same orders reversed
+    rand = perturbation_curve(model, batch, maps["a"], "deletion", index=1, steps=steps, random_orders=2, seed=3)
+    np.testing.assert_allclose(together[("random", "deletion")]["scores"], rand["random_scores"], atol=1e-5, rtol=0)
+    rng = np.random.default_rng(3)
+    reversed_orders = [rng.permutation(16)[::-1] for _ in range(2)]
+    each = [perturbation_curve(model, batch, _map_of(o), "insertion", index=1, steps=steps)["scores"] for o in
+            reversed_orders]  # fmt: skip
+    np.testing.assert_allclose(together[("random", "insertion")]["scores"], np.mean(each, axis=0), atol=1e-5, rtol=0)
+
+
+def _map_of(order: np.ndarray) -> np.ndarray:
+    """A 4 x 4 map whose patches, most relevant first, are `order`."""
+    m = np.zeros(order.size)
+    m[order] = np.arange(order.size, 0, -1)
+    return m.reshape(4, 4)
+
+
+def test_an_image_two_curves_share_is_evaluated_once():
+    """Deleting the first k patches of an order and inserting the last P - k of it give the same image: with the
+    ten-step counts of 16 patches (symmetric), a deletion curve and the insertion curve of the reversed order
+    cost the two ends and 9 images, not 2 + 18, and give what each curve alone gives."""
+    seen = []
+
+    def forward(chunk):
+        seen.extend(chunk)
+        return torch.stack([c.sum().reshape(1) for c in chunk])
+
+    pixels, base = torch.rand(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    runner = CurveRunner(forward, pixels, base, (4, 4), 16, batch_size=4)
+    order = np.random.default_rng(0).permutation(16)
+    counts = step_counts(16)
+    assert list(16 - counts[::-1]) == list(counts)
+    requests = [(order, "deletion"), (order[::-1], "insertion")]
+    shared = runner.curves(requests, counts)
+    assert len(seen) == 2 + 9
+    alone = runner.curves(requests, counts, share_ends=False)
+    for a, b in zip(shared, alone):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(shared[0], shared[1].flip(0))  # the same images, read backwards
 
 
 def test_per_patch_curves_change_one_patch_a_point(tiny):

@@ -34,6 +34,31 @@ def test_auto_is_bf16_only_for_a_large_model_on_native_hardware(monkeypatch, nat
     assert resolve_precision("auto", large) == ("bf16" if native else "fp32")
 
 
+@pytest.mark.parametrize(
+    ("capabilities", "native"),
+    [
+        ({"avx512_f": True, "avx512_bw": True, "avx512_bf16": False, "amx_bf16": False}, False),  # emulated: slower
+        ({"avx512_f": True, "avx512_bf16": True}, True),
+        ({"amx_bf16": True}, True),
+        ({}, False),  # a torch that cannot tell
+    ],
+)
+def test_a_cpu_runs_bf16_natively_only_with_bf16_instructions(monkeypatch, capabilities, native):
+    """oneDNN reports bf16 support on every AVX-512 CPU, but without AVX-512 BF16 or AMX it converts to fp32 and
+    is about 3x slower than fp32: "auto" must not choose it there."""
+    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: capabilities)
+    monkeypatch.setattr(precision, "_onednn_bf16", lambda: True)
+    assert precision.bf16_native("cpu") is native
+    large = nn.Linear(AUTO_MIN_PARAMS // 1000, 1000)
+    assert resolve_precision("auto", large) == ("bf16" if native else "fp32")
+
+
+def test_this_machines_cpu_is_read_from_torch():
+    caps = torch.cpu.get_capabilities()
+    assert precision.bf16_native("cpu") == (bool(caps.get("avx512_bf16") or caps.get("amx_bf16")) and
+                                            precision._onednn_bf16())  # fmt: skip
+
+
 def test_bf16_runs_matrix_products_in_bfloat16_and_fp32_does_not():
     model = nn.Linear(4, 3)
     x = torch.randn(2, 4)

@@ -17,7 +17,7 @@ from PIL import Image
 from workbench.api import ask, assets_dir, load_model
 from workbench.errors import WorkbenchError
 from workbench.models.io import Checkpoint
-from workbench.models.precision import inference_precision, resolve_precision
+from workbench.models.precision import inference_precision, is_large
 
 Pair = tuple[Checkpoint, Checkpoint | None]  # (fusion teacher, its dual student or None)
 
@@ -141,8 +141,8 @@ def load_retrieval(
 
 
 def warm_up(pairs: dict[str, Pair]) -> None:
-    """One query per model, so the first user's request does not pay for lazy initialisation. A model large enough
-    to run Integrated Gradients in bf16 (`workbench.models.precision`) also computes one IG map: at ViLT-B/32 size
+    """One query per model, so the first user's request does not pay for lazy initialisation. A large model
+    (`workbench.models.precision.is_large`, whatever precision it runs in) also computes one IG map: at ViLT-B/32 size
     the process's first backward passes fault in about a GB of fresh memory (the teacher and student pair's first
     IG took 6.3-7.7 s, the next ones 3.9-4.6 s; docs/results.md), which the Attention tab's first click would
     otherwise pay. The toy models skip it (a few milliseconds either way)."""
@@ -155,7 +155,7 @@ def warm_up(pairs: dict[str, Pair]) -> None:
                 continue
             seen.add(id(ck))
             ask(ck, blank, "is there a red circle?", second_image=second)
-            if second is None and resolve_precision("auto", ck.model) == "bf16":
+            if second is None and is_large(ck.model):
                 _warm_up_ig(ck, blank)
 
 

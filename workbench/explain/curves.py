@@ -11,7 +11,7 @@ counts are dropped.
 Cost: a curve costs one forward pass per point; `CurveRunner` stacks the perturbed images of all requested
 curves into batches of at most `batch_size` (built lazily, so memory holds one batch of images, not every
 curve), and with `share_ends` evaluates the intact and the all-baseline image once for all of them (both
-curve kinds start or end at one of those two).
+curve kinds start or end at one of those two) and every other image that two curves share once.
 """
 
 from __future__ import annotations
@@ -97,11 +97,26 @@ class CurveRunner:
             ends.update(intact=both[0], blank=both[1])
         intact, blank = ends["intact"], ends["blank"]
         inner = counts[1:-1]  # the points between the two ends
-        flat = self.probs(img for order, mode in requests for img in self.images(order, mode, inner))
+        slots: dict[frozenset, int] = {}  # the patches an image has replaced -> its place in the evaluated stream
+        plan: list[list[int]] = []  # per request, the stream place of each inner point
+
+        def fresh() -> Iterator[torch.Tensor]:
+            """Each distinct perturbed image once: a deletion of the first k patches of an order and an insertion
+            of the rest of it are the same image (a chance curve and its reversed order, in `perturbation_curves`)."""
+            for order, mode in requests:
+                plan.append([])
+                for count, image in zip(inner, self.images(order, mode, inner)):
+                    replaced = frozenset((order[:count] if mode == "deletion" else order[count:]).tolist())
+                    if replaced not in slots:
+                        slots[replaced] = len(slots)
+                        yield image
+                    plan[-1].append(slots[replaced])
+
+        probs = list(self.probs(fresh()))
         out = []
-        for _, mode in requests:
+        for (_, mode), places in zip(requests, plan):
             first, last = (intact, blank) if mode == "deletion" else (blank, intact)
-            out.append(torch.stack([first, *(next(flat) for _ in inner), last]))
+            out.append(torch.stack([first, *(probs[i] for i in places), last]))
         return out
 
     def _all_base(self, order: np.ndarray) -> torch.Tensor:

@@ -148,9 +148,9 @@ def perturbation_curves(
     ends: dict | None = None,
 ) -> dict:
     """Every curve of several maps of example `index` at once: {(name, mode): `perturbation_curve` result},
-    plus {("random", mode): the mean of `random_orders` random orders} when asked. One stream of perturbed
-    images in batches of `batch_size`, the intact and the all-baseline image evaluated once (the same
-    probabilities as one `perturbation_curve` per map, up to float rounding of the batching). `ends`: a dict
+    plus {("random", mode): the mean of `random_orders` random orders} when asked (insertion: the same orders
+    reversed). One stream of perturbed images in batches of `batch_size`, each distinct image evaluated once
+    (the same probabilities as one `perturbation_curve` per map, up to float rounding of the batching). `ends`: a dict
     kept between calls on the same example, model and baseline, so the two end images run once for all."""
     for mode in modes:
         _check_mode(mode)
@@ -164,7 +164,9 @@ def perturbation_curves(
     randoms = [ex.real[rng.permutation(p)] for _ in range(random_orders)]
     keys = [(name, mode) for name in patch_maps for mode in modes]
     requests = [(ex.order(np.asarray(patch_maps[name])), mode) for name, mode in keys]
-    requests += [(order, mode) for mode in modes for order in randoms]
+    # the insertion chance curve inserts each random order reversed (an order reversed is as random): its images
+    # are the deletion chance curve's, read backwards, so the chance baseline costs one curve per order, not two
+    requests += [(order if mode == "deletion" else order[::-1], mode) for mode in modes for order in randoms]
     scores = [c[:, target].cpu().numpy() for c in ex.runner.curves(requests, counts, share_ends=True, ends=ends)]
     out = {}
     for key, s in zip(keys, scores):
