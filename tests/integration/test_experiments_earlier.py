@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from workbench.experiments import collect, get_grid, results_table, run_grid, select
-from workbench.experiments.measure import same_recipe
+from workbench.experiments.recipe import same_recipe
 
 DIDE = get_grid("dide")
 
@@ -86,6 +86,12 @@ def test_a_recorded_run_of_another_budget_is_of_an_earlier_recipe_and_runs_again
     assert calls == [str(tmp_path / "runs" / "shapes-vqa" / "none-seed0")]
 
 
+def _saved(grid, run) -> dict:
+    """The `train_config` a model trained as `run` saves."""
+    saved = dataclasses.asdict(run.train_config(Path("."), Path("."), grid.student))
+    return {**saved, "recipe_args": dataclasses.asdict(run.method_config(Path("."), Path(".")))}
+
+
 def _ship(assets: Path, name: str, meta: dict) -> None:
     (assets / name).mkdir(parents=True)
     (assets / name / "workbench.json").write_text(json.dumps(meta))
@@ -94,15 +100,14 @@ def _ship(assets: Path, name: str, meta: dict) -> None:
 def test_a_shipped_model_trained_as_the_grid_says_fills_its_run_and_one_trained_otherwise_does_not(tmp_path):
     grid, assets = _grid("earlier", seeds=(0,)), tmp_path / "assets"
     run = _one(grid, "none")
-    saved = {"seed": 0, "dataset": "shapes-vqa", "recipe": "none", "out": "elsewhere", "teacher": "/some/teacher",
-             **run.budget, "size": {"hidden_size": 128}, "recipe_args": {"hard": 1.0}}  # fmt: skip
-    assert same_recipe(run, json.loads(json.dumps(saved)))  # paths and the sizes the grid leaves alone differ
+    saved = {**_saved(grid, run), "out": "elsewhere", "teacher": "/some/teacher", "size": {"hidden_size": 128}}
+    assert same_recipe(run, json.loads(json.dumps(saved)), grid.student)  # paths, sizes the grid leaves alone
     _ship(assets, "shapes-vqa-student-none", _meta(0.75, saved))
     entry = collect(grid, tmp_path / "runs", assets)["shapes-vqa"]
     (record,) = entry["rows"]["none"]["runs"]
     assert record["accuracy"] == 0.75 and record["shipped"] == "shapes-vqa-student-none"
     for field, value in (("max_steps", 2000), ("paraphrase", False), ("seed", 1)):
-        assert not same_recipe(run, {**saved, field: value}), field
+        assert not same_recipe(run, {**saved, field: value}, grid.student), field
     (assets / "shapes-vqa-student-none" / "workbench.json").write_text(json.dumps(_meta(0.75, {**saved, "lr": 1.0})))
     assert "none" not in collect(grid, tmp_path / "runs", assets).get("shapes-vqa", {}).get("rows", {})
 
@@ -114,7 +119,7 @@ def test_a_shipped_model_of_a_since_rebuilt_teacher_goes_to_the_earlier_section(
     run = _one(grid, "dide")
     (assets / "shapes-vqa-teacher").mkdir(parents=True)
     (assets / "shapes-vqa-teacher" / "model.safetensors").write_bytes(b"today's weights")
-    saved = {"seed": 0, "dataset": "shapes-vqa", "recipe": "dide", **run.budget}
+    saved = _saved(grid, run)
     _ship(assets, "shapes-vqa-student", _meta(0.8, saved, teacher="0123456789abcdef"))
     assert weights_fingerprint(assets / "shapes-vqa-teacher") != "0123456789abcdef"
     entry = collect(grid, tmp_path / "runs", assets)["shapes-vqa"]
@@ -127,9 +132,74 @@ def test_the_runner_skips_a_run_its_shipped_model_already_is_unless_told_to_reru
     monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
     grid, assets = _grid("earlier", seeds=(0,)), tmp_path / "assets"
     run = _one(grid, "none")
-    _ship(assets, "shapes-vqa-student-none", _meta(0.75, {"seed": 0, "dataset": "shapes-vqa", "recipe": "none",
-                                                          **run.budget}))  # fmt: skip
+    _ship(assets, "shapes-vqa-student-none", _meta(0.75, _saved(grid, run)))
     run_grid(grid, tmp_path / "runs", assets, select={"rows": ["none"]}, progress=False)
     assert calls == []
     run_grid(grid, tmp_path / "runs", assets, select={"rows": ["none"]}, progress=False, rerun=True)
     assert calls == [str(tmp_path / "runs" / "shapes-vqa" / "none-seed0")]
+
+
+def test_a_folder_trained_to_another_recipe_is_earlier_and_is_set_aside_and_trained_again(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
+    grid = _grid("current", seeds=(0,))
+    run = _one(grid, "none")
+    saved = _saved(grid, run)
+    out = run.dir(tmp_path / "runs") / "model"
+    out.mkdir(parents=True)
+    (out / "workbench.json").write_text(json.dumps(_meta(0.7, {**saved, "max_steps": 10})))  # a 10-step run
+    entry = collect(grid, tmp_path / "runs", tmp_path / "assets")["shapes-vqa"]
+    assert "none" not in entry["rows"] and entry["earlier"]["none"]["runs"][0]["why"].startswith("an earlier recipe")
+    run_grid(grid, tmp_path / "runs", tmp_path / "assets", select={"rows": ["none"]}, progress=False)
+    assert calls == [str(tmp_path / "runs" / "shapes-vqa" / "none-seed0")]
+    assert (tmp_path / "runs" / "shapes-vqa" / "none-seed0.recipe-1" / "model" / "workbench.json").exists()
+    (out / "workbench.json").parent.mkdir(parents=True)
+    (out / "workbench.json").write_text(json.dumps(_meta(0.8, saved)))  # trained as the grid says: it counts
+    assert (
+        collect(grid, tmp_path / "runs", tmp_path / "assets")["shapes-vqa"]["rows"]["none"]["runs"][0]["accuracy"]
+        == 0.8
+    )
+
+
+def test_a_record_counts_wherever_the_file_kept_it_and_loses_its_reason(tmp_path, monkeypatch):
+    """A run whose first record is earlier and whose second is current (e.g. its teacher was restored) counts,
+    is not trained again, and its current record carries no `why`."""
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
+    grid = _grid("current", seeds=(0,))
+    run = _one(grid, "none")
+    previous = _previous({"none": [_record(0.6, 0, recipe="0ld")]})
+    previous["shapes-vqa"]["earlier"] = {"none": {"runs": [_record(0.7, 0, recipe=run.recipe_digest, why="x")]}}
+    entry = collect(grid, tmp_path / "runs", tmp_path / "assets", previous=previous)["shapes-vqa"]
+    (record,) = entry["rows"]["none"]["runs"]
+    assert record["accuracy"] == 0.7 and "why" not in record
+    assert entry["earlier"]["none"]["runs"][0]["accuracy"] == 0.6
+    run_grid(grid, tmp_path / "runs", tmp_path / "assets", select={"rows": ["none"]}, progress=False,
+             previous=previous)  # fmt: skip
+    assert calls == []
+
+
+def test_a_shipped_model_with_other_method_settings_or_training_fields_is_not_the_run(tmp_path):
+    grid = _grid("earlier", seeds=(0,))
+    run = _one(grid, "dide")
+    saved = dataclasses.asdict(run.train_config(Path("."), Path("."), grid.student))
+    saved["recipe_args"] = dataclasses.asdict(run.method_config(Path("."), Path(".")))
+    assert same_recipe(run, json.loads(json.dumps(saved)), grid.student)
+    assert not same_recipe(run, {**saved, "recipe_args": {**saved["recipe_args"], "temperature": 2.0}}, grid.student)
+    assert not same_recipe(run, {**saved, "word_dropout": 0.1}, grid.student)
+    older = {k: v for k, v in saved.items() if k != "word_dropout"}  # a config from before the field: its default
+    assert same_recipe(run, older, grid.student)
+
+
+def test_mad_and_mcad_files_keep_runs_of_an_earlier_recipe_through_re_collection(tmp_path):
+    for name in ("mad", "mcad"):
+        grid = get_grid(name)
+        shipped = json.loads((Path(__file__).resolve().parents[2] / "assets" / "results" / f"{name}.json").read_text())
+        stale = json.loads(json.dumps(shipped))
+        runs = stale["results"]["shapes-ve"]["low1"]["mad"]["runs"] if name == "mad" else stale["rows"]["clip"]["runs"]
+        runs[0]["recipe"] = "0ld"
+        first = collect(grid, tmp_path / name, tmp_path / "assets", previous=stale)
+        kept = first["earlier"]["shapes-ve"]["low1"]["mad"] if name == "mad" else first["earlier"]["clip"]
+        assert [r["seed"] for r in kept["runs"]] == [runs[0]["seed"]] and kept["runs"][0]["why"]
+        again = collect(grid, tmp_path / name, tmp_path / "assets", previous=json.loads(json.dumps(first)))
+        assert again == json.loads(json.dumps(first))

@@ -110,6 +110,25 @@ def test_an_image_two_curves_share_is_evaluated_once():
     torch.testing.assert_close(shared[0], shared[1].flip(0))  # the same images, read backwards
 
 
+def test_shared_images_are_the_same_images_when_the_order_leaves_out_padding_patches():
+    """On a padded image the curves' order holds the real patches only: an insertion then starts from the image
+    with those patches replaced (the padding kept, as deletion keeps it), so an image two curves share is one
+    image, and sharing gives what each curve alone gives."""
+
+    def forward(chunk):
+        return torch.stack([c.sum().reshape(1) for c in chunk])  # every pixel counts, the padding's too
+
+    pixels, base = torch.rand(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    runner = CurveRunner(forward, pixels, base, (4, 4), 16, batch_size=4)
+    order = np.random.default_rng(1).permutation(12)  # patches 12-15 are padding
+    counts = step_counts(12)
+    requests = [(order, "deletion"), (order[::-1], "insertion")]
+    shared = runner.curves(requests, counts)
+    alone = runner.curves(requests, counts, share_ends=False)
+    for a, b in zip(shared, alone):
+        torch.testing.assert_close(a, b)
+
+
 def test_per_patch_curves_change_one_patch_a_point(tiny):
     models, batch, maps = tiny
     curve = perturbation_curve(models["dual"], batch, maps["b"], "insertion", steps="patch", random_orders=1)

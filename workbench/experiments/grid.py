@@ -107,8 +107,9 @@ class Run:
 
     @property
     def recipe_digest(self) -> str:
-        """A short digest of what decides the run's training besides its teachers (method, dataset, seed, budget,
-        method config): a recorded run whose digest differs was trained to an earlier recipe of its row."""
+        """A short digest of the grid's data for the run (method, dataset, seed, budget, the row's method config;
+        not the code's defaults): a recorded run whose digest differs was trained to an earlier recipe of its row.
+        Defaults are checked where a model's saved config is at hand (`recipe.same_recipe`)."""
         text = json.dumps([self.method, self.task, self.seed, self.budget, self.config], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

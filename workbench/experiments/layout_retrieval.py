@@ -13,7 +13,12 @@ from workbench.experiments.stats import claim, format_test, verdict
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
-    return {(grid.tasks[0], "test"): (document or {}).get("rows") or {}}
+    """{(task, "test"): {row: {"runs"}}}: the rows' runs, then the earlier ones (a run's current record first)."""
+    rows: dict = {}
+    for part in ("rows", "earlier"):
+        for name, row in ((document or {}).get(part) or {}).items():
+            rows.setdefault(name, {"runs": []})["runs"].extend(row["runs"])
+    return {(grid.tasks[0], "test"): rows}
 
 
 def teachers_eval_path(root: Path) -> Path:
@@ -24,13 +29,17 @@ def teachers_eval_path(root: Path) -> Path:
 def document(
     grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict, earlier: dict | None = None
 ) -> dict:
-    # `earlier` (runs of a since-rebuilt teacher or an earlier recipe) is not kept: this table has no such section
+    """The results file; runs of an earlier teacher or recipe (`earlier`) are kept under "earlier", out of the
+    table and the checks, so re-collecting never loses them."""
     found = groups.get((grid.tasks[0], "test"), {})
     rows = {name: found[name] for name in grid.rows if name in found}  # table order
     path = teachers_eval_path(root)
     teachers = json.loads(path.read_text()) if path.exists() else previous.get("teachers", {})
     results = {"teachers": teachers, "rows": rows}
     results["checks"] = checks(grid, results)
+    old = (earlier or {}).get((grid.tasks[0], "test"))
+    if old:
+        results["earlier"] = {name: old[name] for name in grid.rows if name in old}
     return results
 
 

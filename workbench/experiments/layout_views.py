@@ -15,19 +15,33 @@ LEGACY_RULE = "by more than the seed spread"  # results files from before the We
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
-    results = (document or {}).get("results") or {}
-    return {(task, view): rows for task, views in results.items() for view, rows in views.items()}
+    """{(task, view): {row: {"runs"}}}: the results' runs, then the earlier ones (a run's current record first)."""
+    out: dict = {}
+    for part in ("results", "earlier"):
+        for task, views in ((document or {}).get(part) or {}).items():
+            for view, rows in views.items():
+                for name, row in rows.items():
+                    out.setdefault((task, view), {}).setdefault(name, {"runs": []})["runs"].extend(row["runs"])
+    return out
 
 
 def document(
     grid: Grid, groups: dict, root: Path, assets: Path, previous: dict, prints: dict, earlier: dict | None = None
 ) -> dict:
-    # `earlier` (runs of a since-rebuilt teacher or an earlier recipe) is not kept: this table has no such section
+    """The results file; runs of an earlier teacher or recipe (`earlier`) are kept under "earlier", out of the
+    table and the checks, so re-collecting never loses them."""
+    results = _by_task(grid, groups)
+    out = {"protocol": protocol(grid), "results": results, "checks": checks(grid, results)}
+    if earlier:
+        out["earlier"] = _by_task(grid, earlier)
+    return out
+
+
+def _by_task(grid: Grid, groups: dict) -> dict:
     results: dict = {}
     for (task, view), rows in groups.items():
         results.setdefault(task, {})[view] = rows
-    results = {task: {v: views[v] for v in grid.views if v in views} for task, views in results.items()}
-    return {"protocol": protocol(grid), "results": results, "checks": checks(grid, results)}
+    return {task: {v: views[v] for v in grid.views if v in views} for task, views in results.items()}
 
 
 def protocol(grid: Grid) -> dict:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid, Run
 from workbench.experiments.locks import is_done
+from workbench.experiments.recipe import same_recipe
 
 RETRIEVAL_DIRECTIONS = ("i2t", "t2i")
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "median_rank")
+OTHER_RECIPE = "another"  # the digest of a run folder whose saved config is not the run's as defined now
 
 
 def eval_path(run: Run, root: Path, split: str) -> Path:
@@ -38,16 +40,18 @@ def measured(grid: Grid, run: Run, root: Path) -> dict:
         figures = {view: retrieval_record(meta) for view in grid.views_of(run.setting)}
     else:
         figures = answer_records(grid, run, run.dir(root), meta)
-    # the recipe it was trained to, so a later change of the grid shows in the results file; a folder counts as of
-    # today's recipe (folders are scratch: after changing a recipe, `workbench experiment --rerun` its runs)
+    # the recipe it was trained to, so a later change of the grid shows in the results file: today's digest if the
+    # folder's saved config is the run as the grid defines it now (a folder without one cannot be told apart)
+    saved = meta.get("train_config")
+    digest = run.recipe_digest if not saved or same_recipe(run, saved, grid.student) else OTHER_RECIPE
     for record in figures.values():
-        record["recipe"] = run.recipe_digest
+        record["recipe"] = digest
     return figures
 
 
 def shipped(grid: Grid, run: Run, assets: Path) -> dict:
     """The figures of the shipped model that is this run (`Grid.shipped`: seed 0 of its row, in assets/<name>),
-    if every field the grid sets for the run is what the shipped model was trained with; else {}. So a table
+    if it was trained as the run is defined now (`recipe.same_recipe`); else {}. So a table
     keeps the runs `workbench rebuild` re-made for the shipped models even when the grid's folders are gone."""
     if run.seed != 0 or grid.layout == "retrieval" or grid.extra_splits(run.setting):
         return {}
@@ -56,31 +60,13 @@ def shipped(grid: Grid, run: Run, assets: Path) -> dict:
         if (task, row) != (run.task, run.row) or not meta_path.exists():
             continue
         meta = _read(meta_path)
-        if not same_recipe(run, meta.get("train_config") or {}):
+        if not same_recipe(run, meta.get("train_config") or {}, grid.student):
             continue
         figures = answer_records(grid, run, Path(assets) / name, meta)
         for record in figures.values():
             record.update(recipe=run.recipe_digest, shipped=name)
         return figures
     return {}
-
-
-def same_recipe(run: Run, saved: dict) -> bool:
-    """Whether a saved TrainConfig (a checkpoint's `train_config`) has every field the grid sets for `run`:
-    seed, dataset, method, budget (its `size` entries among the saved size) and method config (among the saved
-    `recipe_args`). Paths and fields the grid leaves at their defaults are not compared."""
-
-    def same(a, b) -> bool:
-        return json.loads(json.dumps(a)) == json.loads(json.dumps(b))  # tuples and lists alike
-
-    budget = {k: v for k, v in run.budget.items() if k != "size"}
-    want = {"seed": run.seed, "dataset": run.task, "recipe": run.method, **budget}
-    size, args = saved.get("size") or {}, saved.get("recipe_args") or {}
-    return (
-        all(same(saved.get(k), v) for k, v in want.items())
-        and all(same(size.get(k), v) for k, v in run.budget.get("size", {}).items())
-        and all(same(args.get(k), v) for k, v in run.config.items())
-    )
 
 
 def answer_records(grid: Grid, run: Run, folder: Path, meta: dict) -> dict:
@@ -141,7 +127,7 @@ def recorded(rows: dict, grid: Grid, run: Run) -> dict:
 
 def all_recorded(rows: dict, grid: Grid, run: Run) -> list[dict]:
     """Every figures the file recorded for the run, in its order (the DiDE file keeps a run's current record and
-    its record of an earlier teacher or recipe)."""
+    its record of an earlier teacher or recipe), without the reason an earlier one was set apart."""
     out: list[dict] = []
     for view in grid.views_of(run.setting):
         row = (rows.get((run.task, view)) or {}).get(run.row) or {}
@@ -149,7 +135,7 @@ def all_recorded(rows: dict, grid: Grid, run: Run) -> list[dict]:
         for i, record in enumerate(found):
             if i == len(out):
                 out.append({})
-            out[i][view] = {k: v for k, v in record.items() if k != "seed"}
+            out[i][view] = {k: v for k, v in record.items() if k not in ("seed", "why")}
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from workbench.experiments.grid import Grid, Run, as_grid
 from workbench.experiments.grid import select as select_runs
 from workbench.experiments.locks import claim, is_done, release
-from workbench.experiments.measure import current, eval_path, fingerprints, finished, measured, recorded, shipped
+from workbench.experiments.measure import all_recorded, current, eval_path, fingerprints, finished, measured, shipped
 from workbench.experiments.teachers import check_mad_teachers, prepare_mcad_teachers, waiting
 
 PREPARE = {"mad-teachers": check_mad_teachers, "mcad-teachers": prepare_mcad_teachers}
@@ -49,7 +49,7 @@ def run_grid(
         # recorded by the last results file, or shipped as the model the run would make (`measure.shipped`)
         known = not rerun and any(
             current(grid, run, figures, prints.get(run.task))
-            for figures in (recorded(before, grid, run), shipped(grid, run, assets))
+            for figures in (*all_recorded(before, grid, run), shipped(grid, run, assets))
         )
         if not finished(grid, run, root) and not known:
             todo.append(run)
@@ -74,12 +74,20 @@ def run_grid(
 
 
 def _set_aside_if_stale(grid: Grid, run: Run, root: Path, fingerprint: str | None) -> None:
-    """A finished run distilled from a teacher since rebuilt is renamed aside, so it runs again."""
+    """A finished run distilled from a teacher since rebuilt, or trained to another recipe than the run's now, is
+    renamed aside (`<folder>.teacher-<fingerprint>`, `<folder>.recipe-<n>`), so it runs again."""
     figures = measured(grid, run, root)
-    if figures and not current(grid, run, figures, fingerprint):
-        out = run.dir(root)
-        seen = next(iter(figures.values()))["teacher_fingerprint"]
+    if not figures or current(grid, run, figures, fingerprint):
+        return
+    out = run.dir(root)
+    seen = next(iter(figures.values())).get("teacher_fingerprint")
+    if seen is not None and fingerprint is not None and seen != fingerprint:
         out.rename(out.with_name(f"{out.name}.teacher-{seen}"))
+        return
+    n = 1
+    while out.with_name(f"{out.name}.recipe-{n}").exists():
+        n += 1
+    out.rename(out.with_name(f"{out.name}.recipe-{n}"))
 
 
 def train_run(grid: Grid, run: Run, root: Path, assets: Path, progress: bool = True) -> None:

@@ -62,7 +62,9 @@ class CurveRunner:
 
     def images(self, order: np.ndarray, mode: str, counts: np.ndarray) -> Iterator[torch.Tensor]:
         """The image at each count of a curve: the first `count` patches of `order` deleted (or inserted)."""
-        start, other = (self.pixels, self.base) if mode == "deletion" else (self.base, self.pixels)
+        # an insertion starts from the all-baseline image of the order's patches (padding kept, as a deletion
+        # keeps it), so the same replaced patches always make the same image (`curves` evaluates it once)
+        start, other = (self.pixels, self.base) if mode == "deletion" else (self._all_base(order), self.pixels)
         current, done = start.clone(), 0
         for count in counts:
             for p in order[done:count]:

@@ -193,7 +193,8 @@ def reads_alike(task_vocab: dict, matching_vocab: dict) -> bool:
 
 def pretrain_config(cfg: TrainConfig, config) -> TrainConfig:
     """The matching stage's run: `pretrain_steps` on `pretrain_dataset` in `<out>/pretrain` (`dide-pt`: from the
-    matching teacher, whose folder gives the run its tokenizer and pixels, the task teacher's as checked)."""
+    matching teacher, whose folder gives the run its pixels, the task teacher's as checked; the tokenizer is the
+    task teacher's, which stage 2 continues with)."""
     steps = config.pretrain_steps
     stage = matching_stage(config) if isinstance(config, DiDEPretrainConfig) else task_attention_stage(config)
     return replace(
