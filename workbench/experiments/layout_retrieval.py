@@ -8,17 +8,14 @@ import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
-from workbench.experiments.measure import RETRIEVAL_DIRECTIONS, flat_retrieval
+from workbench.experiments.measure import RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records
 from workbench.experiments.stats import claim, format_test, verdict
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
-    """{(task, "test"): {row: {"runs"}}}: the rows' runs, then the earlier ones (a run's current record first)."""
-    rows: dict = {}
-    for part in ("rows", "earlier"):
-        for name, row in ((document or {}).get(part) or {}).items():
-            rows.setdefault(name, {"runs": []})["runs"].extend(row["runs"])
-    return {(grid.tasks[0], "test"): rows}
+    """{(task, "test"): {row: {"runs"}}}: the rows' runs, then the earlier ones."""
+    key = (grid.tasks[0], "test")
+    return merge_records(*({key: (document or {}).get(part) or {}} for part in ("rows", "earlier")))
 
 
 def teachers_eval_path(root: Path) -> Path:

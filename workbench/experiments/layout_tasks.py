@@ -8,19 +8,16 @@ import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
+from workbench.experiments.measure import merge_records
 from workbench.experiments.stats import claim, format_test, verdict
+
+PARTS = ("rows", "earlier")  # a task entry's current runs, then those of an earlier teacher or recipe
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
-    """{(task, "test"): {row: {"runs": ...}}}: each row's current runs, then its earlier ones (which a run's own
-    current record, when there is one, comes before)."""
-    out = {}
-    for task, entry in (document or {}).items():
-        rows = {name: {"runs": list(row["runs"])} for name, row in entry.get("rows", {}).items()}
-        for name, row in entry.get("earlier", {}).items():
-            rows.setdefault(name, {"runs": []})["runs"].extend(row["runs"])
-        out[(task, "test")] = rows
-    return out
+    """{(task, "test"): {row: {"runs": ...}}}: each row's current runs, then its earlier ones."""
+    entries = (document or {}).items()
+    return merge_records(*({(task, "test"): entry.get(part, {}) for task, entry in entries} for part in PARTS))
 
 
 def document(

@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
+from workbench.experiments.measure import merge_records
 from workbench.experiments.stats import ALPHA, MIN_SEEDS, claim, format_test, p_text
 
 RULE = f"with Welch p < {ALPHA} over {MIN_SEEDS}+ seeds of each"
@@ -15,14 +16,13 @@ LEGACY_RULE = "by more than the seed spread"  # results files from before the We
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
-    """{(task, view): {row: {"runs"}}}: the results' runs, then the earlier ones (a run's current record first)."""
-    out: dict = {}
-    for part in ("results", "earlier"):
-        for task, views in ((document or {}).get(part) or {}).items():
-            for view, rows in views.items():
-                for name, row in rows.items():
-                    out.setdefault((task, view), {}).setdefault(name, {"runs": []})["runs"].extend(row["runs"])
-    return out
+    """{(task, view): {row: {"runs"}}}: the results' runs, then the earlier ones."""
+
+    def flat(part: str) -> dict:
+        tasks = (document or {}).get(part) or {}
+        return {(task, view): rows for task, views in tasks.items() for view, rows in views.items()}
+
+    return merge_records(flat("results"), flat("earlier"))
 
 
 def document(

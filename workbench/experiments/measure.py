@@ -120,11 +120,6 @@ def retrieval_record(meta: dict) -> dict:
     }
 
 
-def recorded(rows: dict, grid: Grid, run: Run) -> dict:
-    """The run's figures as a results file recorded them; `rows` is {(task, view): {row: {"runs": ...}}}."""
-    return next(iter(all_recorded(rows, grid, run)), {})
-
-
 def all_recorded(rows: dict, grid: Grid, run: Run) -> list[dict]:
     """Every figures the file recorded for the run, in its order (the DiDE file keeps a run's current record and
     its record of an earlier teacher or recipe), without the reason an earlier one was set apart."""
@@ -136,6 +131,17 @@ def all_recorded(rows: dict, grid: Grid, run: Run) -> list[dict]:
             if i == len(out):
                 out.append({})
             out[i][view] = {k: v for k, v in record.items() if k not in ("seed", "why")}
+    return out
+
+
+def merge_records(*groups: dict) -> dict:
+    """Several {(task, view): {row: {"runs"}}} groups as one, each row's runs in the groups' order (a results
+    file's current runs before its earlier ones, so a run's current record comes first)."""
+    out: dict = {}
+    for group in groups:
+        for key, rows in group.items():
+            for name, row in rows.items():
+                out.setdefault(key, {}).setdefault(name, {"runs": []})["runs"].extend(row["runs"])
     return out
 
 
