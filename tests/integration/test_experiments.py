@@ -306,12 +306,14 @@ def test_students_of_a_since_rebuilt_teacher_are_set_aside_and_rerun(tmp_path, m
 # ---------------------------------------------------------------------------------------------- MCAD
 
 
-def test_mcad_grid_has_three_seeds_of_every_row_seed_zero_first_and_a_smoke_preset():
+def test_mcad_grid_has_five_seeds_of_every_row_the_claims_rows_first_and_a_smoke_preset():
     grid = get_grid("mcad")
     runs = grid.runs()
-    assert [r.row for r in runs[: len(grid.rows)]] == list(grid.rows)
+    # the baseline and mcad (the claim's two rows), seed by seed, before any ablation
+    assert [(r.row, r.seed) for r in runs[:10]] == [(row, s) for s in range(5) for row in ("clip", "mcad")]
     for row in grid.rows:
-        assert sorted(r.seed for r in runs if r.row == row) == [0, 1, 2]
+        assert sorted(r.seed for r in runs if r.row == row) == [0, 1, 2, 3, 4]
+    assert grid.undigested_records == "earlier"  # the leaky-gallery records count for nothing
     assert {r.method for r in runs} == set(grid.rows) and runs[0].folder == "students/clip-seed0"
     smoke = get_grid("mcad", "smoke")
     assert [r.seed for r in smoke.runs()] == [0] * len(grid.rows) and smoke.budget["max_steps"] == 200

@@ -181,8 +181,8 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
 
 def _mcad_cells(mcad: dict) -> list[str]:
     """MCAD's headline: `mcad` against `clip` once the fused-feature `mcad` has runs; until then its scalar
-    ablation `mcad-scalar` (the runs recorded before issue 28), named as such."""
-    rows = mcad["rows"]
+    ablation `mcad-scalar` (the runs recorded before issue 28, now the file's earlier section), named as such."""
+    rows = mcad["rows"] if "mcad" in mcad["rows"] else mcad["earlier"]
     name = "mcad" if "mcad" in rows else "mcad-scalar"
     vs = rows[name]["vs_baseline"]
     points = f"{100 * vs['difference']:+.1f}, Welch p {p_text(vs['p_value'])} over {len(rows[name]['seeds'])} seeds"

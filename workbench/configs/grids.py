@@ -228,7 +228,7 @@ MCAD_PRESETS = {
         budget=dict(epochs=1, train_size=64_000, max_steps=1000, batch_size=64, lr=5e-4, warmup_steps=100,
                     val_size=500, test_size=1000, save_every=500,
                     size={"hidden_size": 128, "num_layers": 4, "num_heads": 4}),
-        seeds=(0, 1, 2),
+        seeds=(0, 1, 2, 3, 4),  # the claims' five (issue 28)
         rerank_k=10,
     ),
     "smoke": dict(
@@ -273,9 +273,16 @@ MCAD = dict(
         # our dual encoder at a larger size, trained with the `clip` method
         dual=dict(model="dual", dataset=RETRIEVAL_DATA, out="teachers/dual", recipe="clip"),
     ),  # fmt: skip
+    # the runs recorded before recipe digests (2026-12-03) were measured on the leaky test gallery and trained on
+    # streams that held its layouts (docs/results.md, MCAD): kept in the file's earlier section, not counted
+    undigested_records="earlier",
+    undigested_why="the leaky gallery",
     rows={name: dict(method=name) for name in MCAD_ROWS},
-    # seed 0 of every row first (a one-seed table early), then the other seeds
-    blocks=(dict(tasks=(RETRIEVAL_DATA,), rows=MCAD_ROWS),),
+    # what the claim compares first (the baseline and MCAD as the paper describes it), then the ablations
+    blocks=(
+        dict(tasks=(RETRIEVAL_DATA,), rows=("clip", "mcad")),
+        dict(tasks=(RETRIEVAL_DATA,), rows=MCAD_ROWS[1:-1]),
+    ),
     presets=MCAD_PRESETS,
     preset="full",
     baseline="clip",

@@ -44,6 +44,7 @@ class Grid:
     # how a recorded run without a recipe digest counts: "current" (it cannot be told apart from one of today's
     # recipe), or "earlier" (the grid's recipe is known to have changed since such records were written)
     undigested_records: str = "current"
+    undigested_why: str = "an earlier recipe"  # what the table says of such records
 
     @property
     def tasks(self) -> tuple[str, ...]:

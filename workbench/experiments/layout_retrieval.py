@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
-from workbench.experiments.measure import RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records
+from workbench.experiments.measure import RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records, whys
 from workbench.experiments.stats import claim, format_test, verdict
 
 
@@ -116,6 +116,16 @@ def _claims_note(checks_: dict) -> str:
     return "Targets: " + "; ".join(notes) + "."
 
 
+def _student_line(label: str, row: dict) -> str:
+    runs = row["runs"]
+    q = [r["query_ms"] for r in runs if r["query_ms"] is not None]
+    return (
+        f"| {label} | {len(runs)} | {_cells(row.get)} | {runs[0]['params'] / 1e6:.2f} "
+        f"| {statistics.fmean(r['index_s'] for r in runs):.2f} | {f'{statistics.fmean(q):.2f}' if q else ''} "
+        f"| {statistics.fmean(r['minutes'] for r in runs):.1f} |"
+    )
+
+
 def table(grid: Grid, results: dict) -> str:
     """Markdown: the teachers, then each row (mean ± std over seeds), with size and speed; then the checks."""
     head = (
@@ -126,14 +136,13 @@ def table(grid: Grid, results: dict) -> str:
     lines = [head, "|" + "---|" * 15, *_teacher_lines(t)]
     n_images = t["dual"]["n_images"] if t.get("dual") else None
     for name, row in results["rows"].items():
-        runs = row["runs"]
-        n_images = n_images or runs[0]["n_images"]
-        q = [r["query_ms"] for r in runs if r["query_ms"] is not None]
-        lines.append(
-            f"| student `{name}` | {len(runs)} | {_cells(row.get)} | {runs[0]['params'] / 1e6:.2f} "
-            f"| {statistics.fmean(r['index_s'] for r in runs):.2f} | {f'{statistics.fmean(q):.2f}' if q else ''} "
-            f"| {statistics.fmean(r['minutes'] for r in runs):.1f} |"
-        )
+        n_images = n_images or row["runs"][0]["n_images"]
+        lines.append(_student_line(f"student `{name}`", row))
+    earlier = results.get("earlier") or {}
+    if earlier:
+        note = "*earlier recipe, gallery or teacher: for reference only, no claim rests on these*"
+        lines.append(f"| {note} |" + " |" * 14)
+        lines += [_student_line(f"`{name}` ({whys(row)})", row) for name, row in earlier.items()]
     if len(lines) == 2:
         return "(no finished runs yet)"
     notes = [

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
-from workbench.experiments.measure import merge_records
+from workbench.experiments.measure import merge_records, whys
 from workbench.experiments.stats import claim, format_test, verdict
 
 PARTS = ("rows", "earlier")  # a task entry's current runs, then those of an earlier teacher or recipe
@@ -103,7 +103,7 @@ def table(grid: Grid, results: dict) -> str:
         if earlier:
             note = "*earlier teacher or recipe: for reference only, no claim rests on these*"
             lines.append(f"| {note} |{' |' * (len(qtypes) + 3)}")
-            lines += [_row_line(f"`{variant}` ({_whys(row)})", row, qtypes) for variant, row in earlier.items()]
+            lines += [_row_line(f"`{variant}` ({whys(row)})", row, qtypes) for variant, row in earlier.items()]
         if entry.get("checks"):
             notes = "; ".join(_note(k, v) for k, v in entry["checks"].items())
             lines.append(f"\nTargets ({task}): {notes}.")
@@ -115,7 +115,3 @@ def _row_line(label: str, row: dict, qtypes: list[str]) -> str:
     cells = " | ".join(_fmt(row["per_type"][q]) if q in row["per_type"] else "" for q in qtypes)
     minutes = statistics.fmean(r["minutes"] for r in row["runs"])
     return f"| {label} | {len(row['runs'])} | {_fmt(row['accuracy'])} | {cells} | {minutes:.1f} |"
-
-
-def _whys(row: dict) -> str:
-    return "; ".join(dict.fromkeys(r.get("why", "earlier") for r in row["runs"]))

@@ -175,7 +175,7 @@ def why_earlier(grid: Grid, run: Run, figures: dict, fingerprint: str | None) ->
             return f"teacher {seen}, since rebuilt"
         recipe = record.get("recipe")
         if recipe is None and grid.undigested_records == "earlier":
-            return "an earlier recipe"
+            return grid.undigested_why
         if recipe is not None and recipe != run.recipe_digest:
             return f"an earlier recipe ({recipe})"
     return None
@@ -183,3 +183,8 @@ def why_earlier(grid: Grid, run: Run, figures: dict, fingerprint: str | None) ->
 
 def _read(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def whys(row: dict) -> str:
+    """Why a row's runs are earlier ones, each reason once (for a table's earlier section)."""
+    return "; ".join(dict.fromkeys(r.get("why", "earlier") for r in row["runs"]))
