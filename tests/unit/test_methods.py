@@ -61,8 +61,14 @@ def test_configs_saved_before_the_registry_load_flat():
     """Shipped checkpoints keep their options nested ({"weights": ..., "layers": ...}, {"mad": ...})."""
     old = {"weights": {"hard": 0.0, "soft": 1.0, "t2i": 0.5, "i2t": 1.0, "temperature": 1.0}, "layers": [-1]}
     assert get_method("dide").config_from_dict(old).t2i == 0.5
-    meta = json.loads((ROOT / "assets" / "shapes-retrieval-student" / "workbench.json").read_text())
-    config = get_method("mcad").config_from_dict(meta["train_config"]["recipe_args"])
+    # the recipe_args the retrieval student shipped until 2026-12-03 saved (an MCAD run before issue 28)
+    saved = {
+        "dual_teacher": "runs/mcad/teachers/dual/model",
+        "fusion_teacher": "runs/mcad/teachers/fusion-itm/model",
+        "weights": {"contrastive": 1.0, "kl": 1.0, "feature": 1.0, "alpha": 1.0, "beta": 0.5, "temperature": 1.0,
+                    "fusion_topk": 3, "feature_loss": "cosine"},
+    }  # fmt: skip
+    config = get_method("mcad").config_from_dict(saved)
     # saved before the fused features: the scalar method, whatever the recipe name
     assert config.fusion_teacher and config.alpha > 0 and config.gamma == 0.0
     assert config == get_method("mcad-scalar").config(

@@ -35,9 +35,8 @@ RETRIEVAL_FUSION = "shapes-itm-teacher"
 RETRIEVAL_TASKS = ("shapes-itm", "shapes-retrieval")
 RETRIEVAL_BUILD = (
     "`workbench experiment mcad` (the two teachers and the students; `--preset smoke` runs the pipeline in "
-    "minutes), then `cp -r runs/mcad/students/mcad-scalar-seed0/model assets/shapes-retrieval-student` (the "
-    "shipped student; `mcad-seed0` for the fused-feature MCAD) and "
-    "`cp -r runs/mcad/teachers/fusion-itm/model assets/shapes-itm-teacher`"
+    "minutes), then `cp -r runs/mcad/students/mcad-seed0/model assets/shapes-retrieval-student` (the "
+    "shipped student) and `cp -r runs/mcad/teachers/fusion-itm/model assets/shapes-itm-teacher`"
 )
 RETRIEVAL_GALLERY = 300  # shapes test scenes in the Retrieval tab's gallery (`python app.py --gallery-size`)
 
