@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from workbench.experiments import collect, get_grid, results_table, run_grid, select
+from workbench.experiments.measure import EARLIER_NOTE
 from workbench.experiments.recipe import same_recipe
 
 DIDE = get_grid("dide")
@@ -52,7 +53,7 @@ def test_records_from_before_recipe_digests_count_or_go_to_the_earlier_section_a
     assert moved["rows"] == {} and moved["checks"] == {}  # no claim rests on an earlier recipe
     assert moved["earlier"]["none"]["accuracy"]["values"] == [0.70, 0.72]
     assert {r["why"] for r in moved["earlier"]["none"]["runs"]} == {"an earlier recipe"}
-    assert "earlier teacher or recipe" in results_table(DIDE, {"shapes-vqa": moved})
+    assert EARLIER_NOTE in results_table(DIDE, {"shapes-vqa": moved})
     assert "| `none` (an earlier recipe) | 2 | 71.0 ± 1.4 |" in results_table(DIDE, {"shapes-vqa": moved})
 
 
@@ -191,22 +192,53 @@ def test_a_shipped_model_with_other_method_settings_or_training_fields_is_not_th
     assert same_recipe(run, older, grid.student)
 
 
+def _retrieval_record(r1, seed, **extra):
+    """One MCAD run as the results file records it (R@K per direction, size and speed)."""
+    per_direction = {f"{d} {k}": v for d in ("i2t", "t2i") for k, v in
+                     (("R@1", r1), ("R@5", 1.0), ("R@10", 1.0), ("median_rank", 1.0))}  # fmt: skip
+    return {"seed": seed, "r1": r1, **per_direction, "params": 1_751_553, "index_s": 0.5, "n_images": 1000,
+            "query_ms": 2.5, "minutes": 8.0, "steps": 1000, **extra}  # fmt: skip
+
+
 def test_mad_and_mcad_files_keep_runs_of_an_earlier_recipe_through_re_collection(tmp_path):
     for name in ("mad", "mcad"):
         grid = get_grid(name)
-        shipped = json.loads((Path(__file__).resolve().parents[2] / "assets" / "results" / f"{name}.json").read_text())
-        stale = json.loads(json.dumps(shipped))
         if name == "mad":
+            shipped = json.loads((Path(__file__).resolve().parents[2] / "assets" / "results" / "mad.json").read_text())
+            stale = json.loads(json.dumps(shipped))
             runs = stale["results"]["shapes-ve"]["low1"]["mad"]["runs"]
-        else:  # the shipped MCAD runs are all earlier (the leaky gallery): one of them made current, then stale
-            stale["rows"] = {"clip": stale["earlier"].pop("clip")}
-            runs = stale["rows"]["clip"]["runs"]
-            for r in runs:
-                r.pop("why", None)
-                r["recipe"] = next(x for x in grid.runs() if x.row == "clip" and x.seed == r["seed"]).recipe_digest
+        else:  # three current `clip` runs of today's recipe
+            digest = {r.seed: r.recipe_digest for r in grid.runs() if r.row == "clip"}
+            runs = [_retrieval_record(0.95 + s / 100, s, recipe=digest[s]) for s in range(3)]
+            stale = {"teachers": {}, "rows": {"clip": {"runs": runs}}}
         runs[0]["recipe"] = "0ld"
         first = collect(grid, tmp_path / name, tmp_path / "assets", previous=stale)
         kept = first["earlier"]["shapes-ve"]["low1"]["mad"] if name == "mad" else first["earlier"]["clip"]
         assert [r["seed"] for r in kept["runs"]] == [runs[0]["seed"]] and kept["runs"][0]["why"]
+        if name == "mcad":
+            assert [r["seed"] for r in first["rows"]["clip"]["runs"]] == [1, 2]
         again = collect(grid, tmp_path / name, tmp_path / "assets", previous=json.loads(json.dumps(first)))
         assert again == json.loads(json.dumps(first))
+
+
+def test_mcad_records_from_before_digests_are_earlier_for_the_leaky_gallery_and_shown_below_the_line(tmp_path):
+    """The MCAD grid's undigested records were measured on the leaky gallery: its reason reaches each record and
+    the retrieval table prints them below the marked line, after the current rows."""
+    grid = get_grid("mcad")
+    digest = {r.seed: r.recipe_digest for r in grid.runs() if r.row == "clip"}
+    previous = {
+        "teachers": {},
+        "rows": {
+            "clip": {
+                "runs": [_retrieval_record(0.96, 0, recipe=digest[0]), _retrieval_record(0.94, 1, recipe=digest[1])]
+            },
+            "mcad-scalar": {"runs": [_retrieval_record(0.90, 0), _retrieval_record(0.92, 1)]},  # no digest
+        },
+    }
+    got = collect(grid, tmp_path / "runs", tmp_path / "assets", previous=previous)
+    assert list(got["rows"]) == ["clip"] and list(got["earlier"]) == ["mcad-scalar"]
+    assert {r["why"] for r in got["earlier"]["mcad-scalar"]["runs"]} == {"the leaky gallery"}
+    lines = results_table(grid, got).splitlines()
+    marker = next(i for i, line in enumerate(lines) if EARLIER_NOTE in line)
+    clip = next(i for i, line in enumerate(lines) if line.startswith("| student `clip` | 2 | 95.0 ± 1.4 |"))
+    assert clip < marker and lines[marker + 1].startswith("| `mcad-scalar` (the leaky gallery) | 2 | 91.0 ± 1.4 |")

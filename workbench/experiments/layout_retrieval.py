@@ -1,5 +1,6 @@
-"""Retrieval results (the MCAD grid): {"teachers", "rows": {row: ...}, "checks"} and its table: the teachers,
-then each row (mean ± sample std over seeds) with size and speed, then the claims."""
+"""Retrieval results (the MCAD grid): {"teachers", "rows": {row: ...}, "checks", "earlier"} and its table: the
+teachers, then each row (mean ± sample std over seeds) with size and speed, the earlier rows below a marked line
+(runs of an earlier recipe, data or teacher), then the claims."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
-from workbench.experiments.measure import RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records, whys
+from workbench.experiments.measure import EARLIER_NOTE, RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records, whys
 from workbench.experiments.stats import claim, format_test, verdict
 
 
@@ -140,8 +141,7 @@ def table(grid: Grid, results: dict) -> str:
         lines.append(_student_line(f"student `{name}`", row))
     earlier = results.get("earlier") or {}
     if earlier:
-        note = "*earlier recipe, gallery or teacher: for reference only, no claim rests on these*"
-        lines.append(f"| {note} |" + " |" * 14)
+        lines.append(f"| {EARLIER_NOTE} |" + " |" * 14)
         lines += [_student_line(f"`{name}` ({whys(row)})", row) for name, row in earlier.items()]
     if len(lines) == 2:
         return "(no finished runs yet)"

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
-from workbench.experiments.measure import merge_records, whys
+from workbench.experiments.measure import EARLIER_NOTE, merge_records, whys
 from workbench.experiments.stats import claim, format_test, verdict
 
 PARTS = ("rows", "earlier")  # a task entry's current runs, then those of an earlier teacher or recipe
@@ -101,7 +101,7 @@ def table(grid: Grid, results: dict) -> str:
             lines.append(f"| teacher (fusion) | | {100 * t['accuracy']:.1f} | {cells} | |")
         lines += [_row_line(f"student `{variant}`", row, qtypes) for variant, row in entry["rows"].items()]
         if earlier:
-            note = "*earlier teacher or recipe: for reference only, no claim rests on these*"
+            note = EARLIER_NOTE
             lines.append(f"| {note} |{' |' * (len(qtypes) + 3)}")
             lines += [_row_line(f"`{variant}` ({whys(row)})", row, qtypes) for variant, row in earlier.items()]
         if entry.get("checks"):

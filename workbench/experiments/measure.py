@@ -185,6 +185,10 @@ def _read(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+# the line a results table puts above its earlier rows
+EARLIER_NOTE = "*earlier recipe, data or teacher: for reference only, no claim rests on these*"
+
+
 def whys(row: dict) -> str:
     """Why a row's runs are earlier ones, each reason once (for a table's earlier section)."""
     return "; ".join(dict.fromkeys(r.get("why", "earlier") for r in row["runs"]))
