@@ -214,8 +214,9 @@ RETRIEVAL_DATA = "shapes-retrieval-hard"
 # (256 x 6) costs ~2.4x a student step per sample. Measured 2026-12-01 on random scenes: after 1,000 steps of 128
 # the dual teacher retrieved at R@1 99.5 / 98.3 (i->t / t->i, 1,000 images), so it gets 1,000. One student step
 # of 64 on one idle thread, rendering excluded: clip 0.55 s, clipkd 1.25 s, mcad-scalar 2.2 s; the fused-feature
-# mcad measured 1.5 s on 2026-12-03 (two jobs on the two cores). At 1,000 steps the 35 students (7 rows x 5
-# seeds) take ~12 CPU-hours (at 3,000 steps, three times that).
+# mcad about 1.5 s on 2026-12-03 (25.5-25.7 min a run, two jobs on the two cores). Our estimate from the runs'
+# recorded minutes (7 rows: 9 + 22 + 20 + 20 + 35 + 33 + 26 min a seed): the 35 students (5 seeds) take ~14
+# CPU-hours at 1,000 steps.
 MCAD_PRESETS = {
     "full": dict(
         teacher_budgets=dict(

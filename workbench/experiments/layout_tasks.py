@@ -101,8 +101,7 @@ def table(grid: Grid, results: dict) -> str:
             lines.append(f"| teacher (fusion) | | {100 * t['accuracy']:.1f} | {cells} | |")
         lines += [_row_line(f"student `{variant}`", row, qtypes) for variant, row in entry["rows"].items()]
         if earlier:
-            note = EARLIER_NOTE
-            lines.append(f"| {note} |{' |' * (len(qtypes) + 3)}")
+            lines.append(f"| {EARLIER_NOTE} |{' |' * (len(qtypes) + 3)}")
             lines += [_row_line(f"`{variant}` ({whys(row)})", row, qtypes) for variant, row in earlier.items()]
         if entry.get("checks"):
             notes = "; ".join(_note(k, v) for k, v in entry["checks"].items())
