@@ -341,10 +341,12 @@ def _metrics(r1_i2t, r1_t2i, params, median=2.0):
             "params": params, "index": {"seconds": 0.5}, "query_ms": {"total": 2.0}}  # fmt: skip
 
 
-def _fake_student(root, run, r1, params=1_000_000):
+def _fake_student(root, run, r1, params=1_000_000, teachers=None):
     out = run.dir(root) / "model"
     out.mkdir(parents=True)
     meta = {"metrics": {"test": _metrics(r1, r1, params)}, "train_seconds": 600, "steps": 3000}
+    if teachers:
+        meta["teacher_fingerprints"] = teachers
     (out / "workbench.json").write_text(json.dumps(meta))
 
 
@@ -385,6 +387,37 @@ def test_mcad_collect_gives_mean_and_std_over_seeds_the_checks_and_a_table(tmp_p
     assert "position swap 90.0" in table and "NOT met" not in table and "Test gallery: 100" in table
     assert "pending (needs 5+ seeds)" in table
     assert results_table(grid, {"teachers": {}, "rows": {}, "checks": {}}) == "(no finished runs yet)"
+
+
+def test_mcad_students_of_a_since_rebuilt_fusion_teacher_are_earlier_and_run_again(tmp_path, monkeypatch):
+    """A student records the fingerprints of the method's teachers (`teacher_fingerprints`); after the fusion
+    teacher is rebuilt, a student that learned from it goes to the earlier section and trains again (its folder
+    kept aside), while one that never used it (`clip`) still counts."""
+    from workbench.models.io import weights_fingerprint
+
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", _recording_distill(calls))
+    monkeypatch.setattr("workbench.experiments.teachers.evaluate_teachers", lambda *a, **k: None)
+    grid = _mcad(("clip", "mcad"), (0,))
+    for name in ("dual", "fusion"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "workbench.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_bytes(f"{name} weights".encode())
+    paths = {"dual_teacher": str(tmp_path / "dual"), "fusion_teacher": str(tmp_path / "fusion")}
+    old = weights_fingerprint(tmp_path / "fusion")
+    prints = {"dual_teacher": weights_fingerprint(tmp_path / "dual"), "fusion_teacher": old}
+    _fake_student(tmp_path, _one(grid, grid.tasks[0], "clip", 0), 0.90)
+    _fake_student(tmp_path, _one(grid, grid.tasks[0], "mcad", 0), 0.95, teachers=prints)
+    first = collect(grid, tmp_path, tmp_path / "assets", paths=paths)
+    assert set(first["rows"]) == {"clip", "mcad"} and first["rows"]["mcad"]["runs"][0]["teacher_fingerprints"] == prints
+
+    (tmp_path / "fusion" / "model.safetensors").write_bytes(b"fusion weights, rebuilt")
+    again = collect(grid, tmp_path, tmp_path / "assets", previous=first, paths=paths)
+    assert set(again["rows"]) == {"clip"} and again["rows"]["clip"]["r1"]["values"] == [0.90]
+    assert [r["why"] for r in again["earlier"]["mcad"]["runs"]] == [f"fusion teacher {old}, since rebuilt"]
+    run_grid(grid, tmp_path, tmp_path / "assets", progress=False, previous=again, paths=paths)
+    assert calls == [str(tmp_path / "students" / "mcad-seed0")]
+    assert (tmp_path / "students" / f"mcad-seed0.teacher-{old}" / "model" / "workbench.json").exists()
 
 
 def test_mcad_run_grid_waits_for_teachers_skips_finished_runs_and_releases_locks(tmp_path, monkeypatch):

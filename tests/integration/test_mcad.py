@@ -136,6 +136,13 @@ def test_tiny_distill_retrieval_run_writes_a_student_with_retrieval_metrics(tmp_
     args = meta["train_config"]["recipe_args"]
     assert args["dual_teacher"].endswith("teacher/model") and args["alpha"] == 0.5 and args["gamma"] == 1.0
     assert args["adapter_pairs"] == 24
+    # both teachers' weights, so the results grid can tell a student of a since-rebuilt one
+    from workbench.models.io import weights_fingerprint
+
+    assert meta["teacher_fingerprints"] == {
+        "dual_teacher": weights_fingerprint(tmp_path / "teacher" / "model"),
+        "fusion_teacher": weights_fingerprint(tmp_path / "fusion"),
+    }
     log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_accuracy" in x and "i2t R@1" in x["val_per_type"] for x in log)
     student = load_dual_encoder(tmp_path / "student" / "model").model

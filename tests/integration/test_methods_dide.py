@@ -177,6 +177,10 @@ def test_dide_pt_distils_the_matching_teacher_then_fine_tunes_from_the_task_teac
     assert final["train_config"]["curriculum"] == [[["counting"], 2]] and final["steps"] == 2 + 64 // 16
     assert final["train_config"]["oversample"] == {"relation": 2}
     assert final["train_config"]["init_from"] == str(tmp_path / "s" / "pretrain" / "model")
+    # the matching teacher's weights too, so the results grid can tell a run of a since-rebuilt one
+    from workbench.models.io import weights_fingerprint
+
+    assert final["teacher_fingerprints"]["pretrain_teacher"] == weights_fingerprint(matcher)
 
 
 def test_dide_pt_takes_a_matching_teacher_of_the_default_vocabulary_under_a_reworded_task_teacher(tmp_path, tokenizer):

@@ -12,6 +12,9 @@
   fractions), then the row's `budget`: `TrainConfig` fields.
 - `paths`: teachers and caches, templates of `{root}` (the grid's run folder), `{assets}` and `{task}`. Each goes
   to the `TrainConfig` field or the method Config field of that name, for the methods that have it.
+- `fingerprint`: the path whose weights a student learns from (a run of a since-rebuilt one is set aside and runs
+  again); `checked_teachers`: the method's other teachers (fields of its Config) checked the same way, from the
+  fingerprints a run records of them (`teacher_fingerprints`).
 - `views`: the table's row groups, each a setting's runs tested on one split (default: the test split).
 - `baseline`: the row every other row is compared with (Welch t-test); `claims`: what the table claims.
 - `presets`: named variants of the grid's data (MCAD's `smoke` runs the pipeline end to end in minutes).
@@ -57,6 +60,7 @@ DIDE = dict(
     # dide-pt's first stage distils the matching teacher (a fusion model with an image-text matching head)
     paths={"teacher": "{assets}/{task}-teacher", "pretrain_teacher": "{assets}/shapes-itm-teacher"},
     fingerprint="teacher",  # students of a since-rebuilt teacher are set aside and run again
+    checked_teachers=("pretrain_teacher",),  # and dide-pt runs of a since-rebuilt matching teacher
     # the runs recorded before recipe digests (2026-12-03) trained on the fixed templates, before STUDENT_RUN's
     # `paraphrase` and the reworded teachers: they are kept in the table's earlier section, not counted
     undigested_records="earlier",
@@ -262,6 +266,7 @@ MCAD = dict(
     # built by the `prepare` step, which also measures them on the students' test gallery
     prepare="mcad-teachers",
     paths={"dual_teacher": "{root}/teachers/dual/model", "fusion_teacher": "{root}/teachers/fusion-itm/model"},
+    checked_teachers=("dual_teacher", "fusion_teacher"),  # a student of a since-rebuilt teacher runs again
     teachers=dict(
         # the shipped shapes-vqa base teacher fine-tuned on `shapes-itm-mixed` (its encoder already reads colours,
         # shapes and positions; the negatives are one-attribute swaps, other scenes' captions and partial scenes,

@@ -26,6 +26,7 @@ class Grid:
     folder: str = "{task}/{name}"
     paths: dict = field(default_factory=dict)
     fingerprint: str | None = None
+    checked_teachers: tuple = ()
     task_budgets: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     seeds: tuple = (0,)

@@ -90,8 +90,7 @@ def answer_records(grid: Grid, run: Run, folder: Path, meta: dict) -> dict:
             "minutes": round(seconds / 60, 1),
             "steps": meta.get("steps"),
         }
-        if "teacher_fingerprint" in meta:
-            record["teacher_fingerprint"] = meta["teacher_fingerprint"]
+        record.update(teacher_prints_of(meta))
         if split != "test":
             record["in_domain"] = in_domain["accuracy"]
         if probe is not None:
@@ -117,7 +116,14 @@ def retrieval_record(meta: dict) -> dict:
         "query_ms": test.get("query_ms", {}).get("total"),
         "minutes": round(meta.get("train_seconds", 0) / 60, 1),
         "steps": meta.get("steps"),
+        **teacher_prints_of(meta),
     }
+
+
+def teacher_prints_of(meta: dict) -> dict:
+    """The fingerprints a run's metadata keeps of the teachers it learned from (`teacher_fingerprint`: the
+    student's teacher; `teacher_fingerprints`: the method's named teachers), as its record keeps them."""
+    return {k: meta[k] for k in ("teacher_fingerprint", "teacher_fingerprints") if k in meta}
 
 
 def all_recorded(rows: dict, grid: Grid, run: Run) -> list[dict]:
@@ -159,20 +165,52 @@ def fingerprints(grid: Grid, runs, root: Path, assets: Path) -> dict[str, str | 
     return out
 
 
-def current(grid: Grid, run: Run, figures: dict, fingerprint: str | None) -> dict:
+def method_teacher_prints(grid: Grid, runs, root: Path, assets: Path) -> dict[str, dict[str, str]]:
+    """{task: {field: fingerprint}} of the method teachers the grid checks (`Grid.checked_teachers`) as they are
+    now, each folder hashed once."""
+    from workbench.models.io import weights_fingerprint
+
+    out: dict[str, dict[str, str]] = {}
+    hashed: dict[str, str | None] = {}
+    for run in runs:
+        paths = run.resolved_paths(root, assets)
+        for key in grid.checked_teachers:
+            if key in paths and (path := str(paths[key])) not in hashed:
+                hashed[path] = weights_fingerprint(Path(path))
+            if key in paths and hashed[str(paths[key])]:
+                out.setdefault(run.task, {})[key] = hashed[str(paths[key])]
+    return out
+
+
+def current(grid: Grid, run: Run, figures: dict, fingerprint: str | None, teachers: dict | None = None) -> dict:
     """`figures` if they are of the run as the grid defines it now (`why_earlier` finds nothing), else {}."""
-    return {} if why_earlier(grid, run, figures, fingerprint) else figures
+    return {} if why_earlier(grid, run, figures, fingerprint, teachers) else figures
 
 
-def why_earlier(grid: Grid, run: Run, figures: dict, fingerprint: str | None) -> str | None:
-    """Why recorded figures are not of the run as it is defined now, or None: the teacher it learned from was
-    rebuilt since (runs that learned from no teacher, or from before fingerprints were recorded, pass this
-    test), or its row's recipe changed (a recipe digest that differs; a record without one, when the grid
-    says such records predate a change: `Grid.undigested_records`)."""
+def rebuilt_teacher(record: dict, fingerprint: str | None, teachers: dict | None = None) -> tuple[str, str] | None:
+    """(which teacher, the fingerprint the record saw) when a teacher the run learned from was rebuilt since:
+    the student's teacher (`fingerprint`: as it is now) or a method teacher the grid checks (`teachers`:
+    {field: fingerprint now}); None when each matches or was not recorded (runs that learned from no teacher,
+    or from before fingerprints were recorded, pass)."""
+    seen = record.get("teacher_fingerprint")
+    if seen is not None and fingerprint is not None and seen != fingerprint:
+        return "teacher", seen
+    for key, now in (teachers or {}).items():
+        seen = record.get("teacher_fingerprints", {}).get(key)
+        if seen is not None and seen != now:
+            return key.replace("_", " "), seen
+    return None
+
+
+def why_earlier(
+    grid: Grid, run: Run, figures: dict, fingerprint: str | None, teachers: dict | None = None
+) -> str | None:
+    """Why recorded figures are not of the run as it is defined now, or None: a teacher it learned from was
+    rebuilt since (`rebuilt_teacher`), or its row's recipe changed (a recipe digest that differs; a record
+    without one, when the grid says such records predate a change: `Grid.undigested_records`)."""
     for record in figures.values():
-        seen = record.get("teacher_fingerprint")
-        if seen is not None and fingerprint is not None and seen != fingerprint:
-            return f"teacher {seen}, since rebuilt"
+        if rebuilt := rebuilt_teacher(record, fingerprint, teachers):
+            return f"{rebuilt[0]} {rebuilt[1]}, since rebuilt"
         recipe = record.get("recipe")
         if recipe is None and grid.undigested_records == "earlier":
             return grid.undigested_why

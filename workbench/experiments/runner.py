@@ -13,7 +13,17 @@ from pathlib import Path
 from workbench.experiments.grid import Grid, Run, as_grid
 from workbench.experiments.grid import select as select_runs
 from workbench.experiments.locks import claim, is_done, release
-from workbench.experiments.measure import all_recorded, current, eval_path, fingerprints, finished, measured, shipped
+from workbench.experiments.measure import (
+    all_recorded,
+    current,
+    eval_path,
+    fingerprints,
+    finished,
+    measured,
+    method_teacher_prints,
+    rebuilt_teacher,
+    shipped,
+)
 from workbench.experiments.teachers import check_mad_teachers, prepare_mcad_teachers, waiting
 
 PREPARE = {"mad-teachers": check_mad_teachers, "mcad-teachers": prepare_mcad_teachers}
@@ -43,12 +53,13 @@ def run_grid(
     runs = select_runs(grid.runs(paths), **(select or {}))
     before = layout(grid).rows_of(grid, previous) if previous else {}
     prints = fingerprints(grid, runs, root, assets)
+    teachers = method_teacher_prints(grid, runs, root, assets)
     todo = []
     for run in runs:
-        _set_aside_if_stale(grid, run, root, prints.get(run.task))
+        _set_aside_if_stale(grid, run, root, prints.get(run.task), teachers.get(run.task))
         # recorded by the last results file, or shipped as the model the run would make (`measure.shipped`)
         known = not rerun and any(
-            current(grid, run, figures, prints.get(run.task))
+            current(grid, run, figures, prints.get(run.task), teachers.get(run.task))
             for figures in (*all_recorded(before, grid, run), shipped(grid, run, assets))
         )
         if not finished(grid, run, root) and not known:
@@ -73,16 +84,17 @@ def run_grid(
     return done
 
 
-def _set_aside_if_stale(grid: Grid, run: Run, root: Path, fingerprint: str | None) -> None:
+def _set_aside_if_stale(
+    grid: Grid, run: Run, root: Path, fingerprint: str | None, teachers: dict | None = None
+) -> None:
     """A finished run distilled from a teacher since rebuilt, or trained to another recipe than the run's now, is
     renamed aside (`<folder>.teacher-<fingerprint>`, `<folder>.recipe-<n>`), so it runs again."""
     figures = measured(grid, run, root)
-    if not figures or current(grid, run, figures, fingerprint):
+    if not figures or current(grid, run, figures, fingerprint, teachers):
         return
     out = run.dir(root)
-    seen = next(iter(figures.values())).get("teacher_fingerprint")
-    if seen is not None and fingerprint is not None and seen != fingerprint:
-        out.rename(out.with_name(f"{out.name}.teacher-{seen}"))
+    if rebuilt := rebuilt_teacher(next(iter(figures.values())), fingerprint, teachers):
+        out.rename(out.with_name(f"{out.name}.teacher-{rebuilt[1]}"))
         return
     n = 1
     while out.with_name(f"{out.name}.recipe-{n}").exists():

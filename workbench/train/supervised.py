@@ -24,7 +24,14 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate import evaluate, format_metrics
 from workbench.models import create_model, for_task, image_size
 from workbench.models.init_from import init_student, sized_for_init
-from workbench.models.io import load_checkpoint, save_checkpoint, vilt_pipeline, weights_fingerprint, write_json_atomic
+from workbench.models.io import (
+    load_checkpoint,
+    method_teacher_fingerprints,
+    save_checkpoint,
+    vilt_pipeline,
+    weights_fingerprint,
+    write_json_atomic,
+)
 from workbench.train.config import TASK_OF, TrainConfig
 from workbench.train.feed import CollatedExamples
 from workbench.train.objective import HardLabels
@@ -227,6 +234,8 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
     # and size, so a rebuilt teacher does not make it stale
     if name not in ("hard", "none") and cfg.teacher and (fingerprint := weights_fingerprint(cfg.teacher)):
         meta["teacher_fingerprint"] = fingerprint
+    if name not in ("hard", "none") and (others := method_teacher_fingerprints(cfg.recipe_args)):
+        meta["teacher_fingerprints"] = others
     if accelerator.is_main_process:
         # a student of a HF ViLT teacher keeps its teacher's preprocessing (preprocessor_config.json)
         spec = folder_image_spec(source_folder(cfg))
