@@ -313,7 +313,7 @@ def test_mcad_grid_has_five_seeds_of_every_row_the_claims_rows_first_and_a_smoke
     assert [(r.row, r.seed) for r in runs[:10]] == [(row, s) for s in range(5) for row in ("clip", "mcad")]
     for row in grid.rows:
         assert sorted(r.seed for r in runs if r.row == row) == [0, 1, 2, 3, 4]
-    assert grid.undigested_records == "earlier"  # the leaky-gallery records count for nothing
+    assert grid.undigested_earlier == "the leaky gallery"  # such records count for nothing
     assert {r.method for r in runs} == set(grid.rows) and runs[0].folder == "students/clip-seed0"
     smoke = get_grid("mcad", "smoke")
     assert [r.seed for r in smoke.runs()] == [0] * len(grid.rows) and smoke.budget["max_steps"] == 200

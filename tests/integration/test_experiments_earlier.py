@@ -12,9 +12,9 @@ from workbench.experiments.recipe import same_recipe
 DIDE = get_grid("dide")
 
 
-def _grid(undigested="current", seeds=(0, 1)):
+def _grid(undigested=None, seeds=(0, 1)):
     block = dict(tasks=("shapes-vqa",), rows=("none", "dide"), seeds=tuple(seeds))
-    return dataclasses.replace(DIDE, blocks=(block,), undigested_records=undigested)
+    return dataclasses.replace(DIDE, blocks=(block,), undigested_earlier=undigested)
 
 
 def _one(grid, row, seed=0):
@@ -46,10 +46,10 @@ def _fake_run(root, run, accuracy):
 
 def test_records_from_before_recipe_digests_count_or_go_to_the_earlier_section_as_the_grid_says(tmp_path):
     previous = _previous({"none": [_record(0.70, 0), _record(0.72, 1)], "dide": [_record(0.80, 0)]})
-    kept = collect(_grid("current"), tmp_path / "runs", tmp_path / "assets", previous=previous)["shapes-vqa"]
+    kept = collect(_grid(None), tmp_path / "runs", tmp_path / "assets", previous=previous)["shapes-vqa"]
     assert set(kept["rows"]) == {"none", "dide"} and "earlier" not in kept
 
-    moved = collect(_grid("earlier"), tmp_path / "runs", tmp_path / "assets", previous=previous)["shapes-vqa"]
+    moved = collect(_grid("an earlier recipe"), tmp_path / "runs", tmp_path / "assets", previous=previous)["shapes-vqa"]
     assert moved["rows"] == {} and moved["checks"] == {}  # no claim rests on an earlier recipe
     assert moved["earlier"]["none"]["accuracy"]["values"] == [0.70, 0.72]
     assert {r["why"] for r in moved["earlier"]["none"]["runs"]} == {"an earlier recipe"}
@@ -58,7 +58,7 @@ def test_records_from_before_recipe_digests_count_or_go_to_the_earlier_section_a
 
 
 def test_a_run_trained_now_counts_and_its_earlier_record_stays_beside_it_through_re_collection(tmp_path):
-    grid = _grid("earlier")
+    grid = _grid("an earlier recipe")
     previous = _previous({"none": [_record(0.70, 0), _record(0.72, 1)]})
     _fake_run(tmp_path / "runs", _one(grid, "none", 1), 0.90)  # seed 1 trained to today's recipe
     first = collect(grid, tmp_path / "runs", tmp_path / "assets", previous=previous)
@@ -74,7 +74,7 @@ def test_a_run_trained_now_counts_and_its_earlier_record_stays_beside_it_through
 def test_a_recorded_run_of_another_budget_is_of_an_earlier_recipe_and_runs_again(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
-    grid = _grid("current", seeds=(0,))
+    grid = _grid(None, seeds=(0,))
     run = _one(grid, "none")
     previous = _previous({"none": [_record(0.70, 0, recipe=run.recipe_digest)]})
     assert collect(grid, tmp_path / "runs", tmp_path / "assets", previous=previous)["shapes-vqa"]["rows"]["none"]
@@ -99,7 +99,7 @@ def _ship(assets: Path, name: str, meta: dict) -> None:
 
 
 def test_a_shipped_model_trained_as_the_grid_says_fills_its_run_and_one_trained_otherwise_does_not(tmp_path):
-    grid, assets = _grid("earlier", seeds=(0,)), tmp_path / "assets"
+    grid, assets = _grid("an earlier recipe", seeds=(0,)), tmp_path / "assets"
     run = _one(grid, "none")
     saved = {**_saved(grid, run), "out": "elsewhere", "teacher": "/some/teacher", "size": {"hidden_size": 128}}
     assert same_recipe(run, json.loads(json.dumps(saved)), grid.student)  # paths, sizes the grid leaves alone
@@ -116,7 +116,7 @@ def test_a_shipped_model_trained_as_the_grid_says_fills_its_run_and_one_trained_
 def test_a_shipped_model_of_a_since_rebuilt_teacher_goes_to_the_earlier_section(tmp_path):
     from workbench.models.io import weights_fingerprint
 
-    grid, assets = _grid("earlier", seeds=(0,)), tmp_path / "assets"
+    grid, assets = _grid("an earlier recipe", seeds=(0,)), tmp_path / "assets"
     run = _one(grid, "dide")
     (assets / "shapes-vqa-teacher").mkdir(parents=True)
     (assets / "shapes-vqa-teacher" / "model.safetensors").write_bytes(b"today's weights")
@@ -131,7 +131,7 @@ def test_a_shipped_model_of_a_since_rebuilt_teacher_goes_to_the_earlier_section(
 def test_the_runner_skips_a_run_its_shipped_model_already_is_unless_told_to_rerun(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
-    grid, assets = _grid("earlier", seeds=(0,)), tmp_path / "assets"
+    grid, assets = _grid("an earlier recipe", seeds=(0,)), tmp_path / "assets"
     run = _one(grid, "none")
     _ship(assets, "shapes-vqa-student-none", _meta(0.75, _saved(grid, run)))
     run_grid(grid, tmp_path / "runs", assets, select={"rows": ["none"]}, progress=False)
@@ -143,7 +143,7 @@ def test_the_runner_skips_a_run_its_shipped_model_already_is_unless_told_to_reru
 def test_a_folder_trained_to_another_recipe_is_earlier_and_is_set_aside_and_trained_again(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
-    grid = _grid("current", seeds=(0,))
+    grid = _grid(None, seeds=(0,))
     run = _one(grid, "none")
     saved = _saved(grid, run)
     out = run.dir(tmp_path / "runs") / "model"
@@ -167,7 +167,7 @@ def test_a_record_counts_wherever_the_file_kept_it_and_loses_its_reason(tmp_path
     is not trained again, and its current record carries no `why`."""
     calls = []
     monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))
-    grid = _grid("current", seeds=(0,))
+    grid = _grid(None, seeds=(0,))
     run = _one(grid, "none")
     previous = _previous({"none": [_record(0.6, 0, recipe="0ld")]})
     previous["shapes-vqa"]["earlier"] = {"none": {"runs": [_record(0.7, 0, recipe=run.recipe_digest, why="x")]}}
@@ -181,7 +181,7 @@ def test_a_record_counts_wherever_the_file_kept_it_and_loses_its_reason(tmp_path
 
 
 def test_a_shipped_model_with_other_method_settings_or_training_fields_is_not_the_run(tmp_path):
-    grid = _grid("earlier", seeds=(0,))
+    grid = _grid("an earlier recipe", seeds=(0,))
     run = _one(grid, "dide")
     saved = dataclasses.asdict(run.train_config(Path("."), Path("."), grid.student))
     saved["recipe_args"] = dataclasses.asdict(run.method_config(Path("."), Path(".")))

@@ -63,7 +63,7 @@ DIDE = dict(
     checked_teachers=("pretrain_teacher",),  # and dide-pt runs of a since-rebuilt matching teacher
     # the runs recorded before recipe digests (2026-12-03) trained on the fixed templates, before STUDENT_RUN's
     # `paraphrase` and the reworded teachers: they are kept in the table's earlier section, not counted
-    undigested_records="earlier",
+    undigested_earlier="an earlier recipe",
     budget=STUDENT_RUN,
     task_budgets={"easy-vqa": EASY_VQA_RUN},
     rows={
@@ -282,8 +282,7 @@ MCAD = dict(
     ),  # fmt: skip
     # the runs recorded before recipe digests (2026-12-03) were measured on the leaky test gallery and trained on
     # streams that held its layouts (docs/results.md, MCAD): kept in the file's earlier section, not counted
-    undigested_records="earlier",
-    undigested_why="the leaky gallery",
+    undigested_earlier="the leaky gallery",
     rows={name: dict(method=name) for name in MCAD_ROWS},
     # what the claim compares first (the baseline and MCAD as the paper describes it), then the ablations
     blocks=(

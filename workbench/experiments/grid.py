@@ -42,10 +42,10 @@ class Grid:
     presets: dict = field(default_factory=dict)
     preset: str | None = None
     rerank_k: int | None = None
-    # how a recorded run without a recipe digest counts: "current" (it cannot be told apart from one of today's
-    # recipe), or "earlier" (the grid's recipe is known to have changed since such records were written)
-    undigested_records: str = "current"
-    undigested_why: str = "an earlier recipe"  # what the table says of such records
+    # a recorded run without a recipe digest counts as current (None: it cannot be told apart from one of today's
+    # recipe), or is earlier for this reason (the grid's recipe is known to have changed since such records were
+    # written; the table says it of each)
+    undigested_earlier: str | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:

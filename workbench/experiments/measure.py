@@ -207,13 +207,13 @@ def why_earlier(
 ) -> str | None:
     """Why recorded figures are not of the run as it is defined now, or None: a teacher it learned from was
     rebuilt since (`rebuilt_teacher`), or its row's recipe changed (a recipe digest that differs; a record
-    without one, when the grid says such records predate a change: `Grid.undigested_records`)."""
+    without one, when the grid says such records predate a change: `Grid.undigested_earlier`)."""
     for record in figures.values():
         if rebuilt := rebuilt_teacher(record, fingerprint, teachers):
             return f"{rebuilt[0]} {rebuilt[1]}, since rebuilt"
         recipe = record.get("recipe")
-        if recipe is None and grid.undigested_records == "earlier":
-            return grid.undigested_why
+        if recipe is None and grid.undigested_earlier:
+            return grid.undigested_earlier
         if recipe is not None and recipe != run.recipe_digest:
             return f"an earlier recipe ({recipe})"
     return None
