@@ -52,6 +52,9 @@ def test_every_grid_names_registered_methods_and_gives_every_run_its_own_folder(
         for spec in grid.rows.values():
             assert get_method(spec["method"]).student in (grid.student, "dual")  # MAD's `none`: see its test file
         assert grid.baseline in grid.rows
+        # a teacher the grid checks is one of its paths (a misspelt one would switch the check off)
+        checked = set(grid.checked_teachers)
+        assert checked <= set(grid.paths) and all(k.endswith("_teacher") for k in checked)
 
 
 def test_every_budget_on_generated_data_holds_its_steps():
@@ -418,6 +421,38 @@ def test_mcad_students_of_a_since_rebuilt_fusion_teacher_are_earlier_and_run_aga
     run_grid(grid, tmp_path, tmp_path / "assets", progress=False, previous=again, paths=paths)
     assert calls == [str(tmp_path / "students" / "mcad-seed0")]
     assert (tmp_path / "students" / f"mcad-seed0.teacher-{old}" / "model" / "workbench.json").exists()
+
+
+def test_a_fusion_teacher_rebuilt_by_the_grids_own_prepare_step_sends_its_students_back_in_the_same_call(
+    tmp_path, monkeypatch
+):
+    """The MCAD grid builds its teachers in its prepare step: when that step rebuilds the fusion teacher (its folder
+    was deleted to rebuild it), the students of the earlier build train again in that same call."""
+    from workbench.experiments import runner
+    from workbench.models.io import weights_fingerprint
+
+    calls = []
+    monkeypatch.setattr("workbench.methods.distill", _recording_distill(calls))
+    fusion = tmp_path / "teachers" / "fusion-itm" / "model"
+
+    def rebuild(grid, root, assets, todo, paths, progress):
+        fusion.mkdir(parents=True)
+        (fusion / "model.safetensors").write_bytes(b"fusion weights, rebuilt")
+        return ["teachers/fusion-itm"]
+
+    monkeypatch.setitem(runner.PREPARE, "mcad-teachers", rebuild)
+    monkeypatch.setitem(runner.WAITING, "mcad-teachers", lambda *a: [])
+    grid = _mcad(("clip", "mcad"), (0,))
+    _fake_student(tmp_path, _one(grid, grid.tasks[0], "clip", 0), 0.90)
+    _fake_student(tmp_path, _one(grid, grid.tasks[0], "mcad", 0), 0.95, teachers={"fusion_teacher": "0ld"})
+    previous = collect(grid, tmp_path, tmp_path / "assets")  # before the rebuild, the mcad run counts
+    assert set(previous["rows"]) == {"clip", "mcad"}
+    assert run_grid(grid, tmp_path, tmp_path / "assets", progress=False, previous=previous) == [
+        "teachers/fusion-itm",
+        "students/mcad-seed0",
+    ]
+    assert calls == [str(tmp_path / "students" / "mcad-seed0")] and weights_fingerprint(fusion)
+    assert (tmp_path / "students" / "mcad-seed0.teacher-0ld").is_dir()
 
 
 def test_mcad_run_grid_waits_for_teachers_skips_finished_runs_and_releases_locks(tmp_path, monkeypatch):

@@ -128,6 +128,24 @@ def test_a_shipped_model_of_a_since_rebuilt_teacher_goes_to_the_earlier_section(
     assert entry["earlier"]["dide"]["runs"][0]["why"] == "teacher 0123456789abcdef, since rebuilt"
 
 
+def test_a_dide_pt_record_of_a_since_rebuilt_matching_teacher_is_earlier_and_a_dide_record_still_counts(tmp_path):
+    from workbench.models.io import weights_fingerprint
+
+    block = dict(tasks=("shapes-vqa",), rows=("dide", "dide-pt"), seeds=(0,))
+    grid, assets = dataclasses.replace(DIDE, blocks=(block,)), tmp_path / "assets"
+    (assets / "shapes-itm-teacher").mkdir(parents=True)
+    (assets / "shapes-itm-teacher" / "model.safetensors").write_bytes(b"the matching teacher, rebuilt")
+    assert weights_fingerprint(assets / "shapes-itm-teacher") != "0ld"
+    digests = {r.row: r.recipe_digest for r in grid.runs()}
+    previous = _previous({
+        "dide": [_record(0.80, 0, recipe=digests["dide"])],
+        "dide-pt": [_record(0.78, 0, recipe=digests["dide-pt"], teacher_fingerprints={"pretrain_teacher": "0ld"})],
+    })  # fmt: skip
+    entry = collect(grid, tmp_path / "runs", assets, previous=previous)["shapes-vqa"]
+    assert list(entry["rows"]) == ["dide"] and list(entry["earlier"]) == ["dide-pt"]
+    assert entry["earlier"]["dide-pt"]["runs"][0]["why"] == "matching teacher 0ld, since rebuilt"
+
+
 def test_the_runner_skips_a_run_its_shipped_model_already_is_unless_told_to_rerun(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("workbench.methods.distill", lambda cfg, config=None, **kw: calls.append(cfg.out))

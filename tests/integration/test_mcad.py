@@ -121,6 +121,8 @@ def test_tiny_distill_retrieval_run_writes_a_student_with_retrieval_metrics(tmp_
     save_checkpoint(start, tokenizer, tmp_path / "start", {"task": "retrieval", "labels": []})
     _cli("distill-retrieval", "--recipe", "clip", "--init-from", str(tmp_path / "start"), "--max-steps", "2",
          "--out", str(tmp_path / "teacher"), *SMALL)  # fmt: skip
+    # `clip` learns from no teacher: it records no teacher fingerprints, so no rebuilt teacher makes it stale
+    assert "teacher_fingerprints" not in json.loads((tmp_path / "teacher" / "model" / "workbench.json").read_text())
     fusion = create_model("fusion", len(tokenizer), 2, **TINY)
     save_checkpoint(fusion, tokenizer, tmp_path / "fusion", {"task": "itm", "labels": list(ITM_LABELS)})
     _cli(

@@ -12,7 +12,7 @@ from workbench.experiments.measure import (
     all_recorded,
     fingerprints,
     measured,
-    method_teacher_prints,
+    method_fingerprints_now,
     shipped,
     why_earlier,
 )
@@ -45,13 +45,13 @@ def collect(
     runs = grid.runs(paths)
     before = layout(grid).rows_of(grid, previous) if previous else {}
     prints = fingerprints(grid, runs, root, assets)
-    teachers = method_teacher_prints(grid, runs, root, assets)
+    method_prints = method_fingerprints_now(grid, runs, root, assets)
     groups: dict = {}  # (task, view) -> {row: {"seeds", "runs", ...}}, in run order
     earlier: dict = {}  # the same, of figures that are not of the run as defined now (each run says why)
     for run in runs:
         fingerprint = prints.get(run.task)
         found = (measured(grid, run, root), shipped(grid, run, assets), *all_recorded(before, grid, run))
-        candidates = [(f, why_earlier(grid, run, f, fingerprint, teachers.get(run.task))) for f in found if f]
+        candidates = [(f, why_earlier(grid, run, f, fingerprint, method_prints.get(run.task))) for f in found if f]
         now = [f for f, why in candidates if not why]
         if now:
             _add(groups, run, now[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from workbench.experiments.grid import Grid, Run
 from workbench.experiments.locks import is_done
@@ -90,7 +91,7 @@ def answer_records(grid: Grid, run: Run, folder: Path, meta: dict) -> dict:
             "minutes": round(seconds / 60, 1),
             "steps": meta.get("steps"),
         }
-        record.update(teacher_prints_of(meta))
+        record.update(recorded_fingerprints(meta))
         if split != "test":
             record["in_domain"] = in_domain["accuracy"]
         if probe is not None:
@@ -116,11 +117,11 @@ def retrieval_record(meta: dict) -> dict:
         "query_ms": test.get("query_ms", {}).get("total"),
         "minutes": round(meta.get("train_seconds", 0) / 60, 1),
         "steps": meta.get("steps"),
-        **teacher_prints_of(meta),
+        **recorded_fingerprints(meta),
     }
 
 
-def teacher_prints_of(meta: dict) -> dict:
+def recorded_fingerprints(meta: dict) -> dict:
     """The fingerprints a run's metadata keeps of the teachers it learned from (`teacher_fingerprint`: the
     student's teacher; `teacher_fingerprints`: the method's named teachers), as its record keeps them."""
     return {k: meta[k] for k in ("teacher_fingerprint", "teacher_fingerprints") if k in meta}
@@ -165,9 +166,9 @@ def fingerprints(grid: Grid, runs, root: Path, assets: Path) -> dict[str, str | 
     return out
 
 
-def method_teacher_prints(grid: Grid, runs, root: Path, assets: Path) -> dict[str, dict[str, str]]:
+def method_fingerprints_now(grid: Grid, runs, root: Path, assets: Path) -> dict[str, dict[str, str]]:
     """{task: {field: fingerprint}} of the method teachers the grid checks (`Grid.checked_teachers`) as they are
-    now, each folder hashed once."""
+    now (a folder not built yet has none), each folder hashed once."""
     from workbench.models.io import weights_fingerprint
 
     out: dict[str, dict[str, str]] = {}
@@ -175,42 +176,55 @@ def method_teacher_prints(grid: Grid, runs, root: Path, assets: Path) -> dict[st
     for run in runs:
         paths = run.resolved_paths(root, assets)
         for key in grid.checked_teachers:
-            if key in paths and (path := str(paths[key])) not in hashed:
+            path = str(paths[key])
+            if path not in hashed:
                 hashed[path] = weights_fingerprint(Path(path))
-            if key in paths and hashed[str(paths[key])]:
-                out.setdefault(run.task, {})[key] = hashed[str(paths[key])]
+            if hashed[path]:
+                out.setdefault(run.task, {})[key] = hashed[path]
     return out
 
 
-def current(grid: Grid, run: Run, figures: dict, fingerprint: str | None, teachers: dict | None = None) -> dict:
+def current(grid: Grid, run: Run, figures: dict, fingerprint: str | None, method_prints: dict | None = None) -> dict:
     """`figures` if they are of the run as the grid defines it now (`why_earlier` finds nothing), else {}."""
-    return {} if why_earlier(grid, run, figures, fingerprint, teachers) else figures
+    return {} if why_earlier(grid, run, figures, fingerprint, method_prints) else figures
 
 
-def rebuilt_teacher(record: dict, fingerprint: str | None, teachers: dict | None = None) -> tuple[str, str] | None:
-    """(which teacher, the fingerprint the record saw) when a teacher the run learned from was rebuilt since:
-    the student's teacher (`fingerprint`: as it is now) or a method teacher the grid checks (`teachers`:
-    {field: fingerprint now}); None when each matches or was not recorded (runs that learned from no teacher,
-    or from before fingerprints were recorded, pass)."""
+# what a results table calls each teacher a run learned from
+TEACHER_LABELS = {"teacher": "teacher", "pretrain_teacher": "matching teacher"}
+
+
+class Rebuilt(NamedTuple):
+    teacher: str  # the field: "teacher" (the student's), or a method teacher's ("fusion_teacher", ...)
+    seen: str  # the fingerprint the run recorded of it
+
+    def __str__(self) -> str:
+        label = TEACHER_LABELS.get(self.teacher, self.teacher.replace("_", " "))
+        return f"{label} {self.seen}, since rebuilt"
+
+
+def rebuilt_teacher(record: dict, fingerprint: str | None, method_prints: dict | None = None) -> Rebuilt | None:
+    """Which teacher the run learned from was rebuilt since: the student's teacher (`fingerprint`: as it is now)
+    or a method teacher the grid checks (`method_prints`: {field: fingerprint now}); None when each matches or
+    was not recorded (runs that learned from no teacher, or from before fingerprints were recorded, pass)."""
     seen = record.get("teacher_fingerprint")
     if seen is not None and fingerprint is not None and seen != fingerprint:
-        return "teacher", seen
-    for key, now in (teachers or {}).items():
+        return Rebuilt("teacher", seen)
+    for key, now in (method_prints or {}).items():
         seen = record.get("teacher_fingerprints", {}).get(key)
         if seen is not None and seen != now:
-            return key.replace("_", " "), seen
+            return Rebuilt(key, seen)
     return None
 
 
 def why_earlier(
-    grid: Grid, run: Run, figures: dict, fingerprint: str | None, teachers: dict | None = None
+    grid: Grid, run: Run, figures: dict, fingerprint: str | None, method_prints: dict | None = None
 ) -> str | None:
     """Why recorded figures are not of the run as it is defined now, or None: a teacher it learned from was
     rebuilt since (`rebuilt_teacher`), or its row's recipe changed (a recipe digest that differs; a record
     without one, when the grid says such records predate a change: `Grid.undigested_earlier`)."""
     for record in figures.values():
-        if rebuilt := rebuilt_teacher(record, fingerprint, teachers):
-            return f"{rebuilt[0]} {rebuilt[1]}, since rebuilt"
+        if rebuilt := rebuilt_teacher(record, fingerprint, method_prints):
+            return str(rebuilt)
         recipe = record.get("recipe")
         if recipe is None and grid.undigested_earlier:
             return grid.undigested_earlier

@@ -20,7 +20,7 @@ from workbench.experiments.measure import (
     fingerprints,
     finished,
     measured,
-    method_teacher_prints,
+    method_fingerprints_now,
     rebuilt_teacher,
     shipped,
 )
@@ -52,19 +52,10 @@ def run_grid(
     grid, root, assets = as_grid(grid), Path(root), Path(assets)
     runs = select_runs(grid.runs(paths), **(select or {}))
     before = layout(grid).rows_of(grid, previous) if previous else {}
-    prints = fingerprints(grid, runs, root, assets)
-    teachers = method_teacher_prints(grid, runs, root, assets)
-    todo = []
-    for run in runs:
-        _set_aside_if_stale(grid, run, root, prints.get(run.task), teachers.get(run.task))
-        # recorded by the last results file, or shipped as the model the run would make (`measure.shipped`)
-        known = not rerun and any(
-            current(grid, run, figures, prints.get(run.task), teachers.get(run.task))
-            for figures in (*all_recorded(before, grid, run), shipped(grid, run, assets))
-        )
-        if not finished(grid, run, root) and not known:
-            todo.append(run)
+    todo = _to_train(grid, runs, root, assets, before, rerun)
     done = PREPARE[grid.prepare](grid, root, assets, todo, paths, progress) if grid.prepare else []
+    if done:  # a teacher built just now: runs of its earlier build are stale now, not when the call began
+        todo = _to_train(grid, runs, root, assets, before, rerun)
     wait = WAITING.get(grid.prepare)
     for run in todo:
         missing = wait(grid, run, root, assets) if wait else []
@@ -84,17 +75,36 @@ def run_grid(
     return done
 
 
+def _to_train(grid: Grid, runs, root: Path, assets: Path, before: dict, rerun: bool) -> list[Run]:
+    """The runs to train, in order: neither finished in `root` nor recorded (by the last results file, or shipped
+    as the model the run would make: `measure.shipped`) as the run is now; a finished folder of a since-rebuilt
+    teacher or an earlier recipe is set aside first."""
+    prints = fingerprints(grid, runs, root, assets)
+    method_prints = method_fingerprints_now(grid, runs, root, assets)
+    todo = []
+    for run in runs:
+        fingerprint, others = prints.get(run.task), method_prints.get(run.task)
+        _set_aside_if_stale(grid, run, root, fingerprint, others)
+        known = not rerun and any(
+            current(grid, run, figures, fingerprint, others)
+            for figures in (*all_recorded(before, grid, run), shipped(grid, run, assets))
+        )
+        if not finished(grid, run, root) and not known:
+            todo.append(run)
+    return todo
+
+
 def _set_aside_if_stale(
-    grid: Grid, run: Run, root: Path, fingerprint: str | None, teachers: dict | None = None
+    grid: Grid, run: Run, root: Path, fingerprint: str | None, method_prints: dict | None = None
 ) -> None:
     """A finished run distilled from a teacher since rebuilt, or trained to another recipe than the run's now, is
     renamed aside (`<folder>.teacher-<fingerprint>`, `<folder>.recipe-<n>`), so it runs again."""
     figures = measured(grid, run, root)
-    if not figures or current(grid, run, figures, fingerprint, teachers):
+    if not figures or current(grid, run, figures, fingerprint, method_prints):
         return
     out = run.dir(root)
-    if rebuilt := rebuilt_teacher(next(iter(figures.values())), fingerprint, teachers):
-        out.rename(out.with_name(f"{out.name}.teacher-{rebuilt[1]}"))
+    if rebuilt := rebuilt_teacher(next(iter(figures.values())), fingerprint, method_prints):
+        out.rename(out.with_name(f"{out.name}.teacher-{rebuilt.seen}"))
         return
     n = 1
     while out.with_name(f"{out.name}.recipe-{n}").exists():
