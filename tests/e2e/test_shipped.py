@@ -93,6 +93,10 @@ def test_shipped_retrieval_student_is_an_mcad_student_whose_recorded_r_at_1_repr
     config = get_method("mcad").config_from_dict(meta["train_config"]["recipe_args"])
     assert config.fusion_teacher and config.dual_teacher and config.gamma > 0 and config.alpha == 0
     assert config == get_method("mcad").config(dual_teacher=config.dual_teacher, fusion_teacher=config.fusion_teacher)
+    # distilled from the shipped fusion teacher (the app's re-ranker), not from an earlier build of it
+    from workbench.models.io import weights_fingerprint
+
+    assert meta["teacher_fingerprints"]["fusion_teacher"] == weights_fingerprint(ASSETS / "shapes-itm-teacher")
     recorded = meta["metrics"]["test"]
     # the whole recorded gallery (1,000 images embed in seconds), so the numbers must match, not just be close
     got = evaluate_retrieval(

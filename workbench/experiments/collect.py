@@ -10,6 +10,7 @@ from pathlib import Path
 from workbench.experiments.grid import Grid, as_grid
 from workbench.experiments.measure import (
     all_recorded,
+    current_rows,
     fingerprints,
     measured,
     method_fingerprints_now,
@@ -45,7 +46,7 @@ def collect(
     runs = grid.runs(paths)
     before = layout(grid).rows_of(grid, previous) if previous else {}
     prints = fingerprints(grid, runs, root, assets)
-    method_prints = method_fingerprints_now(grid, runs, root, assets)
+    method_prints = method_fingerprints_now(grid, runs, root, assets, current_rows(layout(grid), grid, previous))
     groups: dict = {}  # (task, view) -> {row: {"seeds", "runs", ...}}, in run order
     earlier: dict = {}  # the same, of figures that are not of the run as defined now (each run says why)
     for run in runs:

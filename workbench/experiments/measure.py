@@ -166,22 +166,51 @@ def fingerprints(grid: Grid, runs, root: Path, assets: Path) -> dict[str, str | 
     return out
 
 
-def method_fingerprints_now(grid: Grid, runs, root: Path, assets: Path) -> dict[str, dict[str, str]]:
+def method_fingerprints_now(
+    grid: Grid, runs, root: Path, assets: Path, recorded: dict | None = None
+) -> dict[str, dict[str, str]]:
     """{task: {field: fingerprint}} of the method teachers the grid checks (`Grid.checked_teachers`) as they are
-    now (a folder not built yet has none), each folder hashed once."""
+    now, each folder hashed once. A folder that is not there (not built yet, or the grid's run folder is gone:
+    MCAD's teachers live in it) counts as the one fingerprint the file's current records (`recorded`, from
+    `current_rows`) carry of it, if they agree on one, so earlier records stay earlier on a fresh clone."""
     from workbench.models.io import weights_fingerprint
 
     out: dict[str, dict[str, str]] = {}
     hashed: dict[str, str | None] = {}
     for run in runs:
+        if recorded:
+            for key, seen in _recorded_prints(recorded, grid, run).items():
+                out.setdefault(run.task, {}).setdefault(key, seen)
         paths = run.resolved_paths(root, assets)
         for key in grid.checked_teachers:
+            if key not in paths:  # a grid derived from this one without that teacher (e.g. on a real dataset)
+                continue
             path = str(paths[key])
             if path not in hashed:
                 hashed[path] = weights_fingerprint(Path(path))
             if hashed[path]:
                 out.setdefault(run.task, {})[key] = hashed[path]
     return out
+
+
+def _recorded_prints(rows: dict, grid: Grid, run: Run) -> dict[str, str]:
+    """{field: fingerprint} the current records of the run's task agree on (one value each)."""
+    seen: dict[str, set] = {}
+    for (task, _view), named in rows.items():
+        for row in named.values() if task == run.task else ():
+            for record in row.get("runs", []):
+                for key, fp in record.get("teacher_fingerprints", {}).items():
+                    seen.setdefault(key, set()).add(fp)
+    return {key: next(iter(fps)) for key, fps in seen.items() if len(fps) == 1 and key in grid.checked_teachers}
+
+
+def current_rows(layout, grid: Grid, previous: dict | None) -> dict:
+    """The results file's current rows only, as `rows_of` gives them (every `earlier` part left out)."""
+
+    def drop(doc):
+        return {k: drop(v) for k, v in doc.items() if k != "earlier"} if isinstance(doc, dict) else doc
+
+    return layout.rows_of(grid, drop(previous)) if previous else {}
 
 
 def current(grid: Grid, run: Run, figures: dict, fingerprint: str | None, method_prints: dict | None = None) -> dict:
