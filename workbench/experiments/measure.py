@@ -178,9 +178,8 @@ def method_fingerprints_now(
     out: dict[str, dict[str, str]] = {}
     hashed: dict[str, str | None] = {}
     for run in runs:
-        if recorded:
-            for key, seen in _recorded_prints(recorded, grid, run).items():
-                out.setdefault(run.task, {}).setdefault(key, seen)
+        if recorded and run.task not in out:  # once a task: what its current records agree on
+            out[run.task] = _recorded_prints(recorded, grid, run.task)
         paths = run.resolved_paths(root, assets)
         for key in grid.checked_teachers:
             if key not in paths:  # a grid derived from this one without that teacher (e.g. on a real dataset)
@@ -193,11 +192,11 @@ def method_fingerprints_now(
     return out
 
 
-def _recorded_prints(rows: dict, grid: Grid, run: Run) -> dict[str, str]:
-    """{field: fingerprint} the current records of the run's task agree on (one value each)."""
+def _recorded_prints(rows: dict, grid: Grid, task: str) -> dict[str, str]:
+    """{field: fingerprint} the current records of `task` agree on (one value each)."""
     seen: dict[str, set] = {}
-    for (task, _view), named in rows.items():
-        for row in named.values() if task == run.task else ():
+    for (row_task, _view), named in rows.items():
+        for row in named.values() if row_task == task else ():
             for record in row.get("runs", []):
                 for key, fp in record.get("teacher_fingerprints", {}).items():
                     seen.setdefault(key, set()).add(fp)
@@ -219,7 +218,7 @@ def current(grid: Grid, run: Run, figures: dict, fingerprint: str | None, method
 
 
 # what a results table calls each teacher a run learned from
-TEACHER_LABELS = {"teacher": "teacher", "pretrain_teacher": "matching teacher"}
+TEACHER_LABELS = {"pretrain_teacher": "matching teacher"}  # the others: the field's words
 
 
 class Rebuilt(NamedTuple):

@@ -232,10 +232,11 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
     }
     # so results tables can tell students of a since-rebuilt teacher; `none` takes only the teacher's tokenizer
     # and size, so a rebuilt teacher does not make it stale
-    if name not in ("hard", "none") and cfg.teacher and (fingerprint := weights_fingerprint(cfg.teacher)):
-        meta["teacher_fingerprint"] = fingerprint
-    if name not in ("hard", "none") and (others := method_teacher_fingerprints(cfg.recipe_args)):
-        meta["teacher_fingerprints"] = others
+    if name not in ("hard", "none"):
+        if cfg.teacher and (fingerprint := weights_fingerprint(cfg.teacher)):
+            meta["teacher_fingerprint"] = fingerprint
+        if others := method_teacher_fingerprints(cfg.recipe_args):  # the method's other teachers (MCAD, dide-pt)
+            meta["teacher_fingerprints"] = others
     if accelerator.is_main_process:
         # a student of a HF ViLT teacher keeps its teacher's preprocessing (preprocessor_config.json)
         spec = folder_image_spec(source_folder(cfg))
