@@ -306,6 +306,39 @@ def test_students_of_a_since_rebuilt_teacher_are_set_aside_and_rerun(tmp_path, m
     assert (tmp_path / "easy-vqa" / f"dide-seed0.teacher-{old}" / "model" / "workbench.json").exists()
 
 
+def test_an_unfinished_run_started_against_a_since_rebuilt_teacher_is_set_aside_and_started_over(tmp_path, monkeypatch):
+    """A worker died mid-run; the teacher was rebuilt before the next worker came: the folder's saved state learned
+    from the earlier weights, so it is set aside (a name taken already gets a number) and the run starts afresh.
+    An unfinished run whose teachers are unchanged resumes in its folder."""
+    from workbench.models.io import weights_fingerprint
+    from workbench.train.teachers_seen import record_teachers, teachers_of
+
+    seen = []
+    monkeypatch.setattr(
+        "workbench.methods.distill", lambda cfg, config=None, **kw: seen.append((cfg.out, Path(cfg.out).exists()))
+    )
+    assets = tmp_path / "assets"
+    (assets / "easy-vqa-teacher").mkdir(parents=True)
+    (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"old weights")
+    old = weights_fingerprint(assets / "easy-vqa-teacher")
+    grid = dataclasses.replace(DIDE, blocks=(dict(tasks=("easy-vqa",), rows=("kd", "dide"), seeds=(0,)),))
+    for run in grid.runs():  # both started, neither finished
+        cfg = run.train_config(tmp_path, assets, grid.student)
+        (Path(cfg.out) / "state").mkdir(parents=True)
+        record_teachers(Path(cfg.out), teachers_of(cfg, cfg.recipe))
+    run_grid(grid, tmp_path, assets, progress=False)
+    kd, dide = tmp_path / "easy-vqa" / "kd-seed0", tmp_path / "easy-vqa" / "dide-seed0"
+    assert seen == [(str(kd), True), (str(dide), True)]  # unchanged teacher: each resumes in its own folder
+
+    seen.clear()
+    (assets / "easy-vqa-teacher" / "model.safetensors").write_bytes(b"new weights")
+    (tmp_path / "easy-vqa" / f"kd-seed0.teacher-{old}").mkdir()  # an earlier set-aside of the same name
+    run_grid(grid, tmp_path, assets, progress=False)
+    assert seen == [(str(kd), False), (str(dide), False)]  # set aside, so each starts from scratch
+    assert (tmp_path / "easy-vqa" / f"kd-seed0.teacher-{old}-2" / "state").is_dir()
+    assert (tmp_path / "easy-vqa" / f"dide-seed0.teacher-{old}" / "state").is_dir()
+
+
 # ---------------------------------------------------------------------------------------------- MCAD
 
 

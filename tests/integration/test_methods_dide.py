@@ -1,6 +1,9 @@
 """DiDE and the label baselines through the method registry: gradients reach both student towers and never the
 teacher; the attention term trains the virtual cross-attention; runs size the student like the teacher."""
 
+import shutil
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -439,3 +442,51 @@ def test_dide_pt_for_a_two_image_task_matches_on_one_image_then_fine_tunes_on_tw
     distill(cfg, config, progress=False)
     assert load_checkpoint(tmp_path / "s" / "pretrain" / "model").model.num_images == 1
     assert load_checkpoint(tmp_path / "s" / "model").model.num_images == 2
+
+
+def test_a_dide_pt_run_whose_matching_teacher_was_rebuilt_since_it_started_is_not_resumed(
+    tmp_path, tokenizer, monkeypatch
+):
+    """Its saved state (mid stage 1) or its finished stage 1 learned from the earlier matching teacher: resuming
+    refuses with a clear error, whereas the same run with its teachers unchanged resumes and finishes."""
+    from workbench.errors import WorkbenchError
+    from workbench.methods import distill
+    from workbench.models.io import save_checkpoint
+    from workbench.train import TrainConfig
+
+    teacher, matcher = _tiny_teacher(tmp_path, tokenizer), _tiny_matcher(tmp_path, tokenizer)
+    cfg = TrainConfig(
+        dataset="shapes-vqa", out=str(tmp_path / "s"), teacher=str(teacher), recipe="dide-pt", save_every=2,
+        train_size=32, val_size=16, test_size=16, batch_size=16, max_steps=2,
+    )  # fmt: skip
+    config = get_method("dide-pt").config(pretrain_steps=4, pretrain_teacher=str(matcher))
+    calls, real = [], DiDEObjective.loss
+
+    def crash_at_step_3(self, model, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real(self, model, batch)
+
+    monkeypatch.setattr(DiDEObjective, "loss", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        distill(cfg, config, progress=False)
+    assert (tmp_path / "s" / "pretrain" / "state").is_dir()
+    torch.manual_seed(1)
+    rebuilt = create_model("fusion", len(tokenizer), 2, **TINY)
+    save_checkpoint(rebuilt, tokenizer, matcher, {"task": "itm", "labels": ["mismatch", "match"]})
+    with pytest.raises(WorkbenchError, match=r"pretrain was started against the teacher .*matcher"):
+        distill(cfg, config, resume=True, progress=False)
+
+    # the same crash, teachers unchanged: resumes and finishes; then a matching teacher rebuilt after stage 1
+    calls.clear()
+    cfg = replace(cfg, out=str(tmp_path / "t"))
+    with pytest.raises(KeyboardInterrupt):
+        distill(cfg, config, progress=False)
+    assert distill(cfg, config, resume=True, progress=False)["steps"] == 2
+    torch.manual_seed(2)
+    save_checkpoint(create_model("fusion", len(tokenizer), 2, **TINY), tokenizer, matcher,
+                    {"task": "itm", "labels": ["mismatch", "match"]})  # fmt: skip
+    shutil.rmtree(tmp_path / "t" / "model")  # stage 2 to redo: its finished stage 1 is of the earlier teacher
+    with pytest.raises(WorkbenchError, match=r"pretrain was started against the teacher"):
+        distill(cfg, config, resume=True, progress=False)

@@ -262,13 +262,6 @@ def test_the_weights_fingerprint_is_the_weights_files_sha256(good, tmp_path):
     assert weights_fingerprint(good) == want and weights_fingerprint(tmp_path) is None
 
 
-def test_a_methods_teachers_fingerprints_are_of_its_teacher_fields_with_weights_only(good, tmp_path):
-    from workbench.models.io import method_teacher_fingerprints, weights_fingerprint
-
-    args = {"fusion_teacher": str(good), "dual_teacher": str(tmp_path), "vision_teacher": None, "alpha": 1.0}
-    assert method_teacher_fingerprints(args) == {"fusion_teacher": weights_fingerprint(good)}  # no weights: left out
-
-
 def test_a_two_image_dual_student_and_an_old_dual_folder_without_its_embedding_width(tokenizer, tiny_size, tmp_path):
     two = create_model("dual", len(tokenizer), len(LABELS), num_images=2, **tiny_size)
     assert (

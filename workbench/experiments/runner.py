@@ -25,6 +25,7 @@ from workbench.experiments.measure import (
     shipped,
 )
 from workbench.experiments.teachers import check_mad_teachers, prepare_mcad_teachers, waiting
+from workbench.train.teachers_seen import changed_in_run
 
 PREPARE = {"mad-teachers": check_mad_teachers, "mcad-teachers": prepare_mcad_teachers}
 WAITING = {"mcad-teachers": waiting}  # prepare steps whose runs may wait for what they build
@@ -67,6 +68,7 @@ def run_grid(
         try:
             if finished(grid, run, root):  # another worker finished it since we looked
                 continue
+            _set_aside_if_started_against_rebuilt(run.dir(root))
             print(f"== {grid.name}: {run.folder}")
             train_run(grid, run, root, assets, progress)
             done.append(run.folder)
@@ -102,14 +104,27 @@ def _set_aside_if_stale(
     figures = measured(grid, run, root)
     if not figures or current(grid, run, figures, fingerprint, method_prints):
         return
-    out = run.dir(root)
     if rebuilt := rebuilt_teacher(next(iter(figures.values())), fingerprint, method_prints):
-        out.rename(out.with_name(f"{out.name}.teacher-{rebuilt.seen}"))
-        return
-    n = 1
-    while out.with_name(f"{out.name}.recipe-{n}").exists():
+        _rename_aside(run.dir(root), f"teacher-{rebuilt.seen}")
+    else:
+        _rename_aside(run.dir(root), "recipe", numbered=True)
+
+
+def _set_aside_if_started_against_rebuilt(run_dir: Path) -> None:
+    """An unfinished run (under this worker's lock) one of whose teachers was rebuilt since it started is renamed
+    aside (`<folder>.teacher-<fingerprint>`) and starts over: its saved state learned from the earlier weights."""
+    if changed := changed_in_run(run_dir):
+        print(f"-- {run_dir.name}: its {changed[0].field.replace('_', ' ')} was rebuilt since it started; set aside")
+        _rename_aside(run_dir, f"teacher-{changed[0].seen}")
+
+
+def _rename_aside(out: Path, tag: str, numbered: bool = False) -> None:
+    """`out` renamed to `<out>.<tag>` (`numbered`, or when that is taken: `<out>.<tag>-<n>`, the first free n)."""
+    name, n = (f"{out.name}.{tag}-1", 1) if numbered else (f"{out.name}.{tag}", 1)
+    while out.with_name(name).exists():
         n += 1
-    out.rename(out.with_name(f"{out.name}.recipe-{n}"))
+        name = f"{out.name}.{tag}-{n}"
+    out.rename(out.with_name(name))
 
 
 def train_run(grid: Grid, run: Run, root: Path, assets: Path, progress: bool = True) -> None:

@@ -168,14 +168,6 @@ def weights_fingerprint(folder: str | Path) -> str | None:
     return weights_digest(folder)
 
 
-def method_teacher_fingerprints(recipe_args: dict) -> dict[str, str]:
-    """{field: fingerprint} of every teacher folder a method's saved config names (its `*_teacher` fields: MCAD's
-    dual and fusion teachers, DiDE's matching teacher), so a results table can tell a run whose teacher was
-    rebuilt since; an unset field, or a folder without weight files, is left out."""
-    prints = {k: weights_fingerprint(v) for k, v in sorted(recipe_args.items()) if k.endswith("_teacher") and v}
-    return {k: v for k, v in prints.items() if v}
-
-
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())

@@ -26,10 +26,8 @@ from workbench.models import create_model, for_task, image_size
 from workbench.models.init_from import init_student, sized_for_init
 from workbench.models.io import (
     load_checkpoint,
-    method_teacher_fingerprints,
     save_checkpoint,
     vilt_pipeline,
-    weights_fingerprint,
     write_json_atomic,
 )
 from workbench.train.config import TASK_OF, TrainConfig
@@ -38,6 +36,13 @@ from workbench.train.objective import HardLabels
 from workbench.train.plan import EpochPlan
 from workbench.train.sources import dataset_labels, folder_image_spec, folder_text_limit, source_folder
 from workbench.train.state import latest_state
+from workbench.train.teachers_seen import (
+    changed_teachers,
+    record_teachers,
+    refuse_changed,
+    started_against,
+    teachers_of,
+)
 from workbench.train.trainer import Trainer
 
 
@@ -131,6 +136,10 @@ def _threads(n: int | None):
 def _train(cfg: TrainConfig, objective, resume: bool, progress: bool) -> dict:
     out = claim_output(cfg, resume)
     trainer = Trainer(cfg, objective, out, resume=resume, progress=progress)
+    if trainer.saved:  # resuming: the teachers must be the ones its state learned from
+        refuse_changed(out, changed_teachers(out))
+    elif trainer.is_main:
+        record_teachers(out, teachers_of(cfg, getattr(objective, "name", "hard")))
     train_set, val_set = load_splits(cfg, trainer.accelerator.num_processes)
     model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
     collator = run_collator(cfg, model, tokenizer)
@@ -230,13 +239,16 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
         "steps": trainer.global_step,
         "num_processes": accelerator.num_processes,
     }
-    # so results tables can tell students of a since-rebuilt teacher; `none` takes only the teacher's tokenizer
-    # and size, so a rebuilt teacher does not make it stale
-    if name not in ("hard", "none"):
-        if cfg.teacher and (fingerprint := weights_fingerprint(cfg.teacher)):
-            meta["teacher_fingerprint"] = fingerprint
-        if others := method_teacher_fingerprints(cfg.recipe_args):  # the method's other teachers (MCAD, dide-pt)
-            meta["teacher_fingerprints"] = others
+    # so results tables can tell students of a since-rebuilt teacher: the teachers the run started against (as
+    # they are now for a run started before that was recorded); `none` takes only the teacher's tokenizer and size
+    seen = started_against(cfg.out)
+    if seen is None:
+        seen = teachers_of(cfg, name)
+    prints = {field: entry["fingerprint"] for field, entry in seen.items()}
+    if "teacher" in prints:
+        meta["teacher_fingerprint"] = prints.pop("teacher")
+    if prints:  # the method's other teachers (MCAD, dide-pt)
+        meta["teacher_fingerprints"] = prints
     if accelerator.is_main_process:
         # a student of a HF ViLT teacher keeps its teacher's preprocessing (preprocessor_config.json)
         spec = folder_image_spec(source_folder(cfg))
