@@ -338,6 +338,12 @@ def test_an_unfinished_run_started_against_a_since_rebuilt_teacher_is_set_aside_
     assert (tmp_path / "easy-vqa" / f"kd-seed0.teacher-{old}-2" / "state").is_dir()
     assert (tmp_path / "easy-vqa" / f"dide-seed0.teacher-{old}" / "state").is_dir()
 
+    seen.clear()  # a record damaged from outside: what it learned from is unknown, so it is set aside too
+    (kd / "state").mkdir(parents=True)
+    (kd / "teachers.json").write_text("{not json")
+    run_grid(grid, tmp_path, assets, progress=False)
+    assert seen[0] == (str(kd), False) and (tmp_path / "easy-vqa" / "kd-seed0.unreadable-1" / "state").is_dir()
+
 
 # ---------------------------------------------------------------------------------------------- MCAD
 

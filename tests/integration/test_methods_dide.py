@@ -475,7 +475,7 @@ def test_a_dide_pt_run_whose_matching_teacher_was_rebuilt_since_it_started_is_no
     torch.manual_seed(1)
     rebuilt = create_model("fusion", len(tokenizer), 2, **TINY)
     save_checkpoint(rebuilt, tokenizer, matcher, {"task": "itm", "labels": ["mismatch", "match"]})
-    with pytest.raises(WorkbenchError, match=r"pretrain was started against the teacher .*matcher"):
+    with pytest.raises(WorkbenchError, match=r"pretrain was started against other teacher weights .*matcher"):
         distill(cfg, config, resume=True, progress=False)
 
     # the same crash, teachers unchanged: resumes and finishes; then a matching teacher rebuilt after stage 1
@@ -488,5 +488,5 @@ def test_a_dide_pt_run_whose_matching_teacher_was_rebuilt_since_it_started_is_no
     save_checkpoint(create_model("fusion", len(tokenizer), 2, **TINY), tokenizer, matcher,
                     {"task": "itm", "labels": ["mismatch", "match"]})  # fmt: skip
     shutil.rmtree(tmp_path / "t" / "model")  # stage 2 to redo: its finished stage 1 is of the earlier teacher
-    with pytest.raises(WorkbenchError, match=r"pretrain was started against the teacher"):
+    with pytest.raises(WorkbenchError, match=r"pretrain was started against other teacher weights"):
         distill(cfg, config, resume=True, progress=False)

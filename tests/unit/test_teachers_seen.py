@@ -55,7 +55,7 @@ def test_a_rebuilt_teacher_is_a_change_an_unchanged_or_vanished_one_is_not(tmp_p
     assert started_against(out)["teacher"]["fingerprint"] == before and changed_teachers(out) == []
     _folder(tmp_path / "teacher", b"rebuilt")
     now = weights_fingerprint(tmp_path / "teacher")
-    assert changed_teachers(out) == [Changed("teacher", str((tmp_path / "teacher").resolve()), before, now)]
+    assert changed_teachers(out) == [Changed("teacher", str(tmp_path / "teacher"), before, now)]
     (tmp_path / "teacher" / "model.safetensors").unlink()
     (tmp_path / "teacher").rmdir()
     assert changed_teachers(out) == []  # gone: loading it will say so; nothing to compare
@@ -71,7 +71,7 @@ def test_a_run_folders_stages_are_checked_with_it_and_the_refusal_names_the_teac
     _folder(matcher, b"rebuilt matching teacher")
     changed = changed_in_run(run)
     assert [(c.field, c.path) for c in changed] == [("teacher", str(matcher))]
-    with pytest.raises(WorkbenchError, match=r"started against the teacher .*matcher.*now holds other weights.*--out"):
+    with pytest.raises(WorkbenchError, match=r"started against other teacher weights .*matcher.* then, .* now.*--out"):
         refuse_changed(run, changed)
     refuse_changed(run, [])  # nothing changed: no error
     assert changed_in_run(tmp_path / "never-started") == []
@@ -87,3 +87,30 @@ def test_a_damaged_record_is_a_clear_checkpoint_error(tmp_path, text):
 def test_the_record_is_plain_json(tmp_path):
     record_teachers(tmp_path, {"teacher": {"path": "/t", "fingerprint": "abc"}})
     assert json.loads((tmp_path / FILE).read_text()) == {"teacher": {"path": "/t", "fingerprint": "abc"}}
+
+
+def test_resuming_with_another_folder_or_another_set_of_teachers_is_a_change(tmp_path):
+    cfg, out = _cfg(tmp_path), tmp_path / "run"
+    out.mkdir()
+    record_teachers(out, teachers_of(cfg, "kd"))
+    assert changed_teachers(out, now=teachers_of(cfg, "kd")) == []
+    other = _folder(tmp_path / "other", b"another teacher")
+    swapped = teachers_of(TrainConfig(dataset="shapes-vqa", out=str(out), teacher=str(other)), "kd")
+    (change,) = changed_teachers(out, now=swapped)
+    assert change.path == str(other) and change.now == weights_fingerprint(other)
+    matcher = _folder(tmp_path / "matcher", b"matching teacher")
+    added = teachers_of(_cfg(tmp_path, pretrain_teacher=str(matcher)), "dide-pt")
+    assert changed_teachers(out, now=added) == [
+        Changed("pretrain_teacher", str(matcher), "none", weights_fingerprint(matcher))
+    ]
+    assert [c.now for c in changed_teachers(out, now={})] == ["none"]  # resumed as a run of no teacher
+
+
+def test_a_folder_named_twice_is_hashed_once(tmp_path, monkeypatch):
+    import workbench.train.teachers_seen as seen_module
+
+    calls = []
+    real = seen_module.weights_fingerprint
+    monkeypatch.setattr(seen_module, "weights_fingerprint", lambda folder: calls.append(folder) or real(folder))
+    cfg = _cfg(tmp_path, dual_teacher=str(tmp_path / "teacher"))  # MCAD: the student's teacher is its dual teacher
+    assert set(teachers_of(cfg, "mcad")) == {"teacher", "dual_teacher"} and len(calls) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workbench.errors import CheckpointError
 from workbench.experiments.grid import Grid, Run, as_grid
 from workbench.experiments.grid import select as select_runs
 from workbench.experiments.locks import claim, is_done, release
@@ -113,7 +114,13 @@ def _set_aside_if_stale(
 def _set_aside_if_started_against_rebuilt(run_dir: Path) -> None:
     """An unfinished run (under this worker's lock) one of whose teachers was rebuilt since it started is renamed
     aside (`<folder>.teacher-<fingerprint>`) and starts over: its saved state learned from the earlier weights."""
-    if changed := changed_in_run(run_dir):
+    try:
+        changed = changed_in_run(run_dir)
+    except CheckpointError as e:  # its record is unreadable: which teachers it learned from is unknown
+        print(f"-- {run_dir.name}: {e}; set aside")
+        _rename_aside(run_dir, "unreadable", numbered=True)
+        return
+    if changed:
         print(f"-- {run_dir.name}: its {changed[0].field.replace('_', ' ')} was rebuilt since it started; set aside")
         _rename_aside(run_dir, f"teacher-{changed[0].seen}")
 

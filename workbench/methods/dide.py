@@ -30,7 +30,7 @@ from workbench.methods.dual_student import (
     student_size,
 )
 from workbench.train import TrainConfig, train
-from workbench.train.teachers_seen import changed_teachers, refuse_changed
+from workbench.train.teachers_seen import changed_teachers, refuse_changed, teachers_of
 
 
 @dataclass
@@ -132,8 +132,9 @@ def run_pretrain_stage(cfg: TrainConfig, config, teacher, resume: bool = False, 
     check_layers(objective.config, objective.teacher, cfg.size)  # against the stage teacher's depth
     if not (Path(stage1.out) / "model" / "workbench.json").exists():
         train(stage1, recipe=objective, resume=resume, progress=progress)
-    else:  # a finished stage is kept only while its teacher is the one it learned from
-        refuse_changed(Path(stage1.out), changed_teachers(Path(stage1.out)))
+    else:  # a finished stage is kept only while its teachers are the ones it learned from
+        now = teachers_of(stage1, objective.name)  # stage 1's config holds its objective's settings
+        refuse_changed(Path(stage1.out), changed_teachers(Path(stage1.out), now=now))
     return replace(cfg, init_from=str(Path(stage1.out) / "model"))
 
 

@@ -136,10 +136,12 @@ def _threads(n: int | None):
 def _train(cfg: TrainConfig, objective, resume: bool, progress: bool) -> dict:
     out = claim_output(cfg, resume)
     trainer = Trainer(cfg, objective, out, resume=resume, progress=progress)
+    # every process hashes the teachers (the same files), so an unreadable one stops them all alike
+    teachers = teachers_of(cfg, getattr(objective, "name", "hard"))
     if trainer.saved:  # resuming: the teachers must be the ones its state learned from
-        refuse_changed(out, changed_teachers(out))
+        refuse_changed(out, changed_teachers(out, now=teachers))
     elif trainer.is_main:
-        record_teachers(out, teachers_of(cfg, getattr(objective, "name", "hard")))
+        record_teachers(out, teachers)
     train_set, val_set = load_splits(cfg, trainer.accelerator.num_processes)
     model, tokenizer = build_model_and_tokenizer(cfg, train_set.labels)
     collator = run_collator(cfg, model, tokenizer)
