@@ -178,6 +178,25 @@ def test_collect_gives_mean_and_sample_std_over_seeds_the_baseline_test_and_the_
     )
 
 
+def test_the_pre_training_stage_is_compared_with_dide_overall_by_welch_over_five_seeds_each(tmp_path):
+    from scipy import stats
+
+    block = dict(tasks=("shapes-vqa",), rows=("none", "dide", "dide-pt"), seeds=tuple(range(5)))
+    grid, assets = dataclasses.replace(DIDE, blocks=(block,)), tmp_path / "assets"
+    dide, pt = (0.770, 0.775, 0.765, 0.780, 0.772), (0.790, 0.785, 0.795, 0.778, 0.792)
+    for s in range(5):
+        _fake_run(tmp_path, _one(grid, "shapes-vqa", "none", s), 0.72 + 0.01 * s, 0.7 + 0.01 * s)
+        _fake_run(tmp_path, _one(grid, "shapes-vqa", "dide", s), dide[s], 0.8 - 0.01 * s)
+        _fake_run(tmp_path, _one(grid, "shapes-vqa", "dide-pt", s), pt[s], 0.8 + 0.02 * s)
+    check = collect(grid, tmp_path, assets)["shapes-vqa"]["checks"]["dide-pt_minus_dide_points"]
+    welch = stats.ttest_ind(pt, dide, equal_var=False)
+    assert check["value"] == pytest.approx(100 * (sum(pt) - sum(dide)) / 5, abs=0.01)
+    assert welch.pvalue < 0.05 and check["p_value"] == pytest.approx(welch.pvalue, abs=1e-6) and check["met"] is True
+    # with four seeds of dide-pt the comparison is stated, and pending
+    shutil.rmtree(_one(grid, "shapes-vqa", "dide-pt", 4).dir(tmp_path))
+    assert collect(grid, tmp_path, assets)["shapes-vqa"]["checks"]["dide-pt_minus_dide_points"]["met"] is None
+
+
 def test_three_seeds_leave_a_claim_pending_whatever_its_margin(tmp_path):
     grid = _small_dide(range(3))
     for s in range(3):

@@ -159,6 +159,8 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
     vqa = {name: row["accuracy"] for name, row in dide["shapes-vqa"]["rows"].items()}
     gain = 100 * (vqa["dide"]["mean"] - vqa["none"]["mean"])
     kd = [f"`kd` {_pm(vqa['kd'])}"] if "kd" in vqa else []
+    if "dide-pt" in vqa:  # DiDE's two stages against its second alone
+        kd += [f"`dide-pt` {_pm(vqa['dide-pt'])}", _points(dide["shapes-vqa"]["checks"]["dide-pt_minus_dide_points"])]
     return {
         ("DiDE", "shapes-vqa"): [
             *dide_cells("shapes-vqa"),

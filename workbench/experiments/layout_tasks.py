@@ -52,7 +52,8 @@ def teacher(grid: Grid, task: str, root: Path, assets: Path, fingerprint: str | 
 
 def checks(grid: Grid, task: str, entry: dict) -> dict:
     """The grid's claims, measured: the row within `gap_to_teacher_points` of the teacher; the row beats the
-    baseline on each listed question type (`stats.claim`: Welch, at least 5 seeds of each)."""
+    baseline on each listed question type; each `compare` pair (a, b): a beats b overall (`stats.claim`: Welch,
+    at least 5 seeds of each)."""
     rows, teacher_figures, out = entry["rows"], entry["teacher"], {}
     name, base, claims = grid.claims["row"], grid.baseline, grid.claims
     if name in rows and teacher_figures:
@@ -66,6 +67,9 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
             a, b = rows[name]["per_type"].get(q), rows[base]["per_type"].get(q)
             if a is not None and b is not None:
                 out[f"{name}_minus_{base}_{q}_points"] = claim(a["values"], b["values"])
+    for a, b in claims.get("compare", {}).get(task, ()):
+        if a in rows and b in rows:
+            out[f"{a}_minus_{b}_points"] = claim(rows[a]["accuracy"]["values"], rows[b]["accuracy"]["values"])
     return out
 
 
