@@ -51,13 +51,17 @@ def test_grid_has_three_seeds_of_every_row_at_low1_on_both_tasks_first():
     assert {r.row for r in runs[: len(ROWS)]} == set(ROWS)  # seed 0 of every row before any second seed
     assert list(dict.fromkeys(r.setting for r in runs)) == ["low1", "low10", "full"]
     # then seeds 3 and 4 of the claim's two rows at low1 (a Welch test over 5 seeds of each)
+    # then the README's all-pairs claim (shapes-ve, mad vs none at full) likewise
     extra = runs[len(TASKS) * len(MAD.settings) * len(ROWS) * 3 :]
-    assert sorted((r.task, r.row, r.seed) for r in extra) == sorted(
-        (t, row, s) for t in TASKS for row in ("none", "mad") for s in (3, 4)
-    ) and all(r.setting == "low1" for r in extra)
-    for task in TASKS:
+    assert sorted((r.setting, r.task, r.row, r.seed) for r in extra) == sorted(
+        [("low1", t, row, s) for t in TASKS for row in ("none", "mad") for s in (3, 4)]
+        + [("full", "shapes-ve", row, s) for row in ("none", "mad") for s in (3, 4)]
+    )
+    assert [r.setting for r in extra] == ["low1"] * 8 + ["full"] * 4
+    for task, setting in [*((t, "low1") for t in TASKS), ("shapes-ve", "full")]:
         for row in ("none", "mad"):
-            assert sorted(r.seed for r in runs if (r.task, r.setting, r.row) == (task, "low1", row)) == [0, 1, 2, 3, 4]
+            seeds = sorted(r.seed for r in runs if (r.task, r.setting, r.row) == (task, setting, row))
+            assert seeds == [0, 1, 2, 3, 4]
 
 
 def test_every_run_has_its_own_folder(tmp_path):
