@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from workbench.experiments.stats import MIN_SEEDS, claim, format_test, summary, verdict, versus, welch
+from workbench.experiments.stats import MIN_SEEDS, bound, claim, format_test, note, summary, verdict, versus, welch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,29 @@ def test_a_claim_needs_five_seeds_of_each_and_p_below_0_05_in_its_direction():
     assert claim([0.6], [0.4])["p_value"] is None and claim([0.6], [0.4])["spread"] is None
 
 
+def test_a_bound_is_a_one_sided_one_sample_t_test_over_five_seeds():
+    # gaps [1, 1, 1, 0, 2] (points) against a bound of 1.5: mean 1, sample variance 0.5, se = sqrt(0.5 / 5) =
+    # 1 / sqrt(10), t = (1 - 1.5) * sqrt(10) = -1.5811 on 4 degrees of freedom; the t(4) distribution has the
+    # closed form P(T < t) = 1/2 + (t / (2 sqrt(t^2 + 4))) (1 + 2 / (t^2 + 4)) (tables: P(T < -1.5811) = 0.0945)
+    t = -0.5 * math.sqrt(10)
+    lower = 0.5 + t / (2 * math.sqrt(t * t + 4)) * (1 + 2 / (t * t + 4))
+    gap = bound([1.0, 1.0, 1.0, 0.0, 2.0], 1.5, direction=-1)
+    assert gap["p_value"] == pytest.approx(lower, abs=1e-6) and gap["p_value"] == pytest.approx(0.0945, abs=1e-4)
+    assert gap["met"] is False and gap["status"] == "not met" and gap["value"] == 1.0  # below it, not significantly
+    tight = bound([1.0, 1.1, 0.9, 1.0, 1.0], 1.5, direction=-1)
+    assert tight["met"] is True and tight["p_value"] < 0.001
+    assert bound([2.0, 2.1, 1.9, 2.0, 2.0], 1.5)["met"] is False  # significantly above a bound it must be below
+    share = bound([0.95, 0.96, 0.97, 0.95, 0.96], 0.9, direction=1)  # above a bound
+    assert share["met"] is True and share["p_value"] < 0.001
+    one = bound([0.2], 1.5)
+    assert one["met"] is None and one["status"] == f"pending (needs {MIN_SEEDS}+ seeds)" and one["seeds"] == 1
+    assert "1 seed, no t-test" in note("gap", one) and note("gap", one).endswith("pending (needs 5+ seeds)")
+    flat = bound([0.0] * 5, 1.5)  # every seed at the teacher's accuracy: no variance, no test; every one within
+    assert flat["met"] is True and flat["p_value"] is None and "no seed variance" in note("gap", flat)
+    assert bound([0.0, 0.0, 0.0, 0.0, 0.0], 0.0)["met"] is False  # on the bound is not below it
+    assert note("gap", tight).startswith("gap: 1.0 (target 1.5) (one-sided t-test p < 0.001 over 5 seeds) — met")
+
+
 def test_a_row_against_its_baseline_in_metric_units():
     v = versus([1.0, 3.0], [-1.0, 1.0], "none", "accuracy")
     assert v["baseline"] == "none" and v["metric"] == "accuracy" and v["difference"] == 2.0
@@ -97,3 +120,12 @@ def test_the_shipped_claims_p_values_are_the_reviews():
         p = stats.ttest_ind(a, b, equal_var=False).pvalue
         check = mad["checks"]["mad_minus_none_points"][task]["low1"]
         assert check["p_value"] == pytest.approx(p, abs=1e-6) and check["met"] == (p < 0.05)
+    # the comparisons added since the review: dide-pt against dide, mcad against clip
+    check = dide["checks"]["dide-pt_minus_dide_points"]
+    p = stats.ttest_ind(rows["dide-pt"]["accuracy"]["values"], rows["dide"]["accuracy"]["values"], equal_var=False)
+    assert check["p_value"] == pytest.approx(p.pvalue, abs=1e-6) and check["met"] == (p.pvalue < 0.05)
+    mcad = json.loads((ROOT / "assets" / "results" / "mcad.json").read_text())
+    a, b = mcad["rows"]["mcad"]["r1"]["values"], mcad["rows"]["clip"]["r1"]["values"]
+    p = stats.ttest_ind(a, b, equal_var=False).pvalue
+    check = mcad["checks"]["mcad_minus_clip_r1_points"]
+    assert check["p_value"] == pytest.approx(p, abs=1e-6) and check["met"] == (p < 0.05 and check["value"] > 0)

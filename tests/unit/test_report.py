@@ -131,8 +131,13 @@ def _pm(value: dict) -> str:
 
 
 def _points(check: dict) -> str:
-    """A claim's difference and its Welch p-value over the seeds each row has (the results file's statistics)."""
-    return f"{check['value']:+.1f}, Welch p {p_text(check['p_value'])} over {min(check['seeds'])} seeds"
+    """A claim as the README states it: the difference, its Welch p-value over the seeds each row has, the 95%
+    confidence interval of the difference and the verdict (the results file's statistics and status)."""
+    low, high = check["ci95"]
+    return (
+        f"{check['value']:+.1f}, Welch p {p_text(check['p_value'])} over {min(check['seeds'])} seeds"
+        f" (95% CI {low:+.1f} to {high:+.1f}): {check['status']}"
+    )
 
 
 def headline_rows() -> dict[tuple[str, str], list[str]]:
@@ -156,7 +161,8 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
         return [f"`mad` {_pm(rows['mad']['accuracy'])}", f"`none` {_pm(rows['none']['accuracy'])}", _points(check)]
 
     paths = speed["paths"]
-    vqa = {name: row["accuracy"] for name, row in dide["shapes-vqa"]["rows"].items()}
+    vqa_rows = dide["shapes-vqa"]["rows"]
+    vqa = {name: row["accuracy"] for name, row in vqa_rows.items()}
     gain = 100 * (vqa["dide"]["mean"] - vqa["none"]["mean"])
     kd = [f"`kd` {_pm(vqa['kd'])}"] if "kd" in vqa else []
     if "dide-pt" in vqa:  # DiDE's two stages against its second alone
@@ -165,9 +171,14 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
         ("DiDE", "shapes-vqa"): [
             *dide_cells("shapes-vqa"),
             *kd,
-            f"{gain:+.1f}, Welch p {p_text(dide['shapes-vqa']['rows']['dide']['vs_baseline']['p_value'])}",
+            _versus_cell(
+                gain, vqa_rows["dide"]["vs_baseline"], min(len(vqa_rows[r]["seeds"]) for r in ("dide", "none"))
+            ),
         ],
-        ("DiDE", "easy-VQA"): dide_cells("easy-vqa"),
+        ("DiDE", "easy-VQA"): [
+            *dide_cells("easy-vqa"),
+            _bound_cell(dide["easy-vqa"]["checks"]["dide_gap_to_teacher_points"]),
+        ],
         ("MAD", "shapes-ve, 1%"): mad_cells("shapes-ve", "low1"),
         ("MAD", "shapes-ve, all pairs"): mad_cells("shapes-ve", "full"),
         ("MAD", "shapes-vqa, 1%"): mad_cells("shapes-vqa", "low1"),
@@ -181,14 +192,32 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
     }
 
 
+def _bound_cell(check: dict) -> str:
+    """A within-the-teacher claim: its verdict and, without a test, over how many seeds."""
+    return (
+        f"within {check['target']} points of the teacher on {check['seeds']} seed"
+        + ("" if check["seeds"] == 1 else "s")
+        + f": {check['status']}"
+    )
+
+
+def _versus_cell(gain: float, vs: dict, seeds: int) -> str:
+    """A row against its baseline (the results row's `vs_baseline`, metric units) as the README states it."""
+    low, high = (100 * x for x in vs["ci95"])
+    return f"{gain:+.1f}, Welch p {p_text(vs['p_value'])} over {seeds} seeds (95% CI {low:+.1f} to {high:+.1f})"
+
+
 def _mcad_cells(mcad: dict) -> list[str]:
     """MCAD's headline: the fused-feature `mcad` against `clip`, both of today's clean splits (the file's current
     rows; the leaky-gallery runs are in its earlier section, which the headline does not read)."""
     rows = mcad["rows"]
-    vs = rows["mcad"]["vs_baseline"]
-    points = f"{100 * vs['difference']:+.1f}, Welch p {p_text(vs['p_value'])} over {len(rows['mcad']['seeds'])} seeds"
-    return [f"`mcad` {_pm(rows['mcad']['r1'])}", f"`clip` {_pm(rows['clip']['r1'])}",
-            f"{100 * mcad['teachers']['dual']['r1']:.1f}", points]  # fmt: skip
+    teacher, check = mcad["teachers"]["dual"]["r1"], mcad["checks"]["mcad_minus_clip_r1_points"]
+    return [
+        f"`mcad` {_pm(rows['mcad']['r1'])}",
+        f"`clip` {_pm(rows['clip']['r1'])}",
+        f"{100 * teacher:.1f}",
+        _points(check),
+    ]
 
 
 def _speedup_cell(ratio: dict) -> str:

@@ -76,6 +76,56 @@ def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int =
     }
 
 
+def bound(values: list[float], target: float, direction: int = -1) -> dict:
+    """The claim "the mean of `values` is below `target`" (`direction` -1; 1: above), e.g. a student's gap to its
+    teacher in points against a fixed 1.5: a one-sided one-sample t-test (`scipy.stats.ttest_1samp`).
+
+    value (the mean), target, p_value, seeds, met (True / False; None with fewer than MIN_SEEDS values), status.
+    Values without variance (every seed at 100%) have no t-test: met when every one is on the claimed side."""
+    mean, n = statistics.fmean(values), len(values)
+    side = (lambda x: x < target) if direction < 0 else (lambda x: x > target)
+    p_value = None
+    if n < MIN_SEEDS:
+        met = None
+    elif statistics.variance(values) == 0:
+        met = all(side(x) for x in values)
+    else:
+        from scipy import stats
+
+        alternative = "less" if direction < 0 else "greater"
+        p_value = float(stats.ttest_1samp(values, target, alternative=alternative).pvalue)
+        met = bool(p_value < ALPHA and side(mean))
+    return {
+        "value": round(mean, 3),
+        "target": target,
+        "p_value": None if p_value is None else round(p_value, 6),
+        "seeds": n,
+        "met": met,
+        "status": f"pending (needs {MIN_SEEDS}+ seeds)" if met is None else ("met" if met else "not met"),
+    }
+
+
+def format_bound(check: dict) -> str:
+    """ "one-sided t-test p = 0.012 over 5 seeds" for a `bound` check; the seed count alone without a test."""
+    seeds = "1 seed" if check["seeds"] == 1 else f"{check['seeds']} seeds"
+    if check.get("p_value") is None:
+        return f"{seeds}, no t-test" + (" (no seed variance)" if check["met"] is not None else "")
+    return f"one-sided t-test p {p_text(check['p_value'])} over {seeds}"
+
+
+def note(name: str, check: dict) -> str:
+    """A check as the tables' "Targets" line reads it: name, value, the test, the target, the verdict."""
+    test = format_test(check)
+    return (
+        f"{name}: {check['value']}"
+        + (f" (spread {check['spread']})" if check.get("spread") is not None else "")
+        + (f" ({test})" if test else "")
+        + (f" (target {check['target']})" if "target" in check else "")
+        + (f" ({format_bound(check)})" if isinstance(check.get("seeds"), int) else "")
+        + verdict(check)
+    )
+
+
 def status(met: bool | None, enough: bool = True) -> str:
     if met is None:
         return f"pending (needs {MIN_SEEDS}+ seeds of each)" if not enough else "pending (no seed variance)"
@@ -84,7 +134,7 @@ def status(met: bool | None, enough: bool = True) -> str:
 
 def format_test(check: dict) -> str:
     """ "Welch p = 0.047, 95% CI +0.05 to +4.51" for a claim with a Welch test, "" without one."""
-    if check.get("p_value") is None:
+    if check.get("p_value") is None or "ci95" not in check:  # none, or a `bound` check's one-sample test
         return ""
     low, high = check["ci95"]
     return f"Welch p {p_text(check['p_value'])}, 95% CI {low:+.2f} to {high:+.2f}"
