@@ -1,6 +1,7 @@
 """`workbench explain-results` on tiny random models: both JSON files, their tables, the README sections."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,7 +165,10 @@ def test_parse_students():
         "dide": "assets/shapes-vqa-student",
         "none": "assets/shapes-vqa-student-none",
         "dide-fast": "assets/shapes-vqa-student-fast",
+        "dide-pt": "assets/shapes-vqa-student-dide-pt",
     }
+    root = Path(__file__).resolve().parents[2]
+    assert all((root / path).is_dir() for path in parse_students(None).values())  # every default is shipped
     assert parse_students(["x=a/b", "y=c=d"]) == {"x": "a/b", "y": "c=d"}
     with pytest.raises(ValueError):
         parse_students(["nopath"])

@@ -32,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         default=None,
         help="students to compare (default: dide=assets/shapes-vqa-student none=assets/shapes-vqa-student-none "
-        "dide-fast=assets/shapes-vqa-student-fast)",
+        "dide-fast=assets/shapes-vqa-student-fast dide-pt=assets/shapes-vqa-student-dide-pt)",
     )
     p.add_argument("--size", type=int, default=200, help="number of test examples (default 200)")
     p.add_argument("--dataset", default=None, help="default: the one the teacher was trained on (e.g. vqav2 with a "

@@ -114,6 +114,9 @@ DIDE = dict(
         "shapes-vqa-student-fast": ("shapes-vqa", "dide (text tower 1 layer)"),
         # the baseline beside them in the app and in the agreement table: the same student on the task loss alone
         "shapes-vqa-student-none": ("shapes-vqa", "none"),
+        # DiDE with its pre-training stage (the matching teacher's soft labels and attention, then `dide`): its
+        # maps beside the others' in the agreement table and the app
+        "shapes-vqa-student-dide-pt": ("shapes-vqa", "dide-pt"),
     },
     baseline="none",
     metrics=("accuracy",),

@@ -26,11 +26,13 @@ from workbench.explain.grid import patch_size_of
 from workbench.models.io import load_checkpoint, write_json_atomic
 
 FORMAT_VERSION = 1
-# every shipped shapes-vqa student: dide, its label-only baseline, and the one-layer-text-tower dide student
+# every shipped shapes-vqa student: dide, its label-only baseline, the one-layer-text-tower dide student, and dide
+# with its pre-training stage
 DEFAULT_STUDENTS = {
     "dide": "assets/shapes-vqa-student",
     "none": "assets/shapes-vqa-student-none",
     "dide-fast": "assets/shapes-vqa-student-fast",
+    "dide-pt": "assets/shapes-vqa-student-dide-pt",
 }
 METHOD_LABELS = {
     "attention": "raw attention (last layer, text-to-image)",
