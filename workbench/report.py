@@ -25,7 +25,9 @@ def teacher_table(assets: str | Path) -> str:
         test = meta["metrics"]["test"]
         cfg = meta.get("train_config", {})
         per_type = ", ".join(f"{q} {100 * m['accuracy']:.1f}" for q, m in test["per_type"].items())
-        minutes = meta.get("train_seconds", 0) / 60
+        # a run in stages (dide-pt: its matching stage, then the task) counts whole; the steps are the last stage's
+        minutes = (meta.get("train_seconds", 0) + meta.get("earlier_stage_seconds", 0)) / 60
+        after = " after an earlier stage" if "earlier_stage_seconds" in meta else ""
         # a retrieval student logs mean R@1 as its "accuracy" (per type: each direction's R@1); say so
         score = ("R@1 " if "r1" in test else "") + f"{100 * test['accuracy']:.2f}"
         held_out = reworded.get(meta_path.parent.name)
@@ -33,7 +35,7 @@ def teacher_table(assets: str | Path) -> str:
         rows.append(
             f"| `{meta_path.parent.name}` | {meta['dataset']} | {meta['kind']} | {score} "
             f"(n={test['n']}) | {held_out} | {per_type} | {meta.get('steps', '?')} steps x "
-            f"{cfg.get('batch_size', '?')}, {minutes:.1f} min | {size_mb:.1f} MB |"
+            f"{cfg.get('batch_size', '?')}{after}, {minutes:.1f} min{' in all' if after else ''} | {size_mb:.1f} MB |"
         )
     head = (
         "| checkpoint | data | model | test accuracy % | held-out wordings % | per question type (test, %) | "

@@ -578,13 +578,23 @@ def test_recollecting_the_shipped_results_from_their_recorded_values_reproduces_
         assert measured and all((c["met"] is None) == (min(c["seeds"]) < 5) for c in measured)
         assert all(c["met"] == (c["p_value"] < 0.05 and c["value"] > 0) for c in measured if c["met"] is not None)
         assert "Welch p" in results_table(grid, again)
+    for c in _bounds(again):  # against a fixed bound: a one-sided t-test, decided on 5+ seeds too
+        assert (c["met"] is None) == (c["seeds"] < 5)
+        on_its_side = c["value"] < c["target"] if c["side"] == "below" else c["value"] > c["target"]
+        if c["p_value"] is not None:
+            assert c["met"] == (c["p_value"] < 0.05 and on_its_side)
     assert results_table(grid, json.loads(json.dumps(again))) == results_table(grid, again)  # as read back
 
 
-def _claims(document):
-    """Every claim (a check with a Welch test) in a results document."""
+def _claims(document, bounds: bool = False):
+    """Every claim with a Welch test (seeds of each row: a list) in a results document; with `bounds`, every check
+    against a fixed bound (seeds of one row: an int)."""
     if isinstance(document, dict):
-        if "p_value" in document and "status" in document:
+        if "p_value" in document and "status" in document and isinstance(document["seeds"], int) == bounds:
             yield document
         for v in document.values():
-            yield from _claims(v)
+            yield from _claims(v, bounds)
+
+
+def _bounds(document):
+    return _claims(document, bounds=True)

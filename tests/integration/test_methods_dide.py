@@ -184,6 +184,9 @@ def test_dide_pt_distils_the_matching_teacher_then_fine_tunes_from_the_task_teac
     from workbench.models.io import weights_fingerprint
 
     assert final["teacher_fingerprints"]["pretrain_teacher"] == weights_fingerprint(matcher)
+    # the model records its matching stage's time, so a shipped copy of it (no `pretrain` folder) counts the run whole
+    assert final["earlier_stage_seconds"] == stage1["train_seconds"] > 0
+    assert "earlier_stage_seconds" not in stage1
 
 
 def test_dide_pt_takes_a_matching_teacher_of_the_default_vocabulary_under_a_reworded_task_teacher(tmp_path, tokenizer):

@@ -68,6 +68,7 @@ def test_a_bound_is_a_one_sided_one_sample_t_test_over_five_seeds():
     gap = bound([1.0, 1.0, 1.0, 0.0, 2.0], 1.5, direction=-1)
     assert gap["p_value"] == pytest.approx(lower, abs=1e-6) and gap["p_value"] == pytest.approx(0.0945, abs=1e-4)
     assert gap["met"] is False and gap["status"] == "not met" and gap["value"] == 1.0  # below it, not significantly
+    assert gap["side"] == "below" and bound([1.0], 0.9, direction=1)["side"] == "above"
     tight = bound([1.0, 1.1, 0.9, 1.0, 1.0], 1.5, direction=-1)
     assert tight["met"] is True and tight["p_value"] < 0.001
     assert bound([2.0, 2.1, 1.9, 2.0, 2.0], 1.5)["met"] is False  # significantly above a bound it must be below

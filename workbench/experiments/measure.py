@@ -76,7 +76,9 @@ def answer_records(grid: Grid, run: Run, folder: Path, meta: dict) -> dict:
     holds the run's `model`, its matching stage and probe (a run folder, or a shipped model's folder)."""
     seconds = meta.get("train_seconds", 0)
     stage1 = folder / "pretrain" / "model" / "workbench.json"
-    if stage1.exists():
+    if "earlier_stage_seconds" in meta:  # recorded by the model itself, so a shipped copy counts the whole run
+        seconds += meta["earlier_stage_seconds"]
+    elif stage1.exists():  # a run from before the model recorded it
         seconds += _read(stage1).get("train_seconds", 0)
     in_domain = meta["metrics"]["test"]
     probe_file = folder / "probe.json"  # how good MAD's confidence source was (held-out accuracy of the probe)

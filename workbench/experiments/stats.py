@@ -80,7 +80,8 @@ def bound(values: list[float], target: float, direction: int = -1) -> dict:
     """The claim "the mean of `values` is below `target`" (`direction` -1; 1: above), e.g. a student's gap to its
     teacher in points against a fixed 1.5: a one-sided one-sample t-test (`scipy.stats.ttest_1samp`).
 
-    value (the mean), target, p_value, seeds, met (True / False; None with fewer than MIN_SEEDS values), status.
+    value (the mean), target, side ("below" / "above"), p_value, seeds, met (True / False; None with fewer than
+    MIN_SEEDS values), status.
     Values without variance (every seed at 100%) have no t-test: met when every one is on the claimed side."""
     mean, n = statistics.fmean(values), len(values)
     side = (lambda x: x < target) if direction < 0 else (lambda x: x > target)
@@ -98,6 +99,7 @@ def bound(values: list[float], target: float, direction: int = -1) -> dict:
     return {
         "value": round(mean, 3),
         "target": target,
+        "side": "below" if direction < 0 else "above",
         "p_value": None if p_value is None else round(p_value, 6),
         "seeds": n,
         "met": met,

@@ -9,6 +9,7 @@ resume), fit, then evaluate on the test split and write `<out>/model` (the final
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -217,6 +218,20 @@ def load_splits(cfg: TrainConfig, processes: int):
     return train_set, load_split(cfg, "val", cfg.val_size)
 
 
+def earlier_stage_seconds(cfg: TrainConfig) -> float:
+    """The training time of the stage this run started from when that stage is part of the run itself (`dide-pt`'s
+    matching stage in `<out>/pretrain`), with that stage's own earlier stages; 0 otherwise (a run that starts from
+    another run's checkpoint does not count that run's time)."""
+    if not cfg.init_from:
+        return 0.0
+    start, out = Path(cfg.init_from).absolute(), Path(cfg.out).absolute()
+    meta_file = start / "workbench.json"
+    if out not in start.parents or not meta_file.exists():
+        return 0.0
+    meta = json.loads(meta_file.read_text())
+    return meta.get("train_seconds", 0.0) + meta.get("earlier_stage_seconds", 0.0)
+
+
 def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tokenizer, evaluate_fn, progress) -> dict:
     """Test the final model and write `<out>/model` and `<out>/test_metrics.json`."""
     objective, accelerator = trainer.objective, trainer.accelerator
@@ -241,6 +256,9 @@ def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tok
         "steps": trainer.global_step,
         "num_processes": accelerator.num_processes,
     }
+    earlier = earlier_stage_seconds(cfg)
+    if earlier:  # the model alone (a shipped copy) then still says what the whole run took
+        meta["earlier_stage_seconds"] = earlier
     # so results tables can tell students of a since-rebuilt teacher: the teachers the run started against (as
     # they are now for a run started before that was recorded); `none` takes only the teacher's tokenizer and size
     seen = started_against(cfg.out)
