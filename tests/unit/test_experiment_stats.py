@@ -59,20 +59,21 @@ def test_a_claim_needs_five_seeds_of_each_and_p_below_0_05_in_its_direction():
     assert claim([0.6], [0.4])["p_value"] is None and claim([0.6], [0.4])["spread"] is None
 
 
-def test_a_bound_is_a_one_sided_one_sample_t_test_over_five_seeds():
+def test_a_bound_is_a_one_sample_t_test_over_five_seeds_decided_as_a_comparison_is():
     # gaps [1, 1, 1, 0, 2] (points) against a bound of 1.5: mean 1, sample variance 0.5, se = sqrt(0.5 / 5) =
     # 1 / sqrt(10), t = (1 - 1.5) * sqrt(10) = -1.5811 on 4 degrees of freedom; the t(4) distribution has the
-    # closed form P(T < t) = 1/2 + (t / (2 sqrt(t^2 + 4))) (1 + 2 / (t^2 + 4)) (tables: P(T < -1.5811) = 0.0945)
+    # closed form P(T < t) = 1/2 + (t / (2 sqrt(t^2 + 4))) (1 + 2 / (t^2 + 4)) (tables: P(T < -1.5811) = 0.0945);
+    # two-sided, as a comparison's Welch test is read: p = 2 x 0.0945 = 0.189
     t = -0.5 * math.sqrt(10)
     lower = 0.5 + t / (2 * math.sqrt(t * t + 4)) * (1 + 2 / (t * t + 4))
-    gap = bound([1.0, 1.0, 1.0, 0.0, 2.0], 1.5, direction=-1)
-    assert gap["p_value"] == pytest.approx(lower, abs=1e-6) and gap["p_value"] == pytest.approx(0.0945, abs=1e-4)
+    gap = bound([1.0, 1.0, 1.0, 0.0, 2.0], 1.5, side="below")
+    assert gap["p_value"] == pytest.approx(2 * lower, abs=1e-6) and gap["p_value"] == pytest.approx(0.189, abs=1e-3)
     assert gap["met"] is False and gap["status"] == "not met" and gap["value"] == 1.0  # below it, not significantly
-    assert gap["side"] == "below" and bound([1.0], 0.9, direction=1)["side"] == "above"
-    tight = bound([1.0, 1.1, 0.9, 1.0, 1.0], 1.5, direction=-1)
+    assert gap["side"] == "below" and bound([1.0], 0.9, side="above")["side"] == "above"
+    tight = bound([1.0, 1.1, 0.9, 1.0, 1.0], 1.5)
     assert tight["met"] is True and tight["p_value"] < 0.001
     assert bound([2.0, 2.1, 1.9, 2.0, 2.0], 1.5)["met"] is False  # significantly above a bound it must be below
-    share = bound([0.95, 0.96, 0.97, 0.95, 0.96], 0.9, direction=1)  # above a bound
+    share = bound([0.95, 0.96, 0.97, 0.95, 0.96], 0.9, side="above")
     assert share["met"] is True and share["p_value"] < 0.001
     one = bound([0.2], 1.5)
     assert one["met"] is None and one["status"] == f"pending (needs {MIN_SEEDS}+ seeds)" and one["seeds"] == 1
@@ -80,7 +81,8 @@ def test_a_bound_is_a_one_sided_one_sample_t_test_over_five_seeds():
     flat = bound([0.0] * 5, 1.5)  # every seed at the teacher's accuracy: no variance, no test; every one within
     assert flat["met"] is True and flat["p_value"] is None and "no seed variance" in note("gap", flat)
     assert bound([0.0, 0.0, 0.0, 0.0, 0.0], 0.0)["met"] is False  # on the bound is not below it
-    assert note("gap", tight).startswith("gap: 1.0 (target 1.5) (one-sided t-test p < 0.001 over 5 seeds) — met")
+    assert note("gap", tight).startswith("gap: 1.0 (target < 1.5) (t-test p < 0.001 over 5 seeds) — met")
+    assert bound([], 1.5)["met"] is None  # no runs: pending, not an error
 
 
 def test_a_row_against_its_baseline_in_metric_units():
@@ -93,7 +95,7 @@ def test_a_row_against_its_baseline_in_metric_units():
 def test_claim_texts():
     c = claim([0.50, 0.52, 0.54], [0.40, 0.41, 0.42])
     assert format_test(c).startswith("Welch p = 0.0") and " to +" in format_test(c)
-    assert verdict(c) == f" — pending (needs {MIN_SEEDS}+ seeds)"
+    assert verdict(c) == f" — pending (needs {MIN_SEEDS}+ seeds of each)"
     assert verdict({"value": 1.0, "met": None}) == " — pending (needs 2+ seeds)"  # a file from before the test
     assert verdict({"value": 1.0, "met": False}) == " — NOT met" and format_test({"value": 1.0}) == ""
 

@@ -2,7 +2,8 @@
 held-out (colour, shape) pair of the compositional split.
 
 The checks are independent of the generator's own bookkeeping: images are compared as rendered pixels, captions
-as strings, and a caption's split is recomputed from the caption alone (parsed with a regex, then hashed the way
+as strings, and a caption's split is recomputed from the caption alone (the whole-stream check hashes the
+generator's layout key, which a test ties to that caption hash) (parsed with a regex, then hashed the way
 docs/design.md describes: SHA-256 of the canonical layout, first 4 bytes, mod 100; train 0-89, val 90-94, test
 95-99). The samples are the evaluated galleries (1,000 test images, 500 val), 300 val and test examples of the
 other tasks, and the first 3,000 training examples of every shapes task (4,000, i.e. 1,000 groups, of the grouped

@@ -4,6 +4,7 @@ students from them (runs of the DiDE grid), and copy each into the assets folder
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -86,8 +87,17 @@ def rebuild_student(name: str, runs: Path, assets: Path, progress: bool) -> None
 
 
 def ship(model_dir: Path, dest: Path) -> None:
-    """Copy a trained checkpoint folder into the assets folder (replacing the old one)."""
+    """Copy a trained checkpoint folder into the assets folder (replacing the old one). A model of a run in stages
+    trained before it recorded its earlier stage's time gets it here (`earlier_stage_seconds`, from the run's
+    stage folder), so the copy still counts the whole run."""
+    from workbench.train.supervised import STAGE_DIR
+
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(model_dir, dest)
+    meta_file, stage = dest / "workbench.json", Path(model_dir).parent / STAGE_DIR / "model" / "workbench.json"
+    meta = json.loads(meta_file.read_text())
+    if stage.exists() and "earlier_stage_seconds" not in meta:
+        meta["earlier_stage_seconds"] = json.loads(stage.read_text()).get("train_seconds", 0.0)
+        meta_file.write_text(json.dumps(meta, indent=2))
     print(f"shipped {dest}")

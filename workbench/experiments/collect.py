@@ -52,7 +52,7 @@ def collect(
     for run in runs:
         fingerprint = prints.get(run.task)
         found = (measured(grid, run, root), shipped(grid, run, assets), *all_recorded(before, grid, run))
-        mark_shipped_copy(grid, run, root, assets, *found[:2])
+        mark_shipped_copy(run, root, assets, *found[:2])
         candidates = [(f, why_earlier(grid, run, f, fingerprint, method_prints.get(run.task))) for f in found if f]
         now = [f for f, why in candidates if not why]
         if now:
@@ -66,15 +66,17 @@ def collect(
     return layout(grid).document(grid, groups, root, assets, previous or {}, prints, earlier=earlier)
 
 
-def mark_shipped_copy(grid: Grid, run, root: Path, assets: Path, in_folder: dict, as_shipped: dict) -> None:
-    """A run folder whose model is the shipped one (the same weights) records the shipped name as the shipped
-    copy's figures do, so the results file reads the same with the folder and, on a fresh clone, without it."""
+def mark_shipped_copy(run, root: Path, assets: Path, in_folder: dict, as_shipped: dict) -> None:
+    """Adds `shipped` to the run folder's records (`in_folder`, in place) when its model is the shipped one (the
+    same weights), as the shipped copy's records have it: the results file reads the same with the folder and,
+    on a fresh clone, without it."""
     if not in_folder or not as_shipped:
         return
     from workbench.models.io import weights_fingerprint
 
     name = next(iter(as_shipped.values()))["shipped"]
-    if weights_fingerprint(run.dir(root) / "model") == weights_fingerprint(Path(assets) / name):
+    folder_weights = weights_fingerprint(run.dir(root) / "model")
+    if folder_weights is not None and folder_weights == weights_fingerprint(Path(assets) / name):
         for record in in_folder.values():
             record["shipped"] = name
 

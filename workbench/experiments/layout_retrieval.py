@@ -57,7 +57,7 @@ def checks(grid: Grid, results: dict) -> dict:
                                                      "met": frac <= c["params_fraction"]}  # fmt: skip
         if teacher["r1"]:  # each seed's share of the teacher's R@1 above the bound: a t-test over the seeds
             shares = [v / teacher["r1"] for v in row["r1"]["values"]]
-            out["student_r1_fraction_of_teacher"] = bound(shares, c["r1_fraction"], direction=1)
+            out["student_r1_fraction_of_teacher"] = bound(shares, c["r1_fraction"], side="above")
     fused = results["teachers"].get("dual+fusion")
     if teacher and fused:
         gain = 100 * (fused["r1"] - teacher["r1"])

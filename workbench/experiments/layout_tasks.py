@@ -58,7 +58,7 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
     name, base, claims = grid.claims["row"], grid.baseline, grid.claims
     if name in rows and teacher_figures:  # within the bound of its teacher: a t-test over the seeds' gaps
         gaps = [100 * (teacher_figures["accuracy"] - v) for v in rows[name]["accuracy"]["values"]]
-        out[f"{name}_gap_to_teacher_points"] = bound(gaps, claims["gap_to_teacher_points"], direction=-1)
+        out[f"{name}_gap_to_teacher_points"] = bound(gaps, claims["gap_to_teacher_points"], side="below")
     if name in rows and base in rows:
         for q in claims["per_type"].get(task, ()):
             a, b = rows[name]["per_type"].get(q), rows[base]["per_type"].get(q)

@@ -75,7 +75,7 @@ def answer_records(grid: Grid, run: Run, folder: Path, meta: dict) -> dict:
     included), steps; the teacher's fingerprint when the run learned from one; MAD's confidence probe. `folder`
     holds the run's `model`, its matching stage and probe (a run folder, or a shipped model's folder)."""
     seconds = meta.get("train_seconds", 0)
-    stage1 = folder / "pretrain" / "model" / "workbench.json"
+    stage1 = folder / "pretrain" / "model" / "workbench.json"  # train.supervised.STAGE_DIR
     if "earlier_stage_seconds" in meta:  # recorded by the model itself, so a shipped copy counts the whole run
         seconds += meta["earlier_stage_seconds"]
     elif stage1.exists():  # a run from before the model recorded it

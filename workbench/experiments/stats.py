@@ -76,43 +76,47 @@ def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int =
     }
 
 
-def bound(values: list[float], target: float, direction: int = -1) -> dict:
-    """The claim "the mean of `values` is below `target`" (`direction` -1; 1: above), e.g. a student's gap to its
-    teacher in points against a fixed 1.5: a one-sided one-sample t-test (`scipy.stats.ttest_1samp`).
+def bound(values: list[float], target: float, side: str = "below") -> dict:
+    """The claim "the mean of `values` is below `target`" (`side` "below"; or "above"), e.g. a student's gap to
+    its teacher in points against a fixed 1.5: a one-sample t-test (`scipy.stats.ttest_1samp`), decided as `claim`
+    decides a comparison: two-sided p < ALPHA with the mean on the claimed side, over at least MIN_SEEDS values.
 
-    value (the mean), target, side ("below" / "above"), p_value, seeds, met (True / False; None with fewer than
-    MIN_SEEDS values), status.
-    Values without variance (every seed at 100%) have no t-test: met when every one is on the claimed side."""
-    mean, n = statistics.fmean(values), len(values)
-    side = (lambda x: x < target) if direction < 0 else (lambda x: x > target)
-    p_value = None
-    if n < MIN_SEEDS:
-        met = None
-    elif statistics.variance(values) == 0:
-        met = all(side(x) for x in values)
-    else:
+    value (the mean), target, side, p_value, seeds, met (True / False; None with fewer than MIN_SEEDS values or
+    an undefined test), status. Values without any variance (every seed at 100%) have no t-test: then every one
+    of them is on the claimed side or not, and that decides (a `claim` between two such rows stays pending: there
+    the question is a difference, here each value is compared with a fixed number)."""
+    on_side = (lambda x: x < target) if side == "below" else (lambda x: x > target)
+    n = len(values)
+    mean = statistics.fmean(values) if values else math.nan
+    p_value = met = None
+    if n >= MIN_SEEDS and statistics.variance(values) == 0:
+        met = all(on_side(x) for x in values)
+    elif n >= MIN_SEEDS:
         from scipy import stats
 
-        alternative = "less" if direction < 0 else "greater"
-        p_value = float(stats.ttest_1samp(values, target, alternative=alternative).pvalue)
-        met = bool(p_value < ALPHA and side(mean))
+        p = float(stats.ttest_1samp(values, target).pvalue)
+        if math.isfinite(p):
+            p_value, met = p, bool(p < ALPHA and on_side(mean))
     return {
-        "value": round(mean, 3),
+        "value": round(mean, 3) if values else None,
         "target": target,
-        "side": "below" if direction < 0 else "above",
+        "side": side,
         "p_value": None if p_value is None else round(p_value, 6),
         "seeds": n,
         "met": met,
-        "status": f"pending (needs {MIN_SEEDS}+ seeds)" if met is None else ("met" if met else "not met"),
+        "status": f"pending (needs {MIN_SEEDS}+ seeds)" if n < MIN_SEEDS else status(met, enough=True),
     }
 
 
 def format_bound(check: dict) -> str:
-    """ "one-sided t-test p = 0.012 over 5 seeds" for a `bound` check; the seed count alone without a test."""
+    """ "t-test p = 0.012 over 5 seeds" for a `bound` check; the seed count alone without a test."""
     seeds = "1 seed" if check["seeds"] == 1 else f"{check['seeds']} seeds"
     if check.get("p_value") is None:
         return f"{seeds}, no t-test" + (" (no seed variance)" if check["met"] is not None else "")
-    return f"one-sided t-test p {p_text(check['p_value'])} over {seeds}"
+    return f"t-test p {p_text(check['p_value'])} over {seeds}"
+
+
+_TARGET_SIDE = {"below": "< ", "above": "> "}
 
 
 def note(name: str, check: dict) -> str:
@@ -122,7 +126,7 @@ def note(name: str, check: dict) -> str:
         f"{name}: {check['value']}"
         + (f" (spread {check['spread']})" if check.get("spread") is not None else "")
         + (f" ({test})" if test else "")
-        + (f" (target {check['target']})" if "target" in check else "")
+        + (f" (target {_TARGET_SIDE.get(check.get('side'), '')}{check['target']})" if "target" in check else "")
         + (f" ({format_bound(check)})" if isinstance(check.get("seeds"), int) else "")
         + verdict(check)
     )
@@ -150,5 +154,7 @@ def p_text(p: float) -> str:
 def verdict(check: dict) -> str:
     """ " — met", " — NOT met", or pending: a claim with a Welch test needs MIN_SEEDS seeds of each (results
     files from before the test said 2)."""
+    if check["met"] is None and str(check.get("status", "")).startswith("pending ("):
+        return f" — {check['status']}"  # the reason it is pending (too few seeds, or no variance to test)
     pending = f" — pending (needs {MIN_SEEDS if 'p_value' in check else 2}+ seeds)"
     return {True: " — met", False: " — NOT met", None: pending}[check["met"]]

@@ -30,6 +30,7 @@ from workbench.methods.dual_student import (
     student_size,
 )
 from workbench.train import TrainConfig, train
+from workbench.train.supervised import STAGE_DIR
 from workbench.train.teachers_seen import changed_teachers, refuse_changed, teachers_of
 
 
@@ -204,7 +205,7 @@ def pretrain_config(cfg: TrainConfig, config) -> TrainConfig:
     return replace(
         cfg,
         dataset=config.pretrain_dataset,
-        out=str(Path(cfg.out) / "pretrain"),
+        out=str(Path(cfg.out) / STAGE_DIR),
         recipe="dide",
         teacher=getattr(config, "pretrain_teacher", None) or cfg.teacher,
         tokenizer_from=cfg.teacher,  # stage 2 continues this model: it reads the task teacher's token ids

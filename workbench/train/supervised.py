@@ -218,15 +218,18 @@ def load_splits(cfg: TrainConfig, processes: int):
     return train_set, load_split(cfg, "val", cfg.val_size)
 
 
+STAGE_DIR = "pretrain"  # a run's own earlier stage, <out>/pretrain (`dide-pt`'s matching stage)
+
+
 def earlier_stage_seconds(cfg: TrainConfig) -> float:
     """The training time of the stage this run started from when that stage is part of the run itself (`dide-pt`'s
     matching stage in `<out>/pretrain`), with that stage's own earlier stages; 0 otherwise (a run that starts from
     another run's checkpoint does not count that run's time)."""
     if not cfg.init_from:
         return 0.0
-    start, out = Path(cfg.init_from).absolute(), Path(cfg.out).absolute()
+    start = Path(cfg.init_from).resolve()
     meta_file = start / "workbench.json"
-    if out not in start.parents or not meta_file.exists():
+    if start != (Path(cfg.out) / STAGE_DIR / "model").resolve() or not meta_file.exists():
         return 0.0
     meta = json.loads(meta_file.read_text())
     return meta.get("train_seconds", 0.0) + meta.get("earlier_stage_seconds", 0.0)
