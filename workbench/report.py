@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+from workbench.train.stages import whole_run_seconds
+
 
 def teacher_table(assets: str | Path) -> str:
     """Markdown: one row per shipped checkpoint, accuracy overall and per question type, and on the held-out
@@ -26,7 +28,7 @@ def teacher_table(assets: str | Path) -> str:
         cfg = meta.get("train_config", {})
         per_type = ", ".join(f"{q} {100 * m['accuracy']:.1f}" for q, m in test["per_type"].items())
         # a run in stages (dide-pt: its matching stage, then the task) counts whole; the steps are the last stage's
-        minutes = (meta.get("train_seconds", 0) + meta.get("earlier_stage_seconds", 0)) / 60
+        minutes = whole_run_seconds(meta) / 60
         after = " after an earlier stage" if "earlier_stage_seconds" in meta else ""
         # a retrieval student logs mean R@1 as its "accuracy" (per type: each direction's R@1); say so
         score = ("R@1 " if "r1" in test else "") + f"{100 * test['accuracy']:.2f}"

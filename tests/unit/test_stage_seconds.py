@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from workbench.cli.rebuild import ship
 from workbench.train import TrainConfig
-from workbench.train.supervised import STAGE_DIR, earlier_stage_seconds
+from workbench.train.stages import STAGE_DIR, earlier_stage_seconds
 
 
 def _model(folder, **meta):

@@ -90,14 +90,14 @@ def ship(model_dir: Path, dest: Path) -> None:
     """Copy a trained checkpoint folder into the assets folder (replacing the old one). A model of a run in stages
     trained before it recorded its earlier stage's time gets it here (`earlier_stage_seconds`, from the run's
     stage folder), so the copy still counts the whole run."""
-    from workbench.train.supervised import STAGE_DIR
+    from workbench.models.io import write_json_atomic
+    from workbench.train.stages import stage_seconds
 
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(model_dir, dest)
-    meta_file, stage = dest / "workbench.json", Path(model_dir).parent / STAGE_DIR / "model" / "workbench.json"
-    meta = json.loads(meta_file.read_text())
-    if stage.exists() and "earlier_stage_seconds" not in meta:
-        meta["earlier_stage_seconds"] = json.loads(stage.read_text()).get("train_seconds", 0.0)
-        meta_file.write_text(json.dumps(meta, indent=2))
+    meta = json.loads((dest / "workbench.json").read_text())
+    earlier = stage_seconds(meta, Path(model_dir).parent)
+    if earlier and "earlier_stage_seconds" not in meta:
+        write_json_atomic(dest / "workbench.json", {**meta, "earlier_stage_seconds": earlier})
     print(f"shipped {dest}")

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from workbench.experiments.grid import Grid, Run
 from workbench.experiments.locks import is_done
 from workbench.experiments.recipe import same_recipe
+from workbench.train.stages import whole_run_seconds
 
 RETRIEVAL_DIRECTIONS = ("i2t", "t2i")
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "median_rank")
@@ -74,12 +75,7 @@ def answer_records(grid: Grid, run: Run, folder: Path, meta: dict) -> dict:
     """Accuracy overall and per question type on each view's split, minutes (a `dide-pt` run's matching stage
     included), steps; the teacher's fingerprint when the run learned from one; MAD's confidence probe. `folder`
     holds the run's `model`, its matching stage and probe (a run folder, or a shipped model's folder)."""
-    seconds = meta.get("train_seconds", 0)
-    stage1 = folder / "pretrain" / "model" / "workbench.json"  # train.supervised.STAGE_DIR
-    if "earlier_stage_seconds" in meta:  # recorded by the model itself, so a shipped copy counts the whole run
-        seconds += meta["earlier_stage_seconds"]
-    elif stage1.exists():  # a run from before the model recorded it
-        seconds += _read(stage1).get("train_seconds", 0)
+    seconds = whole_run_seconds(meta, folder)
     in_domain = meta["metrics"]["test"]
     probe_file = folder / "probe.json"  # how good MAD's confidence source was (held-out accuracy of the probe)
     probe = _read(probe_file) if probe_file.exists() else None

@@ -152,9 +152,9 @@ def p_text(p: float) -> str:
 
 
 def verdict(check: dict) -> str:
-    """ " — met", " — NOT met", or pending: a claim with a Welch test needs MIN_SEEDS seeds of each (results
-    files from before the test said 2)."""
-    if check["met"] is None and str(check.get("status", "")).startswith("pending ("):
-        return f" — {check['status']}"  # the reason it is pending (too few seeds, or no variance to test)
+    """ " — met", " — NOT met", or pending with its reason: a check's own `status` when it has one (`claim`,
+    `bound`); else from `met` (fixed targets; results files from before the Welch test, which said 2 seeds)."""
+    if check.get("status"):
+        return " — NOT met" if check["status"] == "not met" else f" — {check['status']}"
     pending = f" — pending (needs {MIN_SEEDS if 'p_value' in check else 2}+ seeds)"
     return {True: " — met", False: " — NOT met", None: pending}[check["met"]]

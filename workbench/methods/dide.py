@@ -30,7 +30,7 @@ from workbench.methods.dual_student import (
     student_size,
 )
 from workbench.train import TrainConfig, train
-from workbench.train.supervised import STAGE_DIR
+from workbench.train.stages import STAGE_DIR
 from workbench.train.teachers_seen import changed_teachers, refuse_changed, teachers_of
 
 

@@ -9,7 +9,6 @@ resume), fit, then evaluate on the test split and write `<out>/model` (the final
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from workbench.train.feed import CollatedExamples
 from workbench.train.objective import HardLabels
 from workbench.train.plan import EpochPlan
 from workbench.train.sources import dataset_labels, folder_image_spec, folder_text_limit, source_folder
+from workbench.train.stages import earlier_stage_seconds
 from workbench.train.state import latest_state
 from workbench.train.teachers_seen import (
     changed_teachers,
@@ -216,23 +216,6 @@ def load_splits(cfg: TrainConfig, processes: int):
         raise WorkbenchError(f"{cfg.dataset} batches whole groups of {g} near-duplicates: --batch-size must be a "
                              f"multiple of {g} per process and micro-batch")  # fmt: skip
     return train_set, load_split(cfg, "val", cfg.val_size)
-
-
-STAGE_DIR = "pretrain"  # a run's own earlier stage, <out>/pretrain (`dide-pt`'s matching stage)
-
-
-def earlier_stage_seconds(cfg: TrainConfig) -> float:
-    """The training time of the stage this run started from when that stage is part of the run itself (`dide-pt`'s
-    matching stage in `<out>/pretrain`), with that stage's own earlier stages; 0 otherwise (a run that starts from
-    another run's checkpoint does not count that run's time)."""
-    if not cfg.init_from:
-        return 0.0
-    start = Path(cfg.init_from).resolve()
-    meta_file = start / "workbench.json"
-    if start != (Path(cfg.out) / STAGE_DIR / "model").resolve() or not meta_file.exists():
-        return 0.0
-    meta = json.loads(meta_file.read_text())
-    return meta.get("train_seconds", 0.0) + meta.get("earlier_stage_seconds", 0.0)
 
 
 def finish(trainer: Trainer, cfg: TrainConfig, train_set, val_set, collator, tokenizer, evaluate_fn, progress) -> dict:
