@@ -60,6 +60,38 @@ def test_single_file_folder_and_digest(model, sharded, tmp_path: Path):
         load_weights(tmp_path)
 
 
+def test_a_digest_is_read_once_and_again_after_the_file_changes(model, tmp_path: Path, monkeypatch):
+    """The digest of unchanged weights comes from memory (no second read); rewritten weights, even of the same
+    size with the modification time put back, are hashed again (their inode or change time differs)."""
+    import builtins
+    import hashlib
+    import os
+
+    folder = tmp_path / "m"
+    model.save_pretrained(folder)
+    first = weights_digest(folder)
+    reads = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: reads.append(str(f)) or real_open(f, *a, **k))
+    assert weights_digest(folder) == first and reads == []
+    monkeypatch.setattr(builtins, "open", real_open)
+
+    path = folder / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the same size, other bytes
+    stat = path.stat()
+    replaced = tmp_path / "replaced"
+    replaced.write_bytes(bytes(data))
+    os.replace(replaced, path)  # how atomic writers save: a new file under the old name
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert weights_digest(folder) == hashlib.sha256(bytes(data)).hexdigest()[:16] != first
+
+    with open(path, "r+b") as f:  # rewritten in place: the same inode, the modification time put back
+        f.write(b"\0")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert weights_digest(folder) == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def _edit_index(folder: Path, edit) -> None:
     index = json.loads((folder / INDEX).read_text())
     edit(index["weight_map"])

@@ -102,14 +102,27 @@ def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{folder} has neither {SINGLE} nor {INDEX}")
 
 
+# digests already computed in this process, keyed by each weight file's path, inode, size and change times: a
+# results collection or a resumed grid asks for the same teacher's digest once per run (~1 s a GB each time)
+_DIGESTS: dict[tuple, str] = {}
+
+
 def weights_digest(folder: str | Path) -> str | None:
-    """A short hash of a folder's weight files (one file or every shard, in name order), or None without any."""
+    """A short hash of a folder's weight files (one file or every shard, in name order), or None without any.
+    A file rewritten since (another inode, size, modification or change time) is hashed again."""
     files = weight_files(folder)
     if not files:
         return None
-    digest = hashlib.sha256()
-    for path in files:
-        with open(path, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+    key = tuple(
+        (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        for path in files
+        for st in [path.stat()]
+    )
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in files:
+            with open(path, "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()[:16]
+    return _DIGESTS[key]
