@@ -50,7 +50,9 @@ def test_records_from_before_recipe_digests_count_or_go_to_the_earlier_section_a
     assert set(kept["rows"]) == {"none", "dide"} and "earlier" not in kept
 
     moved = collect(_grid("an earlier recipe"), tmp_path / "runs", tmp_path / "assets", previous=previous)["shapes-vqa"]
-    assert moved["rows"] == {} and moved["checks"] == {}  # no claim rests on an earlier recipe
+    assert moved["rows"] == {}  # no claim rests on an earlier recipe: the grid's claims on the task are pending
+    assert moved["checks"] and all(c["met"] is None and c["value"] is None for c in moved["checks"].values())
+    assert moved["checks"]["dide_minus_none_relation_points"]["missing"] == ["dide", "none"]
     assert moved["earlier"]["none"]["accuracy"]["values"] == [0.70, 0.72]
     assert {r["why"] for r in moved["earlier"]["none"]["runs"]} == {"an earlier recipe"}
     assert EARLIER_NOTE in results_table(DIDE, {"shapes-vqa": moved})

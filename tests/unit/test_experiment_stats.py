@@ -132,3 +132,23 @@ def test_the_shipped_claims_p_values_are_the_reviews():
     p = stats.ttest_ind(a, b, equal_var=False).pvalue
     check = mcad["checks"]["mcad_minus_clip_r1_points"]
     assert check["p_value"] == pytest.approx(p, abs=1e-6) and check["met"] == (p < 0.05 and check["value"] > 0)
+
+
+def test_a_claim_whose_rows_have_no_runs_of_today_stays_in_view_as_pending():
+    """The grid's claims on a task are all in its checks: one whose row has no current runs (only earlier ones)
+    is pending and names the row, in the JSON and in the Targets line, instead of being left out."""
+    from workbench.experiments.grid import as_grid
+    from workbench.experiments.layout_tasks import checks
+    from workbench.experiments.stats import no_runs, note
+
+    row = {"accuracy": {"values": [0.8] * 5}, "per_type": {"relation": {"values": [0.7, 0.72, 0.71, 0.69, 0.7]}}}
+    entry = {"rows": {"dide": row}, "teacher": {"accuracy": 1.0}}
+    out = checks(as_grid("dide"), "shapes-ve", entry)
+    assert out["dide_minus_none_relation_points"] == no_runs(["none"])
+    assert out["dide_minus_none_relation_points"]["status"] == "pending (no runs of `none` under today's recipe)"
+    assert out["dide_gap_to_teacher_points"]["met"] is False  # 20 points from the teacher on every seed
+    line = note("dide_minus_none_relation_points", out["dide_minus_none_relation_points"])
+    assert line == "dide_minus_none_relation_points — pending (no runs of `none` under today's recipe)"
+    vqa = checks(as_grid("dide"), "shapes-vqa", entry)  # its compare claims name both missing rows where both are
+    assert vqa["dide-pt_minus_dide_points"]["missing"] == ["dide-pt"]
+    assert vqa["dide_minus_none_points"]["missing"] == ["none"]

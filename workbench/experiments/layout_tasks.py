@@ -9,7 +9,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import EARLIER_NOTE, merge_records, whys
-from workbench.experiments.stats import bound, claim, note
+from workbench.experiments.stats import bound, claim, no_runs, note
 
 PARTS = ("rows", "earlier")  # a task entry's current runs, then those of an earlier teacher or recipe
 
@@ -59,14 +59,18 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
     if name in rows and teacher_figures:  # within the bound of its teacher: a t-test over the seeds' gaps
         gaps = [100 * (teacher_figures["accuracy"] - v) for v in rows[name]["accuracy"]["values"]]
         out[f"{name}_gap_to_teacher_points"] = bound(gaps, claims["gap_to_teacher_points"], side="below")
-    if name in rows and base in rows:
-        for q in claims["per_type"].get(task, ()):
+    for q in claims["per_type"].get(task, ()):
+        if name in rows and base in rows:
             a, b = rows[name]["per_type"].get(q), rows[base]["per_type"].get(q)
             if a is not None and b is not None:
                 out[f"{name}_minus_{base}_{q}_points"] = claim(a["values"], b["values"])
+        else:  # a claim the grid makes stays in view while a row it compares has no runs of today's recipe
+            out[f"{name}_minus_{base}_{q}_points"] = no_runs([r for r in (name, base) if r not in rows])
     for a, b in claims.get("compare", {}).get(task, ()):
         if a in rows and b in rows:
             out[f"{a}_minus_{b}_points"] = claim(rows[a]["accuracy"]["values"], rows[b]["accuracy"]["values"])
+        else:
+            out[f"{a}_minus_{b}_points"] = no_runs([r for r in (a, b) if r not in rows])
     return out
 
 

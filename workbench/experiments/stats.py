@@ -76,6 +76,19 @@ def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int =
     }
 
 
+def no_runs(rows: list[str]) -> dict:
+    """A claim the grid makes whose `rows` have no runs of today's recipe yet (their runs are earlier ones, or
+    none at all): pending, shown so rather than left out of the results."""
+    names = ", ".join(f"`{r}`" for r in rows)
+    return {
+        "value": None,
+        "p_value": None,
+        "met": None,
+        "missing": rows,
+        "status": f"pending (no runs of {names} under today's recipe)",
+    }
+
+
 def bound(values: list[float], target: float, side: str = "below") -> dict:
     """The claim "the mean of `values` is below `target`" (`side` "below"; or "above"), e.g. a student's gap to
     its teacher in points against a fixed 1.5: a one-sample t-test (`scipy.stats.ttest_1samp`), decided as `claim`
@@ -121,6 +134,8 @@ _TARGET_SIDE = {"below": "< ", "above": "> "}
 
 def note(name: str, check: dict) -> str:
     """A check as the tables' "Targets" line reads it: name, value, the test, the target, the verdict."""
+    if check.get("value") is None:  # `no_runs`: nothing measured yet
+        return f"{name}{verdict(check)}"
     test = format_test(check)
     return (
         f"{name}: {check['value']}"
