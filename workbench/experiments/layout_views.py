@@ -95,16 +95,20 @@ def _fmt(summary: dict) -> str:
 
 
 def margins_line(checks_: dict, task: str, key: str = "mad_minus_none_points") -> str:
-    """ "low1 +2.28 (spread 1.68, p = 0.047), low10 ..." for one task from a results file's "checks" (`key`:
-    its margins per view): does the gain shrink as pairs grow? The table in docs/results.md and notebook 05 print it."""
+    """ "low1 +3.36 (5 seeds, Welch p = 0.006: met), low10 +14.82 (3 seeds, Welch p = 0.049: pending), ..." for one
+    task from a results file's "checks" (`key`: its margins per view): does the gain shrink as pairs grow? Each
+    margin carries its verdict, so a small p-value over too few seeds does not read as a result. The table in
+    docs/results.md and notebook 05 print it."""
     parts = []
     for view, c in checks_[key][task].items():
         if c["value"] is None:
             parts.append(f"{view} not run")
             continue
-        spread = "one seed" if c["spread"] is None else f"spread {c['spread']:.2f}"
-        p = f", p {p_text(c['p_value'])}" if c.get("p_value") is not None else ""
-        parts.append(f"{view} {c['value']:+.2f} ({spread}{p})")
+        seeds = min(c["seeds"]) if c.get("seeds") else None
+        counted = "one seed" if seeds == 1 else f"{seeds} seeds"
+        p = f", Welch p {p_text(c['p_value'])}" if c.get("p_value") is not None else ""
+        verdict = "pending" if c["met"] is None else ("met" if c["met"] else "not met")
+        parts.append(f"{view} {c['value']:+.2f} ({counted}{p}: {verdict})")
     return ", ".join(parts)
 
 
