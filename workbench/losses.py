@@ -304,11 +304,12 @@ def modified_teacher_features(
         u'_i = normalize(u_i + beta * sum_j softmax_row(Z)_ij w_j)
         w'_j = normalize(w_j + beta * sum_i softmax_col(Z)_ij u_i)
 
-    The paper adds the single-stream model's fused features to the dual model's features; our
-    fusion teacher's pooled state lives in another space, and a map into the dual space learned by
-    this same loss would let the target drift towards the student. Here the fused signal reaches the
-    features through Z (`fused_teacher_logits`): where the fusion teacher vetoes a hard negative,
-    that caption no longer pulls on the image's target. `beta = 0` gives the teacher's embeddings.
+    This is the step after the fused features (`fused_feature_targets`, which add the fusion teacher's
+    joint representation, mapped into the dual space by a frozen adapter, to the dual teacher's features):
+    the targets are then mixed across modalities under Z. In the scalar ablation (`mcad-scalar`) the fused
+    signal reaches the features only this way, through Z (`fused_teacher_logits`): where the fusion
+    teacher vetoes a hard negative, that caption no longer pulls on the image's target. `beta = 0` gives
+    the teacher's embeddings.
     """
     if beta == 0:
         return image_emb, text_emb
