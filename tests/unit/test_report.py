@@ -166,18 +166,29 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
     kd = [f"`kd` {_pm(vqa['kd'])}"] if "kd" in vqa else []
     if "dide-pt" in vqa:  # DiDE's two stages against its second alone
         kd += [f"`dide-pt` {_pm(vqa['dide-pt'])}", _points(dide["shapes-vqa"]["checks"]["dide-pt_minus_dide_points"])]
+    vqa_checks = dide["shapes-vqa"]["checks"]
+    per_type = [  # "relation +3.8 (p = 0.014)": each per-type claim the cell states, from its check
+        f"{q} {c['value']:+.1f} (p {p_text(c['p_value'])})"
+        for q in ("relation", "position", "comparison")
+        for c in [vqa_checks[f"dide_minus_none_{q}_points"]]
+    ]
+    shift = mad["checks"]["mad_minus_none_points"]["shapes-ve"]["shift"]
     return {
         ("DiDE", "shapes-vqa"): [
             *dide_cells("shapes-vqa"),
             *kd,
-            _points(dide["shapes-vqa"]["checks"]["dide_minus_none_points"]),
+            _points(vqa_checks["dide_minus_none_points"]),
+            *per_type,
         ],
         ("DiDE", "easy-VQA"): [
             *dide_cells("easy-vqa"),
             _bound_cell(dide["easy-vqa"]["checks"]["dide_gap_to_teacher_points"]),
         ],
         ("MAD", "shapes-ve, 1%"): mad_cells("shapes-ve", "low1"),
-        ("MAD", "shapes-ve, all pairs"): mad_cells("shapes-ve", "full"),
+        ("MAD", "shapes-ve, all pairs"): [
+            *mad_cells("shapes-ve", "full"),
+            f"on the compositional split {shift['value']:+.1f} (p {p_text(shift['p_value'])})",
+        ],
         ("MAD", "shapes-vqa, 1%"): mad_cells("shapes-vqa", "low1"),
         ("MCAD", "hard retrieval gallery"): _mcad_cells(mcad),
         ("speed", "shapes-vqa, batch 1"): [
@@ -241,6 +252,34 @@ def test_readme_headline_numbers_are_the_results_files():
         present = [c.strip() for c in row.split("|")]
         missing = [c for c in cells if not any(c in p for p in present)]
         assert not missing, f"README headline row {method} / {task}: {missing} not in {row}"
+
+
+def test_readme_agreement_paragraph_is_the_agreement_file():
+    """The figures of the README's "where the student looks" paragraph: each map's Spearman of the students it
+    compares and the paired test between them, from assets/results/agreement.json."""
+    agreement = _json("agreement")
+    students, paired = agreement["students"], agreement["paired"]
+
+    def rho(student, kind):
+        return f"{students[student]['maps'][kind]['overall']['spearman']:.2f}"
+
+    def p(pair, kind):
+        return f"p {p_text(paired[pair]['maps'][kind]['spearman_p_value'])}"
+
+    phrases = [
+        f"{agreement['settings']['n']} test examples",
+        f"the distilled virtual cross-attention {rho('dide', 'attention')} vs {rho('none', 'attention')}",
+        f"Integrated Gradients {rho('dide', 'ig')} vs {rho('none', 'ig')} (paired t-test {p('dide vs none', 'ig')})",
+        f"rollout {rho('dide', 'rollout')} vs {rho('none', 'rollout')} ({p('dide vs none', 'rollout')})",
+        f"relevancy {rho('dide', 'relevancy')} vs {rho('none', 'relevancy')} ({p('dide vs none', 'relevancy')})",
+        f"{rho('dide-pt', 'rollout')} against `dide`'s\n{rho('dide', 'rollout')} ({p('dide vs dide-pt', 'rollout')};",
+        f"relevancy ({rho('dide-pt', 'relevancy')}, {p('dide vs dide-pt', 'relevancy')})",
+        f"IG ({rho('dide-pt', 'ig')}, {p('dide vs dide-pt', 'ig')})",
+    ]
+    text = README.read_text()
+    assert not [x for x in phrases if x not in text]
+    best = max(students, key=lambda s: students[s]["maps"]["rollout"]["overall"]["spearman"])
+    assert best == "dide-pt" and "highest rollout Spearman of the four students" in text and len(students) == 4
 
 
 def test_readme_reworded_table_is_the_paraphrase_results_file():
