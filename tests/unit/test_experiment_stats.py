@@ -152,3 +152,11 @@ def test_a_claim_whose_rows_have_no_runs_of_today_stays_in_view_as_pending():
     vqa = checks(as_grid("dide"), "shapes-vqa", entry)  # its compare claims name both missing rows where both are
     assert vqa["dide-pt_minus_dide_points"]["missing"] == ["dide-pt"]
     assert vqa["dide_minus_none_points"]["missing"] == ["none"]
+
+
+def test_a_tiny_p_value_is_stored_with_its_digits_not_as_zero():
+    from workbench.experiments.stats import bound, stored_p
+
+    assert stored_p(0.0123456789) == 0.012346 and stored_p(2.1897e-60) == 2.19e-60 and stored_p(1e-6) == 1e-6
+    check = bound([22.5, 22.9, 22.7, 22.6, 22.8], 1.5)  # far from the bound: p ~ 1e-9, which 6 decimals made 0.0
+    assert 0 < check["p_value"] < 1e-6 and check["met"] is False

@@ -55,6 +55,12 @@ def versus(a: list[float], b: list[float], baseline: str, metric: str) -> dict:
     }
 
 
+def stored_p(p: float) -> float:
+    """A p-value as the results files keep it: 6 decimals, or 3 significant digits below 1e-6 (rounding those to
+    6 decimals would store a p of 0.0)."""
+    return float(f"{p:.3g}") if p < 1e-6 else round(p, 6)
+
+
 def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int = 1) -> dict:
     """The claim "a beats b" (`direction` 1; -1: a is lower), in points (`scale` x the metric):
 
@@ -68,7 +74,7 @@ def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int =
     return {
         "value": round(margin, 2),
         "spread": None if spread is None else round(spread, 2),
-        "p_value": None if test is None else round(test["p_value"], 6),
+        "p_value": None if test is None else stored_p(test["p_value"]),
         "ci95": None if test is None else [round(scale * x, 2) for x in test["ci95"]],
         "seeds": [len(a), len(b)],
         "met": met,
@@ -114,7 +120,7 @@ def bound(values: list[float], target: float, side: str = "below") -> dict:
         "value": round(mean, 3) if values else None,
         "target": target,
         "side": side,
-        "p_value": None if p_value is None else round(p_value, 6),
+        "p_value": None if p_value is None else stored_p(p_value),
         "seeds": n,
         "met": met,
         "status": f"pending (needs {MIN_SEEDS}+ seeds)" if n < MIN_SEEDS else status(met, enough=True),
