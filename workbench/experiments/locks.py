@@ -1,7 +1,10 @@
 """Run folders shared by several workers: a run is claimed with a lock file next to its folder.
 
-The lock holds the worker's pid and is created atomically, so two workers never train the same run; a lock
-whose process is gone is taken over, and the run resumes from its last checkpoint.
+The lock holds the worker's pid and appears atomically with it (written to a file of the worker's own, then
+hard-linked to the lock's name, which fails if the lock exists), so two workers never train the same run, and
+no worker ever sees a lock without its pid (an empty lock, read between a create and a write, once looked
+stale to a second worker started at the same moment, and both trained one run). A lock whose process is gone
+is taken over, and the run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -24,22 +27,24 @@ def claim(run_dir: Path) -> bool:
     """Take the run's lock (atomic create). A lock left by a dead process is taken over."""
     lock = lock_path(run_dir)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    mine.write_text(str(os.getpid()))
+    try:
+        for _ in range(2):
             try:
-                pid = int(lock.read_text() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                return False
-            lock.unlink(missing_ok=True)  # stale: its worker died; the run resumes from its state
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
+                os.link(mine, lock)  # atomic, and the lock is born with its pid in it
+                return True
+            except FileExistsError:
+                try:
+                    pid = int(lock.read_text() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    return False
+                lock.unlink(missing_ok=True)  # stale: its worker died; the run resumes from its state
+        return False
+    finally:
+        mine.unlink(missing_ok=True)
 
 
 def release(run_dir: Path) -> None:
