@@ -126,42 +126,34 @@ def test_a_claimed_run_is_skipped_and_a_dead_workers_lock_is_taken_over(tmp_path
     assert run_dir.with_name("dide-seed0.lock").read_text() == str(os.getpid())
 
 
-def test_a_lock_is_born_with_its_pid_so_two_workers_started_together_never_share_a_run(tmp_path, monkeypatch):
-    """Two workers started at the same moment once both trained one run: the first created an empty lock, the
-    second read it between the create and the write, took it for a dead worker's and took it over. Now the lock
-    appears (one hard link) with the pid already in it, and of workers racing for a run exactly one wins."""
-    run_dir = tmp_path / "shapes-vqa" / "dide-seed0"
-    seen = []
-    real_link = os.link
-
-    def link(src, dst):
-        real_link(src, dst)
-        seen.append(Path(dst).read_text())  # what any other worker could read the moment the lock exists
-
-    monkeypatch.setattr(os, "link", link)
-    assert claim(run_dir) and seen == [str(os.getpid())]
-    assert [p.name for p in run_dir.parent.iterdir()] == ["dide-seed0.lock"]  # the worker's own file is gone
-    monkeypatch.setattr(os, "link", real_link)
-    release(run_dir)
-
+def test_of_workers_racing_for_a_run_exactly_one_wins_on_a_fresh_folder_and_on_a_dead_workers_lock(tmp_path):
+    """Two workers started at the same moment once both trained one run (the first's lock was still empty when
+    the second read it and took it for a dead worker's). A claim is now a kernel lock held for the whole run:
+    of four workers racing for a run, new or left by a dead worker, exactly one wins; the others see it held."""
     race = (  # the locks module alone (no torch import), so that the workers reach the start line together
         "import importlib.util, sys, time; from pathlib import Path\n"
         "spec = importlib.util.spec_from_file_location('locks', sys.argv[3])\n"
-        "locks = importlib.util.module_from_spec(spec); spec.loader.exec_module(locks); claim = locks.claim\n"
-        "start = float(sys.argv[2])\n"
-        "while time.time() < start: pass\n"
-        "won = claim(Path(sys.argv[1]))\n"
+        "locks = importlib.util.module_from_spec(spec); spec.loader.exec_module(locks)\n"
+        "start, go_on = float(sys.argv[2]), Path(sys.argv[4])\n"
+        "while time.time() < start: time.sleep(0.0005)\n"
+        "won = locks.claim(Path(sys.argv[1]))\n"
         "print(int(won), flush=True)\n"
-        "time.sleep(1.5 if won else 0)\n"  # a winner stays alive while the others look
+        "while won and not go_on.exists(): time.sleep(0.01)\n"  # a winner holds its run until every worker looked
     )
     module = str(ROOT / "workbench" / "experiments" / "locks.py")
-    for attempt in range(5):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for attempt in range(6):
         folder = tmp_path / f"race{attempt}" / "dide-seed0"
-        start = str(time.time() + 0.5)
-        command = [sys.executable, "-c", race, str(folder), start, module]
+        if attempt % 2:  # a lock file a dead worker left
+            folder.parent.mkdir()
+            folder.with_name("dide-seed0.lock").write_text(dead.stdout.strip())
+        go_on = tmp_path / f"go{attempt}"
+        command = [sys.executable, "-c", race, str(folder), str(time.time() + 0.5), module, str(go_on)]
         workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(4)]
-        wins = [int(w.communicate()[0].strip()) for w in workers]
-        assert sum(wins) == 1, wins
+        wins = [int(w.stdout.readline()) for w in workers]
+        go_on.touch()
+        assert [w.wait() for w in workers] == [0] * 4
+        assert sum(wins) == 1, (attempt, wins)
 
 
 # ---------------------------------------------------------------------------------------------- DiDE, faked

@@ -247,11 +247,11 @@ def test_margin_per_setting_for_every_view_and_only_low1_decides_acceptance(tmp_
     assert views["full"]["value"] == pytest.approx(1.0) and views["full"]["spread"] == pytest.approx(2.83)
     assert views["shift"]["value"] == pytest.approx(10.0) and views["shift"]["p_value"] < 0.05
     assert c["mad_minus_none_points"]["shapes-ve"]["full"]["status"] == "pending (not run)"
-    line = "low1 +11.00 (3 seeds, Welch p = 0.0"  # a small p-value over 3 seeds reads as pending
-    assert margins_line(c, "shapes-vqa").startswith(line) and "low10 +5.00 (one seed: pending)" in margins_line(
-        c, "shapes-vqa"
-    )
-    assert margins_line(c, "shapes-vqa").split(", low10")[0].endswith(": pending)")
+    line = "low1 +11.00 (3 seeds each, Welch p = 0.0"  # a small p-value over 3 seeds reads as pending
+    margins = margins_line(c, "shapes-vqa")
+    assert margins.startswith(line) and "low10 +5.00 (one seed: pending (needs 5+ seeds of each))" in margins
+    assert margins.split(", low10")[0].endswith(": pending (needs 5+ seeds of each))")
+    assert "full +1.00 (2 seeds each" in margins
     assert "MAD minus none per setting (shapes-vqa, overall, points): " + line in results_table(MAD, doc)
 
 

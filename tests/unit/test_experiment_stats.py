@@ -149,14 +149,18 @@ def test_a_claim_whose_rows_have_no_runs_of_today_stays_in_view_as_pending():
     assert out["dide_gap_to_teacher_points"]["met"] is False  # 20 points from the teacher on every seed
     line = note("dide_minus_none_relation_points", out["dide_minus_none_relation_points"])
     assert line == "dide_minus_none_relation_points — pending (no runs of `none` under today's recipe)"
-    vqa = checks(as_grid("dide"), "shapes-vqa", entry)  # its compare claims name both missing rows where both are
+    vqa = checks(as_grid("dide"), "shapes-vqa", entry)  # its compare claims name the rows they miss
     assert vqa["dide-pt_minus_dide_points"]["missing"] == ["dide-pt"]
     assert vqa["dide_minus_none_points"]["missing"] == ["none"]
+    assert vqa["dide-pt_minus_dide-4000-steps_points"]["missing"] == ["dide-pt", "dide (4,000 steps)"]
+    gone = checks(as_grid("dide"), "easy-vqa", {"rows": {}, "teacher": {"accuracy": 1.0}})  # e.g. a rebuilt teacher
+    assert gone == {"dide_gap_to_teacher_points": no_runs(["dide"])}
 
 
 def test_a_tiny_p_value_is_stored_with_its_digits_not_as_zero():
     from workbench.experiments.stats import bound, stored_p
 
-    assert stored_p(0.0123456789) == 0.012346 and stored_p(2.1897e-60) == 2.19e-60 and stored_p(1e-6) == 1e-6
+    assert stored_p(0.0123456789) == 0.012346 and stored_p(2.1897e-60) == 2.19e-60 and stored_p(4.4e-6) == 4.4e-6
+    assert stored_p(0.00012345) == 0.000123 and stored_p(0.001) == 0.001
     check = bound([22.5, 22.9, 22.7, 22.6, 22.8], 1.5)  # far from the bound: p ~ 1e-9, which 6 decimals made 0.0
     assert 0 < check["p_value"] < 1e-6 and check["met"] is False

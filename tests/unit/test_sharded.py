@@ -61,22 +61,35 @@ def test_single_file_folder_and_digest(model, sharded, tmp_path: Path):
 
 
 def test_a_digest_is_read_once_and_again_after_the_file_changes(model, tmp_path: Path, monkeypatch):
-    """The digest of unchanged weights comes from memory (no second read); rewritten weights, even of the same
-    size with the modification time put back, are hashed again (their inode or change time differs)."""
+    """The digest of unchanged weights comes from memory (no second read); weights rewritten since, even of the
+    same size with the modification time put back, are hashed again; so is a file changed within
+    `RACY_SECONDS`, whose timestamps a rewrite in the same tick would not move."""
     import builtins
     import hashlib
     import os
 
+    from workbench.models import sharded
+
     folder = tmp_path / "m"
     model.save_pretrained(folder)
-    first = weights_digest(folder)
+    path = folder / "model.safetensors"
     reads = []
     real_open = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: reads.append(str(f)) or real_open(f, *a, **k))
-    assert weights_digest(folder) == first and reads == []
-    monkeypatch.setattr(builtins, "open", real_open)
 
-    path = folder / "model.safetensors"
+    def counting_open(f, *a, **k):
+        reads.append(str(f))
+        return real_open(f, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    first = weights_digest(folder)
+    assert weights_digest(folder) == first and reads.count(str(path)) == 2  # just written: not remembered
+    monkeypatch.setattr(sharded, "RACY_SECONDS", -1e9)  # as if written long ago
+    weights_digest(folder)
+    reads.clear()
+    assert weights_digest(folder) == first and reads == []  # remembered
+    monkeypatch.setattr(builtins, "open", real_open)
+    monkeypatch.setattr(sharded, "RACY_SECONDS", 2.0)  # the files below are changed just now
+
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # the same size, other bytes
     stat = path.stat()
@@ -86,7 +99,7 @@ def test_a_digest_is_read_once_and_again_after_the_file_changes(model, tmp_path:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert weights_digest(folder) == hashlib.sha256(bytes(data)).hexdigest()[:16] != first
 
-    with open(path, "r+b") as f:  # rewritten in place: the same inode, the modification time put back
+    with open(path, "r+b") as f:  # rewritten in place, just now: the same inode, the modification time put back
         f.write(b"\0")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert weights_digest(folder) == hashlib.sha256(path.read_bytes()).hexdigest()[:16]

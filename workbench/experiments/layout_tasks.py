@@ -4,6 +4,7 @@ teacher then each row, overall and per question type (mean ± sample std over se
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
     if name in rows and teacher_figures:  # within the bound of its teacher: a t-test over the seeds' gaps
         gaps = [100 * (teacher_figures["accuracy"] - v) for v in rows[name]["accuracy"]["values"]]
         out[f"{name}_gap_to_teacher_points"] = bound(gaps, claims["gap_to_teacher_points"], side="below")
+    elif name not in rows:
+        out[f"{name}_gap_to_teacher_points"] = no_runs([name])
     for q in claims["per_type"].get(task, ()):
         if name in rows and base in rows:
             a, b = rows[name]["per_type"].get(q), rows[base]["per_type"].get(q)
@@ -68,10 +71,15 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
             out[f"{name}_minus_{base}_{q}_points"] = no_runs([r for r in (name, base) if r not in rows])
     for a, b in claims.get("compare", {}).get(task, ()):
         if a in rows and b in rows:
-            out[f"{a}_minus_{b}_points"] = claim(rows[a]["accuracy"]["values"], rows[b]["accuracy"]["values"])
+            out[f"{key(a)}_minus_{key(b)}_points"] = claim(rows[a]["accuracy"]["values"], rows[b]["accuracy"]["values"])
         else:
-            out[f"{a}_minus_{b}_points"] = no_runs([r for r in (a, b) if r not in rows])
+            out[f"{key(a)}_minus_{key(b)}_points"] = no_runs([r for r in (a, b) if r not in rows])
     return out
+
+
+def key(row: str) -> str:
+    """A row's name as part of a check's key: "dide (4,000 steps)" -> "dide-4000-steps" ("dide-pt" stays)."""
+    return re.sub(r"[^\w-]+", "-", row.replace(",", "")).strip("-")
 
 
 def _fmt(summary: dict) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import merge_records
-from workbench.experiments.stats import ALPHA, MIN_SEEDS, claim, format_test, p_text
+from workbench.experiments.stats import ALPHA, MIN_SEEDS, claim, format_test, p_text, verdict
 
 RULE = f"with Welch p < {ALPHA} over {MIN_SEEDS}+ seeds of each"
 LEGACY_RULE = "by more than the seed spread"  # results files from before the Welch test
@@ -95,7 +95,8 @@ def _fmt(summary: dict) -> str:
 
 
 def margins_line(checks_: dict, task: str, key: str = "mad_minus_none_points") -> str:
-    """ "low1 +3.36 (5 seeds, Welch p = 0.006: met), low10 +14.82 (3 seeds, Welch p = 0.049: pending), ..." for one
+    """ "low1 +3.36 (5 seeds each, Welch p = 0.006: met), low10 +14.82 (3 seeds each, Welch p = 0.049: pending
+    (needs 5+ seeds of each)), ..." (`mad` and `none` seeds) for one
     task from a results file's "checks" (`key`: its margins per view): does the gain shrink as pairs grow? Each
     margin carries its verdict, so a small p-value over too few seeds does not read as a result. The table in
     docs/results.md and notebook 05 print it."""
@@ -104,11 +105,10 @@ def margins_line(checks_: dict, task: str, key: str = "mad_minus_none_points") -
         if c["value"] is None:
             parts.append(f"{view} not run")
             continue
-        seeds = min(c["seeds"]) if c.get("seeds") else None
-        counted = "one seed" if seeds == 1 else f"{seeds} seeds"
+        mad, none = c.get("seeds") or (None, None)
+        counted = "one seed" if mad == none == 1 else f"{mad} seeds each" if mad == none else f"{mad} and {none} seeds"
         p = f", Welch p {p_text(c['p_value'])}" if c.get("p_value") is not None else ""
-        verdict = "pending" if c["met"] is None else ("met" if c["met"] else "not met")
-        parts.append(f"{view} {c['value']:+.2f} ({counted}{p}: {verdict})")
+        parts.append(f"{view} {c['value']:+.2f} ({counted}{p}: {verdict(c).removeprefix(' — ')})")
     return ", ".join(parts)
 
 
@@ -156,9 +156,9 @@ def table(grid: Grid, doc: dict) -> str:
         margins = margins_line(measured, task, f"{name}_minus_{base}_points")
         lines.append(f"MAD minus none per setting ({task}, overall, points): {margins}.")
         blocks.append("\n".join(lines))
-    verdict = {True: "met", False: "NOT met", None: "pending"}[measured["any_task"]]
+    accepted = {True: "met", False: "NOT met", None: "pending"}[measured["any_task"]]
     blocks.append(
-        f"Acceptance (MAD beats none at 1% {measured.get('rule', LEGACY_RULE)} on at least one task): {verdict}. "
+        f"Acceptance (MAD beats none at 1% {measured.get('rule', LEGACY_RULE)} on at least one task): {accepted}. "
         "Test accuracy %, mean ± sample std over seeds; `shift`: the `full` runs on the compositional split "
         "(their in-domain test in brackets)."
     )

@@ -56,9 +56,9 @@ def versus(a: list[float], b: list[float], baseline: str, metric: str) -> dict:
 
 
 def stored_p(p: float) -> float:
-    """A p-value as the results files keep it: 6 decimals, or 3 significant digits below 1e-6 (rounding those to
-    6 decimals would store a p of 0.0)."""
-    return float(f"{p:.3g}") if p < 1e-6 else round(p, 6)
+    """A p-value as the results files keep it: 6 decimals, or 3 significant digits below 0.001 (6 decimals would
+    keep one digit of 4e-06 and store a p below 5e-7 as 0.0)."""
+    return float(f"{p:.3g}") if p < 1e-3 else round(p, 6)
 
 
 def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int = 1) -> dict:

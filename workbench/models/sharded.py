@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -105,24 +106,31 @@ def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
 # digests already computed in this process, keyed by each weight file's path, inode, size and change times: a
 # results collection or a resumed grid asks for the same teacher's digest once per run (~1 s a GB each time)
 _DIGESTS: dict[tuple, str] = {}
+# a file changed this recently is hashed every time: a rewrite within one timestamp tick (milliseconds on most
+# file systems, more on some network ones) could keep size and times, and a cached digest would be stale
+RACY_SECONDS = 2.0
 
 
 def weights_digest(folder: str | Path) -> str | None:
     """A short hash of a folder's weight files (one file or every shard, in name order), or None without any.
-    A file rewritten since (another inode, size, modification or change time) is hashed again."""
+    Remembered for files unchanged since (inode, size, modification and change time) and not changed within
+    `RACY_SECONDS` of the first hashing."""
     files = weight_files(folder)
     if not files:
         return None
+    stats = [path.stat() for path in files]
     key = tuple(
-        (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        for path in files
-        for st in [path.stat()]
+        (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for path, st in zip(files, stats)
     )
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        for path in files:
-            with open(path, "rb") as f:
-                for block in iter(lambda f=f: f.read(1 << 20), b""):
-                    digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()[:16]
-    return _DIGESTS[key]
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+    short = digest.hexdigest()[:16]
+    newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in stats) / 1e9
+    if time.time() - newest > RACY_SECONDS:
+        _DIGESTS[key] = short
+    return short
