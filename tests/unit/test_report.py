@@ -164,9 +164,14 @@ def headline_rows() -> dict[tuple[str, str], list[str]]:
     vqa_rows = dide["shapes-vqa"]["rows"]
     vqa = {name: row["accuracy"] for name, row in vqa_rows.items()}
     kd = [f"`kd` {_pm(vqa['kd'])}"] if "kd" in vqa else []
-    if "dide-pt" in vqa:  # DiDE's two stages against its second alone
-        kd += [f"`dide-pt` {_pm(vqa['dide-pt'])}", _points(dide["shapes-vqa"]["checks"]["dide-pt_minus_dide_points"])]
     vqa_checks = dide["shapes-vqa"]["checks"]
+    if "dide-pt" in vqa:  # DiDE's two stages against its second alone, and against it given as many steps
+        kd += [f"`dide-pt` {_pm(vqa['dide-pt'])}", _points(vqa_checks["dide-pt_minus_dide_points"])]
+        control = vqa_checks["dide-pt_minus_dide-4000-steps_points"]
+        if control["value"] is None:
+            kd.append("is pending")
+        else:
+            kd += [f"`dide` with 4,000 steps {_pm(vqa['dide (4,000 steps)'])}", _points(control)]
     per_type = [  # "relation +3.8 (p = 0.014)": each per-type claim the cell states, from its check
         f"{q} {c['value']:+.1f} (p {p_text(c['p_value'])})"
         for q in ("relation", "position", "comparison")
