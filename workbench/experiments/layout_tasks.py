@@ -62,22 +62,21 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
         out[f"{name}_gap_to_teacher_points"] = bound(gaps, claims["gap_to_teacher_points"], side="below")
     elif name not in rows:
         out[f"{name}_gap_to_teacher_points"] = no_runs([name])
+    # a claim the grid makes stays in view, pending, while a row it compares has no runs of today's recipe
+    missing = [r for r in (name, base) if r not in rows]
     for q in claims["per_type"].get(task, ()):
-        if name in rows and base in rows:
-            a, b = rows[name]["per_type"].get(q), rows[base]["per_type"].get(q)
-            if a is not None and b is not None:
-                out[f"{name}_minus_{base}_{q}_points"] = claim(a["values"], b["values"])
-        else:  # a claim the grid makes stays in view while a row it compares has no runs of today's recipe
-            out[f"{name}_minus_{base}_{q}_points"] = no_runs([r for r in (name, base) if r not in rows])
+        if missing:
+            out[f"{name}_minus_{base}_{q}_points"] = no_runs(missing)
+        elif (a := rows[name]["per_type"].get(q)) is not None and (b := rows[base]["per_type"].get(q)) is not None:
+            out[f"{name}_minus_{base}_{q}_points"] = claim(a["values"], b["values"])
     for a, b in claims.get("compare", {}).get(task, ()):
-        if a in rows and b in rows:
-            out[f"{key(a)}_minus_{key(b)}_points"] = claim(rows[a]["accuracy"]["values"], rows[b]["accuracy"]["values"])
-        else:
-            out[f"{key(a)}_minus_{key(b)}_points"] = no_runs([r for r in (a, b) if r not in rows])
+        missing = [r for r in (a, b) if r not in rows]
+        values = [rows[r]["accuracy"]["values"] for r in (a, b) if r in rows]
+        out[f"{slug(a)}_minus_{slug(b)}_points"] = no_runs(missing) if missing else claim(*values)
     return out
 
 
-def key(row: str) -> str:
+def slug(row: str) -> str:
     """A row's name as part of a check's key: "dide (4,000 steps)" -> "dide-4000-steps" ("dide-pt" stays)."""
     return re.sub(r"[^\w-]+", "-", row.replace(",", "")).strip("-")
 
