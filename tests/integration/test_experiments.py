@@ -67,9 +67,13 @@ def test_every_budget_on_generated_data_holds_its_steps():
 
 
 def test_dide_grid_has_five_seeds_of_the_compared_rows_on_shapes_vqa_and_every_recipe_on_every_task():
-    """A claim is a Welch test over at least 5 seeds of each side (issue 28): none, dide and dide-pt have 5."""
-    for row, seeds in (("none", 5), ("dide", 5), ("dide-pt", 5), ("kd", 3), ("dide-pt-task-attn", 3)):
+    """A claim is a Welch test over at least 5 seeds of each side (issue 28): none, dide, kd and dide-pt have 5, and
+    every row a shapes-vqa claim compares has them."""
+    for row, seeds in (("none", 5), ("dide", 5), ("dide-pt", 5), ("kd", 5), ("dide-pt-task-attn", 3)):
         assert sorted(r.seed for r in _runs(DIDE, tasks=["shapes-vqa"], rows=[row])) == list(range(seeds)), row
+    for a, b in DIDE.claims["compare"]["shapes-vqa"]:
+        for row in (a, b):
+            assert len({r.seed for r in _runs(DIDE, tasks=["shapes-vqa"], rows=[row])}) >= 5, row
     for task in DIDE.tasks:
         assert {r.row for r in _runs(DIDE, tasks=[task])} >= {"none", "kd", "dide", "dide-pt-task-attn"}
     # dide-pt's matching teacher reads shapes captions: every shapes task, not easy-VQA

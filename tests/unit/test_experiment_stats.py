@@ -151,7 +151,7 @@ def test_a_claim_whose_rows_have_no_runs_of_today_stays_in_view_as_pending():
     assert line == "dide_minus_none_relation_points — pending (no runs of `none` under today's recipe)"
     vqa = checks(as_grid("dide"), "shapes-vqa", entry)  # its compare claims name the rows they miss
     assert vqa["dide-pt_minus_dide_points"]["missing"] == ["dide-pt"]
-    assert vqa["dide_minus_none_points"]["missing"] == ["none"]
+    assert vqa["dide_minus_none_points"]["missing"] == ["none"] and vqa["dide_minus_kd_points"]["missing"] == ["kd"]
     assert vqa["dide-pt_minus_dide-4000-steps_points"]["missing"] == ["dide-pt", "dide (4,000 steps)"]
     gone = checks(as_grid("dide"), "easy-vqa", {"rows": {}, "teacher": {"accuracy": 1.0}})  # e.g. a rebuilt teacher
     assert gone == {"dide_gap_to_teacher_points": no_runs(["dide"])}
