@@ -50,18 +50,19 @@ def test_grid_has_three_seeds_of_every_row_at_low1_on_both_tasks_first():
     assert all(r.setting == "low1" for r in first)
     assert {r.row for r in runs[: len(ROWS)]} == set(ROWS)  # seed 0 of every row before any second seed
     assert list(dict.fromkeys(r.setting for r in runs)) == ["low1", "low10", "full"]
-    # then seeds 3 and 4 of the claim's two rows at low1 (a Welch test over 5 seeds of each)
-    # then the README's all-pairs claim (shapes-ve, mad vs none at full) likewise
+    # then seeds 3 and 4 of the claim's two rows at low1 (a Welch test over 5 seeds of each), then the README's
+    # all-pairs claim (shapes-ve, mad vs none at full) likewise, then the other settings' margins
     extra = runs[len(TASKS) * len(MAD.settings) * len(ROWS) * 3 :]
     assert sorted((r.setting, r.task, r.row, r.seed) for r in extra) == sorted(
-        [("low1", t, row, s) for t in TASKS for row in ("none", "mad") for s in (3, 4)]
-        + [("full", "shapes-ve", row, s) for row in ("none", "mad") for s in (3, 4)]
+        (setting, t, row, s) for setting in MAD.settings for t in TASKS for row in ("none", "mad") for s in (3, 4)
     )
-    assert [r.setting for r in extra] == ["low1"] * 8 + ["full"] * 4
-    for task, setting in [*((t, "low1") for t in TASKS), ("shapes-ve", "full")]:
-        for row in ("none", "mad"):
-            seeds = sorted(r.seed for r in runs if (r.task, r.setting, r.row) == (task, setting, row))
-            assert seeds == [0, 1, 2, 3, 4]
+    assert [r.setting for r in extra] == ["low1"] * 8 + ["full"] * 4 + ["low10"] * 8 + ["full"] * 4
+    # so every view's margin (shift is the full runs on another split) is decided over 5 seeds of each row
+    for task in TASKS:
+        for setting in MAD.settings:
+            for row in ("none", "mad"):
+                seeds = sorted(r.seed for r in runs if (r.task, r.setting, r.row) == (task, setting, row))
+                assert seeds == [0, 1, 2, 3, 4]
 
 
 def test_every_run_has_its_own_folder(tmp_path):
@@ -202,7 +203,9 @@ def test_checks_met_with_five_seeds_and_a_significant_margin(tmp_path):
     vqa = c["mad_minus_none_low1_points"]["shapes-vqa"]
     assert vqa["value"] == pytest.approx(11.0) and vqa["seeds"] == [5, 5] and vqa["p_value"] < 0.001
     assert vqa["met"] is True and vqa["status"] == "met"
-    assert c["mad_minus_none_low1_points"]["shapes-ve"]["status"] == "pending (not run)"
+    # not run on shapes-ve: pending, naming the rows it waits for
+    waiting = "pending (no runs of `mad`, `none` under today's recipe)"
+    assert c["mad_minus_none_low1_points"]["shapes-ve"]["status"] == waiting
     assert c["any_task"] is True  # met on one task is enough
 
 
@@ -216,8 +219,8 @@ def test_checks_not_met_with_five_seeds_within_the_noise(tmp_path):
     doc = _collect(tmp_path, grid=FIVE)
     assert doc["checks"]["any_task"] is False
     table = results_table(FIVE, doc)
-    line = "MAD minus none at 1% (shapes-vqa, overall): +1.00 points (seed spread 4.13; "
-    assert line + "Welch p = 0.481, 95% CI -2.20 to +4.20) — not met." in table
+    line = "MAD minus none at 1% (shapes-vqa, overall): +1.00 points (5 seeds each; "
+    assert line + "Welch p = 0.481, 95% CI -2.20 to +4.20) — NOT met." in table
     assert "at least one task): NOT met" in table
     assert "Welch p < 0.05 over 5+ seeds of each" in table
 
@@ -246,10 +249,10 @@ def test_margin_per_setting_for_every_view_and_only_low1_decides_acceptance(tmp_
     # full: mad 0.81 ± 0.01414, none 0.80 ± 0.01414 -> +1.0 within 2.83; shift: +10.0, spread 2.83
     assert views["full"]["value"] == pytest.approx(1.0) and views["full"]["spread"] == pytest.approx(2.83)
     assert views["shift"]["value"] == pytest.approx(10.0) and views["shift"]["p_value"] < 0.05
-    assert c["mad_minus_none_points"]["shapes-ve"]["full"]["status"] == "pending (not run)"
+    assert c["mad_minus_none_points"]["shapes-ve"]["full"]["missing"] == ["mad", "none"]
     line = "low1 +11.00 (3 seeds each, Welch p = 0.0"  # a small p-value over 3 seeds reads as pending
     margins = margins_line(c, "shapes-vqa")
-    assert margins.startswith(line) and "low10 +5.00 (one seed: pending (needs 5+ seeds of each))" in margins
+    assert margins.startswith(line) and "low10 +5.00 (one seed each: pending (needs 5+ seeds of each))" in margins
     assert margins.split(", low10")[0].endswith(": pending (needs 5+ seeds of each))")
     assert "full +1.00 (2 seeds each" in margins
     assert "MAD minus none per setting (shapes-vqa, overall, points): " + line in results_table(MAD, doc)

@@ -164,3 +164,19 @@ def test_a_tiny_p_value_is_stored_with_its_digits_not_as_zero():
     assert stored_p(0.00012345) == 0.000123 and stored_p(0.001) == 0.001
     check = bound([22.5, 22.9, 22.7, 22.6, 22.8], 1.5)  # far from the bound: p ~ 1e-9, which 6 decimals made 0.0
     assert 0 < check["p_value"] < 1e-6 and check["met"] is False
+
+
+def test_the_retrieval_claim_waits_for_its_rows_as_the_task_claims_do():
+    """MCAD's claim (mcad beats clip on R@1) with no `mcad` runs of today's recipe is pending and names the row,
+    in the JSON and in the table's Targets line, as the DiDE and MAD layouts' claims do."""
+    from workbench.experiments.grid import as_grid
+    from workbench.experiments.layout_retrieval import checks
+    from workbench.experiments.stats import no_runs, note
+
+    clip = {"r1": {"values": [0.95, 0.96, 0.94, 0.95, 0.97]}, "runs": [{"params": 1}]}
+    out = checks(as_grid("mcad"), {"rows": {"clip": clip}, "teachers": {}})
+    assert out == {"mcad_minus_clip_r1_points": no_runs(["mcad"])}
+    line = note("mcad_minus_clip_r1_points", out["mcad_minus_clip_r1_points"])
+    assert line == "mcad_minus_clip_r1_points — pending (no runs of `mcad` under today's recipe)"
+    both = checks(as_grid("mcad"), {"rows": {}, "teachers": {}})["mcad_minus_clip_r1_points"]
+    assert both["missing"] == ["mcad", "clip"]

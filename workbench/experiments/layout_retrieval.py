@@ -10,7 +10,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import EARLIER_NOTE, RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records, whys
-from workbench.experiments.stats import bound, claim, note
+from workbench.experiments.stats import bound, claim, no_runs, note
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
@@ -47,10 +47,11 @@ def checks(grid: Grid, results: dict) -> dict:
     rows, teacher, out = results["rows"], results["teachers"].get("dual"), {}
     c, name, base = grid.claims, grid.claims["row"], grid.baseline
     row = rows.get(name)
-    if row and base in rows:
-        out[f"{name}_minus_{base}_{c['metric']}_points"] = claim(
-            row[c["metric"]]["values"], rows[base][c["metric"]]["values"]
-        )
+    missing = [r for r in (name, base) if r not in rows]
+    # a claim stays in view, pending and naming the rows it waits for, while a row has no runs of today's recipe
+    out[f"{name}_minus_{base}_{c['metric']}_points"] = (
+        no_runs(missing) if missing else claim(row[c["metric"]]["values"], rows[base][c["metric"]]["values"])
+    )
     if row and teacher:
         frac = row["runs"][0]["params"] / teacher["params"]
         out["student_params_fraction_of_teacher"] = {"value": round(frac, 3), "target": c["params_fraction"],

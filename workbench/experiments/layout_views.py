@@ -9,7 +9,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import merge_records
-from workbench.experiments.stats import ALPHA, MIN_SEEDS, claim, format_test, p_text, verdict
+from workbench.experiments.stats import ALPHA, MIN_SEEDS, claim, format_test, no_runs, p_text, verdict
 
 RULE = f"with Welch p < {ALPHA} over {MIN_SEEDS}+ seeds of each"
 LEGACY_RULE = "by more than the seed spread"  # results files from before the Welch test
@@ -58,16 +58,11 @@ def protocol(grid: Grid) -> dict:
 
 def _margin(grid: Grid, rows: dict) -> dict:
     """The claim row minus the baseline (overall accuracy, points) on one view's rows (`stats.claim`)."""
-    a, b = rows.get(grid.claims["row"]), rows.get(grid.baseline)
-    if not a or not b:
-        return {
-            "value": None,
-            "spread": None,
-            "p_value": None,
-            "ci95": None,
-            "met": None,
-            "status": "pending (not run)",
-        }
+    names = (grid.claims["row"], grid.baseline)
+    missing = [r for r in names if not rows.get(r)]
+    if missing:  # pending, naming the rows it waits for (as the tasks layout does)
+        return no_runs(missing)
+    a, b = (rows[r] for r in names)
     return claim(a["accuracy"]["values"], b["accuracy"]["values"])
 
 
@@ -105,10 +100,9 @@ def margins_line(checks_: dict, task: str, key: str = "mad_minus_none_points") -
         if c["value"] is None:
             parts.append(f"{view} not run")
             continue
-        mad, none = c.get("seeds") or (None, None)
-        counted = "one seed" if mad == none == 1 else f"{mad} seeds each" if mad == none else f"{mad} and {none} seeds"
-        p = f", Welch p {p_text(c['p_value'])}" if c.get("p_value") is not None else ""
-        parts.append(f"{view} {c['value']:+.2f} ({counted}{p}: {verdict(c).removeprefix(' — ')})")
+        p = f"Welch p {p_text(c['p_value'])}" if c.get("p_value") is not None else ""
+        said = ", ".join(x for x in (_seeds_text(c.get("seeds")), p) if x)
+        parts.append(f"{view} {c['value']:+.2f} ({said + ': ' if said else ''}{verdict(c).removeprefix(' — ')})")
     return ", ".join(parts)
 
 
@@ -129,11 +123,21 @@ def _row_lines(grid: Grid, rows: dict, qtypes: list[str]) -> list[str]:
 
 
 def _claim_note(c: dict) -> str:
+    """ "+3.36 points (5 seeds each; Welch p = 0.006, 95% CI ...) — met": the margin, the test, the shared verdict
+    wording (`stats.verdict`)."""
     if c["value"] is None:
         return c["status"]
-    spread = "no spread yet" if c["spread"] is None else f"seed spread {c['spread']:.2f}"
     test = format_test(c)
-    return f"{c['value']:+.2f} points ({spread}{'; ' + test if test else ''}) — {c['status']}"
+    said = "; ".join(x for x in (_seeds_text(c.get("seeds")), test) if x)
+    return f"{c['value']:+.2f} points{f' ({said})' if said else ''}{verdict(c)}"
+
+
+def _seeds_text(seeds: list[int] | None) -> str:
+    """ "5 seeds each", "one seed each", "3 and 5 seeds"; "" for a results file from before seeds were kept."""
+    if not seeds:
+        return ""
+    a, b = seeds
+    return "one seed each" if a == b == 1 else f"{a} seeds each" if a == b else f"{a} and {b} seeds"
 
 
 def table(grid: Grid, doc: dict) -> str:
