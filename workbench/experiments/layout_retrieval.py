@@ -10,7 +10,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import EARLIER_NOTE, RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records, whys
-from workbench.experiments.stats import bound, claim, no_runs, note
+from workbench.experiments.stats import bound, compare, note
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
@@ -47,11 +47,8 @@ def checks(grid: Grid, results: dict) -> dict:
     rows, teacher, out = results["rows"], results["teachers"].get("dual"), {}
     c, name, base = grid.claims, grid.claims["row"], grid.baseline
     row = rows.get(name)
-    missing = [r for r in (name, base) if r not in rows]
-    # a claim stays in view, pending and naming the rows it waits for, while a row has no runs of today's recipe
-    out[f"{name}_minus_{base}_{c['metric']}_points"] = (
-        no_runs(missing) if missing else claim(row[c["metric"]]["values"], rows[base][c["metric"]]["values"])
-    )
+    # pending, naming the rows it waits for, while a row has no runs of today's recipe
+    out[f"{name}_minus_{base}_{c['metric']}_points"] = compare(rows, name, base, lambda r: r[c["metric"]]["values"])
     if row and teacher:
         frac = row["runs"][0]["params"] / teacher["params"]
         out["student_params_fraction_of_teacher"] = {"value": round(frac, 3), "target": c["params_fraction"],

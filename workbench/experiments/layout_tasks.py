@@ -10,7 +10,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import EARLIER_NOTE, merge_records, whys
-from workbench.experiments.stats import bound, claim, no_runs, note
+from workbench.experiments.stats import bound, claim, compare, no_runs, note
 
 PARTS = ("rows", "earlier")  # a task entry's current runs, then those of an earlier teacher or recipe
 
@@ -70,9 +70,7 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
         elif (a := rows[name]["per_type"].get(q)) is not None and (b := rows[base]["per_type"].get(q)) is not None:
             out[f"{name}_minus_{base}_{q}_points"] = claim(a["values"], b["values"])
     for a, b in claims.get("compare", {}).get(task, ()):
-        missing = [r for r in (a, b) if r not in rows]
-        values = [rows[r]["accuracy"]["values"] for r in (a, b) if r in rows]
-        out[f"{slug(a)}_minus_{slug(b)}_points"] = no_runs(missing) if missing else claim(*values)
+        out[f"{slug(a)}_minus_{slug(b)}_points"] = compare(rows, a, b, lambda row: row["accuracy"]["values"])
     return out
 
 

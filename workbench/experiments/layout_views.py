@@ -9,7 +9,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import merge_records
-from workbench.experiments.stats import ALPHA, MIN_SEEDS, claim, format_test, no_runs, p_text, verdict
+from workbench.experiments.stats import ALPHA, MIN_SEEDS, compare, format_test, p_text, verdict
 
 RULE = f"with Welch p < {ALPHA} over {MIN_SEEDS}+ seeds of each"
 LEGACY_RULE = "by more than the seed spread"  # results files from before the Welch test
@@ -58,12 +58,7 @@ def protocol(grid: Grid) -> dict:
 
 def _margin(grid: Grid, rows: dict) -> dict:
     """The claim row minus the baseline (overall accuracy, points) on one view's rows (`stats.claim`)."""
-    names = (grid.claims["row"], grid.baseline)
-    missing = [r for r in names if not rows.get(r)]
-    if missing:  # pending, naming the rows it waits for (as the tasks layout does)
-        return no_runs(missing)
-    a, b = (rows[r] for r in names)
-    return claim(a["accuracy"]["values"], b["accuracy"]["values"])
+    return compare(rows, grid.claims["row"], grid.baseline, lambda row: row["accuracy"]["values"])
 
 
 def checks(grid: Grid, results: dict) -> dict:

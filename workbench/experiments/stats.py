@@ -95,6 +95,13 @@ def no_runs(rows: list[str]) -> dict:
     }
 
 
+def compare(rows: dict, a: str, b: str, values) -> dict:
+    """The claim "row `a` beats row `b`" on `values(row)` (`claim`), or `no_runs` naming whichever of the two has
+    no runs of today's recipe (absent or empty in `rows`): the one rule every results layout applies."""
+    missing = [r for r in (a, b) if not rows.get(r)]
+    return no_runs(missing) if missing else claim(values(rows[a]), values(rows[b]))
+
+
 def bound(values: list[float], target: float, side: str = "below") -> dict:
     """The claim "the mean of `values` is below `target`" (`side` "below"; or "above"), e.g. a student's gap to
     its teacher in points against a fixed 1.5: a one-sample t-test (`scipy.stats.ttest_1samp`), decided as `claim`
