@@ -122,6 +122,38 @@ def test_config_file_then_flags(tmp_path):
     assert cfg.lr == 0.1 and cfg.curriculum == saved.curriculum
 
 
+def test_config_from_a_checkpoint_folder(tmp_path):
+    """A shipped checkpoint's recorded recipe runs again with other options (another seed) in a new run folder;
+    without --out it is refused (the recorded run folder is the run that made the checkpoint)."""
+    saved = TrainConfig(out="runs/made-it", dataset="easy-vqa", lr=7e-4, warmup_steps=100, max_steps=3700,
+                        curriculum=[[["shape"], 1000, "until=0.97"]], size={"patch_size": 8})  # fmt: skip
+    record = {"kind": "fusion", "train_config": dataclasses.asdict(saved), "metrics": {}}
+    (tmp_path / "workbench.json").write_text(json.dumps(record))
+    cfg, _ = _parse("train", "--config", str(tmp_path), "--seed", "2", "--out", "runs/seed2")
+    assert cfg == dataclasses.replace(saved, seed=2, out="runs/seed2")
+    assert main(["train", "--config", str(tmp_path), "--seed", "2"]) == 2
+    del record["train_config"]
+    (tmp_path / "workbench.json").write_text(json.dumps(record))
+    assert main(["train", "--config", str(tmp_path), "--out", "o"]) == 2
+
+
+def test_the_shipped_teachers_recipes_read_back_from_their_checkpoints():
+    """`--config assets/<name>-teacher` is the recipe `workbench rebuild` trains (the run folder aside)."""
+    from workbench.configs.teachers import TEACHERS, teacher_config
+
+    assets = Path(__file__).resolve().parents[2] / "assets"
+
+    def comparable(cfg):
+        # the run folder and checkpoint cadence aside; a started-from checkpoint only as given or not (the base
+        # teacher was named shapes-vqa-teacher when the shipped entailment teachers were trained from it)
+        started = {k: bool(getattr(cfg, k)) for k in ("init_from", "warm_start")}
+        return dataclasses.replace(cfg, out="o", save_every=0, **started)
+
+    for name in TEACHERS:
+        cfg, _ = _parse("train", "--config", str(assets / f"{name}-teacher"), "--out", "o")
+        assert comparable(cfg) == comparable(teacher_config(name, runs="runs", assets="assets")), name
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -211,3 +243,23 @@ def test_eval_on_val_paraphrase_of_a_dataset_without_it_is_a_clear_error(capsys)
     """The dataset refuses the split when it is built (not at its first example, past the command's error handling)."""
     assert main(["eval", "assets/shapes-ve-teacher", "--split", "val-paraphrase", "--size", "4"]) == 2
     assert "no held-out-val rewordings" in capsys.readouterr().err
+
+
+def test_every_documented_command_parses():
+    """Each `.venv/bin/workbench ...` line of the README and docs/ is a command this version accepts (options
+    renamed or removed would otherwise leave the docs wrong without a failure)."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[2]
+    commands = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for line in doc.read_text().replace("\\\n", " ").splitlines():
+            line = line.strip().strip("`")
+            if line.startswith(".venv/bin/workbench ") and "--help" not in line:
+                commands.append((doc.name, shlex.split(line.split(" # ")[0])[1:]))
+    assert len(commands) > 30
+    for doc, argv in commands:
+        try:
+            build_parser(argv[0]).parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{doc}: workbench {' '.join(argv)}")

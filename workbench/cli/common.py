@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from workbench.cli.options import Option, add_options, as_declared, build, given
+from workbench.cli.options import Option, add_options, as_declared, build, given, names_checkpoint
 from workbench.errors import WorkbenchError
 
 # where `--readme` writes a generated table when given without a file: the page of generated results tables
@@ -123,8 +123,9 @@ def add_train_options(
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="start from a saved TrainConfig (a run's train_config.json, or its run folder); the options given "
-        "on the command line override it",
+        help="start from a saved TrainConfig (a run's train_config.json, its run folder, or a checkpoint folder "
+        "such as assets/easy-vqa-teacher: the recipe it was trained with); the options given on the command line "
+        "override it",
     )
     group = p.add_argument_group("training options (TrainConfig)")
     dests = add_options(group, TrainConfig, options=options, skip=("size", "recipe_args", *skip), defaults=defaults)
@@ -148,8 +149,12 @@ def train_config(args: argparse.Namespace):
     size = {k: getattr(args, dest) for dest, k in args.size_dests.items() if getattr(args, dest) is not None}
     if size:
         cfg = dataclasses.replace(cfg, size={**cfg.size, **size})
-    if not args.config and "out" not in flags:
-        raise WorkbenchError("--out is required (the run folder), unless --config names a saved run")
+    if "out" not in flags and (not args.config or names_checkpoint(args.config)):
+        # a checkpoint's recorded run folder is another machine's (or the run that made it): never write there
+        raise WorkbenchError(
+            "--out is required (the run folder), unless --config names a saved run (a checkpoint folder gives only "
+            "the recipe it was trained with)"
+        )
     check_data_root(cfg.dataset, cfg.data_root)
     return cfg
 

@@ -174,9 +174,18 @@ def build(cls: type, flags: dict, *, file: str | Path | None = None, defaults: d
     return dataclasses.replace(base, **as_declared(cls, flags))
 
 
-def read_config(path: str | Path, cls: type) -> Any:
-    """A saved config (e.g. a run's train_config.json, or the run folder holding it) as a `cls`."""
+def names_checkpoint(path: str | Path) -> bool:
+    """Whether `path` is a checkpoint folder (its workbench.json records the training config) and not a run."""
     path = Path(path)
+    return path.is_dir() and not (path / "train_config.json").exists() and (path / "workbench.json").exists()
+
+
+def read_config(path: str | Path, cls: type) -> Any:
+    """A saved config (e.g. a run's train_config.json, or the run folder holding it) as a `cls`; a checkpoint
+    folder (a shipped model) gives the config it was trained with, so its recipe can be run again (other seeds)."""
+    path = Path(path)
+    if names_checkpoint(path):
+        return _checkpoint_config(path / "workbench.json", cls)
     if path.is_dir():  # a run folder: the config it saved
         path = path / "train_config.json"
     from_json = getattr(cls, "from_json", None)
@@ -193,4 +202,20 @@ def read_config(path: str | Path, cls: type) -> Any:
     try:
         return cls(**as_declared(cls, data))
     except TypeError as e:  # a field this version does not know
+        raise WorkbenchError(f"{path} is not a {cls.__name__}: {e}") from e
+
+
+def _checkpoint_config(path: Path, cls: type) -> Any:
+    try:
+        values = json.loads(path.read_text()).get("train_config")
+    except (OSError, ValueError, AttributeError) as e:
+        raise WorkbenchError(f"cannot read the checkpoint record {path}: {e}") from e
+    if not isinstance(values, dict):
+        raise WorkbenchError(f"{path} records no training config (a checkpoint saved by an older version?)")
+    from_dict = getattr(cls, "from_dict", None)
+    if callable(from_dict):
+        return from_dict(values, source=str(path))
+    try:
+        return cls(**as_declared(cls, values))
+    except TypeError as e:
         raise WorkbenchError(f"{path} is not a {cls.__name__}: {e}") from e
