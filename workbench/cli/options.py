@@ -184,38 +184,25 @@ def read_config(path: str | Path, cls: type) -> Any:
     """A saved config (e.g. a run's train_config.json, or the run folder holding it) as a `cls`; a checkpoint
     folder (a shipped model) gives the config it was trained with, so its recipe can be run again (other seeds)."""
     path = Path(path)
-    if names_checkpoint(path):
-        return _checkpoint_config(path / "workbench.json", cls)
-    if path.is_dir():  # a run folder: the config it saved
-        path = path / "train_config.json"
-    from_json = getattr(cls, "from_json", None)
+    checkpoint = names_checkpoint(path)
+    if path.is_dir():  # a run folder: the config it saved; a checkpoint: its record, which holds the config
+        path = path / ("workbench.json" if checkpoint else "train_config.json")
     try:
-        if callable(from_json):  # the dataclass knows its own format (older files, nested fields)
-            return from_json(path)
         data = json.loads(path.read_text())
     except FileNotFoundError as e:
         raise WorkbenchError(f"no config file {path}") from e
-    except json.JSONDecodeError as e:
-        raise WorkbenchError(f"{path} is not JSON: {e}") from e
+    except (OSError, ValueError) as e:
+        raise WorkbenchError(f"{path} is not a readable JSON file: {e}") from e
+    if checkpoint:
+        data = data.get("train_config") if isinstance(data, dict) else None
+        if data is None:
+            raise WorkbenchError(f"{path} records no training config (a checkpoint saved by an older version?)")
     if not isinstance(data, dict):
         raise WorkbenchError(f"{path} holds no {cls.__name__} (a JSON object of its fields)")
+    from_dict = getattr(cls, "from_dict", None)
     try:
+        if callable(from_dict):  # the dataclass knows its own format (older files, nested fields)
+            return from_dict(data, source=str(path))
         return cls(**as_declared(cls, data))
     except TypeError as e:  # a field this version does not know
-        raise WorkbenchError(f"{path} is not a {cls.__name__}: {e}") from e
-
-
-def _checkpoint_config(path: Path, cls: type) -> Any:
-    try:
-        values = json.loads(path.read_text()).get("train_config")
-    except (OSError, ValueError, AttributeError) as e:
-        raise WorkbenchError(f"cannot read the checkpoint record {path}: {e}") from e
-    if not isinstance(values, dict):
-        raise WorkbenchError(f"{path} records no training config (a checkpoint saved by an older version?)")
-    from_dict = getattr(cls, "from_dict", None)
-    if callable(from_dict):
-        return from_dict(values, source=str(path))
-    try:
-        return cls(**as_declared(cls, values))
-    except TypeError as e:
         raise WorkbenchError(f"{path} is not a {cls.__name__}: {e}") from e
