@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from workbench.configs.grids import MCAD
 from workbench.experiments.stats import MIN_SEEDS, bound, claim, format_test, note, summary, verdict, versus, welch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +133,12 @@ def test_the_shipped_claims_p_values_are_the_reviews():
     p = stats.ttest_ind(a, b, equal_var=False).pvalue
     check = mcad["checks"]["mcad_minus_clip_r1_points"]
     assert check["p_value"] == pytest.approx(p, abs=1e-6) and check["met"] == (p < 0.05 and check["value"] > 0)
+    for a, b in MCAD["claims"]["compare"]:  # against the soft-label baseline and the scalar ablation
+        x, y = mcad["rows"][a]["r1"]["values"], mcad["rows"][b]["r1"]["values"]
+        check, p = mcad["checks"][f"{a}_minus_{b}_r1_points"], stats.ttest_ind(x, y, equal_var=False).pvalue
+        assert check["p_value"] == pytest.approx(p, abs=1e-6) and check["seeds"] == [len(x), len(y)]
+        enough = min(len(x), len(y)) >= 5
+        assert check["met"] == ((p < 0.05 and check["value"] > 0) if enough else None)
 
 
 def test_a_claim_whose_rows_have_no_runs_of_today_stays_in_view_as_pending():
@@ -175,7 +182,11 @@ def test_the_retrieval_claim_waits_for_its_rows_as_the_task_claims_do():
 
     clip = {"r1": {"values": [0.95, 0.96, 0.94, 0.95, 0.97]}, "runs": [{"params": 1}]}
     out = checks(as_grid("mcad"), {"rows": {"clip": clip}, "teachers": {}})
-    assert out == {"mcad_minus_clip_r1_points": no_runs(["mcad"])}
+    assert out == {
+        "mcad_minus_clip_r1_points": no_runs(["mcad"]),
+        "mcad_minus_clipkd_r1_points": no_runs(["mcad", "clipkd"]),  # against the baselines and the ablation too
+        "mcad_minus_mcad-scalar_r1_points": no_runs(["mcad", "mcad-scalar"]),
+    }
     line = note("mcad_minus_clip_r1_points", out["mcad_minus_clip_r1_points"])
     assert line == "mcad_minus_clip_r1_points — pending (no runs of `mcad` under today's recipe)"
     both = checks(as_grid("mcad"), {"rows": {}, "teachers": {}})["mcad_minus_clip_r1_points"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import EARLIER_NOTE, RETRIEVAL_DIRECTIONS, flat_retrieval, merge_records, whys
-from workbench.experiments.stats import bound, compare, note
+from workbench.experiments.stats import bound, compare, note, slug
 
 
 def rows_of(grid: Grid, document: dict) -> dict:
@@ -43,12 +43,14 @@ def document(
 
 def checks(grid: Grid, results: dict) -> dict:
     """The grid's claims, measured: the claim row beats the baseline on R@1 (`stats.claim`: Welch, at least 5
-    seeds of each); the student's size and R@1 as fractions of the dual teacher's; the fusion re-rank's gain."""
+    seeds of each), and so does `a` over `b` for each `compare` pair; the student's size and R@1 as fractions of
+    the dual teacher's; the fusion re-rank's gain."""
     rows, teacher, out = results["rows"], results["teachers"].get("dual"), {}
     c, name, base = grid.claims, grid.claims["row"], grid.baseline
     row = rows.get(name)
     # pending, naming the rows it waits for, while a row has no runs of today's recipe
-    out[f"{name}_minus_{base}_{c['metric']}_points"] = compare(rows, name, base, lambda r: r[c["metric"]]["values"])
+    for a, b in ((name, base), *c.get("compare", ())):
+        out[f"{slug(a)}_minus_{slug(b)}_{c['metric']}_points"] = compare(rows, a, b, lambda r: r[c["metric"]]["values"])
     if row and teacher:
         frac = row["runs"][0]["params"] / teacher["params"]
         out["student_params_fraction_of_teacher"] = {"value": round(frac, 3), "target": c["params_fraction"],

@@ -4,13 +4,12 @@ teacher then each row, overall and per question type (mean ± sample std over se
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from pathlib import Path
 
 from workbench.experiments.grid import Grid
 from workbench.experiments.measure import EARLIER_NOTE, merge_records, whys
-from workbench.experiments.stats import bound, claim, compare, no_runs, note
+from workbench.experiments.stats import bound, claim, compare, no_runs, note, slug
 
 PARTS = ("rows", "earlier")  # a task entry's current runs, then those of an earlier teacher or recipe
 
@@ -72,11 +71,6 @@ def checks(grid: Grid, task: str, entry: dict) -> dict:
     for a, b in claims.get("compare", {}).get(task, ()):
         out[f"{slug(a)}_minus_{slug(b)}_points"] = compare(rows, a, b, lambda row: row["accuracy"]["values"])
     return out
-
-
-def slug(row: str) -> str:
-    """A row's name as part of a check's key: "dide (4,000 steps)" -> "dide-4000-steps" ("dide-pt" stays)."""
-    return re.sub(r"[^\w-]+", "-", row.replace(",", "")).strip("-")
 
 
 def _fmt(summary: dict) -> str:

@@ -9,6 +9,7 @@ freedom; the 95% confidence interval of the difference of the means from the sam
 from __future__ import annotations
 
 import math
+import re
 import statistics
 
 MIN_SEEDS = 5
@@ -80,6 +81,11 @@ def claim(a: list[float], b: list[float], scale: float = 100.0, direction: int =
         "met": met,
         "status": status(met, enough),
     }
+
+
+def slug(row: str) -> str:
+    """A row's name as part of a check's key: "dide (4,000 steps)" -> "dide-4000-steps" ("dide-pt" stays)."""
+    return re.sub(r"[^\w-]+", "-", row.replace(",", "")).strip("-")
 
 
 def no_runs(rows: list[str]) -> dict:
