@@ -422,6 +422,11 @@ def test_mcad_grid_has_five_seeds_of_every_row_the_claims_rows_first_and_a_smoke
         assert (s["hidden_size"] ** 2 * s["num_layers"]) * 4 <= d["hidden_size"] ** 2 * d["num_layers"]
     with pytest.raises(ValueError, match="no preset 'fast'"):
         get_grid("mcad", "fast")
+    # the full grid's teachers train on one thread whatever the machine, so a rebuild is the same teacher
+    from workbench.experiments.teachers import teacher_configs
+
+    configs = teacher_configs(grid, ROOT / "runs", ROOT / "assets")
+    assert {name: cfg.threads for name, cfg in configs.items()} == {"fusion": 1, "dual": 1}
 
 
 def test_mcad_runs_take_the_grids_teachers_or_the_given_ones(tmp_path):

@@ -254,10 +254,13 @@ RETRIEVAL_DATA = "shapes-retrieval-hard"
 MCAD_PRESETS = {
     "full": dict(
         teacher_budgets=dict(
+            # one thread, pinned: the sums of a step depend on the thread count, and on one thread a rebuild is the
+            # same teacher (the dual teacher rebuilt on 2026-12-05 had the recorded rows' fingerprint), so the
+            # recorded students stay its students
             fusion=dict(epochs=2, train_size=128_000, max_steps=4000, batch_size=64, lr=3e-4, warmup_steps=200,
-                        val_size=1200, test_size=3000, save_every=500),
+                        val_size=1200, test_size=3000, save_every=500, threads=1),
             dual=dict(epochs=1, train_size=128_000, max_steps=1000, batch_size=128, lr=5e-4, warmup_steps=300,
-                      val_size=500, test_size=1000, save_every=500,
+                      val_size=500, test_size=1000, save_every=500, threads=1,
                       size={"hidden_size": 256, "num_layers": 6, "num_heads": 8}),
         ),
         # 1,000 steps of 64 fresh examples (why not the DiDE students' 3,000: above)
