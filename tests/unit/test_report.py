@@ -224,13 +224,18 @@ def _bound_cell(check: dict) -> str:
 def _mcad_cells(mcad: dict) -> list[str]:
     """MCAD's headline: the fused-feature `mcad` against `clip`, both of today's clean splits (the file's current
     rows; the leaky-gallery runs are in its earlier section, which the headline does not read)."""
-    rows = mcad["rows"]
-    teacher, check = mcad["teachers"]["dual"]["r1"], mcad["checks"]["mcad_minus_clip_r1_points"]
+    rows, checks = mcad["rows"], mcad["checks"]
+    teacher = mcad["teachers"]["dual"]["r1"]
     return [
         f"`mcad` {_pm(rows['mcad']['r1'])}",
         f"`clip` {_pm(rows['clip']['r1'])}",
         f"{100 * teacher:.1f}",
-        _points(check),
+        _points(checks["mcad_minus_clip_r1_points"]),
+        # against the soft-label baseline and the scalar form of the fused signal, with their rows' figures
+        f"`clipkd` {_pm(rows['clipkd']['r1'])}",
+        _points(checks["mcad_minus_clipkd_r1_points"]),
+        f"`mcad-scalar` {_pm(rows['mcad-scalar']['r1'])}",
+        _points(checks["mcad_minus_mcad-scalar_r1_points"]),
     ]
 
 

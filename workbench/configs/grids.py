@@ -327,9 +327,9 @@ MCAD = dict(
     baseline="clip",
     metrics=("r1", *(f"{d} {k}" for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10", "median_rank"))),
     # R@1 = mean of the image->text and text->image R@1
-    # mcad beats clip (the headline), and logit distillation from the dual teacher alone (`clipkd`, the soft-label
-    # baseline every comparison includes) and the fused signal as a scalar (`mcad-scalar`, issue 28: the paper's
-    # fused features against our earlier stand-in)
+    # mcad beats clip (the headline), distillation from the dual teacher alone (`clipkd`: CLIP-KD's feature and
+    # relation terms, the soft-label baseline every comparison includes) and the fused signal as a scalar
+    # (`mcad-scalar`, issue 28: the paper's fused features against our earlier stand-in)
     claims=dict(
         row="mcad",
         metric="r1",
