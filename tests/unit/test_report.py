@@ -222,8 +222,9 @@ def _bound_cell(check: dict) -> str:
 
 
 def _mcad_cells(mcad: dict) -> list[str]:
-    """MCAD's headline: the fused-feature `mcad` against `clip`, both of today's clean splits (the file's current
-    rows; the leaky-gallery runs are in its earlier section, which the headline does not read)."""
+    """MCAD's headline: the fused-feature `mcad` against `clip`, then against `clipkd` and `mcad-scalar`, all of
+    today's clean splits (the file's current rows; the leaky-gallery runs are in its earlier section, which the
+    headline does not read)."""
     rows, checks = mcad["rows"], mcad["checks"]
     teacher = mcad["teachers"]["dual"]["r1"]
     return [

@@ -336,7 +336,7 @@ MCAD = dict(
         params_fraction=0.25,
         r1_fraction=0.9,
         compare=(("mcad", "clipkd"), ("mcad", "mcad-scalar")),
-    ),  # fmt: skip
+    ),
 )
 
 GRIDS: dict[str, dict] = {"dide": DIDE, "mad": MAD, "mcad": MCAD}
