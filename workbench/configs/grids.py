@@ -16,7 +16,8 @@
   again); `checked_teachers`: the method's other teachers (fields of its Config) checked the same way, from the
   fingerprints a run records of them (`teacher_fingerprints`).
 - `views`: the table's row groups, each a setting's runs tested on one split (default: the test split).
-- `baseline`: the row every other row is compared with (Welch t-test); `claims`: what the table claims.
+- `baseline`: the row every other row is compared with (Welch t-test); `claims`: what the table claims (its
+  `compare`: dataset -> pairs (a, b), each the claim that row a beats row b there).
 - `presets`: named variants of the grid's data (MCAD's `smoke` runs the pipeline end to end in minutes).
 
 The budgets are ours, for one CPU thread per worker; the reasons are next to each.
@@ -335,7 +336,7 @@ MCAD = dict(
         metric="r1",
         params_fraction=0.25,
         r1_fraction=0.9,
-        compare=(("mcad", "clipkd"), ("mcad", "mcad-scalar")),
+        compare={RETRIEVAL_DATA: (("mcad", "clipkd"), ("mcad", "mcad-scalar"))},
     ),
 )
 

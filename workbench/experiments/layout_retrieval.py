@@ -49,7 +49,7 @@ def checks(grid: Grid, results: dict) -> dict:
     c, name, base = grid.claims, grid.claims["row"], grid.baseline
     row = rows.get(name)
     # pending, naming the rows it waits for, while a row has no runs of today's recipe
-    for a, b in ((name, base), *c.get("compare", ())):
+    for a, b in ((name, base), *c.get("compare", {}).get(grid.tasks[0], ())):
         out[f"{slug(a)}_minus_{slug(b)}_{c['metric']}_points"] = compare(rows, a, b, lambda r: r[c["metric"]]["values"])
     if row and teacher:
         frac = row["runs"][0]["params"] / teacher["params"]
