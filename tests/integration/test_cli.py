@@ -126,11 +126,15 @@ def test_config_from_a_checkpoint_folder(tmp_path):
     """A shipped checkpoint's recorded recipe runs again with other options (another seed) in a new run folder;
     without --out it is refused (the recorded run folder is the run that made the checkpoint)."""
     saved = TrainConfig(out="runs/made-it", dataset="easy-vqa", lr=7e-4, warmup_steps=100, max_steps=3700,
-                        curriculum=[[["shape"], 1000, "until=0.97"]], size={"patch_size": 8})  # fmt: skip
+                        curriculum=[[["shape"], 1000, "until=0.97"]], oversample={"rare": 2},
+                        size={"patch_size": 8})  # fmt: skip
     record = {"kind": "fusion", "train_config": dataclasses.asdict(saved), "metrics": {}}
     (tmp_path / "workbench.json").write_text(json.dumps(record))
     cfg, _ = _parse("train", "--config", str(tmp_path), "--seed", "2", "--out", "runs/seed2")
     assert cfg == dataclasses.replace(saved, seed=2, out="runs/seed2")
+    # 'none' clears the recorded curriculum or oversampling (the recipe without one of its decisions)
+    cfg, _ = _parse("train", "--config", str(tmp_path), "--out", "o", "--curriculum", "none", "--oversample", "none")
+    assert (cfg.curriculum, cfg.oversample, cfg.lr) == ([], {}, 7e-4)
     assert main(["train", "--config", str(tmp_path), "--seed", "2"]) == 2
     del record["train_config"]
     (tmp_path / "workbench.json").write_text(json.dumps(record))

@@ -49,13 +49,15 @@ def _train_options() -> dict[str, Option]:
             "phases that open the first epoch, each training only on these question types, e.g. "
             "shape:600 shape,colour:400 (what the easy-VQA teacher needs to learn shape); ':balanced' draws the "
             "names in turn; ':until=0.97' makes STEPS a cap and ends the phase once 25 batches in a row average "
-            "that training accuracy (the steps left go to the mix; the run still ends at --max-steps)",
+            "that training accuracy (the steps left go to the mix; the run still ends at --max-steps); 'none' "
+            "clears one recorded in --config",
             convert=parse_curriculum,
             kwargs={"nargs": "+", "metavar": "QTYPES:STEPS"},
         ),
         "oversample": Option(
             "draw every training example with this question type or tag K times per epoch (same number of "
-            "steps), e.g. not-colour-present:4 for easy-VQA's rarest yes/no kind",
+            "steps), e.g. not-colour-present:4 for easy-VQA's rarest yes/no kind; 'none' clears one recorded in "
+            "--config",
             convert=parse_oversample,
             kwargs={"nargs": "+", "metavar": "TAG:K"},
         ),

@@ -120,7 +120,10 @@ class PhaseGate:
 
 def parse_curriculum(phases: list[str]) -> list:
     """`["shape:600:until=0.95", "colour-present,colour-absent:800:balanced"]` ->
-    `[[["shape"], 600, "until=0.95"], [["colour-present", "colour-absent"], 800, "balanced"]]`."""
+    `[[["shape"], 600, "until=0.95"], [["colour-present", "colour-absent"], 800, "balanced"]]`; `["none"]` -> `[]`
+    (no curriculum: clears one recorded in a `--config`)."""
+    if phases == ["none"]:
+        return []
     out = []
     for phase in phases:
         parts = phase.split(":")

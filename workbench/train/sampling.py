@@ -48,7 +48,10 @@ def sampled_order(dataset, oversample: dict, seed: int, epoch: int) -> list[int]
 
 
 def parse_oversample(items: list[str]) -> dict:
-    """`["not-colour-present:4"]` -> `{"not-colour-present": 4}`."""
+    """`["not-colour-present:4"]` -> `{"not-colour-present": 4}`; `["none"]` -> `{}` (clears one recorded in a
+    `--config`)."""
+    if items == ["none"]:
+        return {}
     out = {}
     for item in items:
         name, _, k = item.rpartition(":")
