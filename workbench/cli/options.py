@@ -147,12 +147,16 @@ def add_options(
 
 
 def given(args: argparse.Namespace, dests: dict[str, str], options: dict[str, Option] | None = None) -> dict:
-    """{field: value} of the options the user typed, each through its `Option.convert` if it has one."""
+    """{field: value} of the options the user typed, each through its `Option.convert` if it has one. A converted
+    list typed as the single word `none` is the empty one, as the help shows an empty default (`_show`): so
+    `--curriculum none` clears a curriculum recorded in a `--config`."""
     options, out = options or {}, {}
     for dest, name in dests.items():
         if hasattr(args, dest):
             value = getattr(args, dest)
             convert = options.get(name, Option()).convert
+            if convert and isinstance(value, list) and len(value) == 1 and value[0] in NONE_WORDS:
+                value = []
             out[name] = convert(value) if convert else value
     return out
 

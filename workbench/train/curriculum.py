@@ -120,10 +120,7 @@ class PhaseGate:
 
 def parse_curriculum(phases: list[str]) -> list:
     """`["shape:600:until=0.95", "colour-present,colour-absent:800:balanced"]` ->
-    `[[["shape"], 600, "until=0.95"], [["colour-present", "colour-absent"], 800, "balanced"]]`; `["none"]` -> `[]`
-    (no curriculum: clears one recorded in a `--config`)."""
-    if phases == ["none"]:
-        return []
+    `[[["shape"], 600, "until=0.95"], [["colour-present", "colour-absent"], 800, "balanced"]]`."""
     out = []
     for phase in phases:
         parts = phase.split(":")

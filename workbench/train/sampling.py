@@ -48,10 +48,7 @@ def sampled_order(dataset, oversample: dict, seed: int, epoch: int) -> list[int]
 
 
 def parse_oversample(items: list[str]) -> dict:
-    """`["not-colour-present:4"]` -> `{"not-colour-present": 4}`; `["none"]` -> `{}` (clears one recorded in a
-    `--config`)."""
-    if items == ["none"]:
-        return {}
+    """`["not-colour-present:4"]` -> `{"not-colour-present": 4}`."""
     out = {}
     for item in items:
         name, _, k = item.rpartition(":")
